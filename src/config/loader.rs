@@ -1,0 +1,561 @@
+//! Reading pipeline files into a [`Config`], keeping every error with its position.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml_edit::{Document, InlineTable, Item, Key, TableLike, Value as TomlValue};
+
+use super::{
+    BufferConfig, ComponentDef, ComponentKind, Config, ConfigError, DEFAULT_DATA_DIR,
+    DEFAULT_SHUTDOWN_TIMEOUT, GlobalOptions, Location, did_you_mean, graph, vars,
+};
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use crate::transforms::TransformConfig;
+
+/// Maps byte offsets of one text to 1-based lines and columns (columns count characters).
+struct LineIndex<'a> {
+    file: Arc<str>,
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(file: Arc<str>, text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        Self { file, text, starts }
+    }
+
+    fn locate(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let column = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
+        Location { file: Arc::clone(&self.file), line, column }
+    }
+
+    fn span(&self, span: Option<Range<usize>>) -> Option<Location> {
+        span.map(|s| self.locate(s.start))
+    }
+}
+
+/// Everything gathered from the files before the graph is checked.
+#[derive(Default)]
+struct Gathered {
+    globals: GlobalOptions,
+    global_locations: BTreeMap<&'static str, Location>,
+    sources: BTreeMap<String, ComponentDef<SourceConfig>>,
+    transforms: BTreeMap<String, ComponentDef<TransformConfig>>,
+    sinks: BTreeMap<String, ComponentDef<SinkConfig>>,
+    /// Where each id was defined, to catch one id used twice.
+    defined: BTreeMap<String, (ComponentKind, Location)>,
+    /// Components whose own table had errors: the graph check does not second-guess them.
+    broken: BTreeSet<String>,
+    errors: Vec<ConfigError>,
+}
+
+/// Loads and validates the pipeline files, reporting every error at once.
+pub fn load_from_paths(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.push((path.display().to_string(), text)),
+            Err(e) => errors.push(ConfigError {
+                location: None,
+                component: None,
+                message: format!("cannot read {}: {e}", path.display()),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    load_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+}
+
+/// Loads one pipeline given as text (`name` is used in error positions).
+pub fn load_from_str(name: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+    load_texts([(name, text)])
+}
+
+fn load_texts<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut g = Gathered::default();
+    for (name, text) in files {
+        gather_file(&mut g, name, text);
+    }
+    if g.sources.is_empty()
+        && !g
+            .broken
+            .iter()
+            .any(|id| g.defined.get(id).is_some_and(|d| d.0 == ComponentKind::Source))
+    {
+        g.errors.push(ConfigError {
+            location: None,
+            component: None,
+            message: "no sources are defined: add a [sources.<id>] table".into(),
+        });
+    }
+    if g.sinks.is_empty()
+        && !g.broken.iter().any(|id| g.defined.get(id).is_some_and(|d| d.0 == ComponentKind::Sink))
+    {
+        g.errors.push(ConfigError {
+            location: None,
+            component: None,
+            message: "no sinks are defined: add a [sinks.<id>] table".into(),
+        });
+    }
+    let mut config = Config {
+        data_dir: g.globals.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        api: g.globals.api.clone(),
+        shutdown_timeout: g
+            .globals
+            .shutdown_timeout_secs
+            .map_or(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs),
+        sources: std::mem::take(&mut g.sources),
+        transforms: std::mem::take(&mut g.transforms),
+        sinks: std::mem::take(&mut g.sinks),
+        warnings: Vec::new(),
+    };
+    let mut errors = std::mem::take(&mut g.errors);
+    errors.extend(graph::check(&mut config, &g.broken));
+    errors.extend(check_components(&config));
+    if errors.is_empty() { Ok(config) } else { Err(errors) }
+}
+
+fn gather_file(g: &mut Gathered, name: &str, original: &str) {
+    let file: Arc<str> = Arc::from(name);
+    let text = match vars::interpolate(original, |n| std::env::var(n).ok()) {
+        Ok(t) => t,
+        Err(missing) => {
+            let index = LineIndex::new(Arc::clone(&file), original);
+            g.errors.extend(missing.into_iter().map(|m| ConfigError {
+                location: Some(index.locate(m.offset)),
+                component: None,
+                message: m.message,
+            }));
+            return;
+        }
+    };
+    let index = LineIndex::new(Arc::clone(&file), &text);
+    let doc = match Document::parse(text.as_str()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            g.errors.push(ConfigError {
+                location: index.span(e.span()),
+                component: None,
+                message: format!("invalid TOML: {}", e.message()),
+            });
+            return;
+        }
+    };
+    let root = doc.as_table();
+    let mut globals = InlineTable::new();
+    for (key, item) in root.iter() {
+        let key_span = root.key(key).and_then(Key::span);
+        match key {
+            "sources" => gather_kind(g, &index, ComponentKind::Source, item, key_span),
+            "transforms" => gather_kind(g, &index, ComponentKind::Transform, item, key_span),
+            "sinks" => gather_kind(g, &index, ComponentKind::Sink, item, key_span),
+            _ => {
+                if let Some(v) = item_to_value(item.clone()) {
+                    globals.insert_formatted(
+                        &root.key(key).cloned().unwrap_or_else(|| Key::new(key)),
+                        v,
+                    );
+                }
+            }
+        }
+    }
+    match GlobalOptions::deserialize(TomlValue::InlineTable(globals).into_deserializer()) {
+        Ok(opts) => merge_globals(g, &index, root, opts),
+        Err(e) => g.errors.push(ConfigError {
+            location: index.span(e.span()),
+            component: None,
+            message: top_level_message(e.message()),
+        }),
+    }
+}
+
+fn top_level_message(msg: &str) -> String {
+    if msg.starts_with("unknown field") {
+        format!(
+            "{} at the top level (the top level holds data_dir, api, shutdown_timeout_secs and \
+             the [sources], [transforms] and [sinks] tables)",
+            msg.replace("unknown field", "unknown key").split(", expected").next().unwrap_or(msg)
+        )
+    } else {
+        msg.to_string()
+    }
+}
+
+fn merge_globals(
+    g: &mut Gathered,
+    index: &LineIndex<'_>,
+    root: &toml_edit::Table,
+    opts: GlobalOptions,
+) {
+    let loc = |key: &str| {
+        root.key(key).and_then(Key::span).map(|s| index.locate(s.start)).unwrap_or(Location {
+            file: Arc::clone(&index.file),
+            line: 1,
+            column: 1,
+        })
+    };
+    macro_rules! merge {
+        ($field:ident, $name:literal) => {
+            if let Some(v) = opts.$field {
+                let here = loc($name);
+                if let Some(prev) = g.global_locations.get($name) {
+                    g.errors.push(ConfigError {
+                        location: Some(here),
+                        component: None,
+                        message: format!("`{}` is set again (first set at {prev})", $name),
+                    });
+                } else {
+                    g.global_locations.insert($name, here);
+                    g.globals.$field = Some(v);
+                }
+            }
+        };
+    }
+    merge!(data_dir, "data_dir");
+    merge!(api, "api");
+    merge!(shutdown_timeout_secs, "shutdown_timeout_secs");
+}
+
+/// A TOML item as an inline value (tables become inline tables), keeping spans.
+fn item_to_value(item: Item) -> Option<TomlValue> {
+    match item {
+        Item::Value(v) => Some(v),
+        Item::Table(t) => {
+            let mut inline = InlineTable::new();
+            for (k, v) in t.iter() {
+                if let Some(v) = item_to_value(v.clone()) {
+                    let key = t.key(k).cloned().unwrap_or_else(|| Key::new(k));
+                    inline.insert_formatted(&key, v);
+                }
+            }
+            Some(TomlValue::InlineTable(inline))
+        }
+        Item::ArrayOfTables(a) => {
+            let mut arr = toml_edit::Array::new();
+            for t in a.into_iter() {
+                if let Some(v) = item_to_value(Item::Table(t)) {
+                    arr.push_formatted(v);
+                }
+            }
+            Some(TomlValue::Array(arr))
+        }
+        Item::None => None,
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn gather_kind(
+    g: &mut Gathered,
+    index: &LineIndex<'_>,
+    kind: ComponentKind,
+    item: &Item,
+    key_span: Option<Range<usize>>,
+) {
+    let Some(table) = item.as_table_like() else {
+        g.errors.push(ConfigError {
+            location: index.span(item.span().or(key_span)),
+            component: None,
+            message: format!(
+                "`{}` must be a table of components, like [{}.my_id]",
+                kind.table(),
+                kind.table()
+            ),
+        });
+        return;
+    };
+    for (id, component) in table.iter() {
+        let id_span = table.key(id).and_then(Key::span);
+        let location = index
+            .span(id_span.clone().or_else(|| component.span()))
+            .unwrap_or(Location { file: Arc::clone(&index.file), line: 1, column: 1 });
+        let full = format!("{}.{id}", kind.table());
+        let err = |message: String, at: Option<Location>| ConfigError {
+            location: Some(at.unwrap_or_else(|| location.clone())),
+            component: Some(full.clone()),
+            message,
+        };
+        if !valid_id(id) {
+            g.errors.push(err(
+                format!(
+                    "invalid component id `{id}`: ids are letters, digits, `_` and `-` (a `.` \
+                     separates a component from one of its named outputs)"
+                ),
+                None,
+            ));
+            g.broken.insert(id.to_string());
+            continue;
+        }
+        if let Some((prev_kind, prev)) = g.defined.get(id) {
+            g.errors.push(err(
+                format!("the id `{id}` is already used by {}.{id} at {prev}", prev_kind.table()),
+                None,
+            ));
+            continue;
+        }
+        g.defined.insert(id.to_string(), (kind, location.clone()));
+        match gather_component(index, kind, component, &location) {
+            Ok(def) => match def {
+                Gotten::Source(d) => {
+                    g.sources.insert(id.to_string(), d);
+                }
+                Gotten::Transform(d) => {
+                    g.transforms.insert(id.to_string(), d);
+                }
+                Gotten::Sink(d) => {
+                    g.sinks.insert(id.to_string(), d);
+                }
+            },
+            Err(errs) => {
+                g.broken.insert(id.to_string());
+                g.errors.extend(errs.into_iter().map(|(m, at)| err(m, at)));
+            }
+        }
+    }
+}
+
+enum Gotten {
+    Source(ComponentDef<SourceConfig>),
+    Transform(ComponentDef<TransformConfig>),
+    Sink(ComponentDef<SinkConfig>),
+}
+
+type Problems = Vec<(String, Option<Location>)>;
+
+fn gather_component(
+    index: &LineIndex<'_>,
+    kind: ComponentKind,
+    component: &Item,
+    location: &Location,
+) -> Result<Gotten, Problems> {
+    let Some(table) = component.as_table_like() else {
+        return Err(vec![("a component must be a table".into(), index.span(component.span()))]);
+    };
+    let mut problems = Problems::new();
+    let mut field_locations = BTreeMap::new();
+    record_locations(index, table, "", &mut field_locations);
+
+    let type_name = match table.get("type") {
+        None => {
+            problems.push(("missing `type`".into(), None));
+            None
+        }
+        Some(item) => match item.as_str() {
+            Some(t) => Some(t.to_string()),
+            None => {
+                problems.push(("`type` must be a string".into(), index.span(item.span())));
+                None
+            }
+        },
+    };
+
+    let mut inputs = Vec::new();
+    if kind != ComponentKind::Source {
+        match table.get("inputs") {
+            None => problems.push((
+                format!("missing `inputs`: a {} needs at least one input", kind.name()),
+                None,
+            )),
+            Some(item) => match item.as_array() {
+                Some(arr) => {
+                    for v in arr.iter() {
+                        match v.as_str() {
+                            Some(s) => inputs.push(s.to_string()),
+                            None => problems.push((
+                                "`inputs` must be a list of component ids (strings)".into(),
+                                index.span(v.span()),
+                            )),
+                        }
+                    }
+                }
+                None => problems.push((
+                    "`inputs` must be a list of component ids, like inputs = [\"my_source\"]"
+                        .into(),
+                    index.span(item.span()),
+                )),
+            },
+        }
+    }
+
+    let mut buffer = BufferConfig::default();
+    if kind == ComponentKind::Sink
+        && let Some(item) = table.get("buffer")
+    {
+        match item_to_value(item.clone()).map(|v| BufferConfig::deserialize(v.into_deserializer()))
+        {
+            Some(Ok(b)) => buffer = b,
+            Some(Err(e)) => problems
+                .push((format!("buffer: {}", e.message()), index.span(e.span().or(item.span())))),
+            None => {}
+        }
+    }
+
+    // The rest of the table is the type's own options.
+    let mut rest = InlineTable::new();
+    for (key, item) in table.iter() {
+        let generic = key == "type"
+            || (key == "inputs" && kind != ComponentKind::Source)
+            || (key == "buffer" && kind == ComponentKind::Sink);
+        if generic {
+            continue;
+        }
+        if let Some(v) = item_to_value(item.clone()) {
+            let k = table.key(key).cloned().unwrap_or_else(|| Key::new(key));
+            rest.insert_formatted(&k, v);
+        }
+    }
+
+    let Some(type_name) = type_name else {
+        return Err(problems);
+    };
+    let types: &[&str] = match kind {
+        ComponentKind::Source => SourceConfig::TYPES,
+        ComponentKind::Transform => TransformConfig::TYPES,
+        ComponentKind::Sink => SinkConfig::TYPES,
+    };
+    if !types.contains(&type_name.as_str()) {
+        let hint = did_you_mean(&type_name, types.iter().copied())
+            .map(|s| format!("did you mean `{s}`? "))
+            .unwrap_or_default();
+        problems.push((
+            format!(
+                "unknown {} type `{type_name}`; {hint}known types: {}",
+                kind.name(),
+                types.join(", ")
+            ),
+            index.span(table.get("type").and_then(Item::span)),
+        ));
+        return Err(problems);
+    }
+    let de = TomlValue::InlineTable(rest).into_deserializer();
+    let typed = match kind {
+        ComponentKind::Source => SourceConfig::deserialize_typed(&type_name, de).map(|r| {
+            r.map(|c| {
+                Gotten::Source(def(
+                    c,
+                    Vec::new(),
+                    BufferConfig::default(),
+                    location,
+                    field_locations.clone(),
+                ))
+            })
+        }),
+        ComponentKind::Transform => TransformConfig::deserialize_typed(&type_name, de).map(|r| {
+            r.map(|c| {
+                Gotten::Transform(def(
+                    c,
+                    inputs.clone(),
+                    BufferConfig::default(),
+                    location,
+                    field_locations.clone(),
+                ))
+            })
+        }),
+        ComponentKind::Sink => SinkConfig::deserialize_typed(&type_name, de).map(|r| {
+            r.map(|c| {
+                Gotten::Sink(def(
+                    c,
+                    inputs.clone(),
+                    buffer.clone(),
+                    location,
+                    field_locations.clone(),
+                ))
+            })
+        }),
+    };
+    match typed {
+        Some(Ok(gotten)) if problems.is_empty() => Ok(gotten),
+        Some(Ok(_)) => Err(problems),
+        Some(Err(e)) => {
+            problems.push((friendly(e.message()), index.span(e.span())));
+            Err(problems)
+        }
+        None => Err(problems),
+    }
+}
+
+fn def<T>(
+    inner: T,
+    inputs: Vec<String>,
+    buffer: BufferConfig,
+    location: &Location,
+    field_locations: BTreeMap<String, Location>,
+) -> ComponentDef<T> {
+    ComponentDef { inner, inputs, buffer, location: location.clone(), field_locations }
+}
+
+/// Serde's messages, with the wording tuned for people writing TOML.
+fn friendly(msg: &str) -> String {
+    msg.replace("invalid type: sequence", "invalid type: list")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table")
+}
+
+fn record_locations(
+    index: &LineIndex<'_>,
+    table: &dyn TableLike,
+    prefix: &str,
+    out: &mut BTreeMap<String, Location>,
+) {
+    for (key, item) in table.iter() {
+        let name = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+        if let Some(loc) = index.span(table.key(key).and_then(Key::span).or_else(|| item.span())) {
+            out.insert(name.clone(), loc);
+        }
+        if let Some(sub) = item.as_table_like() {
+            record_locations(index, sub, &name, out);
+        }
+    }
+}
+
+/// Each component's own checks (patterns, programs, templates), located by field.
+fn check_components(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (id, def) in &config.sources {
+        for issue in def.inner.check() {
+            errors.push(ConfigError {
+                location: Some(def.locate(issue.field.as_deref())),
+                component: Some(format!("sources.{id}")),
+                message: issue.message,
+            });
+        }
+    }
+    for (id, def) in &config.transforms {
+        for issue in def.inner.check(id) {
+            errors.push(ConfigError {
+                location: Some(def.locate(issue.field.as_deref())),
+                component: Some(format!("transforms.{id}")),
+                message: issue.message,
+            });
+        }
+    }
+    for (id, def) in &config.sinks {
+        for issue in def.inner.check() {
+            errors.push(ConfigError {
+                location: Some(def.locate(issue.field.as_deref())),
+                component: Some(format!("sinks.{id}")),
+                message: issue.message,
+            });
+        }
+    }
+    errors
+}

@@ -1,0 +1,287 @@
+//! Pipeline configuration: TOML files shaped like Vector's, checked in three steps.
+//!
+//! 1. **Text**: `${VAR}` / `${VAR:-default}` interpolation ([`vars`]).
+//! 2. **Components**: the TOML is parsed with spans kept (`toml_edit`); each component's table
+//!    is deserialized into its closed config type with `deny_unknown_fields`, and every error
+//!    is kept with the component id and `file:line:column` ([`loader`]).
+//! 3. **Graph**: inputs resolve to outputs that exist, no cycles, every sink and transform has
+//!    inputs ([`graph`]); then each component checks what it can without I/O (regexes, VRL
+//!    programs, templates).
+//!
+//! Invariant: validation is pure. Nothing here opens a file other than the pipeline files
+//! themselves, binds a socket or spawns a task; that is `build`'s job in the topology.
+
+pub mod graph;
+pub mod loader;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use crate::topology::channel::{DEFAULT_BUFFER_BYTES, WhenFull};
+use crate::transforms::TransformConfig;
+
+pub use loader::{load_from_paths, load_from_str};
+
+/// The text of the embedded default pipeline (`pipelines/default.toml`).
+pub const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.toml");
+
+/// A place in a pipeline file, 1-based.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: Arc<str>,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One configuration error, in words a user understands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub location: Option<Location>,
+    /// `sources.id`, `transforms.id` or `sinks.id`.
+    pub component: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = &self.location {
+            write!(f, "{loc}: ")?;
+        }
+        if let Some(c) = &self.component {
+            write!(f, "{c}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A problem found by a component's own check, located by the field it concerns.
+#[derive(Clone, Debug)]
+pub struct ConfigIssue {
+    /// The field (dotted for nested tables, e.g. `multiline.start_pattern`), if one is to blame.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.to_string()), message: message.into() }
+    }
+
+    pub fn general(message: impl Into<String>) -> Self {
+        Self { field: None, message: message.into() }
+    }
+}
+
+/// The kind of a component, as written in the TOML tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl ComponentKind {
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Source => "sources",
+            Self::Transform => "transforms",
+            Self::Sink => "sinks",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Transform => "transform",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// A component as configured: its typed config plus the keys every component of its kind has.
+#[derive(Debug, Clone)]
+pub struct ComponentDef<T> {
+    pub inner: T,
+    /// Upstream outputs (`id` or `id.output`); empty for sources.
+    pub inputs: Vec<String>,
+    /// The input buffer (sinks only; transforms use the default).
+    pub buffer: BufferConfig,
+    /// Where the component's table starts.
+    pub location: Location,
+    /// Where each of its keys is, for errors found after parsing.
+    pub field_locations: BTreeMap<String, Location>,
+}
+
+impl<T> ComponentDef<T> {
+    pub fn locate(&self, field: Option<&str>) -> Location {
+        field
+            .and_then(|f| {
+                self.field_locations.get(f).or_else(|| {
+                    // `multiline.start_pattern` falls back to `multiline`.
+                    f.split('.').next().and_then(|head| self.field_locations.get(head))
+                })
+            })
+            .cloned()
+            .unwrap_or_else(|| self.location.clone())
+    }
+}
+
+/// `buffer` of a sink: the bounded queue in front of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Only `memory` for now.
+    #[serde(default, rename = "type")]
+    pub kind: BufferType,
+    /// Most bytes of events queued (estimated in-memory size).
+    #[serde(default = "default_buffer_bytes")]
+    pub max_bytes: usize,
+    /// `block` (backpressure, the default) or `drop_newest`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferType {
+    #[default]
+    Memory,
+}
+
+fn default_buffer_bytes() -> usize {
+    DEFAULT_BUFFER_BYTES
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            kind: BufferType::Memory,
+            max_bytes: DEFAULT_BUFFER_BYTES,
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// `[api]`: the HTTP endpoint for `/metrics` and `/health`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_enabled")]
+    pub enabled: bool,
+    #[serde(default = "default_api_address")]
+    pub address: SocketAddr,
+}
+
+fn default_api_enabled() -> bool {
+    true
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9598))
+}
+
+/// Top-level options other than the component tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GlobalOptions {
+    /// Where checkpoints (and later buffers) are kept. Default `/var/lib/weir`.
+    pub data_dir: Option<PathBuf>,
+    pub api: Option<ApiConfig>,
+    /// How long a graceful shutdown may take before the rest is abandoned (default 30).
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+/// A whole, validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api: Option<ApiConfig>,
+    pub shutdown_timeout: Duration,
+    pub sources: BTreeMap<String, ComponentDef<SourceConfig>>,
+    pub transforms: BTreeMap<String, ComponentDef<TransformConfig>>,
+    pub sinks: BTreeMap<String, ComponentDef<SinkConfig>>,
+    /// Non-fatal findings (unused outputs), printed by `validate` and logged by `run`.
+    pub warnings: Vec<String>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/weir";
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Levenshtein distance, for "did you mean" hints.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate to `word`, if it is close enough to be a plausible typo.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Declares a closed enum of component configs, one variant per `type`, with the dispatch
+/// from the `type` string to the variant's `deny_unknown_fields` struct.
+#[macro_export]
+macro_rules! component_enum {
+    ($(#[$meta:meta])* $name:ident { $($tag:literal => $variant:ident($ty:ty)),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub enum $name {
+            $($variant($ty)),*
+        }
+
+        impl $name {
+            /// Every `type` this kind accepts.
+            pub const TYPES: &'static [&'static str] = &[$($tag),*];
+
+            /// The `type` as written in the TOML.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $tag),*
+                }
+            }
+
+            /// Deserializes the table of a component of type `ty`; `None` for an unknown type.
+            pub(crate) fn deserialize_typed<'de, D: serde::Deserializer<'de>>(
+                ty: &str,
+                de: D,
+            ) -> Option<Result<Self, D::Error>> {
+                match ty {
+                    $($tag => Some(<$ty as serde::Deserialize>::deserialize(de).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,16 @@
+//! weir: a log pipeline. Sources read events, transforms parse, enrich and filter them,
+//! sinks deliver them; every hop is bounded and every event is acknowledged end to end.
+//!
+//! The binary (`src/main.rs`) is a thin command line over [`app`].
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod internal_events;
+pub mod metrics;
+pub mod sinks;
+pub mod sources;
+pub mod template;
+pub mod topology;
+pub mod transforms;

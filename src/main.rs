@@ -1,0 +1,82 @@
+//! The `weir` command line: parse arguments, set up logging, dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A log pipeline: sources -> parse, enrich, filter -> sinks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Format of weir's own log.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines (the embedded default pipeline when no --config is given).
+    Run {
+        /// A pipeline file; repeat for several.
+        #[arg(short, long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// Check pipeline files and print every error, or "Configuration OK".
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
+        Command::Validate { files } => weir::app::validate(&files),
+        Command::Run { config } => match weir::app::load(&config) {
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                78
+            }
+            Ok(config) => {
+                let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("error: cannot start the runtime: {e}");
+                        return ExitCode::from(70);
+                    }
+                };
+                let code = runtime.block_on(weir::app::run(config));
+                // Blocking readers (stdin) may still be parked in a read: do not wait for them.
+                runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                code
+            }
+        },
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

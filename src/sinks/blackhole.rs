@@ -1,0 +1,41 @@
+//! `blackhole`: accepts and counts events, for benchmarks and tests.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::event::batch_size;
+use crate::topology::{SinkContext, Task};
+
+/// `[sinks.<id>] type = "blackhole"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeConfig {
+    /// Log the totals this often (0, the default, never).
+    #[serde(default)]
+    pub print_interval_secs: u64,
+}
+
+impl BlackholeConfig {
+    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
+        let every = Duration::from_secs(self.print_interval_secs);
+        Ok(Box::pin(async move {
+            let out = cx.metrics.output("_default");
+            let (mut events_total, mut bytes_total) = (0u64, 0u64);
+            let mut last = Instant::now();
+            while let Some(events) = cx.input.recv().await {
+                let bytes = batch_size(&events);
+                cx.metrics.received(events.len(), bytes);
+                out.sent(events.len(), bytes);
+                events_total += events.len() as u64;
+                bytes_total += bytes as u64;
+                if !every.is_zero() && last.elapsed() >= every {
+                    last = Instant::now();
+                    tracing::info!(component = %cx.id, events = events_total, bytes = bytes_total, "blackhole totals");
+                }
+            }
+            tracing::info!(component = %cx.id, events = events_total, "blackhole received its last event");
+            Ok(())
+        }))
+    }
+}

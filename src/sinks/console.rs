@@ -1,0 +1,49 @@
+//! `console`: writes events to standard output, one per line.
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::util::encoding::EncodingConfig;
+use crate::event::{EventStatus, batch_size};
+use crate::topology::{SinkContext, Task};
+
+/// `[sinks.<id>] type = "console"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+}
+
+impl ConsoleConfig {
+    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
+        let encoding = self.encoding;
+        Ok(Box::pin(async move {
+            let mut stdout = tokio::io::stdout();
+            let out = cx.metrics.output("_default");
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Some(events) = cx.input.recv().await {
+                cx.metrics.received(events.len(), batch_size(&events));
+                buf.clear();
+                for e in &events {
+                    encoding.encode_line(e, &mut buf);
+                }
+                let written = async {
+                    stdout.write_all(&buf).await?;
+                    stdout.flush().await
+                }
+                .await;
+                if let Err(e) = written {
+                    for ev in &events {
+                        ev.update_status(EventStatus::Errored);
+                    }
+                    cx.metrics.error("write_failed", "sending");
+                    tracing::error!(component = %cx.id, error = %e, "cannot write to standard output; sink stops");
+                    return Err(());
+                }
+                out.sent(events.len(), buf.len());
+            }
+            Ok(())
+        }))
+    }
+}

@@ -1,0 +1,37 @@
+//! Sinks: where events leave weir. One module per sink; shared machinery in [`util`].
+
+pub mod blackhole;
+pub mod console;
+pub mod file;
+pub mod util;
+
+use crate::config::ConfigIssue;
+use crate::topology::{SinkContext, Task};
+
+crate::component_enum! {
+    /// The `type` of a `[sinks.<id>]` table.
+    SinkConfig {
+        "blackhole" => Blackhole(blackhole::BlackholeConfig),
+        "console" => Console(console::ConsoleConfig),
+        "file" => File(file::FileSinkConfig),
+    }
+}
+
+impl SinkConfig {
+    /// Checks what can be checked without I/O.
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        match self {
+            Self::Blackhole(_) | Self::Console(_) => Vec::new(),
+            Self::File(c) => c.check(),
+        }
+    }
+
+    /// Builds the sink's task.
+    pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
+        match self {
+            Self::Blackhole(c) => c.build(cx),
+            Self::Console(c) => c.build(cx),
+            Self::File(c) => c.build(cx),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Machinery shared by sinks.
+
+pub mod encoding;

@@ -1,0 +1,666 @@
+//! `file`: tails files matched by globs, one event per line (or per multi-line message).
+//!
+//! Guarantees, and how they are kept:
+//! - **Nothing lost or repeated across restarts.** Positions are checkpointed per file in
+//!   `data_dir/<source id>/checkpoints.json`, and a position advances only when every event
+//!   before it has been acknowledged ([`checkpoint`]). After a clean shutdown every read line
+//!   is acknowledged, so a restart resumes exactly after the last line delivered.
+//! - **Rotation.** A file is known by a checksum of its first line ([`fingerprint`]), not by
+//!   its inode. Renamed away: the open handle is read to its end, then released after
+//!   `rotate_wait_ms` without growth. `copytruncate`: when the file shrinks, weir looks for the
+//!   copy (include the rotated name in `include`) and finishes reading it from the same
+//!   position. Plain truncation: the file is read again from its start.
+//! - **Bounded memory.** At most `max_read_bytes` are read from a file per round and a line is
+//!   never buffered beyond `max_line_bytes`; sending waits while the pipeline is full, so a
+//!   slow sink slows reading rather than growing a queue.
+//!
+//! Reading runs on a blocking thread (file reads are blocking system calls); batches are
+//! handed to the pipeline with `block_on`, which is where backpressure stops the thread.
+//! Empty lines are skipped.
+
+pub mod checkpoint;
+pub mod fingerprint;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use vrl::value::{KeyString, ObjectMap, Value};
+
+use super::util::lines::{LineFramer, Oversize};
+use super::util::multiline::{Aggregator, Group, MultilineConfig};
+use super::util::{host_name, line_event};
+use crate::config::ConfigIssue;
+use crate::event::{Event, EventStatus};
+use crate::internal_events::{LineTooLong, RateLimit};
+use crate::metrics::ComponentMetrics;
+use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
+use checkpoint::Checkpointer;
+use fingerprint::Fingerprint;
+
+/// Where to start a file that has no checkpoint and is found at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    #[default]
+    Beginning,
+    End,
+}
+
+/// `[sources.<id>] type = "file"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Glob patterns of files to read.
+    pub include: Vec<String>,
+    /// Glob patterns of files to leave alone.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// For files found at start-up without a checkpoint: `beginning` (default) or `end`.
+    /// Files that appear later are always read from their beginning.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// How often the globs are evaluated again. Default 1000.
+    #[serde(default = "default_glob_interval_ms")]
+    pub glob_interval_ms: u64,
+    /// Pause when no file has new data. Default 100.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Longest line kept whole. Default 100 KiB.
+    #[serde(default = "super::stdin::default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// `truncate` (default) or `drop` lines over `max_line_bytes`.
+    #[serde(default)]
+    pub oversize: Oversize,
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+    /// Bytes of the first line used to identify a file. Default 256.
+    #[serde(default = "default_fingerprint_bytes")]
+    pub fingerprint_bytes: usize,
+    /// Files not modified for this long when found are skipped.
+    #[serde(default)]
+    pub ignore_older_secs: Option<u64>,
+    /// How long a file that left `include` (renamed away, deleted) is still read after it
+    /// stops growing. Default 5000.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// Most bytes read from one file before the next file gets a turn. Default 256 KiB.
+    #[serde(default = "default_max_read_bytes")]
+    pub max_read_bytes: usize,
+    /// How often checkpoints are written. Default 1000.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+fn default_glob_interval_ms() -> u64 {
+    1000
+}
+fn default_poll_interval_ms() -> u64 {
+    100
+}
+fn default_fingerprint_bytes() -> usize {
+    256
+}
+fn default_rotate_wait_ms() -> u64 {
+    5000
+}
+fn default_max_read_bytes() -> usize {
+    256 * 1024
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    1000
+}
+
+impl FileConfig {
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.include.is_empty() {
+            issues.push(ConfigIssue::field("include", "give at least one glob pattern"));
+        }
+        for (key, list) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for p in list {
+                if let Err(e) = glob::Pattern::new(p) {
+                    issues
+                        .push(ConfigIssue::field(key, format!("invalid glob pattern `{p}`: {e}")));
+                }
+            }
+        }
+        if self.max_line_bytes == 0 {
+            issues.push(ConfigIssue::field("max_line_bytes", "must be at least 1"));
+        }
+        if self.fingerprint_bytes < 16 {
+            issues.push(ConfigIssue::field("fingerprint_bytes", "must be at least 16"));
+        }
+        if self.max_read_bytes < 4096 {
+            issues.push(ConfigIssue::field("max_read_bytes", "must be at least 4096"));
+        }
+        if let Some(m) = &self.multiline {
+            issues.extend(m.check());
+        }
+        issues
+    }
+
+    pub fn build(&self, cx: SourceContext) -> Result<Task, String> {
+        let dir = cx.data_dir.join(&cx.id);
+        let checkpoints = Checkpointer::load(&dir)?;
+        let exclude = self
+            .exclude
+            .iter()
+            .map(|p| glob::Pattern::new(p).map_err(|e| format!("invalid glob pattern `{p}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(m) = &self.multiline {
+            m.build::<(u64, u64)>(self.max_line_bytes)?;
+        }
+        let reader = Reader {
+            config: self.clone(),
+            exclude,
+            checkpoints,
+            watchers: Vec::new(),
+            too_long: LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate),
+            read_error_log: RateLimit::default(),
+            metrics: cx.metrics,
+            out: Some(cx.out),
+            shutdown: cx.shutdown,
+            id: cx.id,
+            host: host_name(),
+            handle: tokio::runtime::Handle::current(),
+            first_scan: true,
+            last_scan: None,
+        };
+        Ok(Box::pin(async move {
+            match tokio::task::spawn_blocking(move || reader.run()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "file source thread failed");
+                    Err(())
+                }
+            }
+        }))
+    }
+}
+
+/// One open file.
+struct Watcher {
+    fp: Fingerprint,
+    epoch: u64,
+    file: File,
+    dev: u64,
+    ino: u64,
+    path: String,
+    path_bytes: Bytes,
+    framer: LineFramer,
+    agg: Option<Aggregator<(u64, u64)>>,
+    /// Still matched by `include` at the last scan.
+    in_scan: bool,
+    /// Last time data was read (for releasing rotated files).
+    last_growth: Instant,
+    /// Last time the identity was verified at end of file.
+    last_verified: Instant,
+}
+
+impl Watcher {
+    /// Position of the file cursor.
+    fn position(&self) -> u64 {
+        self.framer.consumed_offset() + self.framer.pending_bytes() as u64
+    }
+
+    /// Where a restart must resume: before any line held by the multi-line aggregator.
+    fn safe_offset(&self) -> u64 {
+        match self.agg.as_ref().and_then(Aggregator::pending_first) {
+            Some((start, _)) => start,
+            None => self.framer.consumed_offset(),
+        }
+    }
+}
+
+struct Reader {
+    config: FileConfig,
+    exclude: Vec<glob::Pattern>,
+    checkpoints: Checkpointer,
+    watchers: Vec<Watcher>,
+    too_long: LineTooLong,
+    read_error_log: RateLimit,
+    metrics: ComponentMetrics,
+    out: Option<SourceSender>,
+    shutdown: ShutdownSignal,
+    id: String,
+    host: Bytes,
+    handle: tokio::runtime::Handle,
+    first_scan: bool,
+    last_scan: Option<Instant>,
+}
+
+/// A path found by a scan.
+struct Found {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+enum ReadOutcome {
+    Data,
+    Idle,
+    /// The file shrank or its content was replaced.
+    Truncated,
+    /// Reading failed; the watcher is dropped and found again by the next scan.
+    Failed,
+}
+
+impl Reader {
+    fn run(mut self) -> Result<(), ()> {
+        let glob_interval = Duration::from_millis(self.config.glob_interval_ms);
+        let checkpoint_interval = Duration::from_millis(self.config.checkpoint_interval_ms);
+        let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
+        let mut last_checkpoint = Instant::now();
+        let mut open = true;
+        while open && !self.shutdown.is_cancelled() {
+            if self.last_scan.is_none_or(|t| t.elapsed() >= glob_interval) {
+                self.scan();
+            }
+            let mut progress = false;
+            let mut i = 0;
+            while i < self.watchers.len() && open {
+                match self.read_one(i) {
+                    Ok(ReadOutcome::Data) => progress = true,
+                    Ok(ReadOutcome::Idle) => {}
+                    Ok(ReadOutcome::Truncated) => {
+                        self.on_truncated(i);
+                        progress = true;
+                    }
+                    Ok(ReadOutcome::Failed) => {
+                        let w = self.watchers.remove(i);
+                        self.checkpoints.release(&w.fp);
+                        continue;
+                    }
+                    Err(()) => open = false,
+                }
+                i += 1;
+            }
+            if !open {
+                break;
+            }
+            if !self.flush_expired() || !self.release_rotated() {
+                break;
+            }
+            if last_checkpoint.elapsed() >= checkpoint_interval {
+                self.write_checkpoints();
+                last_checkpoint = Instant::now();
+            }
+            if !progress {
+                let shutdown = self.shutdown.clone();
+                self.handle.block_on(async {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(poll) => {}
+                    }
+                });
+            }
+        }
+        // Lines held by a multi-line aggregator are not flushed: their position is not
+        // checkpointed, so the next run reads the whole message again.
+        drop(self.out.take());
+        self.wait_for_acknowledgements();
+        self.write_checkpoints();
+        Ok(())
+    }
+
+    fn wait_for_acknowledgements(&self) {
+        let deadline = self
+            .shutdown
+            .deadline()
+            .map(|d| d.checked_sub(Duration::from_millis(500)).unwrap_or(d))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+        while self.checkpoints.unacknowledged() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.checkpoints.unacknowledged();
+        if left > 0 {
+            tracing::warn!(
+                component = %self.id,
+                batches = left,
+                "stopping before every event was acknowledged; those lines will be read again"
+            );
+        }
+    }
+
+    fn write_checkpoints(&self) {
+        if let Err(e) = self.checkpoints.write() {
+            self.metrics.error("checkpoint_write_failed", "processing");
+            tracing::error!(component = %self.id, error = %e, "cannot write checkpoints; will retry");
+        }
+    }
+
+    /// Evaluates the globs: new files get a watcher, known ones are matched by inode.
+    fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        let found = self.glob();
+        for w in &mut self.watchers {
+            w.in_scan = false;
+        }
+        let cutoff =
+            self.config.ignore_older_secs.map(|s| SystemTime::now() - Duration::from_secs(s));
+        for f in found {
+            let path = f.path.to_string_lossy().into_owned();
+            if let Some(w) = self.watchers.iter_mut().find(|w| w.dev == f.dev && w.ino == f.ino) {
+                w.in_scan = true;
+                if w.path != path {
+                    tracing::info!(component = %self.id, from = %w.path, to = %path, "file renamed; following it");
+                    w.path = path.clone();
+                    w.path_bytes = Bytes::from(path.clone());
+                    self.checkpoints.rename(&w.fp, &path);
+                }
+                continue;
+            }
+            if self.first_scan
+                && let (Some(cutoff), Some(m)) = (cutoff, f.modified)
+                && m < cutoff
+            {
+                continue;
+            }
+            let file = match File::open(&f.path) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.read_failed(&path, &e);
+                    continue;
+                }
+            };
+            let fp = match Fingerprint::of(&file, self.config.fingerprint_bytes) {
+                Ok(Some(fp)) => fp,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.read_failed(&path, &e);
+                    continue;
+                }
+            };
+            if self.watchers.iter().any(|w| w.fp == fp) {
+                // A copy of a file being read (copytruncate); used if the original shrinks.
+                continue;
+            }
+            let offset = match self.checkpoints.saved(&fp) {
+                Some(o) if o <= f.size => o,
+                Some(o) => {
+                    tracing::warn!(component = %self.id, path = %path, checkpoint = o, size = f.size,
+                        "file is shorter than its checkpoint; reading it from the start");
+                    0
+                }
+                None if self.first_scan && self.config.read_from == ReadFrom::End => f.size,
+                None => 0,
+            };
+            if let Some(w) = self.open_watcher(file, &f, path, fp, offset) {
+                self.watchers.push(w);
+            }
+        }
+        self.first_scan = false;
+    }
+
+    fn open_watcher(
+        &mut self,
+        mut file: File,
+        f: &Found,
+        path: String,
+        fp: Fingerprint,
+        offset: u64,
+    ) -> Option<Watcher> {
+        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+            self.read_failed(&path, &e);
+            return None;
+        }
+        tracing::info!(component = %self.id, path = %path, offset, "reading file");
+        let epoch = self.checkpoints.open(&fp, &path, offset);
+        let agg =
+            self.config.multiline.as_ref().and_then(|m| m.build(self.config.max_line_bytes).ok());
+        Some(Watcher {
+            fp,
+            epoch,
+            file,
+            dev: f.dev,
+            ino: f.ino,
+            path_bytes: Bytes::from(path.clone()),
+            path,
+            framer: LineFramer::new(offset, self.config.max_line_bytes, self.config.oversize),
+            agg,
+            in_scan: true,
+            last_growth: Instant::now(),
+            last_verified: Instant::now(),
+        })
+    }
+
+    fn glob(&self) -> Vec<Found> {
+        let mut found: HashMap<PathBuf, Found> = HashMap::new();
+        for pattern in &self.config.include {
+            let Ok(paths) = glob::glob(pattern) else { continue };
+            for path in paths.flatten() {
+                if self.exclude.iter().any(|e| e.matches_path(&path)) || found.contains_key(&path) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                found.insert(
+                    path.clone(),
+                    Found {
+                        path,
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                        size: meta.len(),
+                        modified: meta.modified().ok(),
+                    },
+                );
+            }
+        }
+        let mut v: Vec<Found> = found.into_values().collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
+    fn read_failed(&mut self, path: &str, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return;
+        }
+        self.metrics.error("read_failed", "receiving");
+        if let Some(suppressed) = self.read_error_log.allow() {
+            tracing::warn!(component = %self.id, path, error = %e, suppressed, "cannot read file");
+        }
+    }
+
+    /// Reads one round from watcher `i` and sends what it yields.
+    fn read_one(&mut self, i: usize) -> Result<ReadOutcome, ()> {
+        let max_read = self.config.max_read_bytes;
+        let w = &mut self.watchers[i];
+        let n = match w.framer.read_from(&mut w.file, max_read) {
+            Ok(n) => n,
+            Err(e) => {
+                let path = w.path.clone();
+                self.read_failed(&path, &e);
+                return Ok(ReadOutcome::Failed);
+            }
+        };
+        if n == 0 {
+            return Ok(self.check_identity(i));
+        }
+        w.last_growth = Instant::now();
+        let mut lines = Vec::new();
+        let over = w.framer.drain_lines(&mut lines);
+        let instant = Instant::now();
+        let mut groups = Vec::with_capacity(lines.len());
+        match w.agg.as_mut() {
+            Some(a) => {
+                for l in lines {
+                    a.push(l.bytes, (l.start, l.end), instant, &mut groups);
+                }
+            }
+            None => groups.extend(lines.into_iter().map(|l| Group {
+                bytes: l.bytes,
+                first: (l.start, l.end),
+                last: (l.start, l.end),
+                lines: 1,
+            })),
+        }
+        let action = if self.config.oversize == Oversize::Truncate { "cut" } else { "dropped" };
+        for _ in 0..over.truncated + over.dropped {
+            self.too_long.emit(&self.watchers[i].path, self.config.max_line_bytes, action);
+        }
+        self.metrics.received(0, n);
+        if self.send_groups(i, groups) { Ok(ReadOutcome::Data) } else { Err(()) }
+    }
+
+    /// At end of file: has the file shrunk, or been replaced under the same name?
+    fn check_identity(&mut self, i: usize) -> ReadOutcome {
+        let verify_every = Duration::from_millis(self.config.glob_interval_ms);
+        let w = &mut self.watchers[i];
+        let Ok(meta) = w.file.metadata() else { return ReadOutcome::Idle };
+        if meta.len() < w.position() {
+            return ReadOutcome::Truncated;
+        }
+        if w.last_verified.elapsed() >= verify_every {
+            w.last_verified = Instant::now();
+            if let Ok(Some(fp)) = Fingerprint::of(&w.file, self.config.fingerprint_bytes)
+                && fp != w.fp
+            {
+                return ReadOutcome::Truncated;
+            }
+        }
+        ReadOutcome::Idle
+    }
+
+    /// The file of watcher `i` shrank: finish the rotated copy if there is one, else start over.
+    fn on_truncated(&mut self, i: usize) {
+        // Lines already read are complete lines of the old content: flush them.
+        let mut groups = Vec::new();
+        if let Some(a) = self.watchers[i].agg.as_mut() {
+            a.flush(&mut groups);
+        }
+        if !groups.is_empty() && !self.send_groups(i, groups) {
+            return;
+        }
+        let fp = self.watchers[i].fp.clone();
+        let (dev, ino) = (self.watchers[i].dev, self.watchers[i].ino);
+        let copy = self.glob().into_iter().find(|f| {
+            (f.dev, f.ino) != (dev, ino)
+                && File::open(&f.path)
+                    .ok()
+                    .and_then(|file| {
+                        Fingerprint::of(&file, self.config.fingerprint_bytes).ok().flatten()
+                    })
+                    .is_some_and(|c| c == fp)
+        });
+        let w = &mut self.watchers[i];
+        if let Some(copy) = copy
+            && let Ok(mut file) = File::open(&copy.path)
+            && file.seek(SeekFrom::Start(w.position())).is_ok()
+        {
+            let path = copy.path.to_string_lossy().into_owned();
+            tracing::info!(component = %self.id, from = %w.path, to = %path, offset = w.position(),
+                "file truncated after being copied (copytruncate); finishing the copy");
+            w.file = file;
+            w.dev = copy.dev;
+            w.ino = copy.ino;
+            w.path_bytes = Bytes::from(path.clone());
+            w.path = path.clone();
+            w.last_growth = Instant::now();
+            self.checkpoints.rename(&fp, &path);
+            return;
+        }
+        tracing::warn!(component = %self.id, path = %w.path, offset = w.position(),
+            "file truncated; reading it again from the start (if it was rotated with \
+             copytruncate, add the rotated name to `include` so the copy is finished)");
+        let w = self.watchers.remove(i);
+        self.checkpoints.forget(&w.fp);
+        // The next scan finds the file again as new and reads it from its start.
+        self.last_scan = None;
+    }
+
+    /// Turns groups into events and sends them with a notifier for their position.
+    /// Returns `false` when the source must stop.
+    fn send_groups(&mut self, i: usize, groups: Vec<Group<(u64, u64)>>) -> bool {
+        let w = &self.watchers[i];
+        let notifier = self.checkpoints.batch(&w.fp, w.epoch, w.safe_offset());
+        let now = chrono::Utc::now();
+        let mut events: Vec<Event> = Vec::with_capacity(groups.len());
+        for g in groups {
+            if g.bytes.is_empty() {
+                continue;
+            }
+            let mut e = line_event(g.bytes, now, &self.host).with_notifier(&notifier);
+            let mut file = ObjectMap::new();
+            file.insert(KeyString::from("path"), Value::Bytes(w.path_bytes.clone()));
+            let mut log = ObjectMap::new();
+            log.insert(KeyString::from("file"), Value::Object(file));
+            e.insert_key("log", Value::Object(log));
+            e.grow(w.path_bytes.len() + 64);
+            events.push(e);
+        }
+        if events.is_empty() {
+            return true;
+        }
+        self.metrics.received(events.len(), 0);
+        let Some(out) = self.out.as_mut() else { return false };
+        let shutdown = self.shutdown.clone();
+        let sent = self.handle.block_on(async {
+            tokio::select! {
+                biased;
+                ok = out.send(events) => Some(ok),
+                _ = shutdown.cancelled() => None,
+            }
+        });
+        match sent {
+            Some(true) => true,
+            Some(false) => {
+                tracing::error!(component = %self.id, "no downstream component is running; stopping");
+                false
+            }
+            None => {
+                // Interrupted while waiting for room: these events never left.
+                notifier.update_status(EventStatus::Errored);
+                false
+            }
+        }
+    }
+
+    fn flush_expired(&mut self) -> bool {
+        let now = Instant::now();
+        for i in 0..self.watchers.len() {
+            let mut groups = Vec::new();
+            if let Some(a) = self.watchers[i].agg.as_mut() {
+                a.flush_expired(now, &mut groups);
+            }
+            if !groups.is_empty() && !self.send_groups(i, groups) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Releases files that left `include` and have not grown for `rotate_wait_ms`.
+    fn release_rotated(&mut self) -> bool {
+        let wait = Duration::from_millis(self.config.rotate_wait_ms);
+        let mut i = 0;
+        while i < self.watchers.len() {
+            let w = &self.watchers[i];
+            let at_end = w.file.metadata().map(|m| m.len() <= w.position()).unwrap_or(true);
+            if !w.in_scan && at_end && w.last_growth.elapsed() >= wait {
+                let mut groups = Vec::new();
+                if let Some(a) = self.watchers[i].agg.as_mut() {
+                    a.flush(&mut groups);
+                }
+                if !groups.is_empty() && !self.send_groups(i, groups) {
+                    return false;
+                }
+                let w = self.watchers.remove(i);
+                tracing::info!(component = %self.id, path = %w.path, "finished reading rotated or deleted file");
+                self.checkpoints.release(&w.fp);
+                continue;
+            }
+            i += 1;
+        }
+        true
+    }
+}

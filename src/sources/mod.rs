@@ -1,0 +1,38 @@
+//! Sources: where events come from. One module per source.
+
+pub mod demo;
+pub mod file;
+pub mod stdin;
+pub mod util;
+
+use crate::config::ConfigIssue;
+use crate::topology::{SourceContext, Task};
+
+crate::component_enum! {
+    /// The `type` of a `[sources.<id>]` table.
+    SourceConfig {
+        "demo" => Demo(demo::DemoConfig),
+        "file" => File(file::FileConfig),
+        "stdin" => Stdin(stdin::StdinConfig),
+    }
+}
+
+impl SourceConfig {
+    /// Checks what can be checked without I/O.
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        match self {
+            Self::Demo(c) => c.check(),
+            Self::File(c) => c.check(),
+            Self::Stdin(c) => c.check(),
+        }
+    }
+
+    /// Builds the source's task.
+    pub fn build(&self, cx: SourceContext) -> Result<Task, String> {
+        match self {
+            Self::Demo(c) => c.build(cx),
+            Self::File(c) => c.build(cx),
+            Self::Stdin(c) => c.build(cx),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Splitting a byte stream into lines, without copying and without unbounded buffering.
+//!
+//! Bytes are read into a buffer; the part up to the last newline is frozen and every line is a
+//! slice of it (one allocation per read, not per line). A trailing `\r` is removed. A line
+//! longer than `max_line_bytes` is never buffered beyond that limit: it is either cut (the
+//! first `max_line_bytes` are emitted, the rest up to the newline skipped) or dropped whole.
+//! Offsets are tracked so that a file source knows exactly where each line ends.
+
+use std::io::{self, Read};
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+/// What to do with a line longer than `max_line_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversize {
+    /// Keep the first `max_line_bytes` bytes as the event (counted and logged).
+    #[default]
+    Truncate,
+    /// Drop the whole line (counted and logged).
+    Drop,
+}
+
+/// One line out of the framer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub bytes: Bytes,
+    /// Offset of the line's first byte.
+    pub start: u64,
+    /// Offset just past the line's newline.
+    pub end: u64,
+    /// The line was longer than the limit and was cut.
+    pub truncated: bool,
+}
+
+/// What happened to over-long lines during one call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Overlong {
+    pub truncated: usize,
+    pub dropped: usize,
+}
+
+/// A line framer over one stream.
+#[derive(Debug)]
+pub struct LineFramer {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    offset: u64,
+    max_line_bytes: usize,
+    oversize: Oversize,
+    /// Inside an over-long line: skip until the next newline.
+    skipping: bool,
+    /// Start offset of the over-long line being skipped, for its `Line`.
+    skip_start: u64,
+}
+
+impl LineFramer {
+    pub fn new(offset: u64, max_line_bytes: usize, oversize: Oversize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            offset,
+            max_line_bytes: max_line_bytes.max(1),
+            oversize,
+            skipping: false,
+            skip_start: offset,
+        }
+    }
+
+    /// Offset up to which every byte has been turned into a line or skipped: where a reader
+    /// resuming after the lines already emitted must start.
+    /// Mid-way through an over-long line this is where the skipping has got to: the line's
+    /// first part is already out, so resuming here cannot repeat it.
+    pub fn consumed_offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes buffered that do not yet form a line.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Restarts at `offset` with nothing buffered (after truncation or a seek).
+    pub fn reset(&mut self, offset: u64) {
+        self.buf.clear();
+        self.offset = offset;
+        self.skipping = false;
+        self.skip_start = offset;
+    }
+
+    /// Reads up to `chunk` bytes from `reader`; returns how many were read (0 at EOF).
+    pub fn read_from(&mut self, reader: &mut impl Read, chunk: usize) -> io::Result<usize> {
+        let start = self.buf.len();
+        self.buf.resize(start + chunk, 0);
+        let result = reader.read(&mut self.buf[start..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(start + n);
+        result
+    }
+
+    /// Appends bytes that arrived some other way (stdin, tests).
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Moves every complete line into `out`.
+    pub fn drain_lines(&mut self, out: &mut Vec<Line>) -> Overlong {
+        let mut over = Overlong::default();
+        loop {
+            if self.skipping {
+                match memchr::memchr(b'\n', &self.buf) {
+                    Some(nl) => {
+                        let _ = self.buf.split_to(nl + 1);
+                        self.offset += (nl + 1) as u64;
+                        self.skipping = false;
+                        // A cut line's remainder ends here: the line's end offset moves on.
+                        if let Some(last) = out.last_mut()
+                            && last.truncated
+                            && last.start == self.skip_start
+                        {
+                            last.end = self.offset;
+                        }
+                    }
+                    None => {
+                        self.offset += self.buf.len() as u64;
+                        self.buf.clear();
+                        return over;
+                    }
+                }
+            }
+            let Some(last_nl) = memchr::memrchr(b'\n', &self.buf) else {
+                if self.buf.len() > self.max_line_bytes {
+                    self.start_skipping(out, &mut over);
+                    continue;
+                }
+                return over;
+            };
+            let complete = self.buf.split_to(last_nl + 1).freeze();
+            let base = self.offset;
+            self.offset += complete.len() as u64;
+            let mut pos = 0;
+            for nl in memchr::memchr_iter(b'\n', &complete) {
+                let mut end = nl;
+                if end > pos && complete[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                let len = end - pos;
+                let start = base + pos as u64;
+                let line_end = base + nl as u64 + 1;
+                if len > self.max_line_bytes {
+                    match self.oversize {
+                        Oversize::Truncate => {
+                            over.truncated += 1;
+                            out.push(Line {
+                                bytes: complete.slice(pos..pos + self.max_line_bytes),
+                                start,
+                                end: line_end,
+                                truncated: true,
+                            });
+                        }
+                        Oversize::Drop => over.dropped += 1,
+                    }
+                } else {
+                    out.push(Line {
+                        bytes: complete.slice(pos..end),
+                        start,
+                        end: line_end,
+                        truncated: false,
+                    });
+                }
+                pos = nl + 1;
+            }
+            // Loop again: the rest of the buffer may itself be over-long.
+            if self.buf.len() <= self.max_line_bytes {
+                return over;
+            }
+        }
+    }
+
+    fn start_skipping(&mut self, out: &mut Vec<Line>, over: &mut Overlong) {
+        let start = self.offset;
+        match self.oversize {
+            Oversize::Truncate => {
+                over.truncated += 1;
+                let head = self.buf.split_to(self.max_line_bytes).freeze();
+                out.push(Line {
+                    bytes: head,
+                    start,
+                    end: start + self.max_line_bytes as u64,
+                    truncated: true,
+                });
+                self.offset += self.max_line_bytes as u64;
+            }
+            Oversize::Drop => over.dropped += 1,
+        }
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        self.skipping = true;
+        self.skip_start = start;
+    }
+
+    /// Takes whatever is buffered as a final line (at the end of a stream that does not end
+    /// with a newline).
+    pub fn take_rest(&mut self) -> Option<Line> {
+        if self.skipping || self.buf.is_empty() {
+            self.offset += self.buf.len() as u64;
+            self.buf.clear();
+            self.skipping = false;
+            return None;
+        }
+        let bytes = self.buf.split().freeze();
+        let start = self.offset;
+        self.offset += bytes.len() as u64;
+        let mut b = bytes;
+        if b.ends_with(b"\r") {
+            b.truncate(b.len() - 1);
+        }
+        let truncated = b.len() > self.max_line_bytes;
+        if truncated {
+            b.truncate(self.max_line_bytes);
+        }
+        Some(Line { bytes: b, start, end: self.offset, truncated })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(framer: &mut LineFramer, input: &[&[u8]]) -> (Vec<(String, u64, u64)>, Overlong) {
+        let mut out = Vec::new();
+        let mut over = Overlong::default();
+        for chunk in input {
+            framer.extend(chunk);
+            let o = framer.drain_lines(&mut out);
+            over.truncated += o.truncated;
+            over.dropped += o.dropped;
+        }
+        (
+            out.into_iter()
+                .map(|l| (String::from_utf8_lossy(&l.bytes).into_owned(), l.start, l.end))
+                .collect(),
+            over,
+        )
+    }
+
+    #[test]
+    fn splits_across_chunks_with_offsets() {
+        let mut f = LineFramer::new(100, 1024, Oversize::Truncate);
+        let (got, _) = lines(&mut f, &[b"ab", b"c\r\nde\n\nf"]);
+        assert_eq!(
+            got,
+            vec![("abc".into(), 100, 105), ("de".into(), 105, 108), ("".into(), 108, 109)]
+        );
+        assert_eq!(f.consumed_offset(), 109);
+        assert_eq!(f.pending_bytes(), 1);
+    }
+
+    #[test]
+    fn long_lines_are_cut_or_dropped_without_buffering() {
+        let mut f = LineFramer::new(0, 4, Oversize::Truncate);
+        let (got, over) = lines(&mut f, &[b"0123456", b"789\nok\n", b"abcdefghij\nz\n"]);
+        assert_eq!(
+            got,
+            vec![
+                ("0123".into(), 0, 11),
+                ("ok".into(), 11, 14),
+                ("abcd".into(), 14, 25),
+                ("z".into(), 25, 27)
+            ]
+        );
+        assert_eq!(over.truncated, 2);
+        assert!(f.pending_bytes() == 0);
+
+        let mut f = LineFramer::new(0, 4, Oversize::Drop);
+        let (got, over) = lines(&mut f, &[b"0123456", b"789\nok\n"]);
+        assert_eq!(got, vec![("ok".into(), 11, 14)]);
+        assert_eq!(over.dropped, 1);
+        // A huge line never grows the buffer past the limit.
+        let mut f = LineFramer::new(0, 8, Oversize::Drop);
+        for _ in 0..1000 {
+            f.extend(&[b'x'; 100]);
+            f.drain_lines(&mut Vec::new());
+            assert!(f.pending_bytes() <= 8);
+        }
+    }
+
+    #[test]
+    fn rest_without_newline() {
+        let mut f = LineFramer::new(0, 10, Oversize::Truncate);
+        let (got, _) = lines(&mut f, &[b"a\nlast"]);
+        assert_eq!(got.len(), 1);
+        let rest = f.take_rest().unwrap();
+        assert_eq!((&rest.bytes[..], rest.start, rest.end), (&b"last"[..], 2, 6));
+    }
+}

@@ -1,0 +1,67 @@
+//! Fan-out: one output feeding every component that lists it among its inputs.
+//!
+//! The batch is cloned for all consumers but the last, which gets the original. Sends are
+//! awaited one after the other, so a consumer whose buffer is full holds the producer back
+//! (that is backpressure); a consumer whose buffer still has room never waits for another.
+//! A consumer that has stopped is removed, and the events meant for it are marked errored so
+//! that the source does not move past them.
+
+use crate::event::{Event, EventStatus};
+use crate::topology::channel::{BatchSender, Closed};
+
+/// The consumers of one output.
+#[derive(Clone, Default)]
+pub struct Fanout {
+    targets: Vec<(String, BatchSender)>,
+}
+
+impl Fanout {
+    pub fn new(targets: Vec<(String, BatchSender)>) -> Self {
+        Self { targets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Sends `events` to every consumer. Returns `false` when there is no consumer left.
+    pub async fn send(&mut self, events: Vec<Event>) -> bool {
+        if events.is_empty() {
+            return !self.targets.is_empty();
+        }
+        let mut events = Some(events);
+        let mut i = 0;
+        while i < self.targets.len() {
+            let last = i + 1 == self.targets.len();
+            let batch = if last {
+                events.take().unwrap_or_default()
+            } else {
+                events.clone().unwrap_or_default()
+            };
+            match self.targets[i].1.send(batch).await {
+                Ok(()) => i += 1,
+                Err(Closed(lost)) => {
+                    let (id, _) = self.targets.remove(i);
+                    tracing::error!(
+                        component = %id,
+                        count = lost.len(),
+                        "downstream component has stopped; its events will be read again after a restart"
+                    );
+                    for e in &lost {
+                        e.update_status(EventStatus::Errored);
+                    }
+                    if last {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(orphans) = events {
+            // The last consumer was removed before it got the original.
+            for e in &orphans {
+                e.update_status(EventStatus::Errored);
+            }
+        }
+        !self.targets.is_empty()
+    }
+}

@@ -1,0 +1,185 @@
+//! What every parser shares: which field to read, where the result goes, what a failure does.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use vrl::path::OwnedValuePath;
+use vrl::value::{ObjectMap, Value};
+
+use crate::config::ConfigIssue;
+use crate::event::{Event, parse_path};
+use crate::internal_events::ParseFailed;
+use crate::metrics::ComponentMetrics;
+use crate::transforms::{Transform, TransformOutput};
+
+/// Name of the output that takes events a parser could not parse when `drop_on_error = true`.
+pub const ERRORS_OUTPUT: &str = "errors";
+
+/// Options common to the parsers, flattened into each parser's config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseOptions {
+    /// The field to parse. Default `message`.
+    #[serde(default = "default_field")]
+    pub field: String,
+    /// Where the parsed fields go: unset merges them into the event's root; a path nests them
+    /// under it.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
+    /// with an `error.message` field.
+    #[serde(default)]
+    pub drop_on_error: bool,
+}
+
+fn default_field() -> String {
+    "message".into()
+}
+
+/// A parser: bytes in, fields out.
+pub trait Parser: Send + 'static {
+    /// Parses `input` (a `Bytes` so that parsers can slice it without copying).
+    fn parse(&mut self, input: &Bytes) -> Result<Value, String>;
+}
+
+/// A parser wrapped in the shared contract.
+pub struct ParseTransform<P> {
+    parser: P,
+    name: &'static str,
+    field: OwnedValuePath,
+    target: Option<OwnedValuePath>,
+    drop_on_error: bool,
+    failed: ParseFailed,
+}
+
+pub(crate) fn parse_field(field: &str, key: &str) -> Result<OwnedValuePath, ConfigIssue> {
+    parse_path(field).map_err(|e| ConfigIssue::field(key, e))
+}
+
+impl<P: Parser> ParseTransform<P> {
+    pub fn new(
+        name: &'static str,
+        parser: P,
+        options: &ParseOptions,
+        metrics: &ComponentMetrics,
+    ) -> Result<Self, ConfigIssue> {
+        Ok(Self {
+            parser,
+            name,
+            field: parse_field(&options.field, "field")?,
+            target: options.target.as_deref().map(|t| parse_field(t, "target")).transpose()?,
+            drop_on_error: options.drop_on_error,
+            failed: ParseFailed::new(metrics),
+        })
+    }
+
+    fn parse_one(&mut self, event: &mut Event) -> Result<(), String> {
+        let input = match event.get(&self.field) {
+            Some(Value::Bytes(b)) => b.clone(),
+            Some(Value::String(s)) => s.as_bytes().clone(),
+            Some(other) => {
+                return Err(format!(
+                    "field `{}` is {}, not a string",
+                    self.field,
+                    other.kind_str()
+                ));
+            }
+            None => return Err(format!("field `{}` is missing", self.field)),
+        };
+        let parsed = self.parser.parse(&input)?;
+        event.grow(input.len() + 64);
+        match &self.target {
+            Some(target) => {
+                event.insert(target, parsed);
+            }
+            None => match parsed {
+                Value::Object(map) => merge_into_root(event, map),
+                other => {
+                    return Err(format!(
+                        "parsed value is {}, not an object; set `target` to keep it",
+                        other.kind_str()
+                    ));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Inserts every parsed field at the root, replacing fields of the same name.
+pub(crate) fn merge_into_root(event: &mut Event, map: ObjectMap) {
+    let root = event.as_map_mut();
+    for (k, v) in map {
+        root.insert(k, v);
+    }
+}
+
+/// Records a failure on the event in ECS's `error.message`.
+pub(crate) fn mark_error(event: &mut Event, component: &str, message: &str) {
+    let path = vrl::owned_value_path!("error", "message");
+    event.insert(&path, Value::from(format!("{component}: {message}")));
+}
+
+impl<P: Parser> Transform for ParseTransform<P> {
+    fn transform(&mut self, events: Vec<Event>, out: &mut TransformOutput) {
+        for mut event in events {
+            match self.parse_one(&mut event) {
+                Ok(()) => out.push(event),
+                Err(reason) => {
+                    self.failed.emit(&reason);
+                    mark_error(&mut event, self.name, &reason);
+                    if self.drop_on_error {
+                        out.push_named(0, event);
+                    } else {
+                        out.push(event);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Converts captured text to the type a user asked for (`int`, `float`, `bool`, `string`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conversion {
+    #[serde(alias = "integer")]
+    Int,
+    Float,
+    #[serde(alias = "boolean")]
+    Bool,
+    String,
+}
+
+impl Conversion {
+    pub fn parse_name(name: &str) -> Option<Self> {
+        match name {
+            "int" | "integer" | "long" => Some(Self::Int),
+            "float" | "double" => Some(Self::Float),
+            "bool" | "boolean" => Some(Self::Bool),
+            "string" => Some(Self::String),
+            _ => None,
+        }
+    }
+
+    /// Converts; on failure the text is kept as a string (the capture is not lost).
+    pub fn apply(self, text: Bytes) -> Value {
+        let s = std::str::from_utf8(&text).map(str::trim);
+        match (self, s) {
+            (Self::Int, Ok(s)) => {
+                s.parse::<i64>().map(Value::Integer).unwrap_or(Value::Bytes(text))
+            }
+            (Self::Float, Ok(s)) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(|f| ordered_float::NotNan::new(f).ok())
+                .map(Value::Float)
+                .unwrap_or(Value::Bytes(text)),
+            (Self::Bool, Ok(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" | "on" => Value::Boolean(true),
+                "false" | "no" | "0" | "off" => Value::Boolean(false),
+                _ => Value::Bytes(text),
+            },
+            _ => Value::Bytes(text),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `remap`: free-form edits with a VRL program, as in Vector.
+//!
+//! ```toml
+//! [transforms.shape]
+//! type = "remap"
+//! inputs = ["parsed"]
+//! source = '''
+//! .latency_seconds = to_float!(.latency_ms) / 1000.0
+//! del(.latency_ms)
+//! '''
+//! ```
+//! A program that fails at run time leaves the event as it was before the program, with an
+//! `error.message`; with `drop_on_error = true` it goes to `<id>.errors` instead. `abort`
+//! discards the event (counted) unless `drop_on_abort = false`.
+
+use serde::Deserialize;
+
+use super::parse::mark_error;
+use super::vrl_program::{VrlFailure, VrlProgram, VrlRunner};
+use super::{Transform, TransformOutput};
+use crate::config::ConfigIssue;
+use crate::event::Event;
+use crate::internal_events::{EventsDiscarded, ProgramFailed};
+use crate::metrics::ComponentMetrics;
+
+/// `[transforms.<id>] type = "remap"`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemapConfig {
+    /// The VRL program.
+    pub source: String,
+    #[serde(default)]
+    pub drop_on_error: bool,
+    #[serde(default = "default_true")]
+    pub drop_on_abort: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+pub struct Remap {
+    runner: VrlRunner,
+    drop_on_error: bool,
+    drop_on_abort: bool,
+    failed: ProgramFailed,
+    aborted: EventsDiscarded,
+}
+
+impl RemapConfig {
+    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Remap, ConfigIssue> {
+        let program = VrlProgram::compile(&self.source, false)
+            .map_err(|e| ConfigIssue::field("source", e))?;
+        Ok(Remap {
+            runner: VrlRunner::new(program),
+            drop_on_error: self.drop_on_error,
+            drop_on_abort: self.drop_on_abort,
+            failed: ProgramFailed::new(metrics),
+            aborted: EventsDiscarded::new(metrics, "aborted"),
+        })
+    }
+}
+
+impl Transform for Remap {
+    fn transform(&mut self, events: Vec<Event>, out: &mut TransformOutput) {
+        for event in events {
+            // The program edits in place; keep the original to restore on failure.
+            let mut working = event.clone();
+            match self.runner.run(&mut working) {
+                Ok(_) => out.push(working),
+                Err(VrlFailure::Aborted(_)) if self.drop_on_abort => self.aborted.emit(1),
+                Err(e) => {
+                    drop(working);
+                    let mut event = event;
+                    self.failed.emit(&e.to_string());
+                    mark_error(&mut event, "remap", &e.to_string());
+                    if self.drop_on_error {
+                        out.push_named(0, event);
+                    } else {
+                        out.push(event);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::test_util::{json, metrics, run};
+
+    #[test]
+    fn edits_and_failures() {
+        let c: RemapConfig = toml_edit::de::from_str(
+            "source = '''\n.latency_seconds = to_float!(.latency_ms) / 1000.0\ndel(.latency_ms)\nif .drop == true { abort }\n'''",
+        )
+        .unwrap();
+        let mut r = c.build(&metrics()).unwrap();
+        let events = vec![
+            Event::from_value(vrl::value!({"latency_ms": 250})),
+            Event::from_value(vrl::value!({"latency_ms": "fast"})),
+            Event::from_value(vrl::value!({"latency_ms": 1, "drop": true})),
+        ];
+        let (out, _) = run(&mut r, 1, events);
+        assert_eq!(out.len(), 2);
+        assert_eq!(json(&out[0]), r#"{"latency_seconds":0.25}"#);
+        let failed = json(&out[1]);
+        assert!(failed.contains(r#""latency_ms":"fast""#) && failed.contains("error"), "{failed}");
+    }
+}
