@@ -1,0 +1,208 @@
+//! What every integration test needs: a `weir` process started on a pipeline, its API, and
+//! waiting for conditions (never for a fixed time).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `weir` binary built for these tests.
+pub fn weir_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// The shared test data (`../shared/data` of the project's root).
+pub fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
+/// A free loopback port (bound then released; the race with other processes is accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes. Returns whether it held.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Runs `weir validate` on files; (exit code, stdout).
+pub fn validate(files: &[&Path]) -> (i32, String) {
+    let out = Command::new(weir_bin()).arg("validate").args(files).output().expect("run weir");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A running `weir run` process with its own directory and API port.
+pub struct Weir {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Weir {
+    /// Starts weir on `pipeline` (TOML text). `{{dir}}` in the text becomes `dir`, and an
+    /// `[api]` table on a free port and a `data_dir` inside `dir` are added.
+    /// Standard output goes to `dir/stdout`, standard error to `dir/stderr`.
+    pub fn start(dir: &Path, pipeline: &str) -> Self {
+        Self::start_with(
+            dir,
+            pipeline,
+            Stdio::from(std::fs::File::create(dir.join("stdout")).expect("stdout file")),
+        )
+    }
+
+    /// As [`Weir::start`], with standard output given by the caller (a pipe, say).
+    pub fn start_with(dir: &Path, pipeline: &str, stdout: Stdio) -> Self {
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let text = format!(
+            "data_dir = \"{}\"\n[api]\naddress = \"{api}\"\n\n{}",
+            dir.join("data").display(),
+            pipeline.replace("{{dir}}", &dir.display().to_string())
+        );
+        let config = dir.join("pipeline.toml");
+        std::fs::write(&config, text).expect("write pipeline");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr"))
+            .expect("stderr file");
+        let child = Command::new(weir_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("WEIR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn weir");
+        let weir = Self { child, api, dir: dir.to_path_buf(), config };
+        weir.wait_healthy();
+        weir
+    }
+
+    fn wait_healthy(&self) {
+        let ok = wait_for(Duration::from_secs(30), || {
+            matches!(http_get(self.api, "/health"), Ok((200, _)))
+        });
+        assert!(ok, "weir did not become healthy; stderr:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.api, "/metrics").map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// Sum of the samples of `name` whose labels include every `key="value"` in `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.metrics(), name, labels)
+    }
+
+    /// SIGTERM, then waits for exit.
+    pub fn stop(mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGKILL, then waits for exit.
+    pub fn kill9(mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.wait(Duration::from_secs(10))
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("weir did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the process in bytes (Linux `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name to a process.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+}
+
+/// Sum of the samples of `name` in Prometheus text whose labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.find('{') {
+                Some(i) => (&series[..i], &series[i..]),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            if !labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
+                return None;
+            }
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Lines of a file (empty when it does not exist yet).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
