@@ -23,6 +23,16 @@ impl std::fmt::Display for OutputId {
     }
 }
 
+/// A transform or sink whose own table failed to load, kept so that its inputs are still
+/// checked.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub kind: ComponentKind,
+    pub id: String,
+    pub inputs: Vec<String>,
+    pub location: super::Location,
+}
+
 /// Splits `id.output` into its parts.
 pub fn parse_input(input: &str) -> OutputId {
     match input.split_once('.') {
@@ -32,7 +42,11 @@ pub fn parse_input(input: &str) -> OutputId {
 }
 
 /// Checks the graph; pushes warnings for unconsumed outputs into `config.warnings`.
-pub(super) fn check(config: &mut Config, broken: &BTreeSet<String>) -> Vec<ConfigError> {
+pub(super) fn check(
+    config: &mut Config,
+    broken: &BTreeSet<String>,
+    broken_consumers: &[Consumer],
+) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     // Outputs each upstream component offers.
     let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -55,7 +69,8 @@ pub(super) fn check(config: &mut Config, broken: &BTreeSet<String>) -> Vec<Confi
                 .sinks
                 .iter()
                 .map(|(id, d)| (ComponentKind::Sink, id, &d.inputs, d.locate(Some("inputs")))),
-        );
+        )
+        .chain(broken_consumers.iter().map(|c| (c.kind, &c.id, &c.inputs, c.location.clone())));
     for (kind, id, inputs, location) in consumers {
         let component = Some(format!("{}.{id}", kind.table()));
         if inputs.is_empty() {

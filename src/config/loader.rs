@@ -57,6 +57,10 @@ struct Gathered {
     defined: BTreeMap<String, (ComponentKind, Location)>,
     /// Components whose own table had errors: the graph check does not second-guess them.
     broken: BTreeSet<String>,
+    /// Inputs of broken transforms and sinks, still checked against the graph.
+    broken_inputs: Vec<graph::Consumer>,
+    /// A file was not valid TOML: what it defines is unknown.
+    unparsed: bool,
     errors: Vec<ConfigError>,
 }
 
@@ -93,6 +97,7 @@ fn load_texts<'a>(
         gather_file(&mut g, name, text);
     }
     if g.sources.is_empty()
+        && !g.unparsed
         && !g
             .broken
             .iter()
@@ -105,6 +110,7 @@ fn load_texts<'a>(
         });
     }
     if g.sinks.is_empty()
+        && !g.unparsed
         && !g.broken.iter().any(|id| g.defined.get(id).is_some_and(|d| d.0 == ComponentKind::Sink))
     {
         g.errors.push(ConfigError {
@@ -126,25 +132,37 @@ fn load_texts<'a>(
         warnings: Vec::new(),
     };
     let mut errors = std::mem::take(&mut g.errors);
-    errors.extend(graph::check(&mut config, &g.broken));
+    errors.extend(graph::check(&mut config, &g.broken, &g.broken_inputs));
     errors.extend(check_components(&config));
-    if errors.is_empty() { Ok(config) } else { Err(errors) }
+    if errors.is_empty() {
+        return Ok(config);
+    }
+    // In file order; errors without a position last.
+    errors.sort_by(|a, b| {
+        let key = |e: &ConfigError| {
+            e.location.as_ref().map(|l| (0, l.file.to_string(), l.line, l.column)).unwrap_or((
+                1,
+                String::new(),
+                0,
+                0,
+            ))
+        };
+        key(a).cmp(&key(b))
+    });
+    Err(errors)
 }
 
 fn gather_file(g: &mut Gathered, name: &str, original: &str) {
     let file: Arc<str> = Arc::from(name);
-    let text = match vars::interpolate(original, |n| std::env::var(n).ok()) {
-        Ok(t) => t,
-        Err(missing) => {
-            let index = LineIndex::new(Arc::clone(&file), original);
-            g.errors.extend(missing.into_iter().map(|m| ConfigError {
-                location: Some(index.locate(m.offset)),
-                component: None,
-                message: m.message,
-            }));
-            return;
-        }
-    };
+    let (text, missing) = vars::interpolate(original, |n| std::env::var(n).ok());
+    if !missing.is_empty() {
+        let index = LineIndex::new(Arc::clone(&file), original);
+        g.errors.extend(missing.into_iter().map(|m| ConfigError {
+            location: Some(index.locate(m.offset)),
+            component: None,
+            message: m.message,
+        }));
+    }
     let index = LineIndex::new(Arc::clone(&file), &text);
     let doc = match Document::parse(text.as_str()) {
         Ok(doc) => doc,
@@ -154,6 +172,7 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
                 component: None,
                 message: format!("invalid TOML: {}", e.message()),
             });
+            g.unparsed = true;
             return;
         }
     };
@@ -324,9 +343,17 @@ fn gather_kind(
                     g.sinks.insert(id.to_string(), d);
                 }
             },
-            Err(errs) => {
+            Err((errs, inputs)) => {
                 g.broken.insert(id.to_string());
                 g.errors.extend(errs.into_iter().map(|(m, at)| err(m, at)));
+                if let Some((inputs, at)) = inputs {
+                    g.broken_inputs.push(graph::Consumer {
+                        kind,
+                        id: id.to_string(),
+                        inputs,
+                        location: at,
+                    });
+                }
             }
         }
     }
@@ -339,15 +366,20 @@ enum Gotten {
 }
 
 type Problems = Vec<(String, Option<Location>)>;
+/// A failed component's problems, and its inputs (with their position) when they parsed.
+type Failed = (Problems, Option<(Vec<String>, Location)>);
 
 fn gather_component(
     index: &LineIndex<'_>,
     kind: ComponentKind,
     component: &Item,
     location: &Location,
-) -> Result<Gotten, Problems> {
+) -> Result<Gotten, Failed> {
     let Some(table) = component.as_table_like() else {
-        return Err(vec![("a component must be a table".into(), index.span(component.span()))]);
+        return Err((
+            vec![("a component must be a table".into(), index.span(component.span()))],
+            None,
+        ));
     };
     let mut problems = Problems::new();
     let mut field_locations = BTreeMap::new();
@@ -423,8 +455,12 @@ fn gather_component(
         }
     }
 
+    let inputs_location =
+        index.span(table.key("inputs").and_then(Key::span)).unwrap_or_else(|| location.clone());
+    let failed_inputs = (kind != ComponentKind::Source && table.get("inputs").is_some())
+        .then(|| (inputs.clone(), inputs_location));
     let Some(type_name) = type_name else {
-        return Err(problems);
+        return Err((problems, failed_inputs));
     };
     let types: &[&str] = match kind {
         ComponentKind::Source => SourceConfig::TYPES,
@@ -443,7 +479,7 @@ fn gather_component(
             ),
             index.span(table.get("type").and_then(Item::span)),
         ));
-        return Err(problems);
+        return Err((problems, failed_inputs));
     }
     let de = TomlValue::InlineTable(rest).into_deserializer();
     let typed = match kind {
@@ -483,12 +519,12 @@ fn gather_component(
     };
     match typed {
         Some(Ok(gotten)) if problems.is_empty() => Ok(gotten),
-        Some(Ok(_)) => Err(problems),
+        Some(Ok(_)) => Err((problems, failed_inputs)),
         Some(Err(e)) => {
             problems.push((friendly(e.message()), index.span(e.span())));
-            Err(problems)
+            Err((problems, failed_inputs))
         }
-        None => Err(problems),
+        None => Err((problems, failed_inputs)),
     }
 }
 

@@ -12,11 +12,12 @@ pub struct MissingVar {
     pub message: String,
 }
 
-/// Expands variables in `text` using `lookup`. Returns the expanded text or every problem.
+/// Expands variables in `text` using `lookup`. Returns the expanded text (a missing variable
+/// expands to nothing, so that the rest of the file can still be checked) and every problem.
 pub fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, Vec<MissingVar>> {
+) -> (String, Vec<MissingVar>) {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     let mut line_start = 0;
@@ -91,7 +92,7 @@ pub fn interpolate(
         }
         line_start += line.len();
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    (out, errors)
 }
 
 #[cfg(test)]
@@ -111,14 +112,15 @@ mod tests {
         let text =
             "a = \"${HOST}:${PORT:-9200}\"\nb = \"$${HOST} $5 ${EMPTY:-x}\"\n# c = \"${NOPE}\"\n";
         assert_eq!(
-            interpolate(text, env).unwrap(),
-            "a = \"es.local:9200\"\nb = \"${HOST} $5 \"\n# c = \"${NOPE}\"\n"
+            interpolate(text, env),
+            ("a = \"es.local:9200\"\nb = \"${HOST} $5 \"\n# c = \"${NOPE}\"\n".to_string(), vec![])
         );
     }
 
     #[test]
     fn names_every_missing_variable_with_its_offset() {
-        let errs = interpolate("x = 1\ny = \"${A}${B}\"\n", env).unwrap_err();
+        let (text, errs) = interpolate("x = 1\ny = \"${A}${B}\"\n", env);
+        assert_eq!(text, "x = 1\ny = \"\"\n");
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].name, "A");
         assert_eq!(errs[0].offset, 11);

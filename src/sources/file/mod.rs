@@ -474,6 +474,12 @@ impl Reader {
     /// Reads one round from watcher `i` and sends what it yields.
     fn read_one(&mut self, i: usize) -> Result<ReadOutcome, ()> {
         let max_read = self.config.max_read_bytes;
+        // A file truncated and written again past our position would otherwise be read from
+        // the middle of its new content: its identity is checked at every poll interval.
+        let verify_every = Duration::from_millis(self.config.poll_interval_ms.max(1));
+        if self.watchers[i].last_verified.elapsed() >= verify_every && self.replaced(i) {
+            return Ok(ReadOutcome::Truncated);
+        }
         let w = &mut self.watchers[i];
         let n = match w.framer.read_from(&mut w.file, max_read) {
             Ok(n) => n,
@@ -484,7 +490,8 @@ impl Reader {
             }
         };
         if n == 0 {
-            return Ok(self.check_identity(i));
+            let shrunk = w.file.metadata().is_ok_and(|m| m.len() < w.position());
+            return Ok(if shrunk { ReadOutcome::Truncated } else { ReadOutcome::Idle });
         }
         w.last_growth = Instant::now();
         let mut lines = Vec::new();
@@ -512,23 +519,16 @@ impl Reader {
         if self.send_groups(i, groups) { Ok(ReadOutcome::Data) } else { Err(()) }
     }
 
-    /// At end of file: has the file shrunk, or been replaced under the same name?
-    fn check_identity(&mut self, i: usize) -> ReadOutcome {
-        let verify_every = Duration::from_millis(self.config.glob_interval_ms);
+    /// Has the file of watcher `i` shrunk below our position, or been replaced by a file with
+    /// another first line?
+    fn replaced(&mut self, i: usize) -> bool {
+        let fingerprint_bytes = self.config.fingerprint_bytes;
         let w = &mut self.watchers[i];
-        let Ok(meta) = w.file.metadata() else { return ReadOutcome::Idle };
-        if meta.len() < w.position() {
-            return ReadOutcome::Truncated;
+        w.last_verified = Instant::now();
+        if w.file.metadata().is_ok_and(|m| m.len() < w.position()) {
+            return true;
         }
-        if w.last_verified.elapsed() >= verify_every {
-            w.last_verified = Instant::now();
-            if let Ok(Some(fp)) = Fingerprint::of(&w.file, self.config.fingerprint_bytes)
-                && fp != w.fp
-            {
-                return ReadOutcome::Truncated;
-            }
-        }
-        ReadOutcome::Idle
+        matches!(Fingerprint::of(&w.file, fingerprint_bytes), Ok(Some(fp)) if fp != w.fp)
     }
 
     /// The file of watcher `i` shrank: finish the rotated copy if there is one, else start over.
