@@ -200,9 +200,9 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Lines of a file (empty when it does not exist yet).
+/// Lines of a file, invalid UTF-8 replaced (empty when it does not exist yet).
 pub fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::to_string).collect())
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).lines().map(str::to_string).collect())
         .unwrap_or_default()
 }

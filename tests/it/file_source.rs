@@ -1,0 +1,300 @@
+//! The file source on real files: restarts, rotation by rename and by copytruncate, plain
+//! truncation, multi-line messages and bad bytes. Every test counts the lines that arrive,
+//! by id: each must arrive exactly once.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::{Weir, read_lines, wait_for};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// file (include `include`) -> file sink writing bare messages to `dir/out.log`.
+fn pipeline(include: &str, extra_source: &str) -> String {
+    format!(
+        r#"
+[sources.files]
+type = "file"
+include = ["{include}"]
+glob_interval_ms = 50
+poll_interval_ms = 20
+rotate_wait_ms = 1000
+{extra_source}
+
+[sinks.out]
+type = "file"
+inputs = ["files"]
+path = "{{{{dir}}}}/out.log"
+encoding.codec = "text"
+"#
+    )
+}
+
+fn line(id: usize) -> String {
+    format!("line id={id:07} payload={}", "x".repeat(40 + id % 50))
+}
+
+fn append(path: &Path, ids: std::ops::Range<usize>) {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut buf = String::new();
+    for id in ids {
+        buf.push_str(&line(id));
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+/// How many times each id arrived in `out`.
+fn counts(out: &Path) -> BTreeMap<usize, usize> {
+    let mut c = BTreeMap::new();
+    for l in read_lines(out) {
+        if let Some(id) =
+            l.strip_prefix("line id=").and_then(|r| r.get(..7)).and_then(|d| d.parse().ok())
+        {
+            *c.entry(id).or_insert(0) += 1;
+        }
+    }
+    c
+}
+
+/// Asserts every id of `0..n` arrived exactly once and nothing else did.
+fn assert_exactly_once(out: &Path, n: usize) {
+    let c = counts(out);
+    let missing: Vec<usize> = (0..n).filter(|i| !c.contains_key(i)).take(10).collect();
+    let repeated: Vec<(usize, usize)> =
+        c.iter().filter(|(_, k)| **k > 1).map(|(i, k)| (*i, *k)).take(10).collect();
+    assert!(missing.is_empty(), "missing ids (first 10): {missing:?}");
+    assert!(repeated.is_empty(), "repeated ids (first 10, with counts): {repeated:?}");
+    assert_eq!(c.len(), n, "unexpected ids arrived");
+}
+
+fn wait_lines(weir: &Weir, out: &Path, n: usize) {
+    let ok = wait_for(TIMEOUT, || read_lines(out).len() >= n);
+    assert!(ok, "only {} of {n} lines arrived; stderr:\n{}", read_lines(out).len(), weir.stderr());
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let out = dir.path().join("out.log");
+    (dir, input, out)
+}
+
+#[test]
+fn restart_resumes_exactly_where_it_stopped() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..5000);
+    let p = pipeline(&format!("{}/*.log", input.display()), "");
+
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 5000);
+    assert!(weir.stop().success());
+
+    append(&log, 5000..8000);
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 8000);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 8000);
+}
+
+#[test]
+fn stopping_mid_stream_drains_then_resumes_without_repeats() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    let n = 300_000;
+    append(&log, 0..n);
+    let p = pipeline(&format!("{}/*.log", input.display()), "");
+
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 1);
+    assert!(weir.stop().success(), "graceful stop failed");
+    let after_first = read_lines(&out).len();
+
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, n);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, n);
+    assert!(
+        after_first < n,
+        "the first run read everything before the signal; the test proves nothing"
+    );
+}
+
+/// Writes `per_file` lines at a steady pace, then calls `rotate(round)`, `rounds` times.
+fn write_with_rotation(
+    log: &Path,
+    rounds: usize,
+    per_file: usize,
+    mut rotate: impl FnMut(usize, &mut File),
+) {
+    let mut id = 0;
+    for round in 0..rounds {
+        let mut f = OpenOptions::new().create(true).append(true).open(log).unwrap();
+        for chunk in 0..per_file / 100 {
+            let mut buf = String::new();
+            for _ in 0..100 {
+                buf.push_str(&line(id));
+                buf.push('\n');
+                id += 1;
+            }
+            f.write_all(buf.as_bytes()).unwrap();
+            if chunk % 4 == 3 {
+                // A steady writer, not a burst: a rotated file is found by the scans.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        rotate(round, &mut f);
+    }
+}
+
+#[test]
+fn rename_rotation_while_writing_loses_nothing() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    // Only the live name is included: rotated files are read to their end through the open
+    // handle, then released.
+    let weir = Weir::start(dir.path(), &pipeline(&log.display().to_string(), ""));
+    let (rounds, per_file) = (5, 2000);
+    write_with_rotation(&log, rounds, per_file, |round, _| {
+        std::fs::rename(&log, input.join(format!("app.log.{round}"))).unwrap();
+    });
+    wait_lines(&weir, &out, rounds * per_file);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, rounds * per_file);
+}
+
+#[test]
+fn copytruncate_rotation_while_writing_loses_nothing() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    // The rotated copies are included, so that weir can finish a copy after the truncation.
+    let weir = Weir::start(dir.path(), &pipeline(&format!("{}*", log.display()), ""));
+    let (rounds, per_file) = (5, 2000);
+    write_with_rotation(&log, rounds, per_file, |round, f| {
+        std::fs::copy(&log, input.join(format!("app.log.{round}"))).unwrap();
+        f.set_len(0).unwrap();
+    });
+    wait_lines(&weir, &out, rounds * per_file);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, rounds * per_file);
+}
+
+#[test]
+fn truncation_starts_the_file_over() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..1000);
+    let weir = Weir::start(dir.path(), &pipeline(&log.display().to_string(), ""));
+    wait_lines(&weir, &out, 1000);
+    OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    append(&log, 1000..2500);
+    wait_lines(&weir, &out, 2500);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 2500);
+}
+
+#[test]
+fn read_from_end_skips_what_was_there() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..100);
+    let weir =
+        Weir::start(dir.path(), &pipeline(&log.display().to_string(), "read_from = \"end\""));
+    // The source reports the file open once it has scanned; then new lines are read.
+    let opened = wait_for(TIMEOUT, || weir.stderr().contains("reading file"));
+    assert!(opened, "{}", weir.stderr());
+    append(&log, 100..150);
+    wait_lines(&weir, &out, 50);
+    assert!(weir.stop().success());
+    let c = counts(&out);
+    assert_eq!(c.keys().copied().collect::<Vec<_>>(), (100..150).collect::<Vec<_>>());
+}
+
+#[test]
+fn python_tracebacks_become_one_event() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!("2026-11-27 10:00:{:02},000 [INFO] app: request {i} ok\n", i % 60));
+        if i % 10 == 9 {
+            text.push_str(&format!(
+                "2026-11-27 10:00:{:02},500 [ERROR] app: request {i} failed\n",
+                i % 60
+            ));
+            text.push_str("Traceback (most recent call last):\n  File \"model.py\", line 3, in predict\n    raise ValueError(x)\nValueError: bad input\n");
+        }
+    }
+    std::fs::write(&log, text).unwrap();
+    let p = pipeline(
+        &log.display().to_string(),
+        "multiline.start_pattern = '^\\d{4}-'\nmultiline.condition_pattern = '^\\d{4}-'\nmultiline.mode = \"halt_before\"\nmultiline.timeout_ms = 200",
+    )
+    .replace("encoding.codec = \"text\"", "encoding.codec = \"json\"");
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 55);
+    assert!(weir.stop().success());
+    let events: Vec<serde_json::Value> =
+        read_lines(&out).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 55, "50 info lines and 5 errors with their tracebacks");
+    let errors: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("[ERROR]"))
+        .collect();
+    assert_eq!(errors.len(), 5);
+    for e in errors {
+        assert!(e.ends_with("ValueError: bad input") && e.lines().count() == 5, "{e:?}");
+    }
+    let path = events[0]["log"]["file"]["path"].as_str().unwrap();
+    assert_eq!(path, log.display().to_string());
+    assert!(events[0]["host"]["name"].is_string());
+}
+
+#[test]
+fn bad_bytes_and_huge_lines_do_not_stop_weir() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"first line is fine\n");
+    bytes.extend_from_slice(b"\xff\xfe invalid utf-8 \xc3\x28\n");
+    bytes.extend_from_slice(b"nul \x00 bytes \x00\n");
+    bytes.extend(std::iter::repeat_n(b'z', 300_000));
+    bytes.extend_from_slice(b"\nlast line\n");
+    std::fs::write(&log, &bytes).unwrap();
+    let p = pipeline(&log.display().to_string(), "max_line_bytes = 1000");
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 5);
+    let cut = weir.metric(
+        "weir_component_errors_total",
+        &[("component_id", "files"), ("error_type", "line_truncated")],
+    );
+    assert_eq!(cut, 1.0);
+    assert!(weir.stop().success());
+    let lines = read_lines(&out);
+    assert_eq!(lines[0], "first line is fine");
+    assert_eq!(lines[3].len(), 1000, "the long line is cut at max_line_bytes");
+    assert_eq!(lines[4], "last line");
+}
+
+#[test]
+fn a_file_deleted_while_read_is_finished_and_released() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..100_000);
+    let weir = Weir::start(dir.path(), &pipeline(&log.display().to_string(), ""));
+    wait_lines(&weir, &out, 1);
+    std::fs::remove_file(&log).unwrap();
+    // The open handle keeps the data: every line still arrives.
+    wait_lines(&weir, &out, 100_000);
+    let released =
+        wait_for(TIMEOUT, || weir.stderr().contains("finished reading rotated or deleted file"));
+    assert!(released, "{}", weir.stderr());
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 100_000);
+}
