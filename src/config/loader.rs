@@ -184,6 +184,28 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
             "sources" => gather_kind(g, &index, ComponentKind::Source, item, key_span),
             "transforms" => gather_kind(g, &index, ComponentKind::Transform, item, key_span),
             "sinks" => gather_kind(g, &index, ComponentKind::Sink, item, key_span),
+            "api" => match item_to_value(item.clone())
+                .map(|v| super::ApiConfig::deserialize(v.into_deserializer()))
+            {
+                Some(Ok(api)) => {
+                    if let Some(prev) = g.global_locations.get("api") {
+                        g.errors.push(ConfigError {
+                            location: index.span(key_span.clone()),
+                            component: None,
+                            message: format!("[api] is set again (first set at {prev})"),
+                        });
+                    } else if let Some(at) = index.span(key_span.clone()) {
+                        g.global_locations.insert("api", at);
+                        g.globals.api = Some(api);
+                    }
+                }
+                Some(Err(e)) => g.errors.push(ConfigError {
+                    location: index.span(e.span().or(key_span.clone())),
+                    component: Some("api".into()),
+                    message: friendly(e.message()),
+                }),
+                None => {}
+            },
             _ => {
                 if let Some(v) = item_to_value(item.clone()) {
                     globals.insert_formatted(
@@ -247,7 +269,6 @@ fn merge_globals(
         };
     }
     merge!(data_dir, "data_dir");
-    merge!(api, "api");
     merge!(shutdown_timeout_secs, "shutdown_timeout_secs");
 }
 

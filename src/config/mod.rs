@@ -201,6 +201,8 @@ fn default_api_address() -> SocketAddr {
 pub(crate) struct GlobalOptions {
     /// Where checkpoints (and later buffers) are kept. Default `/var/lib/weir`.
     pub data_dir: Option<PathBuf>,
+    /// Read separately (its errors are reported as `api: ...`).
+    #[serde(skip)]
     pub api: Option<ApiConfig>,
     /// How long a graceful shutdown may take before the rest is abandoned (default 30).
     pub shutdown_timeout_secs: Option<u64>,

@@ -2,6 +2,9 @@
 
 mod support;
 
+mod backpressure;
 mod config_errors;
 mod file_source;
+mod grok_loghub;
+mod lifecycle;
 mod pipelines;

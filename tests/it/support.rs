@@ -83,8 +83,9 @@ impl Weir {
     /// As [`Weir::start`], with standard output given by the caller (a pipe, say).
     pub fn start_with(dir: &Path, pipeline: &str, stdout: Stdio) -> Self {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // Top-level keys of `pipeline` must come before any table: the API table goes last.
         let text = format!(
-            "data_dir = \"{}\"\n[api]\naddress = \"{api}\"\n\n{}",
+            "data_dir = \"{}\"\n{}\n\n[api]\naddress = \"{api}\"\n",
             dir.join("data").display(),
             pipeline.replace("{{dir}}", &dir.display().to_string())
         );

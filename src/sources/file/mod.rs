@@ -16,7 +16,8 @@
 //!
 //! Reading runs on a blocking thread (file reads are blocking system calls); batches are
 //! handed to the pipeline with `block_on`, which is where backpressure stops the thread.
-//! Empty lines are skipped.
+//! Empty lines are skipped. A last line without its newline is read once the newline is
+//! written (the writer may still be in the middle of it).
 
 pub mod checkpoint;
 pub mod fingerprint;
