@@ -275,7 +275,7 @@ macro_rules! component_enum {
             }
 
             /// Deserializes the table of a component of type `ty`; `None` for an unknown type.
-            pub(crate) fn deserialize_typed<'de, D: serde::Deserializer<'de>>(
+            pub fn deserialize_typed<'de, D: serde::Deserializer<'de>>(
                 ty: &str,
                 de: D,
             ) -> Option<Result<Self, D::Error>> {

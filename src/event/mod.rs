@@ -16,9 +16,17 @@ use vrl::value::{KeyString, ObjectMap};
 pub use finalization::{BatchNotifier, BatchStatus, EventFinalizers, EventStatus};
 pub use vrl::value::Value;
 
-/// Fixed per-event overhead, in bytes, added to the payload size when an event's memory is
-/// estimated (the map node, the metadata and the `Vec` slot).
-const EVENT_OVERHEAD_BYTES: usize = 96;
+/// Fixed per-event overhead in bytes: the event struct in its batch's `Vec` and its
+/// metadata.
+const EVENT_OVERHEAD_BYTES: usize = 80;
+
+/// One node of a `BTreeMap<KeyString, Value>`: 11 slots of a 24-byte key and a 40-byte value
+/// plus bookkeeping, allocated whole even for a one-entry map.
+const MAP_NODE_BYTES: usize = 720;
+/// Entries per map node.
+const MAP_NODE_SLOTS: usize = 11;
+/// Allocator rounding and header of one small heap allocation (a key, a string).
+const ALLOCATION_BYTES: usize = 16;
 
 /// A log event.
 #[derive(Debug, Clone)]
@@ -41,7 +49,7 @@ impl Event {
     /// An event whose `message` field holds `message`.
     pub fn from_message(message: impl Into<Bytes>) -> Self {
         let message = message.into();
-        let size = message.len() + EVENT_OVERHEAD_BYTES;
+        let size = EVENT_OVERHEAD_BYTES + MAP_NODE_BYTES + 7 + ALLOCATION_BYTES + message.len();
         let mut map = ObjectMap::new();
         map.insert(KeyString::from("message"), Value::Bytes(message));
         Self { fields: Value::Object(map), meta: EventMetadata { size, ..Default::default() } }
@@ -51,11 +59,9 @@ impl Event {
     pub fn from_value(value: Value) -> Self {
         match value {
             Value::Object(map) => {
-                let size = json_size_hint(&map) + EVENT_OVERHEAD_BYTES;
-                Self {
-                    fields: Value::Object(map),
-                    meta: EventMetadata { size, ..Default::default() },
-                }
+                let mut event = Self { fields: Value::Object(map), meta: EventMetadata::default() };
+                event.recompute_size();
+                event
             }
             other => {
                 let mut map = ObjectMap::new();
@@ -145,6 +151,11 @@ impl Event {
         self.meta.size += bytes;
     }
 
+    /// Sets the size estimate from the fields as they are now (walks the whole tree).
+    pub fn recompute_size(&mut self) {
+        self.meta.size = EVENT_OVERHEAD_BYTES + estimate_size(&self.fields);
+    }
+
     pub fn metadata(&self) -> &EventMetadata {
         &self.meta
     }
@@ -192,21 +203,26 @@ pub fn batch_size(events: &[Event]) -> usize {
     events.iter().map(Event::size).sum()
 }
 
-/// A cheap estimate of the size of the object's contents: string lengths plus a constant per
-/// field. Used only where an event is built from an already-parsed tree.
-fn json_size_hint(map: &ObjectMap) -> usize {
-    map.iter().map(|(k, v)| k.len() + estimate_size(v)).sum()
-}
-
-/// Estimated heap size of a value.
+/// Estimated heap bytes held by a value: map nodes, keys, strings and array slots. Strings
+/// that are slices of a shared read buffer count their length (together they cover the
+/// buffer). Scalars live inside their slot and cost nothing more.
 pub fn estimate_size(value: &Value) -> usize {
-    const NODE: usize = 32;
     match value {
-        Value::Bytes(b) => b.len() + NODE,
-        Value::String(s) => s.len() + NODE,
-        Value::Object(map) => NODE + json_size_hint(map),
-        Value::Array(items) => NODE + items.iter().map(estimate_size).sum::<usize>(),
-        _ => NODE,
+        Value::Bytes(b) => b.len() + ALLOCATION_BYTES,
+        Value::String(s) => s.len() + ALLOCATION_BYTES,
+        Value::Object(map) => {
+            MAP_NODE_BYTES * map.len().div_ceil(MAP_NODE_SLOTS).max(1)
+                + map
+                    .iter()
+                    .map(|(k, v)| k.len() + ALLOCATION_BYTES + estimate_size(v))
+                    .sum::<usize>()
+        }
+        Value::Array(items) => {
+            ALLOCATION_BYTES
+                + items.len() * std::mem::size_of::<Value>()
+                + items.iter().map(estimate_size).sum::<usize>()
+        }
+        _ => 0,
     }
 }
 

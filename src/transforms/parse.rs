@@ -86,7 +86,7 @@ impl<P: Parser> ParseTransform<P> {
             None => return Err(format!("field `{}` is missing", self.field)),
         };
         let parsed = self.parser.parse(&input)?;
-        event.grow(input.len() + 64);
+        event.grow(crate::event::estimate_size(&parsed));
         match &self.target {
             Some(target) => {
                 event.insert(target, parsed);
@@ -105,11 +105,20 @@ impl<P: Parser> ParseTransform<P> {
     }
 }
 
-/// Inserts every parsed field at the root, replacing fields of the same name.
-pub(crate) fn merge_into_root(event: &mut Event, map: ObjectMap) {
+/// Inserts every parsed field at the root, replacing fields of the same name. The smaller
+/// map is moved into the larger one (a parsed JSON log usually has more fields than the
+/// event it came from).
+pub(crate) fn merge_into_root(event: &mut Event, mut parsed: ObjectMap) {
     let root = event.as_map_mut();
-    for (k, v) in map {
-        root.insert(k, v);
+    if parsed.len() > root.len() {
+        for (k, v) in std::mem::take(root) {
+            parsed.entry(k).or_insert(v);
+        }
+        *root = parsed;
+    } else {
+        for (k, v) in parsed {
+            root.insert(k, v);
+        }
     }
 }
 

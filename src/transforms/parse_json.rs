@@ -53,27 +53,29 @@ impl Parser for JsonParser {
     }
 }
 
-/// Parses JSON text into a VRL value.
-pub fn parse_json(input: &[u8]) -> Result<Value, serde_json::Error> {
+/// Parses JSON text into a VRL value. Strings without escapes are slices of `input`, not
+/// copies: one allocation fewer per string field.
+pub fn parse_json(input: &Bytes) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(input);
-    let value = ValueSeed.deserialize(&mut de)?;
+    let value = ValueSeed(input).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
 
-struct ValueSeed;
+#[derive(Clone, Copy)]
+struct ValueSeed<'a>(&'a Bytes);
 
-impl<'de> DeserializeSeed<'de> for ValueSeed {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        d.deserialize_any(ValueVisitor(self.0))
     }
 }
 
-struct ValueVisitor;
+struct ValueVisitor<'a>(&'a Bytes);
 
-impl<'de> Visitor<'de> for ValueVisitor {
+impl<'de> Visitor<'de> for ValueVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,6 +104,17 @@ impl<'de> Visitor<'de> for ValueVisitor {
             .map_err(|_| E::custom("NaN is not a JSON number"))
     }
 
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value, E> {
+        // `v` points into the input when the string had no escapes.
+        let base = self.0.as_ptr() as usize;
+        let start = (v.as_ptr() as usize).wrapping_sub(base);
+        if start <= self.0.len() && v.len() <= self.0.len() - start {
+            Ok(Value::Bytes(self.0.slice(start..start + v.len())))
+        } else {
+            Ok(Value::Bytes(Bytes::copy_from_slice(v.as_bytes())))
+        }
+    }
+
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::Bytes(Bytes::copy_from_slice(v.as_bytes())))
     }
@@ -116,7 +129,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(v) = seq.next_element_seed(ValueSeed)? {
+        while let Some(v) = seq.next_element_seed(ValueSeed(self.0))? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -125,7 +138,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = ObjectMap::new();
         while let Some(key) = map.next_key::<KeyVisitorOut>()? {
-            let value = map.next_value_seed(ValueSeed)?;
+            let value = map.next_value_seed(ValueSeed(self.0))?;
             out.insert(key.0, value);
         }
         Ok(Value::Object(out))

@@ -185,6 +185,10 @@ impl FileConfig {
     }
 }
 
+/// Estimated bytes of the `log.file.path` maps added to each event (two map nodes and three
+/// keys; see `event::estimate_size`).
+const LOG_FILE_PATH_BYTES: usize = 2 * 720 + 3 * 20 + 16;
+
 /// One open file.
 struct Watcher {
     fp: Fingerprint,
@@ -596,7 +600,7 @@ impl Reader {
             let mut log = ObjectMap::new();
             log.insert(KeyString::from("file"), Value::Object(file));
             e.insert_key("log", Value::Object(log));
-            e.grow(w.path_bytes.len() + 64);
+            e.grow(LOG_FILE_PATH_BYTES + w.path_bytes.len());
             events.push(e);
         }
         if events.is_empty() {

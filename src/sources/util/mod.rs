@@ -31,7 +31,7 @@ pub fn line_event(message: Bytes, now: DateTime<Utc>, host: &Bytes) -> Event {
     let mut h = ObjectMap::new();
     h.insert(KeyString::from("name"), Value::Bytes(host.clone()));
     map.insert(KeyString::from("host"), Value::Object(h));
-    event.grow(host.len() + 64);
+    event.recompute_size();
     event
 }
 

@@ -1,0 +1,108 @@
+//! Micro-benchmarks of the hot stages, each measured alone: line framing, and the parsers
+//! on the model-server lines they meet in practice. Throughput is in input bytes.
+//!
+//!     cargo bench --bench parse
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde::de::IntoDeserializer;
+use weir::event::Event;
+use weir::metrics::{ComponentLabels, ComponentMetrics};
+use weir::sources::util::lines::{LineFramer, Oversize};
+use weir::transforms::{Transform, TransformConfig, TransformOutput};
+
+/// The allocator of the `weir` binary, so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const JSON_LINE: &str = r#"{"timestamp":"2026-11-27T10:00:00.123Z","level":"INFO","logger":"model_server.predict","model":"churn-xgb","model_version":"3","request_id":"5a60125708bb90c3","latency_ms":10.08,"features":{"tenure_months":53.7,"monthly_charges":51.87,"contract":"one-year"},"prediction":"churn","score":0.5558}"#;
+const ACCESS_LINE: &str = r#"2018-10-15 13:56:18,976 [INFO ] W-9000-resnet-18_1.0 ACCESS_LOG - /127.0.0.1:64003 "POST /predictions/resnet-18 HTTP/1.1" 200 118"#;
+const KV_LINE: &str = r#"ts=2026-11-27T10:00:00Z level=info model=resnet-18 version=1.0 latency_ms=118 status=200 msg="prediction served""#;
+
+fn transform(toml: &str) -> Box<dyn Transform> {
+    let doc: toml_edit::DocumentMut = toml.parse().unwrap();
+    let ty = doc["type"].as_str().unwrap().to_string();
+    let mut table = doc.as_table().clone();
+    table.remove("type");
+    let de = toml_edit::Value::InlineTable(table.into_inline_table()).into_deserializer();
+    let config = TransformConfig::deserialize_typed(&ty, de).unwrap().unwrap();
+    let metrics = ComponentMetrics::new(ComponentLabels::new("bench", "transform", &ty));
+    config.build("bench", &metrics).map_err(|e| e.message).unwrap()
+}
+
+fn batch(line: &str, n: usize) -> Vec<Event> {
+    let bytes = Bytes::copy_from_slice(line.as_bytes());
+    (0..n).map(|_| Event::from_message(bytes.clone())).collect()
+}
+
+fn parsers(c: &mut Criterion) {
+    let cases = [
+        ("parse_json", JSON_LINE, "type = \"parse_json\""),
+        (
+            "parse_grok",
+            ACCESS_LINE,
+            r#"type = "parse_grok"
+pattern = '%{TIMESTAMP_ISO8601:timestamp} \[%{LOGLEVEL:level}\s*\] %{NOTSPACE:worker} ACCESS_LOG - /%{IP:client.ip}:%{INT:client.port:int} "%{WORD:method} /predictions/%{NOTSPACE:model} HTTP/%{NUMBER}" %{INT:status:int} %{INT:latency_ms:int}'"#,
+        ),
+        (
+            "parse_regex",
+            ACCESS_LINE,
+            r#"type = "parse_regex"
+pattern = '^(?P<timestamp>\S+ \S+) \[(?P<level>\w+)\s*\] (?P<worker>\S+) ACCESS_LOG - /(?P<client>\S+) "(?P<method>\w+) /predictions/(?P<model>\S+) HTTP/[\d.]+" (?P<status>\d+) (?P<latency_ms>\d+)'
+types = { status = "int", latency_ms = "int" }"#,
+        ),
+        ("parse_kv", KV_LINE, "type = \"parse_kv\""),
+        ("parse_logfmt", KV_LINE, "type = \"parse_logfmt\""),
+        (
+            "parse_timestamp",
+            "2018-10-15 13:56:18,976",
+            "type = \"parse_timestamp\"\nfield = \"message\"\nformats = [\"%Y-%m-%d %H:%M:%S,%3f\"]\ntimezone = \"UTC\"",
+        ),
+    ];
+    let n = 1000;
+    let mut group = c.benchmark_group("parse");
+    for (name, line, toml) in cases {
+        let mut t = transform(toml);
+        group.throughput(Throughput::Bytes((line.len() * n) as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &line, |b, line| {
+            let mut out = TransformOutput::new(1);
+            b.iter_batched(
+                || batch(line, n),
+                |events| {
+                    t.transform(events, &mut out);
+                    std::mem::take(&mut out.primary)
+                },
+                criterion::BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn framing(c: &mut Criterion) {
+    let mut text = Vec::new();
+    while text.len() < 4 << 20 {
+        text.extend_from_slice(JSON_LINE.as_bytes());
+        text.push(b'\n');
+    }
+    let mut group = c.benchmark_group("framing");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("lines_256k_reads", |b| {
+        b.iter(|| {
+            let mut framer = LineFramer::new(0, 100 * 1024, Oversize::Truncate);
+            let mut reader = &text[..];
+            let mut lines = Vec::new();
+            let mut count = 0;
+            while framer.read_from(&mut reader, 256 * 1024).unwrap() > 0 {
+                framer.drain_lines(&mut lines);
+                count += lines.len();
+                lines.clear();
+            }
+            count
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers, framing);
+criterion_main!(benches);
