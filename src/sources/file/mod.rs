@@ -204,8 +204,6 @@ struct Watcher {
     in_scan: bool,
     /// Last time data was read (for releasing rotated files).
     last_growth: Instant,
-    /// Last time the identity was verified at end of file.
-    last_verified: Instant,
 }
 
 impl Watcher {
@@ -433,7 +431,6 @@ impl Reader {
             agg,
             in_scan: true,
             last_growth: Instant::now(),
-            last_verified: Instant::now(),
         })
     }
 
@@ -480,9 +477,9 @@ impl Reader {
     fn read_one(&mut self, i: usize) -> Result<ReadOutcome, ()> {
         let max_read = self.config.max_read_bytes;
         // A file truncated and written again past our position would otherwise be read from
-        // the middle of its new content: its identity is checked at every poll interval.
-        let verify_every = Duration::from_millis(self.config.poll_interval_ms.max(1));
-        if self.watchers[i].last_verified.elapsed() >= verify_every && self.replaced(i) {
+        // the middle of its new content: its identity (size, first line) is checked before
+        // every read. Two system calls per read of up to `max_read_bytes`.
+        if self.replaced(i) {
             return Ok(ReadOutcome::Truncated);
         }
         let w = &mut self.watchers[i];
@@ -526,10 +523,9 @@ impl Reader {
 
     /// Has the file of watcher `i` shrunk below our position, or been replaced by a file with
     /// another first line?
-    fn replaced(&mut self, i: usize) -> bool {
+    fn replaced(&self, i: usize) -> bool {
         let fingerprint_bytes = self.config.fingerprint_bytes;
-        let w = &mut self.watchers[i];
-        w.last_verified = Instant::now();
+        let w = &self.watchers[i];
         if w.file.metadata().is_ok_and(|m| m.len() < w.position()) {
             return true;
         }
