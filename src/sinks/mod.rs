@@ -2,6 +2,7 @@
 
 pub mod blackhole;
 pub mod console;
+pub mod elasticsearch;
 pub mod file;
 pub mod util;
 
@@ -13,6 +14,8 @@ crate::component_enum! {
     SinkConfig {
         "blackhole" => Blackhole(blackhole::BlackholeConfig),
         "console" => Console(console::ConsoleConfig),
+        // Boxed: the config is large, and the enum should stay small.
+        "elasticsearch" => Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
         "file" => File(file::FileSinkConfig),
     }
 }
@@ -22,6 +25,7 @@ impl SinkConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {
         match self {
             Self::Blackhole(_) | Self::Console(_) => Vec::new(),
+            Self::Elasticsearch(c) => c.check(),
             Self::File(c) => c.check(),
         }
     }
@@ -31,6 +35,7 @@ impl SinkConfig {
         match self {
             Self::Blackhole(c) => c.build(cx),
             Self::Console(c) => c.build(cx),
+            Self::Elasticsearch(c) => c.build(cx),
             Self::File(c) => c.build(cx),
         }
     }

@@ -3,3 +3,5 @@
 mod support;
 
 mod config_errors;
+mod elasticsearch;
+mod es_server;
