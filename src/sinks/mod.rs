@@ -4,6 +4,7 @@ pub mod blackhole;
 pub mod console;
 pub mod elasticsearch;
 pub mod file;
+pub mod loki;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -17,6 +18,7 @@ crate::component_enum! {
         // Boxed: the config is large, and the enum should stay small.
         "elasticsearch" => Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
         "file" => File(file::FileSinkConfig),
+        "loki" => Loki(Box<loki::LokiConfig>),
     }
 }
 
@@ -27,6 +29,7 @@ impl SinkConfig {
             Self::Blackhole(_) | Self::Console(_) => Vec::new(),
             Self::Elasticsearch(c) => c.check(),
             Self::File(c) => c.check(),
+            Self::Loki(c) => c.check(),
         }
     }
 
@@ -37,6 +40,7 @@ impl SinkConfig {
             Self::Console(c) => c.build(cx),
             Self::Elasticsearch(c) => c.build(cx),
             Self::File(c) => c.build(cx),
+            Self::Loki(c) => c.build(cx),
         }
     }
 }

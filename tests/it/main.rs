@@ -5,3 +5,5 @@ mod support;
 mod config_errors;
 mod elasticsearch;
 mod es_server;
+mod loki;
+mod loki_server;
