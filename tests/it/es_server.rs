@@ -512,10 +512,9 @@ async fn bulk(
             ));
             continue;
         }
+        // Elasticsearch's built-in `logs` template: index pattern `logs-*-*`.
         let is_data_stream = st.data_stream_patterns
-            && index.starts_with("logs-")
-            && index.split('-').count() >= 3
-            && !index.contains('.');
+            && index.strip_prefix("logs-").is_some_and(|rest| rest.contains('-'));
         if is_data_stream {
             if op != "create" {
                 errors = true;

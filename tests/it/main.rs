@@ -3,6 +3,7 @@
 mod support;
 
 mod config_errors;
+mod deploy;
 mod elasticsearch;
 mod es_server;
 mod loki;
