@@ -6,5 +6,7 @@ mod config_errors;
 mod deploy;
 mod elasticsearch;
 mod es_server;
+mod kibana_server;
 mod loki;
 mod loki_server;
+mod setup;
