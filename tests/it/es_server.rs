@@ -74,6 +74,10 @@ pub struct EsState {
     pub data_stream_patterns: bool,
     pub index_templates: BTreeMap<String, Value>,
     pub ilm_policies: BTreeMap<String, Value>,
+    /// Keep the documents (tests); benchmarks only count them, to keep memory flat.
+    pub keep_docs: bool,
+    /// Documents indexed (kept or not).
+    pub indexed: usize,
     pub seq_no: u64,
     pub auto_id: u64,
 }
@@ -95,6 +99,8 @@ impl Default for EsState {
             data_stream_patterns: true,
             index_templates: BTreeMap::new(),
             ilm_policies: BTreeMap::new(),
+            keep_docs: true,
+            indexed: 0,
             seq_no: 0,
             auto_id: 0,
         }
@@ -538,7 +544,12 @@ async fn bulk(
             }
         }
         st.seq_no += 1;
+        st.indexed += 1;
         let seq_no = st.seq_no;
+        if !st.keep_docs && id.is_none() {
+            items.push(json!({ op.clone(): {"_index": index, "status": 201, "result": "created"}}));
+            continue;
+        }
         let id = match &id {
             Some(id) => id.clone(),
             None => {

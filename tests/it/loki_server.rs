@@ -96,6 +96,10 @@ pub struct LokiState {
     pub max_sample_age: Option<Duration>,
     pub pushes: usize,
     pub protobuf_pushes: usize,
+    /// Keep the entries (tests); benchmarks only count them.
+    pub keep_entries: bool,
+    /// Entries accepted (kept or not).
+    pub accepted_count: usize,
     /// Newest timestamp per (tenant, stream).
     pub newest: HashMap<(Option<String>, String), i64>,
 }
@@ -111,6 +115,8 @@ impl Default for LokiState {
             max_sample_age: None,
             pushes: 0,
             protobuf_pushes: 0,
+            keep_entries: true,
+            accepted_count: 0,
             newest: HashMap::new(),
         }
     }
@@ -475,6 +481,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<LokiState>>) -> Result<
                 }
             }
             st.newest.insert(key.clone(), newest.map_or(ts, |n| n.max(ts)));
+            st.accepted_count += 1;
+            if !st.keep_entries {
+                continue;
+            }
             st.accepted.push(Accepted {
                 tenant: tenant.clone(),
                 labels: labels.clone(),

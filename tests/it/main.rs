@@ -2,6 +2,7 @@
 
 mod support;
 
+mod bench;
 mod config_errors;
 mod deploy;
 mod elasticsearch;
