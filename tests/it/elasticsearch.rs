@@ -364,3 +364,43 @@ fn a_hung_server_holds_the_source_back_with_bounded_memory() {
     assert_eq!(es.state().doc_count(), 0);
     assert!(weir.metric("weir_sink_in_flight_requests", &[("component_id", "es")]) == 2.0);
 }
+
+#[test]
+fn sink_config_errors_are_located_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &path,
+        r#"[sources.in]
+type = "stdin"
+[sinks.es]
+type = "elasticsearch"
+inputs = ["in"]
+endpoints = ["localhost:9200"]
+index = "logs-{{ service.name"
+[sinks.es2]
+type = "elasticsearch"
+inputs = ["in"]
+endpoints = ["http://es:9200"]
+request.concurrency = "fast"
+[sinks.loki]
+type = "loki"
+inputs = ["in"]
+endpoint = "http://loki:3100"
+labels."bad-name" = "x"
+batch.max_events = 0
+"#,
+    )
+    .unwrap();
+    let (code, out) = crate::support::validate(&[&path]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "pipeline.toml:6:1: sinks.es: `localhost:9200` is not an http:// or https:// URL",
+        "pipeline.toml:7:1: sinks.es: unterminated `{{`",
+        "pipeline.toml:12:23: sinks.es2: unknown concurrency \"fast\"",
+        "pipeline.toml:17:1: sinks.loki: label name `bad-name` is not valid in Loki",
+        "pipeline.toml:18:7: sinks.loki: batch.max_events must be at least 1",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+}

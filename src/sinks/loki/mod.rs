@@ -165,7 +165,7 @@ impl LokiConfig {
             issues.push(ConfigIssue::field("encoding.field", e));
         }
         if self.max_streams == 0 {
-            issues.push(ConfigIssue::field("max_streams", "must be at least 1"));
+            issues.push(ConfigIssue::field("max_streams", "max_streams must be at least 1"));
         }
         if let Some(a) = &self.auth {
             if matches!(a, AuthConfig::ApiKey { .. }) {

@@ -51,17 +51,21 @@ impl BatchConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.max_events == Some(0) {
-            issues.push(ConfigIssue::field("batch.max_events", "must be at least 1"));
+            issues.push(ConfigIssue::field(
+                "batch.max_events",
+                "batch.max_events must be at least 1",
+            ));
         }
         if self.max_bytes == Some(0) {
-            issues.push(ConfigIssue::field("batch.max_bytes", "must be at least 1"));
+            issues
+                .push(ConfigIssue::field("batch.max_bytes", "batch.max_bytes must be at least 1"));
         }
         if let Some(t) = self.timeout_secs
             && !(t.is_finite() && t > 0.0 && t <= 3600.0)
         {
             issues.push(ConfigIssue::field(
                 "batch.timeout_secs",
-                "must be a number of seconds above 0 and at most 3600",
+                "batch.timeout_secs must be a number of seconds above 0 and at most 3600",
             ));
         }
         issues

@@ -205,12 +205,17 @@ impl RequestConfig {
             ("request.retry_max_duration_secs", self.retry_max_duration_secs),
         ] {
             if !secs_ok(v) {
-                issues.push(ConfigIssue::field(name, "must be a number of seconds above 0"));
+                issues.push(ConfigIssue::field(
+                    name,
+                    format!("{name} must be a number of seconds above 0"),
+                ));
             }
         }
         if self.adaptive_max_concurrency == 0 {
-            issues
-                .push(ConfigIssue::field("request.adaptive_max_concurrency", "must be at least 1"));
+            issues.push(ConfigIssue::field(
+                "request.adaptive_max_concurrency",
+                "request.adaptive_max_concurrency must be at least 1",
+            ));
         }
         issues
     }

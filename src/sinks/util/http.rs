@@ -395,6 +395,24 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_read_at_build_with_clear_errors() {
+        let tls = |ca: Option<&str>, verify: bool| TlsConfig {
+            ca_file: ca.map(PathBuf::from),
+            crt_file: None,
+            key_file: None,
+            verify_certificate: verify,
+        };
+        let t = Duration::from_secs(1);
+        let err = HttpClient::new(vec![], Some(&tls(Some("/nonexistent/ca.pem"), true)), None, t)
+            .err()
+            .unwrap();
+        assert!(err.contains("cannot read tls.ca_file /nonexistent/ca.pem"), "{err}");
+        assert!(HttpClient::new(vec![], Some(&tls(None, false)), None, t).is_ok());
+        let half = TlsConfig { crt_file: Some("c.pem".into()), ..tls(None, true) };
+        assert!(half.check()[0].message.contains("go together"));
+    }
+
+    #[test]
     fn endpoints_rotate_and_skip_the_down() {
         let e = Endpoints::new(vec!["http://a/".into(), "http://b".into(), "http://c".into()]);
         let picks: Vec<usize> = (0..6).map(|_| e.pick()).collect();
