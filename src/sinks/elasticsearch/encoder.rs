@@ -95,7 +95,9 @@ impl BulkEncoder {
                 let kind = kind.render(event, now).map_err(missing)?;
                 let dataset = dataset.render(event, now).map_err(missing)?;
                 let namespace = namespace.render(event, now).map_err(missing)?;
-                if event.timestamp().is_none() {
+                // Data streams require `@timestamp`; one already there (a string from parsed
+                // JSON, say) is left for Elasticsearch to read.
+                if !event.as_map().is_some_and(|m| m.contains_key("@timestamp")) {
                     event.insert_key("@timestamp", Value::Timestamp(now));
                 }
                 // Keep the document's data_stream fields in step with where it goes, as the
@@ -260,6 +262,22 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn a_timestamp_string_is_kept_in_data_streams() {
+        let enc = BulkEncoder {
+            target: Target::DataStream {
+                kind: Template::parse("logs").unwrap(),
+                dataset: Template::parse("x").unwrap(),
+                namespace: Template::parse("y").unwrap(),
+            },
+            id: IdSource::Auto,
+        };
+        let mut e = Event::from_message("m");
+        e.insert_key("@timestamp", Value::from("2025-01-02T03:04:05.678+01:00"));
+        let (_, lines, _) = encode(&enc, e);
+        assert!(lines.contains(r#""@timestamp":"2025-01-02T03:04:05.678+01:00""#), "{lines}");
     }
 
     #[test]
