@@ -11,6 +11,8 @@ sudo_if_needed() {
 # Debian packages the tests use, by the command that shows each is there.
 missing=()
 command -v logger >/dev/null || missing+=(bsdutils)
+# `docker-compose config` checks docker-compose.yml (no Docker engine needed).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq

@@ -38,6 +38,16 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Install what the pipeline's Elasticsearch sinks need (ILM policy, index template) and
+    /// the Kibana data view and dashboard; idempotent.
+    Setup {
+        /// A pipeline file; repeat for several.
+        #[arg(short, long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+        /// Kibana's URL (default: $KIBANA_ENDPOINT; Kibana is skipped when neither is set).
+        #[arg(long, value_name = "URL")]
+        kibana: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,6 +71,15 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
         Command::Validate { files } => weir::app::validate(&files),
+        Command::Setup { config, kibana } => {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(weir::setup::run(&config, kibana)),
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    70
+                }
+            }
+        }
         Command::Run { config } => match weir::app::load(&config) {
             Err(errors) => {
                 for e in &errors {

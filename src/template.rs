@@ -78,6 +78,17 @@ impl Template {
         !self.has_time && !self.has_fields
     }
 
+    /// The field paths the template reads.
+    pub fn field_paths(&self) -> Vec<OwnedValuePath> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Field(path, _) => Some(path.clone()),
+                Part::Text(_) => None,
+            })
+            .collect()
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }

@@ -2,7 +2,9 @@
 
 pub mod blackhole;
 pub mod console;
+pub mod elasticsearch;
 pub mod file;
+pub mod loki;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -13,7 +15,10 @@ crate::component_enum! {
     SinkConfig {
         "blackhole" => Blackhole(blackhole::BlackholeConfig),
         "console" => Console(console::ConsoleConfig),
+        // Boxed: the config is large, and the enum should stay small.
+        "elasticsearch" => Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
         "file" => File(file::FileSinkConfig),
+        "loki" => Loki(Box<loki::LokiConfig>),
     }
 }
 
@@ -22,7 +27,9 @@ impl SinkConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {
         match self {
             Self::Blackhole(_) | Self::Console(_) => Vec::new(),
+            Self::Elasticsearch(c) => c.check(),
             Self::File(c) => c.check(),
+            Self::Loki(c) => c.check(),
         }
     }
 
@@ -31,7 +38,9 @@ impl SinkConfig {
         match self {
             Self::Blackhole(c) => c.build(cx),
             Self::Console(c) => c.build(cx),
+            Self::Elasticsearch(c) => c.build(cx),
             Self::File(c) => c.build(cx),
+            Self::Loki(c) => c.build(cx),
         }
     }
 }

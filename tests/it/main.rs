@@ -3,8 +3,16 @@
 mod support;
 
 mod backpressure;
+mod bench;
 mod config_errors;
+mod deploy;
+mod elasticsearch;
+mod es_server;
 mod file_source;
 mod grok_loghub;
+mod kibana_server;
 mod lifecycle;
+mod loki;
+mod loki_server;
 mod pipelines;
+mod setup;

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `weir` binary built for these tests.
+/// The `weir` binary built for these tests, or the one named by `WEIR_BIN` (for worktrees
+/// that share a target directory, where the last build of any of them owns `target/debug/weir`).
 pub fn weir_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+    std::env::var_os("WEIR_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_weir")), PathBuf::from)
 }
 
 /// The shared test data (`../shared/data` of the project's root).

@@ -1,0 +1,113 @@
+//! What ships beside the binary: every example pipeline passes `weir validate`, and
+//! `docker-compose.yml` is valid (`docker-compose config`, Debian's docker-compose; no engine
+//! is needed), every file it mounts from the project exists, and every pipeline a service runs
+//! passes `weir validate`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::validate;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_example_pipeline_validates() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let (code, out) = validate(&[f.as_path()]);
+        assert_eq!(code, 0, "{}:\n{out}", f.display());
+        assert!(out.contains("Configuration OK"), "{}:\n{out}", f.display());
+    }
+}
+
+/// Host paths of the project's bind mounts (`- ./x:/y[:ro]`), and the pipeline files the
+/// services are told to run (`/etc/weir/pipelines/NAME`).
+fn mounts_and_pipelines(compose: &str) -> (Vec<String>, Vec<String>) {
+    let mut mounts = Vec::new();
+    let mut pipelines = Vec::new();
+    for line in compose.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("- ") {
+            // `${VAR:-./default}` mounts count by their default.
+            let rest = rest.trim_matches('"');
+            let host = if let Some(var) = rest.strip_prefix("${") {
+                var.split_once(":-").and_then(|(_, d)| d.split_once('}')).map(|(d, _)| d)
+            } else {
+                rest.split(':').next()
+            };
+            if let Some(h) = host.filter(|h| h.starts_with("./")) {
+                mounts.push(h.to_string());
+            }
+        }
+        let mut s = t;
+        while let Some(i) = s.find("/etc/weir/pipelines/") {
+            let name: String = s[i + "/etc/weir/pipelines/".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            pipelines.push(name);
+            s = &s[i + 1..];
+        }
+    }
+    (mounts, pipelines)
+}
+
+#[test]
+fn docker_compose_is_valid_and_what_it_mounts_exists() {
+    let status = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .current_dir(root())
+        .output()
+        .expect("docker-compose is not installed: scripts/test.sh installs it (Debian package docker-compose)");
+    assert!(
+        status.status.success(),
+        "docker-compose config:\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let compose = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    let (mounts, pipelines) = mounts_and_pipelines(&compose);
+    assert!(mounts.iter().any(|m| m == "./pipelines"), "{mounts:?}");
+    for m in &mounts {
+        assert!(root().join(m).exists(), "docker-compose.yml mounts {m}, which does not exist");
+    }
+    assert!(pipelines.len() >= 3, "{pipelines:?}");
+    for p in &pipelines {
+        let path = root().join("pipelines").join(p);
+        assert!(path.exists(), "a service runs {p}, which is not in pipelines/");
+        let (code, out) = validate(&[Path::new(&path)]);
+        assert_eq!(code, 0, "{p}:\n{out}");
+    }
+    // The Dockerfile and the configuration files the stack reads are in place.
+    for f in [
+        "Dockerfile",
+        "deploy/prometheus/prometheus.yml",
+        "deploy/prometheus/alerts.yml",
+        "deploy/alertmanager/alertmanager.yml",
+        "deploy/grafana/provisioning/datasources/datasources.yml",
+        "deploy/grafana/provisioning/dashboards/dashboards.yml",
+    ] {
+        assert!(root().join(f).is_file(), "{f} is missing");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/dashboards/weir.json")).unwrap(),
+    )
+    .expect("the Grafana dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 5));
+}
+
+#[test]
+fn the_mount_scanner_reads_the_forms_used() {
+    let (m, p) = mounts_and_pipelines(
+        "    volumes:\n      - ./pipelines:/etc/weir/pipelines:ro\n      - ${LOGS:-./deploy/x}:/var/log:ro\n      - /var/log:/h:ro\n      - es-data:/data\n    command: [\"run\", \"--config\", \"/etc/weir/pipelines/a.toml\"]\n",
+    );
+    assert_eq!(m, ["./pipelines", "./deploy/x"]);
+    assert_eq!(p, ["a.toml"]);
+}
