@@ -11,6 +11,8 @@ sudo_if_needed() {
 # Debian packages the tests use, by the command that shows each is there.
 missing=()
 command -v logger >/dev/null || missing+=(bsdutils)
+# The syslog tests start an rsyslog forwarder of their own (not the system's service).
+[ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq

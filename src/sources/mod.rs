@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod file;
 pub mod stdin;
+pub mod syslog;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -14,6 +15,7 @@ crate::component_enum! {
         "demo" => Demo(demo::DemoConfig),
         "file" => File(file::FileConfig),
         "stdin" => Stdin(stdin::StdinConfig),
+        "syslog" => Syslog(syslog::SyslogConfig),
     }
 }
 
@@ -24,6 +26,7 @@ impl SourceConfig {
             Self::Demo(c) => c.check(),
             Self::File(c) => c.check(),
             Self::Stdin(c) => c.check(),
+            Self::Syslog(c) => c.check(),
         }
     }
 
@@ -33,6 +36,7 @@ impl SourceConfig {
             Self::Demo(c) => c.build(cx),
             Self::File(c) => c.build(cx),
             Self::Stdin(c) => c.build(cx),
+            Self::Syslog(c) => c.build(cx),
         }
     }
 }

@@ -3,3 +3,4 @@
 mod support;
 
 mod config_errors;
+mod syslog;
