@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod kafka;
 pub mod stdin;
 pub mod syslog;
 pub mod util;
@@ -14,6 +15,7 @@ crate::component_enum! {
     SourceConfig {
         "demo" => Demo(demo::DemoConfig),
         "file" => File(file::FileConfig),
+        "kafka" => Kafka(kafka::KafkaConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
     }
@@ -25,6 +27,7 @@ impl SourceConfig {
         match self {
             Self::Demo(c) => c.check(),
             Self::File(c) => c.check(),
+            Self::Kafka(c) => c.check(),
             Self::Stdin(c) => c.check(),
             Self::Syslog(c) => c.check(),
         }
@@ -35,6 +38,7 @@ impl SourceConfig {
         match self {
             Self::Demo(c) => c.build(cx),
             Self::File(c) => c.build(cx),
+            Self::Kafka(c) => c.build(cx),
             Self::Stdin(c) => c.build(cx),
             Self::Syslog(c) => c.build(cx),
         }

@@ -3,4 +3,5 @@
 mod support;
 
 mod config_errors;
+mod kafka;
 mod syslog;
