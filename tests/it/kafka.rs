@@ -98,6 +98,14 @@ impl Broker {
     /// Produces records `ids` to `topic`, record `i` to partition `i % partitions`, each with
     /// key `model-{i % 5}` and a `trace-id` header; waits until every one is acknowledged.
     fn produce(&self, topic: &str, partitions: i32, ids: std::ops::Range<usize>) {
+        let records = ids
+            .map(|i| ((i % partitions as usize) as i32, format!("model-{}", i % 5), i))
+            .collect();
+        self.produce_records(topic, records);
+    }
+
+    /// Produces `(partition, key, id)` records in order; waits until each is acknowledged.
+    fn produce_records(&self, topic: &str, records: Vec<(i32, String, usize)>) {
         let delivered = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
         // tansu 0.6.0 wants one record per batch and no compression.
@@ -112,21 +120,19 @@ impl Broker {
                 failed: Arc::clone(&failed),
             })
             .expect("producer");
-        let count = ids.len();
-        for i in ids {
+        let count = records.len();
+        for (partition, key, i) in records {
             let payload = payload(i);
-            let key = format!("model-{}", i % 5);
             let trace = format!("t{i}");
             let headers = OwnedHeaders::new()
                 .insert(Header { key: "trace-id", value: Some(trace.as_str()) })
                 .insert(Header { key: "hop", value: Some("a") })
                 .insert(Header { key: "hop", value: Some("b") });
-            let record = BaseRecord::to(topic)
-                .partition((i % partitions as usize) as i32)
+            let mut record = BaseRecord::to(topic)
+                .partition(partition)
                 .key(&key)
                 .payload(&payload)
                 .headers(headers);
-            let mut record = record;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -149,6 +155,27 @@ impl Broker {
         producer.flush(Duration::from_secs(60)).expect("flush");
         assert_eq!(failed.load(Ordering::Relaxed), 0, "failed deliveries; broker:\n{}", self.log());
         assert_eq!(delivered.load(Ordering::Relaxed), count);
+    }
+}
+
+impl Broker {
+    /// The offset group `group` has committed for a partition (`None` when it has none).
+    fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed =
+            consumer.committed_offsets(tpl, Duration::from_secs(30)).expect("committed");
+        match committed.find_partition(topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        }
     }
 }
 
@@ -184,6 +211,11 @@ fn payload(i: usize) -> String {
 
 /// weir with a kafka source in group `group` writing JSON lines to `out.log` in `dir`.
 fn start_weir(dir: &Path, broker: &Broker, topic: &str, group: &str) -> Weir {
+    start_weir_to(dir, broker, topic, group, "{{dir}}/out.log")
+}
+
+/// As [`start_weir`], writing to the file sink path template `path`.
+fn start_weir_to(dir: &Path, broker: &Broker, topic: &str, group: &str, path: &str) -> Weir {
     Weir::start(
         dir,
         &format!(
@@ -200,7 +232,7 @@ librdkafka_options = {{ "statistics.interval.ms" = "500", "heartbeat.interval.ms
 [sinks.out]
 type = "file"
 inputs = ["kafka"]
-path = "{{{{dir}}}}/out.log"
+path = "{path}"
 encoding.codec = "json"
 "#,
             address = broker.address()
@@ -410,4 +442,54 @@ fn two_instances_share_a_group_and_one_takes_over_when_the_other_stops() {
         .collect();
     assert_eq!(taken_over.len(), 4, "a reads every partition after the take-over");
     assert!(a.stop().success());
+}
+
+#[test]
+fn an_undelivered_record_holds_its_partition_until_it_is_read_again() {
+    let broker = Broker::start();
+    broker.create_topic("held", 1);
+    // Record 10 goes to `blocked.log`, which is a directory: the file sink cannot write it and
+    // marks it errored. The records around it are delivered.
+    let out = tempfile::tempdir().unwrap();
+    std::fs::create_dir(out.path().join("blocked.log")).unwrap();
+    let key = |i: usize| if i == 10 { "blocked" } else { "good" }.to_string();
+    let path = format!("{}/{{{{ kafka.key }}}}.log", out.path().display());
+    let good = |n: usize| read_lines(&out.path().join("good.log")).len() >= n;
+    let lag = |w: &Weir| {
+        w.metric("weir_kafka_consumer_lag", &[("component_id", "kafka"), ("partition", "0")])
+    };
+
+    let first = tempfile::tempdir().unwrap();
+    let weir = start_weir_to(first.path(), &broker, "held", "weir-held", &path);
+    // Two rounds, so that records 0..9 are acknowledged in batches of their own.
+    broker.produce_records("held", (0..10).map(|i| (0, key(i), i)).collect());
+    assert!(wait_for(WAIT, || good(10)), "good records missing:\n{}", weir.stderr());
+    assert!(wait_for(WAIT, || lag(&weir) == 0.0), "first round not committed");
+    broker.produce_records("held", (10..20).map(|i| (0, key(i), i)).collect());
+    assert!(wait_for(WAIT, || good(19)), "good records missing:\n{}", weir.stderr());
+    // The committed offset stays at 10, before the failed record, although 11..19 went out.
+    let held = wait_for(WAIT, || lag(&weir) == 10.0);
+    assert!(held, "lag {} (expected 10):\n{}", lag(&weir), weir.metrics());
+    assert!(weir.stderr().contains("offset stays before them"), "{}", weir.stderr());
+    assert!(weir.stop().success());
+    assert_eq!(broker.committed("weir-held", "held", 0), Some(10), "a clean stop keeps the hold");
+
+    // Once the destination works, a restart reads the failed record again (and the ones after
+    // it: at least once).
+    std::fs::remove_dir(out.path().join("blocked.log")).unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let weir = start_weir_to(second.path(), &broker, "held", "weir-held", &path);
+    let ok = wait_for(WAIT, || !read_lines(&out.path().join("blocked.log")).is_empty());
+    assert!(ok, "the failed record was not read again:\n{}", weir.stderr());
+    let blocked: Vec<Value> = read_lines(&out.path().join("blocked.log"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(id_of(&blocked[0]), 10);
+    assert_eq!(blocked[0]["kafka"]["offset"], 10);
+    assert!(wait_for(WAIT, || good(28)), "records after it are read again too");
+    assert!(wait_for(WAIT, || lag(&weir) == 0.0), "lag {}", lag(&weir));
+    assert!(weir.stop().success());
+    assert_eq!(broker.committed("weir-held", "held", 0), Some(20));
 }
