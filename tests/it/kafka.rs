@@ -493,3 +493,33 @@ fn an_undelivered_record_holds_its_partition_until_it_is_read_again() {
     assert!(weir.stop().success());
     assert_eq!(broker.committed("weir-held", "held", 0), Some(20));
 }
+
+#[test]
+fn the_example_pipeline_validates_and_runs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/kafka-to-console.toml");
+    assert_eq!(crate::support::validate(&[&path]), (0, "Configuration OK\n".to_string()));
+
+    let broker = Broker::start();
+    broker.create_topic("model-server-logs", 2);
+    broker.produce("model-server-logs", 2, 0..20);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pipeline = text
+        .replace("${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}", &broker.address())
+        .replace("statistics.interval.ms\" = \"10000", "statistics.interval.ms\" = \"500");
+    assert_ne!(pipeline, text, "the example's broker address is no longer overridable");
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &pipeline);
+    let printed = || -> Vec<Value> {
+        read_lines(&dir.path().join("stdout"))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    };
+    assert!(wait_for(WAIT, || printed().len() >= 20), "{}", weir.stderr());
+    let events = printed();
+    // The JSON value was parsed into fields.
+    let ids: BTreeSet<u64> = events.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert_eq!(ids, (0..20).collect(), "{:#?}", events.first());
+    assert!(events.iter().all(|e| e["text"] == "prediction served" && e["kafka"]["topic"] == "model-server-logs"));
+    assert!(weir.stop().success());
+}

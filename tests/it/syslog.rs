@@ -712,3 +712,51 @@ fn udp_drops_are_counted_when_the_pipeline_is_full() {
     drop(weir);
     let _ = reader.join();
 }
+
+/// `pipelines/syslog-to-console.toml`, with its listening addresses set to `address`.
+fn example_pipeline(address: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/syslog-to-console.toml");
+    let text = std::fs::read_to_string(&path).expect("pipelines/syslog-to-console.toml");
+    let with_address = text
+        .replace("${WEIR_SYSLOG_TCP:-0.0.0.0:514}", address)
+        .replace("${WEIR_SYSLOG_UDP:-0.0.0.0:514}", address);
+    assert_ne!(with_address, text, "the example's addresses are no longer overridable");
+    with_address
+}
+
+#[test]
+fn the_example_pipeline_validates_and_runs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/syslog-to-console.toml");
+    assert_eq!(crate::support::validate(&[&path]), (0, "Configuration OK\n".to_string()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let weir = Weir::start(dir.path(), &example_pipeline(&format!("127.0.0.1:{port}")));
+    let p = port.to_string();
+    logger(&[
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &p,
+        "-T",
+        "--octet-count",
+        "-t",
+        "torchserve",
+        "-p",
+        "local0.err",
+        "example tcp",
+    ]);
+    logger(&["-n", "127.0.0.1", "-P", &p, "-d", "--rfc3164", "-t", "vllm", "example udp"]);
+    let printed = |message: &str| -> Option<Value> {
+        read_lines(&dir.path().join("stdout"))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["message"] == message)
+    };
+    assert!(wait_for(WAIT, || printed("example tcp").is_some()), "{}", weir.stderr());
+    assert!(wait_for(WAIT, || printed("example udp").is_some()), "{}", weir.stderr());
+    let e = printed("example tcp").unwrap_or_default();
+    assert_eq!(e["service"]["name"], "torchserve", "{e:#}");
+    assert_eq!(e["log"]["level"], "err");
+    assert_eq!(printed("example udp").unwrap_or_default()["service"]["name"], "vllm");
+}
