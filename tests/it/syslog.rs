@@ -760,3 +760,87 @@ fn the_example_pipeline_validates_and_runs() {
     assert_eq!(e["log"]["level"], "err");
     assert_eq!(printed("example udp").unwrap_or_default()["service"]["name"], "vllm");
 }
+
+/// Splits one CSV record (fields may be quoted, with `""` for a quote).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+#[test]
+fn loghub_linux_syslog_lines_parse_as_the_reference_says() {
+    let data = crate::support::shared_data().join("loghub/Linux");
+    let lines = std::fs::read_to_string(data.join("Linux_2k.log")).unwrap();
+    let reference: Vec<Vec<String>> =
+        std::fs::read_to_string(data.join("Linux_2k.log_structured.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(csv_fields)
+            .collect();
+    assert_eq!(reference.len(), 2000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let weir = start(dir.path(), "tcp", port, r#"timezone = "UTC""#);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The lines were written by a syslog daemon to a file, which drops the PRI: put one back
+    // (authpriv.info), and send them newline-framed.
+    let mut payload = String::new();
+    for l in lines.lines() {
+        payload.push_str("<86>");
+        payload.push_str(l);
+        payload.push('\n');
+    }
+    s.write_all(payload.as_bytes()).unwrap();
+    drop(s);
+    assert!(wait_for(WAIT, || events(dir.path()).len() == 2000), "{}", weir.stderr());
+    let got = events(dir.path());
+    let mut wrong = Vec::new();
+    for (e, r) in got.iter().zip(&reference) {
+        // LineId, Month, Date, Time, Level (the host), Component, PID, Content, ...
+        let (host, component, pid, content) = (&r[4], &r[5], &r[6], &r[7]);
+        let s = &e["log"]["syslog"];
+        if component.contains(' ') {
+            // `syslogd 1.4.1:` and `-- root[2421]:` are not RFC 3164 tags (a tag ends at the
+            // first space): the parser takes `syslogd` (or no tag) and keeps the rest in the
+            // message. The content is still there, and the event is not an error.
+            let ok = e["host"]["name"] == host.as_str()
+                && e["message"].as_str().is_some_and(|m| m.trim().ends_with(content.trim()))
+                && e.get("error").is_none();
+            if !ok {
+                wrong.push(format!("line {}: {e}\n  expected {r:?}", r[0]));
+            }
+            continue;
+        }
+        let ok = e["host"]["name"] == host.as_str()
+            && s["appname"] == component.as_str()
+            && (pid.is_empty() && s.get("procid").is_none() || s["procid"] == pid.as_str())
+            && e["message"].as_str().map(str::trim) == Some(content.trim())
+            && s["facility"]["name"] == "authpriv"
+            && s["severity"]["name"] == "info"
+            && e.get("error").is_none();
+        if !ok {
+            wrong.push(format!("line {}: {e}\n  expected {r:?}", r[0]));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of 2000 lines differ:\n{}", wrong.len(), wrong.join("\n"));
+    let irregular = reference.iter().filter(|r| r[5].contains(' ')).count();
+    assert_eq!(irregular, 8, "the sample's lines with a space in their tag");
+    // Timestamps: June 14 at 15:16:01 (year inferred, zone UTC as configured).
+    let ts = got[0]["@timestamp"].as_str().unwrap();
+    assert!(ts.ends_with("-06-14T15:16:01Z"), "{ts}");
+}
