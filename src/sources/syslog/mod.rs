@@ -23,6 +23,8 @@
 //! way to slow a sender: datagrams are read as fast as they come into a queue of
 //! [`UDP_QUEUE_BYTES`]; when the queue is full, datagrams are dropped and counted
 //! (`weir_component_discarded_events_total{reason="buffer_full"}`) and a warning is logged.
+//! Datagrams the kernel drops before weir reads them (its socket buffer was full) are
+//! counted too, from Linux's per-socket counter, as `reason="kernel_buffer_full"`.
 //!
 //! Metrics, besides the common component series (messages and message bytes received):
 //! `weir_component_open_connections` (gauge); `weir_component_errors_total` with
@@ -214,11 +216,13 @@ struct Telemetry {
     handshake_failed: Counter,
     read_failed: Counter,
     udp_dropped: Counter,
+    kernel_dropped: Counter,
     /// One limit per kind of log line, shared by all connections.
     parse_log: Mutex<RateLimit>,
     refused_log: Mutex<RateLimit>,
     handshake_log: Mutex<RateLimit>,
     udp_log: Mutex<RateLimit>,
+    kernel_log: Mutex<RateLimit>,
 }
 
 fn open_connections_family() -> &'static Family<Labels, Gauge> {
@@ -247,10 +251,12 @@ impl Telemetry {
             handshake_failed: metrics.error_counter("tls_handshake_failed", "receiving"),
             read_failed: metrics.error_counter("read_failed", "receiving"),
             udp_dropped: metrics.discarded_counter("buffer_full"),
+            kernel_dropped: metrics.discarded_counter("kernel_buffer_full"),
             parse_log: Mutex::default(),
             refused_log: Mutex::default(),
             handshake_log: Mutex::default(),
             udp_log: Mutex::default(),
+            kernel_log: Mutex::default(),
             metrics: metrics.clone(),
         }
     }
@@ -567,10 +573,29 @@ async fn run_udp(socket: UdpSocket, settings: Arc<Settings>, cx: SourceContext) 
     });
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut read_log = RateLimit::default();
+    let mut kernel = KernelDrops::new(&socket);
+    let mut check_kernel = tokio::time::interval(Duration::from_secs(1));
+    check_kernel.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             biased;
             _ = cx.shutdown.cancelled() => break,
+            _ = check_kernel.tick() => {
+                let dropped = kernel.as_mut().map_or(0, KernelDrops::poll);
+                if dropped > 0 {
+                    t.kernel_dropped.inc_by(dropped);
+                    if let Some(suppressed) = allow(&t.kernel_log) {
+                        tracing::warn!(
+                            component = %cx.id,
+                            count = dropped,
+                            suppressed,
+                            "the kernel dropped udp messages: weir did not read them fast enough \
+                             (raise net.core.rmem_default, or add weir instances)"
+                        );
+                    }
+                }
+                continue;
+            }
             r = socket.recv_from(&mut buf) => r,
         };
         let mut batch = Vec::new();
@@ -623,6 +648,52 @@ async fn run_udp(socket: UdpSocket, settings: Arc<Settings>, cx: SourceContext) 
     Ok(())
 }
 
+/// Datagrams the kernel dropped for one socket because its receive buffer was full, which
+/// weir cannot see in what it reads. Linux reports them per socket in the `drops` column of
+/// `/proc/net/udp` and `/proc/net/udp6`, where the socket is known by its inode; elsewhere
+/// they are not counted.
+struct KernelDrops {
+    inode: u64,
+    last: u64,
+}
+
+impl KernelDrops {
+    fn new(socket: &UdpSocket) -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+        let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()?;
+        let mut drops = Self { inode, last: 0 };
+        drops.last = drops.read()?;
+        Some(drops)
+    }
+
+    fn read(&self) -> Option<u64> {
+        ["/proc/net/udp", "/proc/net/udp6"]
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .find_map(|table| socket_drops(&table, self.inode))
+    }
+
+    /// Drops since the last call.
+    fn poll(&mut self) -> u64 {
+        let Some(now) = self.read() else { return 0 };
+        let new = now.saturating_sub(self.last);
+        self.last = now;
+        new
+    }
+}
+
+/// The `drops` column of the line of socket `inode` in a `/proc/net/udp` table.
+fn socket_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        cols.get(12)?.parse().ok()
+    })
+}
+
 /// The event of one datagram (one message; a trailing line feed or NUL is removed).
 fn datagram_event(settings: &Settings, data: &[u8], peer: SocketAddr) -> Option<Event> {
     let mut data = data;
@@ -656,4 +727,30 @@ fn datagram_event(settings: &Settings, data: &[u8], peer: SocketAddr) -> Option<
         };
     }
     Some(settings.event(bytes::Bytes::copy_from_slice(data), Some(peer), now, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_drops_of_this_socket_are_read_from_proc() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  120: 0100007F:D431 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17
+  121: 0100007F:D432 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 5
+";
+        assert_eq!(socket_drops(table, 4243), Some(5));
+        assert_eq!(socket_drops(table, 4242), Some(17));
+        assert_eq!(socket_drops(table, 1), None);
+    }
+
+    #[tokio::test]
+    async fn this_machines_proc_table_knows_a_fresh_socket() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if !std::path::Path::new("/proc/net/udp").exists() {
+            return;
+        }
+        let mut drops = KernelDrops::new(&socket).expect("the socket is in /proc/net/udp");
+        assert_eq!(drops.poll(), 0);
+    }
 }
