@@ -860,3 +860,48 @@ fn loghub_linux_syslog_lines_parse_as_the_reference_says() {
     let ts = got[0]["@timestamp"].as_str().unwrap();
     assert!(ts.ends_with("-06-14T15:16:01Z"), "{ts}");
 }
+
+#[test]
+fn configuration_mistakes_are_reported_together_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &path,
+        r#"
+[sources.syslog]
+type = "syslog"
+mode = "udp"
+address = "0.0.0.0:514"
+timezone = "Mars/Olympus"
+tls.crt_file = "server.crt"
+tls.key_file = "server.key"
+tls.verify_certificate = true
+
+[sources.kafka]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "weir"
+topics = ["logs"]
+auto_offset_reset = "oldest"
+librdkafka_options = { "enable.auto.commit" = "true" }
+
+[sinks.out]
+type = "blackhole"
+inputs = ["syslog", "kafka"]
+"#,
+    )
+    .unwrap();
+    let (code, out) = crate::support::validate(&[&path]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "sources.syslog: unknown time zone `Mars/Olympus`",
+        "sources.syslog: TLS needs `mode = \"tcp\"`",
+        "sources.syslog: verifying client certificates needs `tls.ca_file`",
+        "sources.kafka: `oldest` is not one of earliest",
+        "sources.kafka: `enable.auto.commit` cannot be set here",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(out.contains("5 errors found"), "{out}");
+    assert!(out.contains("pipeline.toml:6:"), "the time zone's line is named:\n{out}");
+}
