@@ -142,7 +142,8 @@ impl ComponentLabels {
         Self { id: id.to_string(), kind, type_name: type_name.to_string() }
     }
 
-    fn labels(&self) -> Labels {
+    /// The component's label pairs (for series a component registers itself).
+    pub fn labels(&self) -> Labels {
         vec![
             ("component_id".into(), self.id.clone()),
             ("component_kind".into(), self.kind.into()),
@@ -150,7 +151,8 @@ impl ComponentLabels {
         ]
     }
 
-    fn with(&self, key: &str, value: &str) -> Labels {
+    /// The component's label pairs plus one more.
+    pub fn with(&self, key: &str, value: &str) -> Labels {
         let mut l = self.labels();
         l.push((key.into(), value.into()));
         l

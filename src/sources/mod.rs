@@ -2,7 +2,9 @@
 
 pub mod demo;
 pub mod file;
+pub mod kafka;
 pub mod stdin;
+pub mod syslog;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -13,7 +15,9 @@ crate::component_enum! {
     SourceConfig {
         "demo" => Demo(demo::DemoConfig),
         "file" => File(file::FileConfig),
+        "kafka" => Kafka(kafka::KafkaConfig),
         "stdin" => Stdin(stdin::StdinConfig),
+        "syslog" => Syslog(syslog::SyslogConfig),
     }
 }
 
@@ -23,7 +27,9 @@ impl SourceConfig {
         match self {
             Self::Demo(c) => c.check(),
             Self::File(c) => c.check(),
+            Self::Kafka(c) => c.check(),
             Self::Stdin(c) => c.check(),
+            Self::Syslog(c) => c.check(),
         }
     }
 
@@ -32,7 +38,9 @@ impl SourceConfig {
         match self {
             Self::Demo(c) => c.build(cx),
             Self::File(c) => c.build(cx),
+            Self::Kafka(c) => c.build(cx),
             Self::Stdin(c) => c.build(cx),
+            Self::Syslog(c) => c.build(cx),
         }
     }
 }

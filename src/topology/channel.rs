@@ -115,16 +115,7 @@ impl BatchSender {
             },
         };
         if !acquired {
-            for e in &events {
-                e.update_status(EventStatus::Rejected);
-            }
-            if let Some(c) = &self.shared.discarded {
-                c.inc_by(events.len() as u64);
-            }
-            tracing::debug!(
-                count = events.len(),
-                "buffer full; batch discarded (when_full = drop_newest)"
-            );
+            self.discard(events);
             return Ok(());
         }
         let count = events.len();
@@ -132,17 +123,45 @@ impl BatchSender {
             g.events.inc_by(count as i64);
             g.bytes.inc_by(i64::from(permits));
         }
-        match self.tx.send(Item { events, permits }).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(item)) => {
-                self.shared.bytes.add_permits(item.permits as usize);
-                if let Some(g) = &self.shared.gauges {
-                    g.events.dec_by(count as i64);
-                    g.bytes.dec_by(i64::from(permits));
-                }
-                Err(Closed(item.events))
-            }
+        let item = Item { events, permits };
+        let refused = match self.shared.when_full {
+            WhenFull::Block => match self.tx.send(item).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(item)) => (item, true),
+            },
+            // The batch-count limit is a limit too: a full queue of small batches discards
+            // rather than making the sender wait.
+            WhenFull::DropNewest => match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(item)) => (item, false),
+                Err(mpsc::error::TrySendError::Closed(item)) => (item, true),
+            },
+        };
+        let (item, closed) = refused;
+        self.shared.bytes.add_permits(item.permits as usize);
+        if let Some(g) = &self.shared.gauges {
+            g.events.dec_by(count as i64);
+            g.bytes.dec_by(i64::from(permits));
         }
+        if closed {
+            return Err(Closed(item.events));
+        }
+        self.discard(item.events);
+        Ok(())
+    }
+
+    /// Drops a batch that found the buffer full (`drop_newest`): marked rejected and counted.
+    fn discard(&self, events: Vec<Event>) {
+        for e in &events {
+            e.update_status(EventStatus::Rejected);
+        }
+        if let Some(c) = &self.shared.discarded {
+            c.inc_by(events.len() as u64);
+        }
+        tracing::debug!(
+            count = events.len(),
+            "buffer full; batch discarded (when_full = drop_newest)"
+        );
     }
 }
 
@@ -201,6 +220,23 @@ mod tests {
         drop(tx);
         assert_eq!(rx.recv().await.unwrap().len(), 1);
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_newest_never_waits_on_the_batch_count_limit() {
+        let (tx, mut rx) = channel(usize::MAX >> 1, WhenFull::DropNewest, None, None);
+        for _ in 0..MAX_QUEUED_BATCHES + 10 {
+            tokio::time::timeout(Duration::from_secs(60), tx.send(batch(1, 1)))
+                .await
+                .expect("a drop_newest sender waited for room")
+                .unwrap();
+        }
+        drop(tx);
+        let mut received = 0;
+        while rx.recv().await.is_some() {
+            received += 1;
+        }
+        assert_eq!(received, MAX_QUEUED_BATCHES);
     }
 
     #[tokio::test]

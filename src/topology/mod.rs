@@ -75,7 +75,10 @@ impl Default for ShutdownSignal {
     }
 }
 
-/// The output of a source.
+/// The output of a source. Clones share the same consumers: a source that reads several
+/// connections at once gives each its own clone, and each clone waits on its own when the
+/// consumers are full.
+#[derive(Clone)]
 pub struct SourceSender {
     fanout: Fanout,
     metrics: OutputMetrics,

@@ -1,7 +1,8 @@
-//! Pieces shared by the sources that read lines: framing, multi-line aggregation, host name.
+//! Pieces shared by sources: line framing, multi-line aggregation, host name, TLS.
 
 pub mod lines;
 pub mod multiline;
+pub mod tls;
 
 use std::sync::OnceLock;
 

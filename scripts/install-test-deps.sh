@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing weir needs on a fresh Debian machine, when it is missing:
+# the C toolchain and libraries of the bundled librdkafka, the real peers the tests talk to
+# (rsyslog, logger, docker-compose for its `config` check) and the Kafka test broker.
+# Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
+}
+
+# Debian packages the tests use, by the command that shows each is there.
+missing=()
+command -v logger >/dev/null || missing+=(bsdutils)
+# `docker-compose config` checks docker-compose.yml (no Docker engine needed).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+# The syslog tests start an rsyslog forwarder of their own (not the system's service).
+[ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
+# Building rdkafka compiles the bundled librdkafka (C compiler, make) and links OpenSSL and
+# zlib. Debian's own librdkafka is not used: it is too old for rdkafka 0.39.
+command -v cc >/dev/null || missing+=(gcc)
+command -v c++ >/dev/null || missing+=(g++)
+command -v make >/dev/null || missing+=(make)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}"
+fi
+
+# The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory
+# storage (`dynostore`). Building it takes about ten minutes, once.
+if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "installing the Kafka test broker (tansu 0.6.0); this takes a while"
+  cargo install tansu --version 0.6.0 --locked --features dynostore \
+    --target-dir "${TMPDIR:-/tmp}/weir-tansu-build"
+fi
+
