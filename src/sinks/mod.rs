@@ -1,8 +1,10 @@
 //! Sinks: where events leave weir. One module per sink; shared machinery in [`util`].
 
+pub mod alerting;
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod mlflow;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -11,9 +13,12 @@ use crate::topology::{SinkContext, Task};
 crate::component_enum! {
     /// The `type` of a `[sinks.<id>]` table.
     SinkConfig {
+        "alertmanager" => Alertmanager(alerting::AlertSinkConfig),
         "blackhole" => Blackhole(blackhole::BlackholeConfig),
         "console" => Console(console::ConsoleConfig),
         "file" => File(file::FileSinkConfig),
+        "mlflow" => Mlflow(mlflow::MlflowConfig),
+        "webhook" => Webhook(alerting::AlertSinkConfig),
     }
 }
 
@@ -23,6 +28,8 @@ impl SinkConfig {
         match self {
             Self::Blackhole(_) | Self::Console(_) => Vec::new(),
             Self::File(c) => c.check(),
+            Self::Alertmanager(c) | Self::Webhook(c) => c.check(),
+            Self::Mlflow(c) => c.check(),
         }
     }
 
@@ -32,6 +39,9 @@ impl SinkConfig {
             Self::Blackhole(c) => c.build(cx),
             Self::Console(c) => c.build(cx),
             Self::File(c) => c.build(cx),
+            Self::Alertmanager(c) => c.build_alertmanager(cx),
+            Self::Webhook(c) => c.build_webhook(cx),
+            Self::Mlflow(c) => c.build(cx),
         }
     }
 }

@@ -7,4 +7,6 @@ mod config_errors;
 mod file_source;
 mod grok_loghub;
 mod lifecycle;
+mod model_monitoring;
+mod monitoring_peers;
 mod pipelines;
