@@ -83,10 +83,8 @@ fn main() -> ExitCode {
     let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
         Command::Validate { files } => weir::app::validate(&files),
         Command::Profile { input, features, categorical, model, model_version, out } => {
-            let model = model.map(|name| weir::monitoring::profile::ModelId {
-                name,
-                version: model_version,
-            });
+            let model = model
+                .map(|name| weir::monitoring::profile::ModelId { name, version: model_version });
             weir::app::profile(
                 &weir::monitoring::profile::ProfileRequest {
                     input: &input,

@@ -106,7 +106,10 @@ pub fn get() -> &'static MonitoringGauges {
 
 /// `model`, `version` and more label pairs.
 pub fn labels(model: &str, version: &str, more: &[(&str, &str)]) -> Labels {
-    let mut l = vec![("model".to_string(), model.to_string()), ("version".to_string(), version.to_string())];
+    let mut l = vec![
+        ("model".to_string(), model.to_string()),
+        ("version".to_string(), version.to_string()),
+    ];
     l.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     l
 }

@@ -60,7 +60,7 @@ pub struct Profile {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FeatureProfile {
-    Numeric(NumericProfile),
+    Numeric(Box<NumericProfile>),
     Categorical(CategoricalProfile),
 }
 
@@ -236,15 +236,17 @@ pub fn build(req: &ProfileRequest<'_>) -> Result<Profile, String> {
                 rows += 1;
                 for (h, v) in headers.iter().zip(record.iter()) {
                     if wanted(h) {
-                        columns.entry(h.to_string()).or_default().push(cell_from_text(v), || {
-                            v.trim().to_string()
-                        });
+                        columns
+                            .entry(h.to_string())
+                            .or_default()
+                            .push(cell_from_text(v), || v.trim().to_string());
                     }
                 }
             }
         }
         "jsonl" | "ndjson" | "json" => {
-            let file = std::fs::File::open(req.input).map_err(|e| format!("cannot read {name}: {e}"))?;
+            let file =
+                std::fs::File::open(req.input).map_err(|e| format!("cannot read {name}: {e}"))?;
             for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(|e| format!("{name}: {e}"))?;
                 if line.trim().is_empty() {
@@ -254,18 +256,17 @@ pub fn build(req: &ProfileRequest<'_>) -> Result<Profile, String> {
                     .map_err(|e| format!("{name} line {}: {e}", i + 1))?;
                 let obj = match v.get("features").and_then(|f| f.as_object()) {
                     Some(f) => f.clone(),
-                    None => v.as_object().cloned().ok_or_else(|| {
-                        format!("{name} line {}: not a JSON object", i + 1)
-                    })?,
+                    None => v
+                        .as_object()
+                        .cloned()
+                        .ok_or_else(|| format!("{name} line {}: not a JSON object", i + 1))?,
                 };
                 rows += 1;
                 for (k, v) in &obj {
                     if wanted(k) {
-                        columns.entry(k.clone()).or_default().push(cell_from_json(v), || {
-                            match v {
-                                serde_json::Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            }
+                        columns.entry(k.clone()).or_default().push(cell_from_json(v), || match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
                         });
                     }
                 }
@@ -286,7 +287,7 @@ pub fn build(req: &ProfileRequest<'_>) -> Result<Profile, String> {
         // Rows that lacked the key count as missing.
         let seen = col.numbers.len() as u64 + col.texts.values().sum::<u64>() + col.missing;
         col.missing += rows.saturating_sub(seen);
-        let categorical = !col.texts.is_empty() || req.categorical.iter().any(|c| *c == fname);
+        let categorical = !col.texts.is_empty() || req.categorical.contains(&fname);
         let profile = if categorical {
             let mut counts = col.texts;
             for (t, c) in col.number_texts {
@@ -295,7 +296,7 @@ pub fn build(req: &ProfileRequest<'_>) -> Result<Profile, String> {
             FeatureProfile::Categorical(CategoricalProfile::from_counts(counts, col.missing))
         } else {
             match NumericProfile::from_values(col.numbers, col.missing) {
-                Some(p) => FeatureProfile::Numeric(p),
+                Some(p) => FeatureProfile::Numeric(Box::new(p)),
                 None => return Err(format!("feature `{fname}` has no values in {name}")),
             }
         };
@@ -348,9 +349,11 @@ mod tests {
         assert_eq!(back.features.len(), 3);
 
         let jsonl = dir.path().join("train.jsonl");
-        std::fs::write(&jsonl, "{\"features\": {\"a\": 1.5, \"b\": \"x\"}}\n{\"a\": 2.5}\n\n").unwrap();
-        let p = build(&ProfileRequest { input: &jsonl, features: &[], categorical: &[], model: None })
+        std::fs::write(&jsonl, "{\"features\": {\"a\": 1.5, \"b\": \"x\"}}\n{\"a\": 2.5}\n\n")
             .unwrap();
+        let p =
+            build(&ProfileRequest { input: &jsonl, features: &[], categorical: &[], model: None })
+                .unwrap();
         let FeatureProfile::Numeric(a) = &p.features["a"] else { panic!() };
         assert_eq!(a.sample.as_deref(), Some(&[1.5, 2.5][..]));
         let FeatureProfile::Categorical(b) = &p.features["b"] else { panic!() };
@@ -362,7 +365,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("x.txt");
         std::fs::write(&bad, "a").unwrap();
-        let req = |p: &Path| build(&ProfileRequest { input: p, features: &[], categorical: &[], model: None });
+        let req = |p: &Path| {
+            build(&ProfileRequest { input: p, features: &[], categorical: &[], model: None })
+        };
         assert!(req(&bad).err().unwrap().contains(".csv or .jsonl"));
         let j = dir.path().join("x.jsonl");
         std::fs::write(&j, "[1]\n").unwrap();

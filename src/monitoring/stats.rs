@@ -293,6 +293,6 @@ mod tests {
         assert_eq!(chi_square(&[1.0, 1.0], &[2.0, 0.0]).unwrap().p_value, 0.0);
         assert_eq!(psi(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
         assert!(psi(&[0.5, 0.5], &[0.9, 0.1]) > 0.25);
-        assert_eq!(bin_proportions(&[1.0, 2.0], &[0.0, 1.0, 1.5, 2.0]), vec![0.25, 0.25, 0.5]);
+        assert_eq!(bin_proportions(&[1.0, 2.0], &[0.0, 1.0, 1.5, 2.0]), vec![0.25, 0.5, 0.25]);
     }
 }

@@ -76,16 +76,19 @@ impl MlflowConfig {
         let experiment = self.experiment.clone();
         let timeout = Duration::from_secs(self.request_timeout_secs);
         Ok(Box::pin(async move {
-            let mut client = Client { endpoint, timeout, experiment, experiment_id: None, runs: HashMap::new() };
+            let mut client =
+                Client { endpoint, timeout, experiment, experiment_id: None, runs: HashMap::new() };
             let out = cx.metrics.output("_default");
             let rejected = cx.metrics.error_counter("mlflow_rejected", "sending");
             let failed = cx.metrics.error_counter("mlflow_request_failed", "sending");
             while let Some(events) = cx.input.recv().await {
                 cx.metrics.received(events.len(), batch_size(&events));
-                let mut by_run: HashMap<(String, String), Vec<serde_json::Value>> = HashMap::new();
+                // Each report is one step of its run, in arrival order.
+                let mut by_run: HashMap<(String, String), Vec<Vec<serde_json::Value>>> =
+                    HashMap::new();
                 for e in &events {
                     if let Some((key, metrics)) = metrics_of(e) {
-                        by_run.entry(key).or_default().extend(metrics);
+                        by_run.entry(key).or_default().push(metrics);
                     }
                 }
                 let mut pause = Duration::from_millis(500);
@@ -136,15 +139,23 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, Failure> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, Failure> {
         let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
         match self.endpoint.request(method, path, body, self.timeout).await {
             Ok((status, body)) if (200..300).contains(&status) => {
                 Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
             }
-            Ok((status, body)) if (400..500).contains(&status) && status != 429 => Err(Failure::Rejected(
-                format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body)),
-            )),
+            Ok((status, body)) if (400..500).contains(&status) && status != 429 => {
+                Err(Failure::Rejected(format!(
+                    "{path}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )))
+            }
             Ok((status, _)) => Err(Failure::Retry(format!("{path}: HTTP {status}"))),
             Err(e) => Err(Failure::Retry(e)),
         }
@@ -156,7 +167,11 @@ impl Client {
         }
         let name: String = url_encode(&self.experiment);
         let found = self
-            .call(Method::GET, &format!("/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"), None)
+            .call(
+                Method::GET,
+                &format!("/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"),
+                None,
+            )
             .await;
         let id = match found {
             Ok(v) => v["experiment"]["experiment_id"].as_str().map(str::to_string),
@@ -168,7 +183,11 @@ impl Client {
             Some(id) => id,
             None => {
                 let v = self
-                    .call(Method::POST, "/api/2.0/mlflow/experiments/create", Some(json!({"name": self.experiment})))
+                    .call(
+                        Method::POST,
+                        "/api/2.0/mlflow/experiments/create",
+                        Some(json!({"name": self.experiment})),
+                    )
                     .await?;
                 v["experiment_id"]
                     .as_str()
@@ -185,7 +204,8 @@ impl Client {
             return Ok(r.clone());
         }
         let experiment_id = self.experiment_id().await?;
-        let run_name = if version.is_empty() { model.clone() } else { format!("{model}-{version}") };
+        let run_name =
+            if version.is_empty() { model.clone() } else { format!("{model}-{version}") };
         let search = self
             .call(
                 Method::POST,
@@ -197,7 +217,16 @@ impl Client {
                 })),
             )
             .await?;
-        let run_id = match search["runs"][0]["info"]["run_id"].as_str() {
+        let found = &search["runs"][0];
+        // Steps continue after those already logged, so a restart does not overwrite history.
+        let next_step = found["data"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["step"].as_i64())
+            .max()
+            .map_or(0, |s| s + 1);
+        let run_id = match found["info"]["run_id"].as_str() {
             Some(id) => id.to_string(),
             None => {
                 let v = self
@@ -222,19 +251,26 @@ impl Client {
                     .ok_or_else(|| Failure::Retry(format!("runs/create answered {v}")))?
             }
         };
-        // Steps continue after those already logged, so a restart does not overwrite history.
-        self.runs.insert((model.clone(), version.clone()), (run_id.clone(), 0));
-        Ok((run_id, 0))
+        self.runs.insert((model.clone(), version.clone()), (run_id.clone(), next_step));
+        Ok((run_id, next_step))
     }
 
-    async fn log(&mut self, key: &(String, String), metrics: &[serde_json::Value]) -> Result<(), Failure> {
+    /// Logs `reports` (each one step) into the run of `key`.
+    async fn log(
+        &mut self,
+        key: &(String, String),
+        reports: &[Vec<serde_json::Value>],
+    ) -> Result<(), Failure> {
         let (run_id, step) = self.run(key).await?;
-        let with_step: Vec<serde_json::Value> = metrics
+        let with_step: Vec<serde_json::Value> = reports
             .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                m["step"] = json!(step);
-                m
+            .enumerate()
+            .flat_map(|(i, metrics)| {
+                metrics.iter().map(move |m| {
+                    let mut m = m.clone();
+                    m["step"] = json!(step + i as i64);
+                    m
+                })
             })
             .collect();
         for chunk in with_step.chunks(MAX_METRICS_PER_REQUEST) {
@@ -246,7 +282,7 @@ impl Client {
             .await?;
         }
         if let Some(r) = self.runs.get_mut(key) {
-            r.1 += 1;
+            r.1 += reports.len() as i64;
         }
         Ok(())
     }
@@ -256,7 +292,9 @@ impl Client {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -284,8 +322,8 @@ fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
     let action = root.get("event")?.as_object()?.get("action")?;
     let model = root.get("model")?.as_object()?;
     let text = |v: Option<&Value>| match v {
-        Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
+        Some(v) => v.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default(),
+        None => String::new(),
     };
     let key = (text(model.get("name")), text(model.get("version")));
     let ts = e.timestamp().unwrap_or_else(chrono::Utc::now).timestamp_millis();
@@ -302,7 +340,8 @@ fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
                 put("drift.dataset.share".into(), num(d.get("share")));
                 put("drift.dataset.detected".into(), num(d.get("drifted")));
             }
-            for (name, f) in drift.get("features").and_then(|f| f.as_object()).into_iter().flatten() {
+            for (name, f) in drift.get("features").and_then(|f| f.as_object()).into_iter().flatten()
+            {
                 let Some(f) = f.as_object() else { continue };
                 if f.get("tested") != Some(&Value::Boolean(true)) {
                     continue;
@@ -340,13 +379,22 @@ mod tests {
                 },
             },
         })));
-        e.insert_key("@timestamp", Value::Timestamp(chrono::DateTime::from_timestamp(1000, 0).unwrap()));
+        e.insert_key(
+            "@timestamp",
+            Value::Timestamp(chrono::DateTime::from_timestamp(1000, 0).unwrap()),
+        );
         let (key, m) = metrics_of(&e).unwrap();
         assert_eq!(key, ("churn".to_string(), "3".to_string()));
         let keys: Vec<&str> = m.iter().map(|m| m["key"].as_str().unwrap()).collect();
         assert_eq!(
             keys,
-            ["drift.dataset.share", "drift.dataset.detected", "drift.tenure months.score", "drift.tenure months.psi", "drift.tenure months.detected"]
+            [
+                "drift.dataset.share",
+                "drift.dataset.detected",
+                "drift.tenure months.score",
+                "drift.tenure months.psi",
+                "drift.tenure months.detected"
+            ]
         );
         assert_eq!(m[0]["timestamp"], 1_000_000);
         assert!(metrics_of(&Event::from_message("x")).is_none());

@@ -186,8 +186,10 @@ pub struct Accuracy {
 fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::Null => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => Some(format!("{}", f.into_inner() as i64)),
+        v @ (Value::Bytes(_) | Value::String(_)) => v.to_str_lossy().map(|s| s.into_owned()),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+            Some(format!("{}", f.into_inner() as i64))
+        }
         other => Some(other.to_string_lossy().into_owned()),
     }
 }
@@ -196,7 +198,7 @@ fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
         Value::Float(f) => Some(f.into_inner()),
-        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        Value::Bytes(_) | Value::String(_) => v.to_str_lossy()?.trim().parse().ok(),
         Value::Boolean(b) => Some(f64::from(u8::from(*b))),
         _ => None,
     }
@@ -278,7 +280,8 @@ impl Accuracy {
         // Joined entries leave stale ids behind; compact before they outgrow the state.
         if self.prediction_order.len() > 2 * self.max_pending {
             let predictions = &self.predictions;
-            self.prediction_order.retain(|(id, seen)| predictions.get(id).is_some_and(|p| p.seen == *seen));
+            self.prediction_order
+                .retain(|(id, seen)| predictions.get(id).is_some_and(|p| p.seen == *seen));
         }
         if self.label_order.len() > 2 * self.max_pending {
             let labels = &self.labels;
@@ -304,7 +307,8 @@ impl Accuracy {
             }
             return;
         }
-        let Some(value) = event.get(&self.prediction).filter(|v| !matches!(v, Value::Null)).cloned()
+        let Some(value) =
+            event.get(&self.prediction).filter(|v| !matches!(v, Value::Null)).cloned()
         else {
             return;
         };
@@ -440,7 +444,9 @@ mod tests {
     }
 
     fn label(id: u64, value: &str) -> Event {
-        Event::from_value(crate::event::Value::from(&serde_json::json!({"http": {"request": {"id": (id.to_string())}}, "inference": {"label": value}})))
+        Event::from_value(crate::event::Value::from(
+            &serde_json::json!({"http": {"request": {"id": (id.to_string())}}, "inference": {"label": value}}),
+        ))
     }
 
     fn get(e: &Event, path: &str) -> Value {
@@ -451,7 +457,8 @@ mod tests {
     fn classification_accuracy_coverage_and_early_labels() {
         let mut a = build("task = \"classification\"\nwindow.count = 10\njoin_window_secs = 60");
         // 10 predictions; 8 labelled (6 right, 2 wrong), 2 never labelled.
-        let mut events: Vec<Event> = (0..10).map(|i| prediction(i, if i < 6 { "yes" } else { "no" })).collect();
+        let mut events: Vec<Event> =
+            (0..10).map(|i| prediction(i, if i < 6 { "yes" } else { "no" })).collect();
         // Label 9 arrives before its prediction in a second stream: it must still join.
         let (out, _) = run(&mut a, 0, vec![label(100, "no")]);
         assert!(out.is_empty());
@@ -467,7 +474,11 @@ mod tests {
         let e = &out[0];
         assert_eq!(get(e, "quality.predictions"), Value::Integer(11));
         assert_eq!(get(e, "quality.labelled"), Value::Integer(8));
-        assert_eq!(get(e, "quality.correct"), Value::Integer(7), "ids 0-5 right, 6 wrong, 100 right");
+        assert_eq!(
+            get(e, "quality.correct"),
+            Value::Integer(7),
+            "ids 0-5 right, 6 wrong, 100 right"
+        );
         let Value::Float(acc) = get(e, "quality.accuracy") else { panic!() };
         assert!((acc.into_inner() - 7.0 / 8.0).abs() < 1e-12);
         let Value::Float(cov) = get(e, "quality.label_coverage") else { panic!() };

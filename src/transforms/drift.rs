@@ -127,10 +127,16 @@ impl DriftConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.references.is_empty() {
-            issues.push(ConfigIssue::field("references", "give at least one profile written by `weir profile`"));
+            issues.push(ConfigIssue::field(
+                "references",
+                "give at least one profile written by `weir profile`",
+            ));
         }
         if self.window.count == 0 || self.window.count > MAX_WINDOW_COUNT {
-            issues.push(ConfigIssue::field("window.count", format!("must be between 1 and {MAX_WINDOW_COUNT}")));
+            issues.push(ConfigIssue::field(
+                "window.count",
+                format!("must be between 1 and {MAX_WINDOW_COUNT}"),
+            ));
         }
         if self.window.secs == Some(0) {
             issues.push(ConfigIssue::field("window.secs", "must be at least 1"));
@@ -245,7 +251,10 @@ impl Reference {
         if features.is_empty() {
             return Err("the profile has no features to test".into());
         }
-        Ok(Self { model: profile.model.as_ref().map(|m| (m.name.clone(), m.version.clone())), features })
+        Ok(Self {
+            model: profile.model.as_ref().map(|m| (m.name.clone(), m.version.clone())),
+            features,
+        })
     }
 
     fn matches(&self, model: &str, version: &str) -> bool {
@@ -280,8 +289,10 @@ pub struct Drift {
 
 fn text(v: Option<&Value>) -> String {
     match v {
-        Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
         Some(Value::Null) | None => String::new(),
+        Some(v @ (Value::Bytes(_) | Value::String(_))) => {
+            v.to_str_lossy().unwrap_or_default().into_owned()
+        }
         Some(other) => other.to_string_lossy().into_owned(),
     }
 }
@@ -290,7 +301,7 @@ fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
         Value::Float(f) => Some(f.into_inner()),
-        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse::<f64>().ok(),
+        Value::Bytes(_) | Value::String(_) => v.to_str_lossy()?.trim().parse::<f64>().ok(),
         _ => None,
     }
     .filter(|f| f.is_finite())
@@ -299,7 +310,7 @@ fn number(v: &Value) -> Option<f64> {
 fn category(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Bytes(_) | Value::String(_) => v.to_str_lossy().map(|s| s.into_owned()),
         other => Some(other.to_string_lossy().into_owned()),
     }
 }
@@ -336,7 +347,8 @@ fn psi_level(psi: f64) -> &'static str {
 
 impl FeatureRef {
     fn test_numeric(&self, values: &mut [f64], min_samples: usize) -> FeatureDrift {
-        let RefKind::Numeric { rows, std, quantiles, sample, edges, proportions } = &self.kind else {
+        let RefKind::Numeric { rows, std, quantiles, sample, edges, proportions } = &self.kind
+        else {
             unreachable!("called for numeric features only")
         };
         values.sort_by(f64::total_cmp);
@@ -359,7 +371,13 @@ impl FeatureRef {
         if large {
             let w = stats::wasserstein(quantiles, values).unwrap_or(0.0);
             // A constant reference: any movement is drift.
-            let score = if *std > 0.0 { w / std } else if w > 0.0 { f64::INFINITY } else { 0.0 };
+            let score = if *std > 0.0 {
+                w / std
+            } else if w > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
             r.score = Some(score);
             r.statistic = Some(w);
             r.drifted = score >= DISTANCE_THRESHOLD;
@@ -396,7 +414,8 @@ impl FeatureRef {
         }
         // Reference categories in order, then "other", then categories new in this window.
         let mut reference: Vec<f64> = counts.clone();
-        let mut current: Vec<f64> = categories.iter().map(|c| *seen.get(c).unwrap_or(&0) as f64).collect();
+        let mut current: Vec<f64> =
+            categories.iter().map(|c| *seen.get(c).unwrap_or(&0) as f64).collect();
         let mut new: BTreeMap<&str, u64> = BTreeMap::new();
         for (c, k) in seen {
             if categories.binary_search(c).is_err() {
@@ -476,7 +495,18 @@ impl Drift {
             g.dataset_drift_detected.get_or_create(&l).set(if dataset_drift { 1.0 } else { 0.0 });
             g.dataset_drift_share.get_or_create(&l).set(share);
         }
-        drift_event(&model, &version, w.started, end, w.events, &results, share, dataset_drift, tested, drifted)
+        drift_event(
+            &model,
+            &version,
+            w.started,
+            end,
+            w.events,
+            &results,
+            share,
+            dataset_drift,
+            tested,
+            drifted,
+        )
     }
 
     fn observe(&mut self, event: &Event, out: &mut TransformOutput) {
@@ -486,8 +516,7 @@ impl Drift {
         let key = (model, version);
         let now = (self.now)();
         if !self.windows.contains_key(&key) {
-            let Some(reference) =
-                self.references.iter().position(|r| r.matches(&key.0, &key.1))
+            let Some(reference) = self.references.iter().position(|r| r.matches(&key.0, &key.1))
             else {
                 return;
             };
@@ -496,7 +525,8 @@ impl Drift {
                 return;
             }
             let r = &self.references[reference];
-            let numeric = r.features.iter().filter(|f| matches!(f.kind, RefKind::Numeric { .. })).count();
+            let numeric =
+                r.features.iter().filter(|f| matches!(f.kind, RefKind::Numeric { .. })).count();
             let categorical = r.features.len() - numeric;
             self.windows.insert(
                 key.clone(),
@@ -544,10 +574,10 @@ impl Drift {
         }
         let full = w.events >= self.window_count;
         let expired = self.window_secs.is_some_and(|s| (now - w.started).num_seconds() >= s as i64);
-        if full || expired {
-            if let Some(w) = self.windows.remove(&key) {
-                out.push(self.close(key, w, now));
-            }
+        if (full || expired)
+            && let Some(w) = self.windows.remove(&key)
+        {
+            out.push(self.close(key, w, now));
         }
     }
 
@@ -645,7 +675,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::monitoring::profile::{CategoricalProfile, ModelId, NumericProfile, PROFILE_VERSION};
+    use crate::monitoring::profile::{
+        CategoricalProfile, ModelId, NumericProfile, PROFILE_VERSION,
+    };
     use crate::transforms::test_util::{metrics, run};
 
     /// A standard normal draw (Box-Muller), so the tests need no extra crate.
@@ -655,7 +687,13 @@ mod tests {
     }
 
     fn plan(rng: &mut StdRng, p_gold: f64) -> &'static str {
-        if rng.random::<f64>() < p_gold { "gold" } else if rng.random::<f64>() < 0.5 { "silver" } else { "bronze" }
+        if rng.random::<f64>() < p_gold {
+            "gold"
+        } else if rng.random::<f64>() < 0.5 {
+            "silver"
+        } else {
+            "bronze"
+        }
     }
 
     /// A reference of `rows` rows: `tenure` ~ N(24, 8), `charges` ~ N(70, 20), `plan`.
@@ -668,9 +706,18 @@ mod tests {
             *plans.entry(plan(&mut rng, 0.2).to_string()).or_default() += 1;
         }
         let mut features = BTreeMap::new();
-        features.insert("tenure".into(), FeatureProfile::Numeric(NumericProfile::from_values(tenure, 0).unwrap()));
-        features.insert("charges".into(), FeatureProfile::Numeric(NumericProfile::from_values(charges, 0).unwrap()));
-        features.insert("plan".into(), FeatureProfile::Categorical(CategoricalProfile::from_counts(plans, 0)));
+        features.insert(
+            "tenure".into(),
+            FeatureProfile::Numeric(Box::new(NumericProfile::from_values(tenure, 0).unwrap())),
+        );
+        features.insert(
+            "charges".into(),
+            FeatureProfile::Numeric(Box::new(NumericProfile::from_values(charges, 0).unwrap())),
+        );
+        features.insert(
+            "plan".into(),
+            FeatureProfile::Categorical(CategoricalProfile::from_counts(plans, 0)),
+        );
         Profile {
             weir_profile: PROFILE_VERSION,
             model: Some(ModelId { name: "churn".into(), version: Some("3".into()) }),
@@ -714,7 +761,13 @@ mod tests {
         let mut t = transform(p, 500);
         let mut rng = StdRng::seed_from_u64(seed);
         let events: Vec<Event> = (0..windows * 500)
-            .map(|i| if i >= inject_at { prediction(&mut rng, 0.5, 0.5) } else { prediction(&mut rng, 0.0, 0.2) })
+            .map(|i| {
+                if i >= inject_at {
+                    prediction(&mut rng, 0.5, 0.5)
+                } else {
+                    prediction(&mut rng, 0.0, 0.2)
+                }
+            })
             .collect();
         let (out, _) = run(&mut t, 0, events);
         assert_eq!(out.len(), windows, "one report per window");
@@ -756,7 +809,12 @@ mod tests {
         assert!(f["tenure"]["psi"].as_f64().unwrap() > 0.25);
         assert_eq!(f["tenure"]["psi_level"], "critical");
         let text = crate::metrics::global().encode();
-        assert!(text.contains("weir_feature_drift_detected{model=\"churn\",version=\"3\",feature=\"tenure\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "weir_feature_drift_detected{model=\"churn\",version=\"3\",feature=\"tenure\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -773,7 +831,9 @@ mod tests {
             }
             events.push(e);
         }
-        let other = Event::from_value(crate::event::Value::from(&serde_json::json!({"model": {"name": "other"}, "inference": {"features": {"tenure": 1.0}}})));
+        let other = Event::from_value(crate::event::Value::from(
+            &serde_json::json!({"model": {"name": "other"}, "inference": {"features": {"tenure": 1.0}}}),
+        ));
         events.push(other);
         let (out, _) = run(&mut t, 0, events);
         assert_eq!(out.len(), 1);
@@ -802,7 +862,10 @@ mod tests {
         NOW.store(1_061, Ordering::SeqCst);
         let (out, _) = run(&mut t, 0, Vec::new());
         assert_eq!(out.len(), 1, "the quiet model's window closed");
-        assert_eq!(out[0].get(&parse_path("drift.window.events").unwrap()), Some(&Value::Integer(200)));
+        assert_eq!(
+            out[0].get(&parse_path("drift.window.events").unwrap()),
+            Some(&Value::Integer(200))
+        );
     }
 
     #[test]
@@ -811,7 +874,8 @@ mod tests {
         let issues = c.check();
         assert!(issues.iter().any(|i| i.field.as_deref() == Some("references")));
         assert!(issues.iter().any(|i| i.field.as_deref() == Some("window.count")));
-        let c: DriftConfig = toml_edit::de::from_str("references = [\"/nonexistent/p.json\"]").unwrap();
+        let c: DriftConfig =
+            toml_edit::de::from_str("references = [\"/nonexistent/p.json\"]").unwrap();
         assert!(c.check().is_empty(), "validation does not open the profile");
         assert!(c.build(&metrics()).err().unwrap().message.contains("cannot read"));
     }

@@ -117,7 +117,16 @@ pub const LATENCY_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Fields that identify one request (or trace): unbounded, so never labels.
-const ID_FIELDS: &[&str] = &["request_id", "request.id", "requestid", "trace.id", "span.id", "transaction.id", "trace_id", "span_id"];
+const ID_FIELDS: &[&str] = &[
+    "request_id",
+    "request.id",
+    "requestid",
+    "trace.id",
+    "span.id",
+    "transaction.id",
+    "trace_id",
+    "span_id",
+];
 
 /// The `inference` preset over the schema of `parse_model_log`.
 fn inference_preset() -> Vec<MetricConfig> {
@@ -133,8 +142,8 @@ fn inference_preset() -> Vec<MetricConfig> {
         };
         t
     };
-    let metric = |kind, name: &str, help: &str, field: Option<&str>, condition: String, tags| {
-        MetricConfig {
+    let metric =
+        |kind, name: &str, help: &str, field: Option<&str>, condition: String, tags| MetricConfig {
             kind,
             name: name.into(),
             help: Some(help.into()),
@@ -143,8 +152,7 @@ fn inference_preset() -> Vec<MetricConfig> {
             condition: Some(condition),
             tags,
             buckets: None,
-        }
-    };
+        };
     vec![
         metric(
             MetricKind::Counter,
@@ -346,7 +354,9 @@ impl LogToMetricConfig {
         }
         all.extend(self.metrics.iter().cloned());
         if all.is_empty() {
-            return Err(ConfigIssue::general("give `preset = \"inference\"` or at least one [[metrics]] entry"));
+            return Err(ConfigIssue::general(
+                "give `preset = \"inference\"` or at least one [[metrics]] entry",
+            ));
         }
         if self.max_series_per_metric == 0 {
             return Err(ConfigIssue::field("max_series_per_metric", "must be at least 1"));
@@ -354,7 +364,8 @@ impl LogToMetricConfig {
         let refused = refused_family();
         let mut rules = Vec::new();
         for m in &all {
-            let issue = |msg: String| ConfigIssue::field("metrics", format!("metric `{}`: {msg}", m.name));
+            let issue =
+                |msg: String| ConfigIssue::field("metrics", format!("metric `{}`: {msg}", m.name));
             if m.name.starts_with("weir_") {
                 return Err(issue(format!(
                     "leave out the `weir_` prefix (the registry adds it): name = \"{}\"",
@@ -362,10 +373,15 @@ impl LogToMetricConfig {
                 )));
             }
             if !valid_name(&m.name) {
-                return Err(issue("a Prometheus name is letters, digits and `_`, not starting with a digit".into()));
+                return Err(issue(
+                    "a Prometheus name is letters, digits and `_`, not starting with a digit"
+                        .into(),
+                ));
             }
             if matches!(m.kind, MetricKind::Gauge | MetricKind::Histogram) && m.field.is_none() {
-                return Err(issue("a gauge or histogram needs `field`, the value it records".into()));
+                return Err(issue(
+                    "a gauge or histogram needs `field`, the value it records".into(),
+                ));
             }
             if m.increment_by_value && m.field.is_none() {
                 return Err(issue("`increment_by_value` needs `field`".into()));
@@ -383,7 +399,7 @@ impl LogToMetricConfig {
                         "tag `{label}` uses `{f}`: request, trace and span ids are unbounded and never labels"
                     )));
                 }
-                let t = Template::parse(source).map_err(|e| issue(e))?;
+                let t = Template::parse(source).map_err(&issue)?;
                 tags.push((label.clone(), t));
             }
             let buckets = match &m.buckets {
@@ -392,14 +408,22 @@ impl LogToMetricConfig {
                     return Err(issue("`buckets` is for histograms".into()));
                 }
                 Some(b) => {
-                    if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) || b.iter().any(|x| !x.is_finite()) {
-                        return Err(issue("`buckets` must be finite and strictly increasing".into()));
+                    if b.is_empty()
+                        || b.windows(2).any(|w| w[0] >= w[1])
+                        || b.iter().any(|x| !x.is_finite())
+                    {
+                        return Err(issue(
+                            "`buckets` must be finite and strictly increasing".into(),
+                        ));
                     }
                     b.clone()
                 }
                 None => LATENCY_BUCKETS.to_vec(),
             };
-            let help = m.help.clone().unwrap_or_else(|| format!("Derived from events by log_to_metric ({})", m.name));
+            let help = m
+                .help
+                .clone()
+                .unwrap_or_else(|| format!("Derived from events by log_to_metric ({})", m.name));
             let shared = shared(&m.name, m.kind, &help, &buckets).map_err(issue)?;
             let condition = match &m.condition {
                 Some(src) => Some(VrlRunner::new(VrlProgram::compile(src, true).map_err(issue)?)),
@@ -440,7 +464,9 @@ fn numeric(v: &Value) -> Option<f64> {
         Value::Integer(i) => Some(*i as f64),
         Value::Float(f) => Some(f.into_inner()),
         Value::Boolean(b) => Some(if *b { 1.0 } else { 0.0 }),
-        Value::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        Value::Bytes(_) | Value::String(_) => {
+            v.to_str_lossy()?.trim().parse::<f64>().ok().filter(|f| f.is_finite())
+        }
         _ => None,
     }
 }
@@ -590,16 +616,28 @@ mod tests {
         assert_eq!(out.len(), 4, "events pass through");
         let m = [("model", "preset-a")];
         assert_eq!(sample("weir_model_requests_total", &m), 3.0);
-        assert_eq!(sample("weir_model_requests_total", &[("model", "preset-a"), ("status_class", "2xx")]), 2.0);
+        assert_eq!(
+            sample("weir_model_requests_total", &[("model", "preset-a"), ("status_class", "2xx")]),
+            2.0
+        );
         assert_eq!(sample("weir_model_errors_total", &m), 1.0);
         assert_eq!(sample("weir_model_request_duration_seconds_count", &m), 3.0);
         assert!((sample("weir_model_request_duration_seconds_sum", &m) - 1.82).abs() < 1e-9);
         assert_eq!(
-            sample("weir_model_request_duration_seconds_bucket", &[("model", "preset-a"), ("le", "0.5")]),
+            sample(
+                "weir_model_request_duration_seconds_bucket",
+                &[("model", "preset-a"), ("le", "0.5")]
+            ),
             2.0
         );
-        assert_eq!(sample("weir_model_tokens_total", &[("model", "preset-a"), ("kind", "prompt")]), 12.0);
-        assert_eq!(sample("weir_model_tokens_total", &[("model", "preset-a"), ("kind", "completion")]), 30.0);
+        assert_eq!(
+            sample("weir_model_tokens_total", &[("model", "preset-a"), ("kind", "prompt")]),
+            12.0
+        );
+        assert_eq!(
+            sample("weir_model_tokens_total", &[("model", "preset-a"), ("kind", "completion")]),
+            30.0
+        );
         let text = crate::metrics::global().encode();
         assert!(!text.contains("r-1"), "request ids never become labels");
     }
@@ -616,8 +654,13 @@ name = "cap_test_total"
 tags = { user = "{{ user }}" }
 "#,
         );
-        let events =
-            (0..10).map(|i| Event::from_value(crate::event::Value::from(&serde_json::json!({"user": (format!("u{}", i % 5))})))).collect();
+        let events = (0..10)
+            .map(|i| {
+                Event::from_value(crate::event::Value::from(
+                    &serde_json::json!({"user": (format!("u{}", i % 5))}),
+                ))
+            })
+            .collect();
         run(&mut t, 0, events);
         assert_eq!(sample("weir_cap_test_total", &[]), 6.0, "u0, u1, u2 twice each");
         assert_eq!(
@@ -643,8 +686,12 @@ increment_by_value = true
 "#,
         );
         let events = vec![
-            Event::from_value(crate::event::Value::from(&serde_json::json!({"usage": 0.5, "bytes": 10}))),
-            Event::from_value(crate::event::Value::from(&serde_json::json!({"usage": "0.25", "bytes": "x"}))),
+            Event::from_value(crate::event::Value::from(
+                &serde_json::json!({"usage": 0.5, "bytes": 10}),
+            )),
+            Event::from_value(crate::event::Value::from(
+                &serde_json::json!({"usage": "0.25", "bytes": "x"}),
+            )),
         ];
         run(&mut t, 0, events);
         assert_eq!(sample("weir_gauge_test_kv_cache_usage", &[]), 0.25);
@@ -656,13 +703,28 @@ increment_by_value = true
         for (toml, needle) in [
             ("", "preset"),
             ("preset = \"nope\"", "unknown preset"),
-            ("[[metrics]]\ntype = \"counter\"\nname = \"weir_x_total\"", "leave out the `weir_` prefix"),
+            (
+                "[[metrics]]\ntype = \"counter\"\nname = \"weir_x_total\"",
+                "leave out the `weir_` prefix",
+            ),
             ("[[metrics]]\ntype = \"gauge\"\nname = \"g\"", "needs `field`"),
-            ("[[metrics]]\ntype = \"counter\"\nname = \"ids_total\"\ntags = { id = \"{{ http.request.id }}\" }", "never labels"),
-            ("[[metrics]]\ntype = \"counter\"\nname = \"ids2_total\"\ntags = { id = \"{{ request_id }}\" }", "never labels"),
-            ("[[metrics]]\ntype = \"histogram\"\nname = \"h\"\nfield = \"x\"\nbuckets = [1.0, 0.5]", "increasing"),
+            (
+                "[[metrics]]\ntype = \"counter\"\nname = \"ids_total\"\ntags = { id = \"{{ http.request.id }}\" }",
+                "never labels",
+            ),
+            (
+                "[[metrics]]\ntype = \"counter\"\nname = \"ids2_total\"\ntags = { id = \"{{ request_id }}\" }",
+                "never labels",
+            ),
+            (
+                "[[metrics]]\ntype = \"histogram\"\nname = \"h\"\nfield = \"x\"\nbuckets = [1.0, 0.5]",
+                "increasing",
+            ),
             ("[[metrics]]\ntype = \"counter\"\nname = \"1bad\"", "Prometheus name"),
-            ("[[metrics]]\ntype = \"histogram\"\nname = \"model_requests_total\"\nfield = \"x\"", "already a Counter"),
+            (
+                "[[metrics]]\ntype = \"histogram\"\nname = \"model_requests_total\"\nfield = \"x\"",
+                "already a Counter",
+            ),
         ] {
             // The preset registers model_requests_total as a counter first.
             let _ = build("err_setup", "preset = \"inference\"");

@@ -133,9 +133,9 @@ impl TimestampParser {
     pub fn new(formats: &[&str], timezone: Option<&str>) -> Result<Self, String> {
         let zone = match timezone {
             None | Some("local") => Zone::Local,
-            Some(name) => Zone::Named(
-                name.parse::<Tz>().map_err(|_| format!("unknown time zone `{name}`"))?,
-            ),
+            Some(name) => {
+                Zone::Named(name.parse::<Tz>().map_err(|_| format!("unknown time zone `{name}`"))?)
+            }
         };
         let formats = formats.iter().map(|f| parse_format(f)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { formats, zone, now: Utc::now })

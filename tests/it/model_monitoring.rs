@@ -69,8 +69,16 @@ encoding.codec = "json"
         assert_eq!(event["event"]["dataset"], grammar, "{event}");
     }
     let metrics = weir.metrics();
-    let parsed = crate::support::metric_sum(&metrics, "weir_model_log_parsed_events_total", &[("component_id", "inference")]);
-    let failed = crate::support::metric_sum(&metrics, "weir_model_log_parse_failures_total", &[("component_id", "inference")]);
+    let parsed = crate::support::metric_sum(
+        &metrics,
+        "weir_model_log_parsed_events_total",
+        &[("component_id", "inference")],
+    );
+    let failed = crate::support::metric_sum(
+        &metrics,
+        "weir_model_log_parse_failures_total",
+        &[("component_id", "inference")],
+    );
     assert_eq!((parsed, failed), (expected as f64, 0.0), "{metrics}");
     weir.stop();
 }
@@ -88,7 +96,11 @@ fn weir_profile_writes_a_profile_the_drift_transform_reads() {
     let mut text = String::from("tenure,plan,label\n");
     for _ in 0..3000 {
         let plan = ["gold", "silver", "bronze"][rng.random_range(0..3)];
-        text.push_str(&format!("{:.3},{plan},{}\n", normal(&mut rng, 24.0, 8.0), rng.random_range(0..2)));
+        text.push_str(&format!(
+            "{:.3},{plan},{}\n",
+            normal(&mut rng, 24.0, 8.0),
+            rng.random_range(0..2)
+        ));
     }
     std::fs::write(&csv, text).unwrap();
     let out = dir.path().join("ref.json");
@@ -100,7 +112,10 @@ fn weir_profile_writes_a_profile_the_drift_transform_reads() {
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), format!("profiled 3000 rows, 2 features -> {}", out.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        format!("profiled 3000 rows, 2 features -> {}", out.display())
+    );
     let p = Profile::load(&out).unwrap();
     assert_eq!(p.model.as_ref().unwrap().name, "churn");
     assert!(matches!(p.features["tenure"], FeatureProfile::Numeric(_)));
@@ -126,7 +141,9 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut rng = StdRng::seed_from_u64(42);
-    let mut sample = |n: usize, mean: f64, std: f64| -> Vec<f64> { (0..n).map(|_| normal(&mut rng, mean, std)).collect() };
+    let mut sample = |n: usize, mean: f64, std: f64| -> Vec<f64> {
+        (0..n).map(|_| normal(&mut rng, mean, std)).collect()
+    };
     let mut out = vec![
         Case { a: sample(100, 0.0, 1.0), b: sample(80, 0.0, 1.0) },
         Case { a: sample(500, 50.0, 10.0), b: sample(300, 53.0, 10.0) },
@@ -222,25 +239,45 @@ fn drift_statistics_agree_with_scipy() {
             // weir uses its Kolmogorov limit: close for samples this large.
             close(&what("KS p-value (asymptotic)"), ks.p_value, f("ks_p"), 0.01, 0.05);
         }
-        close(&what("Wasserstein"), stats::wasserstein(&c.a, &c.b).unwrap(), f("wasserstein"), 1e-9, 1e-9);
+        close(
+            &what("Wasserstein"),
+            stats::wasserstein(&c.a, &c.b).unwrap(),
+            f("wasserstein"),
+            1e-9,
+            1e-9,
+        );
         let (_, std) = stats::mean_std(&c.a);
         close(&what("reference std (ddof 0)"), std, f("std_a"), 1e-9, 1e-9);
 
         // PSI over the profile's decile bins.
         let profile = NumericProfile::from_values(c.a.clone(), 0).unwrap();
-        let psi = stats::psi(&profile.bin_proportions, &stats::bin_proportions(&profile.bin_edges, &c.b));
+        let psi =
+            stats::psi(&profile.bin_proportions, &stats::bin_proportions(&profile.bin_edges, &c.b));
         close(&what("PSI"), psi, f("psi"), 1e-12, 1e-9);
 
         // The Wasserstein distance weir computes in production: reference from the profile's
         // quantile sketch (1,000 quantiles of a DDSketch with 0.1% relative accuracy),
         // normalised by the reference std. Stated tolerance: 0.01 of a standard deviation.
-        let quantiles: Vec<f64> =
-            (0..1000).map(|k| profile.sketch.quantile((k as f64 + 0.5) / 1000.0).unwrap().unwrap()).collect();
+        let quantiles: Vec<f64> = (0..1000)
+            .map(|k| profile.sketch.quantile((k as f64 + 0.5) / 1000.0).unwrap().unwrap())
+            .collect();
         let w_sketch = stats::wasserstein(&quantiles, &c.b).unwrap() / profile.std;
-        close(&what("normalised Wasserstein from the sketch"), w_sketch, f("wasserstein") / f("std_a"), 0.01, 0.0);
+        close(
+            &what("normalised Wasserstein from the sketch"),
+            w_sketch,
+            f("wasserstein") / f("std_a"),
+            0.01,
+            0.0,
+        );
 
         let (reference, observed) = &cats[i];
-        close(&what("Jensen-Shannon"), stats::jensen_shannon(reference, observed).unwrap(), f("js"), 1e-12, 1e-9);
+        close(
+            &what("Jensen-Shannon"),
+            stats::jensen_shannon(reference, observed).unwrap(),
+            f("js"),
+            1e-12,
+            1e-9,
+        );
         let total: f64 = observed.iter().sum();
         let ref_total: f64 = reference.iter().sum();
         let expected: Vec<f64> = reference.iter().map(|r| r / ref_total * total).collect();

@@ -31,7 +31,8 @@ fn torchserve_line(model: &str, status: u16, ms: u32) -> String {
 
 /// The value of a Prometheus instant query with one result, if it has one.
 fn prometheus_value(addr: SocketAddr, query: &str) -> Option<f64> {
-    let (status, body) = http_get(addr, &format!("/api/v1/query?query={}", url_encode(query))).ok()?;
+    let (status, body) =
+        http_get(addr, &format!("/api/v1/query?query={}", url_encode(query))).ok()?;
     if status != 200 {
         return None;
     }
@@ -45,8 +46,9 @@ fn prometheus_scrapes_the_derived_model_series() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     // 40 requests of prom-model: 4 failed, latencies 10..49 ms.
-    let lines: Vec<String> =
-        (0..40).map(|i| torchserve_line("prom-model", if i % 10 == 0 { 503 } else { 200 }, 10 + i)).collect();
+    let lines: Vec<String> = (0..40)
+        .map(|i| torchserve_line("prom-model", if i % 10 == 0 { 503 } else { 200 }, 10 + i))
+        .collect();
     append(&log, &lines);
     let weir = Weir::start(
         dir.path(),
@@ -92,7 +94,12 @@ inputs = ["model_metrics"]
     let addr = loopback(port);
     let requests = r#"sum(weir_model_requests_total{model="prom-model",version="1.0"})"#;
     let seen = wait_for(Duration::from_secs(60), || prometheus_value(addr, requests) == Some(40.0));
-    assert!(seen, "Prometheus never saw 40 requests; its log:\n{}\nweir:\n{}", peer.output(), weir.stderr());
+    assert!(
+        seen,
+        "Prometheus never saw 40 requests; its log:\n{}\nweir:\n{}",
+        peer.output(),
+        weir.stderr()
+    );
     let errors = r#"sum(weir_model_errors_total{model="prom-model",status_class="5xx"})"#;
     assert_eq!(prometheus_value(addr, errors), Some(4.0));
     let ratio = r#"sum(weir_model_errors_total{model="prom-model"}) / sum(weir_model_requests_total{model="prom-model"})"#;
@@ -144,7 +151,8 @@ fn alertmanager_receives_alerts_and_their_resolution() {
             .arg("--cluster.listen-address="),
     );
     let addr = loopback(port);
-    let ready = wait_for(Duration::from_secs(30), || matches!(http_get(addr, "/-/ready"), Ok((200, _))));
+    let ready =
+        wait_for(Duration::from_secs(30), || matches!(http_get(addr, "/-/ready"), Ok((200, _))));
     assert!(ready, "Alertmanager did not start:\n{}", peer.output());
 
     let log = dir.path().join("access.log");
@@ -186,7 +194,12 @@ critical = 0.5
     let start = Instant::now();
     let mut firing = Vec::new();
     while start.elapsed() < Duration::from_secs(60) {
-        append(&log, &(0..10).map(|i| torchserve_line("am-model", if i < 6 { 503 } else { 200 }, 5)).collect::<Vec<_>>());
+        append(
+            &log,
+            &(0..10)
+                .map(|i| torchserve_line("am-model", if i < 6 { 503 } else { 200 }, 5))
+                .collect::<Vec<_>>(),
+        );
         firing = alertmanager_alerts(addr, "am-model");
         if !firing.is_empty() {
             break;
@@ -259,9 +272,8 @@ fn mlflow_receives_the_drift_metrics() {
         .collect();
     append(&log, &lines);
 
-    let ready = wait_for(Duration::from_secs(120), || {
-        matches!(http_get(addr, "/health"), Ok((200, _)))
-    });
+    let ready =
+        wait_for(Duration::from_secs(120), || matches!(http_get(addr, "/health"), Ok((200, _))));
     assert!(ready, "MLflow did not start:\n{}", peer.output());
     let weir = Weir::start(
         dir.path(),
@@ -293,14 +305,21 @@ experiment = "weir-it"
     );
     // Read back: the run of ml-model 1 and its history of the dataset drift share.
     let history = || -> Option<Vec<serde_json::Value>> {
-        let (_, body) = http_get(addr, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=weir-it").ok()?;
+        let (_, body) =
+            http_get(addr, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=weir-it")
+                .ok()?;
         let exp: serde_json::Value = serde_json::from_str(&dechunk(&body)).ok()?;
         let id = exp["experiment"]["experiment_id"].as_str()?.to_string();
-        let (_, body) = http_post_json(addr, "/api/2.0/mlflow/runs/search", &format!(r#"{{"experiment_ids":["{id}"]}}"#)).ok()?;
+        let (_, body) = http_post_json(
+            addr,
+            "/api/2.0/mlflow/runs/search",
+            &format!(r#"{{"experiment_ids":["{id}"]}}"#),
+        )
+        .ok()?;
         let runs: serde_json::Value = serde_json::from_str(&body).ok()?;
         let run = &runs["runs"][0]["info"];
-        assert_eq!(run["run_name"], "ml-model-1");
         let run_id = run["run_id"].as_str()?;
+        assert_eq!(run["run_name"], "ml-model-1");
         let (_, body) = http_get(
             addr,
             &format!("/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=drift.dataset.detected"),
@@ -315,13 +334,22 @@ experiment = "weir-it"
         got = history();
         got.is_some()
     });
-    assert!(arrived, "MLflow has no drift history; weir:\n{}\nmlflow:\n{}", weir.stderr(), peer.output());
+    assert!(
+        arrived,
+        "MLflow has no drift history; weir:\n{}\nmlflow:\n{}",
+        weir.stderr(),
+        peer.output()
+    );
     let mut points: Vec<(i64, f64)> = got
         .unwrap()
         .iter()
         .map(|m| (m["step"].as_i64().unwrap_or(0), m["value"].as_f64().unwrap()))
         .collect();
     points.sort_by_key(|p| p.0);
-    assert_eq!(points, vec![(0, 0.0), (1, 1.0), (2, 1.0)], "window 1 clean, windows 2 and 3 drifted");
+    assert_eq!(
+        points,
+        vec![(0, 0.0), (1, 1.0), (2, 1.0)],
+        "window 1 clean, windows 2 and 3 drifted"
+    );
     weir.stop();
 }

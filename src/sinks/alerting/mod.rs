@@ -162,21 +162,28 @@ impl AlertOptions {
             issues.push(ConfigIssue::field("rules", "give at least one [[rules]] entry"));
         }
         for r in &self.rules {
-            let mut bad = |m: String| issues.push(ConfigIssue::field("rules", format!("rule `{}`: {m}", r.name)));
+            let mut bad = |m: String| {
+                issues.push(ConfigIssue::field("rules", format!("rule `{}`: {m}", r.name)))
+            };
             if r.name.is_empty() {
                 bad("`name` (the alertname) is empty".into());
             }
             if r.for_windows == 0 {
                 bad("`for_windows` must be at least 1".into());
             }
-            if r.kind == RuleKind::ErrorRate && !(0.0 < r.warning && r.warning <= r.critical && r.critical <= 1.0) {
+            if r.kind == RuleKind::ErrorRate
+                && !(0.0 < r.warning && r.warning <= r.critical && r.critical <= 1.0)
+            {
                 bad("need 0 < warning <= critical <= 1".into());
             }
             if r.window_secs == 0 || r.after_secs == 0 {
                 bad("`window_secs` and `after_secs` must be at least 1".into());
             }
         }
-        if self.resend_interval_secs == 0 || self.evaluation_interval_secs == 0 || self.retry_secs == 0 {
+        if self.resend_interval_secs == 0
+            || self.evaluation_interval_secs == 0
+            || self.retry_secs == 0
+        {
             issues.push(ConfigIssue::general(
                 "resend_interval_secs, evaluation_interval_secs and retry_secs must be at least 1",
             ));
@@ -271,7 +278,7 @@ fn text(event: &Event, path: &[&str]) -> Option<String> {
         v = v.as_object()?.get(*seg)?;
     }
     match v {
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Bytes(_) | Value::String(_) => v.to_str_lossy().map(|s| s.into_owned()),
         Value::Null => None,
         other => Some(other.to_string_lossy().into_owned()),
     }
@@ -376,12 +383,20 @@ impl AlertEngine {
         let version = text(event, &["model", "version"]).unwrap_or_default();
         let action = text(event, &["event", "action"]).unwrap_or_default();
         let ours = text(event, &["event", "dataset"]).is_some_and(|d| d.starts_with("weir."));
-        if !ours && (self.last_seen.len() < MAX_ALERT_KEYS || self.last_seen.contains_key(&(model.clone(), version.clone()))) {
+        if !ours
+            && (self.last_seen.len() < MAX_ALERT_KEYS
+                || self.last_seen.contains_key(&(model.clone(), version.clone())))
+        {
             self.last_seen.insert((model.clone(), version.clone()), now);
             // Data is back: resolve at once.
             for (i, r) in self.rules.iter().enumerate() {
                 if r.kind == RuleKind::NoData {
-                    let key = Key { rule: i, model: model.clone(), version: version.clone(), feature: None };
+                    let key = Key {
+                        rule: i,
+                        model: model.clone(),
+                        version: version.clone(),
+                        feature: None,
+                    };
                     if let Some(f) = self.states.remove(&key).and_then(|s| s.firing) {
                         let a = self.alert(&key, &f, true, now);
                         self.out.push(a);
@@ -391,9 +406,14 @@ impl AlertEngine {
         }
         for i in 0..self.rules.len() {
             match self.rules[i].kind {
-                RuleKind::Drift if action == "drift_window" => self.drift(i, event, &model, &version, now),
+                RuleKind::Drift if action == "drift_window" => {
+                    self.drift(i, event, &model, &version, now)
+                }
                 RuleKind::ErrorRate
-                    if matches!(action.as_str(), "request" | "prediction" | "prediction_failed") =>
+                    if matches!(
+                        action.as_str(),
+                        "request" | "prediction" | "prediction_failed"
+                    ) =>
                 {
                     let key = (i, model.clone(), version.clone());
                     if self.requests.len() < MAX_ALERT_KEYS || self.requests.contains_key(&key) {
@@ -409,7 +429,14 @@ impl AlertEngine {
         }
     }
 
-    fn drift(&mut self, rule: usize, event: &Event, model: &str, version: &str, now: DateTime<Utc>) {
+    fn drift(
+        &mut self,
+        rule: usize,
+        event: &Event,
+        model: &str,
+        version: &str,
+        now: DateTime<Utc>,
+    ) {
         let features = event
             .fields()
             .as_object()
@@ -433,13 +460,20 @@ impl AlertEngine {
                 drifted.push((name.to_string(), psi));
             }
         }
-        let band = |psi: f64| if psi >= crate::transforms::drift::PSI_CRITICAL { Severity::Critical } else { Severity::Warning };
+        let band = |psi: f64| {
+            if psi >= crate::transforms::drift::PSI_CRITICAL {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            }
+        };
         if self.rules[rule].per_feature {
             for name in tested {
                 let verdict = drifted.iter().find(|(n, _)| *n == name).map(|(n, psi)| {
                     (band(*psi), format!("feature {n} of {model} {version} drifted from its training data (PSI {psi:.3})"))
                 });
-                let key = Key { rule, model: model.into(), version: version.into(), feature: Some(name) };
+                let key =
+                    Key { rule, model: model.into(), version: version.into(), feature: Some(name) };
                 self.step(key, verdict, now);
             }
         } else {
@@ -457,7 +491,11 @@ impl AlertEngine {
                 let names: Vec<&str> = drifted.iter().map(|(n, _)| n.as_str()).collect();
                 (band(worst), format!("{model} {version}: input drift in {}", names.join(", ")))
             });
-            self.step(Key { rule, model: model.into(), version: version.into(), feature: None }, verdict, now);
+            self.step(
+                Key { rule, model: model.into(), version: version.into(), feature: None },
+                verdict,
+                now,
+            );
         }
     }
 
@@ -479,16 +517,36 @@ impl AlertEngine {
                         .filter(|(r, _, _)| *r == i)
                         .map(|(_, m, v)| (m.clone(), v.clone()))
                         .collect();
-                    keys.extend(self.states.keys().filter(|k| k.rule == i).map(|k| (k.model.clone(), k.version.clone())));
+                    keys.extend(
+                        self.states
+                            .keys()
+                            .filter(|k| k.rule == i)
+                            .map(|k| (k.model.clone(), k.version.clone())),
+                    );
                     keys.sort();
                     keys.dedup();
                     for (model, version) in keys {
-                        let r = self.requests.remove(&(i, model.clone(), version.clone())).unwrap_or_default();
+                        let r = self
+                            .requests
+                            .remove(&(i, model.clone(), version.clone()))
+                            .unwrap_or_default();
                         let rate = if r.total > 0 { r.failed as f64 / r.total as f64 } else { 0.0 };
-                        let verdict = (r.total >= rule.min_requests && rate >= rule.warning).then(|| {
-                            let band = if rate >= rule.critical { Severity::Critical } else { Severity::Warning };
-                            (band, format!("{model} {version}: {:.1}% of {} requests failed", rate * 100.0, r.total))
-                        });
+                        let verdict =
+                            (r.total >= rule.min_requests && rate >= rule.warning).then(|| {
+                                let band = if rate >= rule.critical {
+                                    Severity::Critical
+                                } else {
+                                    Severity::Warning
+                                };
+                                (
+                                    band,
+                                    format!(
+                                        "{model} {version}: {:.1}% of {} requests failed",
+                                        rate * 100.0,
+                                        r.total
+                                    ),
+                                )
+                            });
                         let key = Key { rule: i, model, version, feature: None };
                         self.step(key, verdict, now);
                     }
@@ -505,7 +563,12 @@ impl AlertEngine {
                         .map(|((m, v), t)| (m.clone(), v.clone(), (now - *t).num_seconds()))
                         .collect();
                     for (model, version, secs) in silent {
-                        let key = Key { rule: i, model: model.clone(), version: version.clone(), feature: None };
+                        let key = Key {
+                            rule: i,
+                            model: model.clone(),
+                            version: version.clone(),
+                            feature: None,
+                        };
                         if self.states.get(&key).is_some_and(|s| s.firing.is_some()) {
                             continue;
                         }
@@ -578,7 +641,11 @@ impl Target {
 }
 
 /// The sink task shared by `alertmanager` and `webhook`.
-pub fn build_sink(options: &AlertOptions, target: Target, mut cx: SinkContext) -> Result<Task, String> {
+pub fn build_sink(
+    options: &AlertOptions,
+    target: Target,
+    mut cx: SinkContext,
+) -> Result<Task, String> {
     if let Some(issue) = options.check().into_iter().next() {
         return Err(issue.message);
     }

@@ -40,7 +40,10 @@ fn request(failed: bool) -> Event {
 
 #[test]
 fn drift_fires_after_n_windows_and_resolves_after_n_clean_ones() {
-    let mut e = AlertEngine::new(&options("[[rules]]\nname = \"Drift\"\nkind = \"drift\"\nfor_windows = 2"), t(0));
+    let mut e = AlertEngine::new(
+        &options("[[rules]]\nname = \"Drift\"\nkind = \"drift\"\nfor_windows = 2"),
+        t(0),
+    );
     e.observe(&drift_window(true, 0.15), t(1));
     assert!(e.take().is_empty(), "one window is not enough");
     e.observe(&drift_window(false, 0.0), t(2));
@@ -56,7 +59,11 @@ fn drift_fires_after_n_windows_and_resolves_after_n_clean_ones() {
     assert_eq!(a.labels["version"], "3");
     assert_eq!(a.labels["severity"], "warning");
     assert_eq!(a.labels["team"], "ml");
-    assert_eq!(a.ends_at, t(4) + chrono::Duration::seconds(120), "lapses after 4 re-send intervals");
+    assert_eq!(
+        a.ends_at,
+        t(4) + chrono::Duration::seconds(120),
+        "lapses after 4 re-send intervals"
+    );
     assert!(a.annotations["summary"].contains("tenure"));
 
     // Still drifting: no new notification until the re-send is due.
@@ -81,7 +88,10 @@ fn drift_fires_after_n_windows_and_resolves_after_n_clean_ones() {
 
 #[test]
 fn a_band_change_resolves_the_old_alert_and_fires_the_new() {
-    let mut e = AlertEngine::new(&options("[[rules]]\nname = \"Drift\"\nkind = \"drift\"\nfor_windows = 1"), t(0));
+    let mut e = AlertEngine::new(
+        &options("[[rules]]\nname = \"Drift\"\nkind = \"drift\"\nfor_windows = 1"),
+        t(0),
+    );
     e.observe(&drift_window(true, 0.12), t(1));
     assert_eq!(e.take()[0].labels["severity"], "warning");
     e.observe(&drift_window(true, 0.4), t(2));
@@ -94,7 +104,9 @@ fn a_band_change_resolves_the_old_alert_and_fires_the_new() {
 #[test]
 fn per_feature_drift_alerts() {
     let mut e = AlertEngine::new(
-        &options("[[rules]]\nname = \"FeatureDrift\"\nkind = \"drift\"\nfor_windows = 1\nper_feature = true"),
+        &options(
+            "[[rules]]\nname = \"FeatureDrift\"\nkind = \"drift\"\nfor_windows = 1\nper_feature = true",
+        ),
         t(0),
     );
     e.observe(&drift_window(true, 0.3), t(1));
@@ -107,7 +119,9 @@ fn per_feature_drift_alerts() {
 #[test]
 fn error_rate_windows_with_bands_and_a_minimum() {
     let mut e = AlertEngine::new(
-        &options("[[rules]]\nname = \"Errors\"\nkind = \"error_rate\"\nwindow_secs = 10\nfor_windows = 2\nmin_requests = 10\nwarning = 0.05\ncritical = 0.5"),
+        &options(
+            "[[rules]]\nname = \"Errors\"\nkind = \"error_rate\"\nwindow_secs = 10\nfor_windows = 2\nmin_requests = 10\nwarning = 0.05\ncritical = 0.5",
+        ),
         t(0),
     );
     e.tick(t(0));
@@ -134,7 +148,9 @@ fn error_rate_windows_with_bands_and_a_minimum() {
 #[test]
 fn no_data_fires_for_expected_and_seen_models_and_resolves_when_data_returns() {
     let mut e = AlertEngine::new(
-        &options("[[rules]]\nname = \"NoData\"\nkind = \"no_data\"\nafter_secs = 60\nmodels = [\"expected:1\"]\nseverity = \"critical\""),
+        &options(
+            "[[rules]]\nname = \"NoData\"\nkind = \"no_data\"\nafter_secs = 60\nmodels = [\"expected:1\"]\nseverity = \"critical\"",
+        ),
         t(0),
     );
     e.observe(&request(false), t(10));
@@ -191,5 +207,7 @@ fn config_errors() {
     )
     .unwrap();
     assert!(c.check()[0].message.contains("warning <= critical"));
-    assert!(toml_edit::de::from_str::<AlertSinkConfig>("endpoint = \"http://am\"\nrulez = []").is_err());
+    assert!(
+        toml_edit::de::from_str::<AlertSinkConfig>("endpoint = \"http://am\"\nrulez = []").is_err()
+    );
 }

@@ -369,7 +369,9 @@ impl Grammars {
     pub fn claims(&self, grammar: Grammar, text: &str) -> bool {
         let json = text.trim_start().starts_with('{');
         match grammar {
-            Grammar::TorchserveAccess => text.contains("ACCESS_LOG") || text.contains("/predictions/"),
+            Grammar::TorchserveAccess => {
+                text.contains("ACCESS_LOG") || text.contains("/predictions/")
+            }
             Grammar::TorchserveMetrics => text.contains("_METRICS - "),
             Grammar::Triton => {
                 let b = text.as_bytes();
@@ -388,9 +390,16 @@ impl Grammars {
             Grammar::BentomlAccess => text.contains("(scheme="),
             // BentoML's records are flat: no feature object, no logging fields.
             Grammar::BentomlMonitoring => {
-                json && ["\"features\"", "\"inputs\"", "\"replica\"", "\"model", "\"level", "\"message\""]
-                    .iter()
-                    .all(|k| !text.contains(k))
+                json && [
+                    "\"features\"",
+                    "\"inputs\"",
+                    "\"replica\"",
+                    "\"model",
+                    "\"level",
+                    "\"message\"",
+                ]
+                .iter()
+                .all(|k| !text.contains(k))
             }
             Grammar::RayserveAccess => text.contains(" -- "),
             Grammar::RayserveJson => json && text.contains("\"replica\""),
@@ -446,8 +455,9 @@ impl Grammars {
         p.time(self.python_time.parse_text(&c["ts"]));
         p.level(&c["level"]);
         p.str("process.thread.name", &c["thread"]);
-        let value: f64 =
-            c["value"].parse().map_err(|_| format!("metric value `{}` is not a number", &c["value"]))?;
+        let value: f64 = c["value"]
+            .parse()
+            .map_err(|_| format!("metric value `{}` is not a number", &c["value"]))?;
         let name = &c["name"];
         let unit = &c["unit"];
         p.str("inference.metric.name", name);
@@ -737,7 +747,8 @@ impl Grammars {
             let rest = &msg[whole.end()..];
             // A Python literal when it starts like one; otherwise text up to the next ` | `.
             let (value, used) = match rest.as_bytes().first() {
-                Some(b'{' | b'[' | b'(' | b'\'' | b'"') => match python_literal::parse_prefix(rest) {
+                Some(b'{' | b'[' | b'(' | b'\'' | b'"') => match python_literal::parse_prefix(rest)
+                {
                     Ok((v, n)) => (Some(v), n),
                     Err(_) => (None, rest.find(" | ").unwrap_or(rest.len())),
                 },
@@ -763,7 +774,9 @@ impl Grammars {
                     }
                 }
                 "model" => p.str("model.name", raw.trim_matches(['\'', '"'])),
-                "version" | "model version" => p.str("model.version", raw.trim_matches(['\'', '"'])),
+                "version" | "model version" => {
+                    p.str("model.version", raw.trim_matches(['\'', '"']))
+                }
                 "request id" | "request_id" => p.request_id(raw.trim_matches(['\'', '"'])),
                 _ => {
                     if let Ok(f) = raw.parse::<f64>() {
@@ -824,10 +837,8 @@ impl Grammars {
             (&["latency_us", "duration_us"][..], 1e-6),
             (&["latency_seconds", "latency_s", "duration_seconds", "latency", "duration"][..], 1.0),
         ] {
-            if let Some(v) = take(keys) {
-                if let Some(f) = as_f64(&v) {
-                    p.float("inference.latency_seconds", f * scale);
-                }
+            if let Some(f) = take(keys).as_ref().and_then(as_f64) {
+                p.float("inference.latency_seconds", f * scale);
             }
         }
         match take(&["status_code", "status"]) {

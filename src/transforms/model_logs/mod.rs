@@ -144,7 +144,10 @@ impl ParseModelLogConfig {
                     .unwrap_or_default();
                 ConfigIssue::field(
                     "format",
-                    format!("unknown format `{name}`{hint}: use `auto` or one of {}", names.join(", ")),
+                    format!(
+                        "unknown format `{name}`{hint}: use `auto` or one of {}",
+                        names.join(", ")
+                    ),
                 )
             })?),
         };
@@ -231,8 +234,12 @@ impl ParseModelLog {
             }
         }
         Err(match blamed {
-            Some((g, reason)) => Failure { grammar: Some(g), reason: format!("{}: {reason}", g.name()) },
-            None => Failure { grammar: None, reason: "no model-server grammar matches the line".into() },
+            Some((g, reason)) => {
+                Failure { grammar: Some(g), reason: format!("{}: {reason}", g.name()) }
+            }
+            None => {
+                Failure { grammar: None, reason: "no model-server grammar matches the line".into() }
+            }
         })
     }
 
@@ -278,8 +285,12 @@ impl Transform for ParseModelLog {
     fn transform(&mut self, events: Vec<Event>, out: &mut TransformOutput) {
         for mut event in events {
             let text = match event.get(&self.field) {
-                Some(Value::Bytes(b)) => Ok(b.clone()),
-                Some(other) => Err(format!("field `{}` is {}, not a string", self.field, other.kind_str())),
+                Some(v @ (Value::Bytes(_) | Value::String(_))) => {
+                    Ok(v.as_bytes().cloned().unwrap_or_default())
+                }
+                Some(other) => {
+                    Err(format!("field `{}` is {}, not a string", self.field, other.kind_str()))
+                }
                 None => Err(format!("field `{}` is missing", self.field)),
             };
             let result = text.map_err(|reason| Failure { grammar: None, reason }).and_then(

@@ -167,7 +167,10 @@ impl Parser<'_> {
                     return Ok(());
                 }
                 _ => {
-                    return Err(format!("expected `,` or `{}` at offset {}", close as char, self.pos));
+                    return Err(format!(
+                        "expected `,` or `{}` at offset {}",
+                        close as char, self.pos
+                    ));
                 }
             }
         }
@@ -304,7 +307,8 @@ impl Parser<'_> {
             .take_while(|c| matches!(c.to_ascii_lowercase(), b'b' | b'r' | b'u'))
             .count();
         if prefix_len <= 2 && matches!(self.s.get(self.pos + prefix_len), Some(b'\'' | b'"')) {
-            let raw = self.s[self.pos..self.pos + prefix_len].iter().any(|c| *c == b'r' || *c == b'R');
+            let raw =
+                self.s[self.pos..self.pos + prefix_len].iter().any(|c| *c == b'r' || *c == b'R');
             self.pos += prefix_len;
             return self.string(raw).map(Value::Bytes);
         }
@@ -358,7 +362,10 @@ mod tests {
 
     #[test]
     fn dicts_as_python_prints_them() {
-        assert_eq!(json("{'feature1': 0.75, 'feature2': 1.3}"), r#"{"feature1":0.75,"feature2":1.3}"#);
+        assert_eq!(
+            json("{'feature1': 0.75, 'feature2': 1.3}"),
+            r#"{"feature1":0.75,"feature2":1.3}"#
+        );
         assert_eq!(
             json(r#"{"a": [1, -2, 3.5e-2], 'b': (True, False, None), 'c': {}, 'd': ()}"#),
             r#"{"a":[1,-2,0.035],"b":[true,false,null],"c":{},"d":[]}"#
@@ -411,8 +418,21 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         for bad in [
-            "", "{", "{'a'", "{'a': }", "{'a': 1", "'unterminated", "[1 2]", "{'a': 1,, }",
-            "os.system('x')", "1.2.3", "{[1]: 2}", "'\\x4'", "np.float64(1", "-", "0xzz",
+            "",
+            "{",
+            "{'a'",
+            "{'a': }",
+            "{'a': 1",
+            "'unterminated",
+            "[1 2]",
+            "{'a': 1,, }",
+            "os.system('x')",
+            "1.2.3",
+            "{[1]: 2}",
+            "'\\x4'",
+            "np.float64(1",
+            "-",
+            "0xzz",
             "{'a': 1} extra",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
