@@ -13,7 +13,11 @@
 //!
 //! Events are read from `field` (default `inference.features`, as `parse_model_log` writes
 //! them), grouped by `model.name` and `model.version`, and matched to the reference profile
-//! of that model (a profile without a version matches every version). The tests are
+//! of that model (a profile without a version matches every version).
+//!
+//! Without a training profile, `baseline_events = N` takes the first N events of each model
+//! and version as its reference (drift against a production baseline rather than against
+//! the training data); a model with a profile in `references` uses the profile. The tests are
 //! Evidently's defaults:
 //!
 //! | feature | reference rows > 1000 | otherwise |
@@ -70,12 +74,19 @@ const REFERENCE_QUANTILES: usize = 1000;
 /// The most values a window may hold per feature, whatever `window.count` says.
 const MAX_WINDOW_COUNT: usize = 1_000_000;
 
+/// The most features a baseline collects per model.
+pub const MAX_BASELINE_FEATURES: usize = 100;
+
 /// `[transforms.<id>] type = "drift"`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftConfig {
     /// Reference profiles written by `weir profile`, one per model (and version).
+    #[serde(default)]
     pub references: Vec<PathBuf>,
+    /// For models without a profile: the first this many events are the reference.
+    #[serde(default)]
+    pub baseline_events: Option<usize>,
     /// Features to test; default: every feature of the profile.
     #[serde(default)]
     pub features: Vec<String>,
@@ -126,10 +137,16 @@ impl DriftConfig {
     /// What can be checked without reading the profiles.
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.references.is_empty() {
+        if self.references.is_empty() && self.baseline_events.is_none() {
             issues.push(ConfigIssue::field(
                 "references",
-                "give at least one profile written by `weir profile`",
+                "give at least one profile written by `weir profile`, or `baseline_events`",
+            ));
+        }
+        if self.baseline_events.is_some_and(|n| !(2..=MAX_WINDOW_COUNT).contains(&n)) {
+            issues.push(ConfigIssue::field(
+                "baseline_events",
+                format!("must be between 2 and {MAX_WINDOW_COUNT}"),
             ));
         }
         if self.window.count == 0 || self.window.count > MAX_WINDOW_COUNT {
@@ -175,7 +192,75 @@ impl DriftConfig {
             windows: HashMap::new(),
             refused: EventsDiscarded::new(metrics, "drift_window_refused"),
             now: Utc::now,
+            baseline_events: self.baseline_events,
+            only: self.features.clone(),
+            baselines: HashMap::new(),
+            component: metrics.id().to_string(),
         })
+    }
+}
+
+/// A baseline being gathered: every value of each feature, by type as seen.
+#[derive(Default)]
+struct Baseline {
+    events: usize,
+    numbers: BTreeMap<String, Vec<f64>>,
+    texts: BTreeMap<String, HashMap<String, u64>>,
+}
+
+impl Baseline {
+    fn push(&mut self, features: &ObjectMap, only: &[String]) {
+        self.events += 1;
+        for (name, v) in features {
+            if !only.is_empty() && !only.iter().any(|o| o.as_str() == name.as_str()) {
+                continue;
+            }
+            let known =
+                self.numbers.contains_key(name.as_str()) || self.texts.contains_key(name.as_str());
+            if !known && self.numbers.len() + self.texts.len() >= MAX_BASELINE_FEATURES {
+                continue;
+            }
+            match v {
+                Value::Integer(_) | Value::Float(_) => {
+                    if let Some(x) = number(v) {
+                        self.numbers.entry(name.to_string()).or_default().push(x);
+                    }
+                }
+                other => {
+                    if let Some(c) = category(other) {
+                        *self.texts.entry(name.to_string()).or_default().entry(c).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The profile of what was gathered; a feature seen both as numbers and as text is
+    /// categorical.
+    fn into_profile(self, model: &str, version: &str) -> Profile {
+        use crate::monitoring::profile::{
+            CategoricalProfile, ModelId, NumericProfile, PROFILE_VERSION,
+        };
+        let mut features = BTreeMap::new();
+        let mut numbers = self.numbers;
+        for (name, mut counts) in self.texts {
+            for x in numbers.remove(&name).unwrap_or_default() {
+                *counts.entry(x.to_string()).or_default() += 1;
+            }
+            let p = CategoricalProfile::from_counts(counts, 0);
+            features.insert(name, FeatureProfile::Categorical(p));
+        }
+        for (name, values) in numbers {
+            if let Some(p) = NumericProfile::from_values(values, 0) {
+                features.insert(name, FeatureProfile::Numeric(Box::new(p)));
+            }
+        }
+        Profile {
+            weir_profile: PROFILE_VERSION,
+            model: Some(ModelId { name: model.to_string(), version: Some(version.to_string()) }),
+            rows: self.events as u64,
+            features,
+        }
     }
 }
 
@@ -285,6 +370,10 @@ pub struct Drift {
     windows: HashMap<(String, String), Window>,
     refused: EventsDiscarded,
     now: fn() -> DateTime<Utc>,
+    baseline_events: Option<usize>,
+    only: Vec<String>,
+    baselines: HashMap<(String, String), Baseline>,
+    component: String,
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -518,6 +607,7 @@ impl Drift {
         if !self.windows.contains_key(&key) {
             let Some(reference) = self.references.iter().position(|r| r.matches(&key.0, &key.1))
             else {
+                self.gather_baseline(key, features);
                 return;
             };
             if self.windows.len() >= MAX_WINDOWS {
@@ -578,6 +668,34 @@ impl Drift {
             && let Some(w) = self.windows.remove(&key)
         {
             out.push(self.close(key, w, now));
+        }
+    }
+
+    /// Adds an event of a model without a reference to its baseline; a full baseline becomes
+    /// the model's reference.
+    fn gather_baseline(&mut self, key: (String, String), features: &ObjectMap) {
+        let Some(n) = self.baseline_events else { return };
+        if !self.baselines.contains_key(&key) && self.baselines.len() >= MAX_WINDOWS {
+            self.refused.emit(1);
+            return;
+        }
+        let b = self.baselines.entry(key.clone()).or_default();
+        b.push(features, &self.only);
+        if b.events < n {
+            return;
+        }
+        let Some(b) = self.baselines.remove(&key) else { return };
+        let profile = b.into_profile(&key.0, &key.1);
+        match Reference::new(&profile, &[]) {
+            Ok(r) => {
+                tracing::info!(component = %self.component, model = %key.0, version = %key.1,
+                    events = n, features = r.features.len(), "drift baseline taken");
+                self.references.push(r);
+            }
+            Err(e) => {
+                tracing::warn!(component = %self.component, model = %key.0, error = %e,
+                    "no drift baseline: the first events had no usable features");
+            }
         }
     }
 
@@ -737,7 +855,30 @@ mod tests {
             windows: HashMap::new(),
             refused: EventsDiscarded::new(&metrics(), "drift_window_refused"),
             now: Utc::now,
+            baseline_events: None,
+            only: Vec::new(),
+            baselines: HashMap::new(),
+            component: "test".into(),
         }
+    }
+
+    #[test]
+    fn a_baseline_of_the_first_events_is_the_reference() {
+        let p = profile(10, 11);
+        let mut t = transform(&p, 500);
+        t.references.clear();
+        t.baseline_events = Some(2000);
+        let mut rng = StdRng::seed_from_u64(12);
+        let clean: Vec<Event> = (0..3000).map(|_| prediction(&mut rng, 0.0, 0.2)).collect();
+        let (out, _) = run(&mut t, 0, clean);
+        assert_eq!(out.len(), 2, "2000 baseline events, then 2 windows of 500");
+        assert!(out.iter().all(|e| !dataset_drifted(e)));
+        let json = serde_json::to_value(out[0].fields()).unwrap();
+        assert_eq!(json["drift"]["features"]["tenure"]["method"], "wasserstein");
+        assert_eq!(json["drift"]["features"]["plan"]["method"], "jensenshannon");
+        let drifted: Vec<Event> = (0..500).map(|_| prediction(&mut rng, 0.5, 0.5)).collect();
+        let (out, _) = run(&mut t, 0, drifted);
+        assert!(dataset_drifted(&out[0]));
     }
 
     fn prediction(rng: &mut StdRng, shift: f64, p_gold: f64) -> Event {

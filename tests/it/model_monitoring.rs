@@ -286,3 +286,54 @@ fn drift_statistics_agree_with_scipy() {
         close(&what("chi-square p-value"), chi.p_value, f("chi_p"), 1e-12, 1e-6);
     }
 }
+
+#[test]
+fn the_default_pipeline_shows_the_demo_drift_being_detected() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let port = crate::support::free_port();
+    let mut child = Command::new(weir_bin())
+        .env("WEIR_API_ADDRESS", format!("127.0.0.1:{port}"))
+        // Fast lines, drift after a few seconds: the same pipeline, sped up.
+        .env("WEIR_DEMO_INTERVAL_MS", "2")
+        .env("WEIR_DEMO_DRIFT_AFTER_SECS", "6")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Drift reports in order: some clean ones first, then drift detected.
+    let reader = std::thread::spawn(move || {
+        let mut verdicts = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if event["event"]["action"] != "drift_window" {
+                continue;
+            }
+            assert_eq!(event["model"]["name"], "churn-xgb");
+            assert_eq!(event["service"]["name"], "model-serving");
+            let drifted = event["drift"]["dataset"]["drifted"].as_bool().unwrap();
+            verdicts.push(drifted);
+            if drifted && verdicts.iter().any(|d| !d) {
+                return verdicts;
+            }
+            if verdicts.len() > 200 {
+                break;
+            }
+        }
+        verdicts
+    });
+    let verdicts = reader.join().unwrap();
+    assert!(verdicts.first() == Some(&false), "{verdicts:?}");
+    assert!(verdicts.last() == Some(&true), "drift never detected: {verdicts:?}");
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let metrics = crate::support::http_get(api, "/metrics").unwrap().1;
+    let m = |name: &str| crate::support::metric_sum(&metrics, name, &[("model", "churn-xgb")]);
+    assert_eq!(m("weir_dataset_drift_detected"), 1.0, "{metrics}");
+    assert!(m("weir_model_requests_total") > 0.0);
+    assert!(m("weir_model_request_duration_seconds_count") > 0.0);
+    crate::support::signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success());
+}
