@@ -353,3 +353,90 @@ experiment = "weir-it"
     );
     weir.stop();
 }
+
+/// A one-route HTTP server on loopback that answers 200 and hands over every request body.
+fn webhook_receiver() -> (SocketAddr, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice(&body)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn the_webhook_sink_posts_firing_and_resolved_alerts() {
+    let (hook, received) = webhook_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, &(0..20).map(|_| torchserve_line("hook-model", 500, 5)).collect::<Vec<_>>());
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.ts]
+type = "file"
+include = ["{{{{dir}}}}/access.log"]
+
+[transforms.inference]
+type = "parse_model_log"
+inputs = ["ts"]
+format = "torchserve_access"
+
+[sinks.hook]
+type = "webhook"
+inputs = ["inference"]
+endpoint = "http://{hook}/alerts"
+
+[[sinks.hook.rules]]
+name = "ModelErrorRate"
+kind = "error_rate"
+window_secs = 1
+for_windows = 1
+min_requests = 10
+"#
+        ),
+    );
+    let firing = received.recv_timeout(Duration::from_secs(30)).expect("no webhook call");
+    assert_eq!(firing["status"], "firing", "{firing}");
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "ModelErrorRate");
+    assert_eq!(alert["labels"]["model"], "hook-model");
+    assert_eq!(alert["labels"]["version"], "1.0");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert!(
+        alert["annotations"]["summary"].as_str().unwrap().contains("100.0% of 20 requests failed")
+    );
+    // No more traffic: the next window is healthy and resolves it.
+    let resolved = received.recv_timeout(Duration::from_secs(30)).expect("no resolution");
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["alerts"][0]["labels"], alert["labels"]);
+    weir.stop();
+}
