@@ -27,8 +27,10 @@
 //! `preset = "inference"` adds, over the inference event schema of `parse_model_log`:
 //! `weir_model_requests_total`, `weir_model_errors_total` (requests whose `event.outcome` is
 //! `failure`), `weir_model_request_duration_seconds` (histogram of `inference.latency_seconds`),
-//! all by `model`, `version` and `status_class`, and `weir_model_tokens_total` by `model`,
-//! `version` and `kind` (`prompt`, `completion`).
+//! all by `model`, `version` and `status_class`, `weir_model_tokens_total` by `model`,
+//! `version` and `kind` (`prompt`, `completion`), and from LLM engine stats lines the gauges
+//! `weir_model_gpu_kv_cache_usage_ratio`, `weir_model_requests_running`,
+//! `weir_model_requests_waiting` and `weir_model_generation_tokens_per_second`.
 //!
 //! Invariants: label cardinality is bounded. Each metric admits at most
 //! `max_series_per_metric` label sets; an event that would create one more is not observed
@@ -153,7 +155,43 @@ fn inference_preset() -> Vec<MetricConfig> {
             tags,
             buckets: None,
         };
-    vec![
+    // LLM engine stats (vLLM): the last value seen, by model and version.
+    let stats = |name: &str, help: &str, field: &str| MetricConfig {
+        kind: MetricKind::Gauge,
+        name: name.into(),
+        help: Some(help.into()),
+        field: Some(field.into()),
+        increment_by_value: false,
+        condition: Some(r#".event.action == "stats""#.into()),
+        tags: BTreeMap::from([
+            ("model".to_string(), "{{ model.name }}".to_string()),
+            ("version".to_string(), "{{ model.version }}".to_string()),
+        ]),
+        buckets: None,
+    };
+    let mut all = vec![
+        stats(
+            "model_gpu_kv_cache_usage_ratio",
+            "GPU KV-cache usage of an LLM engine (0 to 1)",
+            "inference.gpu_kv_cache_usage",
+        ),
+        stats(
+            "model_requests_running",
+            "Requests an LLM engine is running",
+            "inference.requests.running",
+        ),
+        stats(
+            "model_requests_waiting",
+            "Requests waiting in an LLM engine's queue",
+            "inference.requests.waiting",
+        ),
+        stats(
+            "model_generation_tokens_per_second",
+            "Generation throughput of an LLM engine",
+            "inference.throughput.generation_tokens_per_second",
+        ),
+    ];
+    all.extend([
         metric(
             MetricKind::Counter,
             "model_requests_total",
@@ -194,7 +232,8 @@ fn inference_preset() -> Vec<MetricConfig> {
             "exists(.inference.tokens.completion)".into(),
             tags(Some(("kind", "completion"))),
         ),
-    ]
+    ]);
+    all
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -638,6 +677,13 @@ mod tests {
             sample("weir_model_tokens_total", &[("model", "preset-a"), ("kind", "completion")]),
             30.0
         );
+        let stats = crate::event::Value::from(&serde_json::json!({
+            "event": {"action": "stats"}, "model": {"name": "preset-a"},
+            "inference": {"gpu_kv_cache_usage": 0.579, "requests": {"running": 10, "waiting": 4}},
+        }));
+        run(&mut t, 0, vec![Event::from_value(stats)]);
+        assert_eq!(sample("weir_model_gpu_kv_cache_usage_ratio", &m), 0.579);
+        assert_eq!(sample("weir_model_requests_waiting", &m), 4.0);
         let text = crate::metrics::global().encode();
         assert!(!text.contains("r-1"), "request ids never become labels");
     }

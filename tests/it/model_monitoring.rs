@@ -337,3 +337,109 @@ fn the_default_pipeline_shows_the_demo_drift_being_detected() {
     crate::support::signal(child.id(), "INT");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn accuracy_from_delayed_labels_in_a_running_pipeline() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let append = |name: &str, lines: Vec<String>| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+    };
+    // 100 predictions; labels for the first 80, all "yes": 60 of them were right.
+    append(
+        "predictions.log",
+        (0..100)
+            .map(|i| format!(r#"{{"model":"acc-model","model_version":"2","request_id":{i},"prediction":"{}"}}"#, if i % 4 == 0 { "no" } else { "yes" }))
+            .collect(),
+    );
+    append(
+        "labels.log",
+        (0..80).map(|i| format!(r#"{{"request_id":{i},"label":"yes"}}"#)).collect(),
+    );
+    let weir = Weir::start(
+        dir.path(),
+        r#"
+[sources.predictions]
+type = "file"
+include = ["{{dir}}/predictions.log"]
+
+[sources.labels]
+type = "file"
+include = ["{{dir}}/labels.log"]
+
+[transforms.inference]
+type = "parse_model_log"
+inputs = ["predictions"]
+format = "json_prediction"
+
+[transforms.truth]
+type = "parse_json"
+inputs = ["labels"]
+
+[transforms.truth_fields]
+type = "rename"
+inputs = ["truth"]
+fields = { request_id = "http.request.id", label = "inference.label" }
+
+[transforms.quality]
+type = "accuracy"
+inputs = ["inference", "truth_fields"]
+task = "classification"
+join_window_secs = 2
+window.count = 100
+
+[sinks.reports]
+type = "file"
+inputs = ["quality"]
+path = "{{dir}}/reports.json"
+encoding.codec = "json"
+"#,
+    );
+    // The 20 unlabelled predictions expire after 2 s; transforms act when events arrive, so
+    // keep a trickle of labels for unknown requests coming until the report is written.
+    let reports = dir.path().join("reports.json");
+    let mut tick = 1000;
+    let done = wait_for(Duration::from_secs(30), || {
+        tick += 1;
+        if tick % 10 == 0 {
+            append("labels.log", vec![format!(r#"{{"request_id":{tick},"label":"x"}}"#)]);
+        }
+        read_lines(&reports).iter().any(|l| l.contains("acc-model"))
+    });
+    assert!(done, "no quality report; stderr:\n{}", weir.stderr());
+    let line = read_lines(&reports).into_iter().find(|l| l.contains("acc-model")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let q = &report["quality"];
+    assert_eq!(
+        (q["predictions"].as_i64(), q["labelled"].as_i64(), q["correct"].as_i64()),
+        (Some(100), Some(80), Some(60)),
+        "{report}"
+    );
+    assert_eq!(q["accuracy"].as_f64(), Some(0.75));
+    assert_eq!(q["label_coverage"].as_f64(), Some(0.8));
+    let m = weir.metrics();
+    assert_eq!(
+        crate::support::metric_sum(
+            &m,
+            "weir_model_accuracy",
+            &[("model", "acc-model"), ("version", "2")]
+        ),
+        0.75
+    );
+    assert_eq!(
+        crate::support::metric_sum(
+            &m,
+            "weir_accuracy_join_evicted_total",
+            &[("component_id", "quality"), ("reason", "expired")]
+        ),
+        20.0
+    );
+    weir.stop();
+}
