@@ -12,7 +12,8 @@
 //!   rest are summed under `other`).
 //!
 //! Invariant: a profile's size is bounded by its number of features, not by the number of
-//! training rows.
+//! training rows. Building one (`weir profile`, a command run beside the pipeline, not on its
+//! data path) holds the profiled features' values in memory: 8 bytes per numeric value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
