@@ -13,6 +13,11 @@ sudo_if_needed() {
 # Debian packages the tests use, by the command that shows each is there.
 missing=()
 command -v logger >/dev/null || missing+=(bsdutils)
+# Model monitoring: Prometheus scrapes weir's /metrics, Alertmanager receives its alerts.
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+# Python's venv module, for the SciPy and MLflow peers below.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # `docker-compose config` checks docker-compose.yml (no Docker engine needed).
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
@@ -28,7 +33,15 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_if_needed apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python peers, in a virtual environment of the project's own: SciPy (the reference for the
+# drift statistics) and an MLflow tracking server. The tests find it as .venv/bin/python.
+if ! .venv/bin/python -c 'import scipy, mlflow' >/dev/null 2>&1; then
+  echo "creating .venv with scipy and mlflow"
+  python3 -m venv .venv
+  .venv/bin/pip install -q scipy numpy mlflow
 fi
 
 # The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory

@@ -37,6 +37,37 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
     }
 }
 
+/// `weir profile`: builds a reference profile and writes it. Returns the exit code.
+pub fn profile(req: &crate::monitoring::profile::ProfileRequest<'_>, out: &std::path::Path) -> i32 {
+    let profile = match crate::monitoring::profile::build(req) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let text = match serde_json::to_string(&profile) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot encode the profile: {e}");
+            return 1;
+        }
+    };
+    // Written beside the target, then renamed: a reader never sees half a profile.
+    let tmp = out.with_extension("json.tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, out)) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return 1;
+    }
+    println!(
+        "profiled {} rows, {} features -> {}",
+        profile.rows,
+        profile.features.len(),
+        out.display()
+    );
+    0
+}
+
 /// Why a run ended.
 pub enum Ending {
     /// A signal asked for it.

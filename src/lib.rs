@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod internal_events;
 pub mod metrics;
+pub mod monitoring;
 pub mod setup;
 pub mod sinks;
 pub mod sources;

@@ -48,6 +48,27 @@ enum Command {
         #[arg(long, value_name = "URL")]
         kibana: Option<String>,
     },
+    /// Build the reference profile of a model's training data, for the `drift` transform.
+    Profile {
+        /// Training data: CSV with a header row, or JSON lines (.jsonl).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Features to profile, comma-separated (default: every column).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Features to treat as categorical even when their values are numbers.
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
+        /// The model the profile describes (matched against `model.name`).
+        #[arg(long)]
+        model: Option<String>,
+        /// The model version (matched against `model.version`; default: every version).
+        #[arg(long, requires = "model")]
+        model_version: Option<String>,
+        /// Where to write the profile (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +100,19 @@ fn main() -> ExitCode {
                     70
                 }
             }
+        }
+        Command::Profile { input, features, categorical, model, model_version, out } => {
+            let model = model
+                .map(|name| weir::monitoring::profile::ModelId { name, version: model_version });
+            weir::app::profile(
+                &weir::monitoring::profile::ProfileRequest {
+                    input: &input,
+                    features: &features,
+                    categorical: &categorical,
+                    model,
+                },
+                &out,
+            )
         }
         Command::Run { config } => match weir::app::load(&config) {
             Err(errors) => {

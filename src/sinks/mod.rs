@@ -1,10 +1,12 @@
 //! Sinks: where events leave weir. One module per sink; shared machinery in [`util`].
 
+pub mod alerting;
 pub mod blackhole;
 pub mod console;
 pub mod elasticsearch;
 pub mod file;
 pub mod loki;
+pub mod mlflow;
 pub mod util;
 
 use crate::config::ConfigIssue;
@@ -13,12 +15,15 @@ use crate::topology::{SinkContext, Task};
 crate::component_enum! {
     /// The `type` of a `[sinks.<id>]` table.
     SinkConfig {
+        "alertmanager" => Alertmanager(alerting::AlertSinkConfig),
         "blackhole" => Blackhole(blackhole::BlackholeConfig),
         "console" => Console(console::ConsoleConfig),
         // Boxed: the config is large, and the enum should stay small.
         "elasticsearch" => Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
         "file" => File(file::FileSinkConfig),
         "loki" => Loki(Box<loki::LokiConfig>),
+        "mlflow" => Mlflow(mlflow::MlflowConfig),
+        "webhook" => Webhook(alerting::AlertSinkConfig),
     }
 }
 
@@ -30,6 +35,8 @@ impl SinkConfig {
             Self::Elasticsearch(c) => c.check(),
             Self::File(c) => c.check(),
             Self::Loki(c) => c.check(),
+            Self::Alertmanager(c) | Self::Webhook(c) => c.check(),
+            Self::Mlflow(c) => c.check(),
         }
     }
 
@@ -41,6 +48,9 @@ impl SinkConfig {
             Self::Elasticsearch(c) => c.build(cx),
             Self::File(c) => c.build(cx),
             Self::Loki(c) => c.build(cx),
+            Self::Alertmanager(c) => c.build_alertmanager(cx),
+            Self::Webhook(c) => c.build_webhook(cx),
+            Self::Mlflow(c) => c.build(cx),
         }
     }
 }

@@ -5,6 +5,11 @@
 //! lines, JSON prediction logs with feature values, and Python `logging` lines, including
 //! errors followed by a multi-line traceback. Each line is one event, as a file source would
 //! give it, so a `multiline` setting joins tracebacks exactly as it would for a real file.
+//!
+//! The JSON prediction logs are those of the `churn-xgb` model, with its three input features
+//! (`tenure_months`, `monthly_charges`, `contract`). With `drift_after_secs` set, their
+//! distribution changes that long after start (charges rise by 40, tenure halves, most
+//! contracts become month-to-month), so that the `drift` transform has something to find.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,9 @@ pub struct DemoConfig {
     pub seed: Option<u64>,
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
+    /// Shift the distribution of the prediction logs' features this many seconds after start.
+    #[serde(default)]
+    pub drift_after_secs: Option<u64>,
 }
 
 fn default_interval_ms() -> u64 {
@@ -56,12 +64,14 @@ impl DemoConfig {
         };
         let interval = Duration::from_millis(self.interval_ms);
         let count = self.count;
+        let drift_after = self.drift_after_secs.map(Duration::from_secs);
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
         Ok(Box::pin(async move {
             let host = host_name();
+            let started = Instant::now();
             let mut generator = Generator::default();
             let mut produced = 0u64;
             let mut queue: Vec<String> = Vec::new();
@@ -92,6 +102,7 @@ impl DemoConfig {
                             if count > 0 && produced >= count {
                                 break;
                             }
+                            generator.drifted = drift_after.is_some_and(|d| started.elapsed() >= d);
                             generator.record(&mut rng, &mut queue);
                             produced += 1;
                         }
@@ -127,6 +138,8 @@ impl DemoConfig {
 #[derive(Default)]
 struct Generator {
     request: u64,
+    /// The prediction logs' features come from the shifted distribution.
+    drifted: bool,
 }
 
 impl Generator {
@@ -147,10 +160,22 @@ impl Generator {
                 rng.random_range(32768..61000)
             ));
         } else if roll < 0.90 {
-            // JSON prediction log with feature values.
-            let tenure: f64 = rng.random_range(0.0..72.0);
-            let charges: f64 = rng.random_range(18.0..120.0);
-            let contract = CONTRACTS[rng.random_range(0..CONTRACTS.len())];
+            // JSON prediction log of the churn model, with its feature values.
+            let (model, version) = ("churn-xgb", "3");
+            let (tenure, charges, contract) = if self.drifted {
+                let contract = if rng.random::<f64>() < 0.8 {
+                    CONTRACTS[0]
+                } else {
+                    CONTRACTS[rng.random_range(1..CONTRACTS.len())]
+                };
+                (rng.random_range(0.0..36.0), rng.random_range(58.0..160.0), contract)
+            } else {
+                (
+                    rng.random_range(0.0..72.0),
+                    rng.random_range(18.0..120.0),
+                    CONTRACTS[rng.random_range(0..CONTRACTS.len())],
+                )
+            };
             let score: f64 = rng.random();
             out.push(format!(
                 "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"logger\":\"model_server.predict\",\"model\":\"{model}\",\"model_version\":\"{version}\",\"request_id\":\"{:016x}\",\"latency_ms\":{:.2},\"features\":{{\"tenure_months\":{tenure:.1},\"monthly_charges\":{charges:.2},\"contract\":\"{contract}\"}},\"prediction\":\"{}\",\"score\":{score:.4}}}",

@@ -8,8 +8,12 @@
 //! counted; with `drop_on_error = true` it goes to the `<id>.errors` output instead (discarded
 //! and counted if nothing reads that output).
 
+pub mod accuracy;
+pub mod drift;
 pub mod fields;
 pub mod filter;
+pub mod log_to_metric;
+pub mod model_logs;
 pub mod parse;
 pub mod parse_grok;
 pub mod parse_json;
@@ -60,11 +64,15 @@ impl TransformOutput {
 crate::component_enum! {
     /// The `type` of a `[transforms.<id>]` table.
     TransformConfig {
+        "accuracy" => Accuracy(accuracy::AccuracyConfig),
+        "drift" => Drift(drift::DriftConfig),
         "filter" => Filter(filter::FilterConfig),
+        "log_to_metric" => LogToMetric(log_to_metric::LogToMetricConfig),
         "parse_grok" => ParseGrok(parse_grok::ParseGrokConfig),
         "parse_json" => ParseJson(parse_json::ParseJsonConfig),
         "parse_kv" => ParseKv(parse_kv::ParseKvConfig),
         "parse_logfmt" => ParseLogfmt(parse_kv::ParseLogfmtConfig),
+        "parse_model_log" => ParseModelLog(model_logs::ParseModelLogConfig),
         "parse_regex" => ParseRegex(parse_regex::ParseRegexConfig),
         "parse_timestamp" => ParseTimestamp(parse_timestamp::ParseTimestampConfig),
         "remap" => Remap(remap::RemapConfig),
@@ -85,10 +93,14 @@ impl TransformConfig {
             | Self::ParseJson(_)
             | Self::ParseKv(_)
             | Self::ParseLogfmt(_)
+            | Self::ParseModelLog(_)
             | Self::ParseRegex(_)
             | Self::ParseTimestamp(_)
             | Self::Remap(_) => vec![parse::ERRORS_OUTPUT.to_string()],
-            Self::Filter(_)
+            Self::Accuracy(_)
+            | Self::Drift(_)
+            | Self::Filter(_)
+            | Self::LogToMetric(_)
             | Self::Remove(_)
             | Self::Rename(_)
             | Self::Sample(_)
@@ -104,11 +116,15 @@ impl TransformConfig {
     ) -> Result<Box<dyn Transform>, ConfigIssue> {
         let _ = id;
         Ok(match self {
+            Self::Accuracy(c) => Box::new(c.build(metrics)?),
+            Self::Drift(c) => Box::new(c.build(metrics)?),
             Self::Filter(c) => Box::new(c.build(metrics)?),
+            Self::LogToMetric(c) => Box::new(c.build(metrics)?),
             Self::ParseGrok(c) => Box::new(c.build(metrics)?),
             Self::ParseJson(c) => Box::new(c.build(metrics)?),
             Self::ParseKv(c) => Box::new(c.build(metrics)?),
             Self::ParseLogfmt(c) => Box::new(c.build(metrics)?),
+            Self::ParseModelLog(c) => Box::new(c.build(metrics)?),
             Self::ParseRegex(c) => Box::new(c.build(metrics)?),
             Self::ParseTimestamp(c) => Box::new(c.build(metrics)?),
             Self::Remap(c) => Box::new(c.build(metrics)?),
@@ -120,8 +136,13 @@ impl TransformConfig {
         })
     }
 
-    /// Checks the config by building it against throw-away metrics.
+    /// Checks the config by building it against throw-away metrics. Transforms whose build
+    /// reads files (`drift` reads its reference profiles) check without building, so that
+    /// validation stays pure.
     pub fn check(&self, id: &str) -> Vec<ConfigIssue> {
+        if let Self::Drift(c) = self {
+            return c.check();
+        }
         let metrics = ComponentMetrics::new(crate::metrics::ComponentLabels::new(
             id,
             "transform",

@@ -128,6 +128,30 @@ pub struct TimestampParser {
 }
 
 impl TimestampParser {
+    /// A parser for other transforms to reuse (the model-server grammars): `formats` as in
+    /// the config, `timezone` as `local`, `UTC` or an IANA name (`None` is local).
+    pub fn new(formats: &[&str], timezone: Option<&str>) -> Result<Self, String> {
+        let zone = match timezone {
+            None | Some("local") => Zone::Local,
+            Some(name) => {
+                Zone::Named(name.parse::<Tz>().map_err(|_| format!("unknown time zone `{name}`"))?)
+            }
+        };
+        let formats = formats.iter().map(|f| parse_format(f)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { formats, zone, now: Utc::now })
+    }
+
+    /// Replaces the clock that resolves year-less formats (for tests).
+    pub fn with_clock(mut self, now: fn() -> DateTime<Utc>) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// The first format that reads `text`, resolved to UTC.
+    pub fn parse_text(&self, text: &str) -> Option<DateTime<Utc>> {
+        self.formats.iter().find_map(|f| self.try_format(text.trim(), f))
+    }
+
     fn localize(&self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
         match self.zone {
             Zone::Local => {

@@ -15,6 +15,8 @@ mod kibana_server;
 mod lifecycle;
 mod loki;
 mod loki_server;
+mod model_monitoring;
+mod monitoring_peers;
 mod pipelines;
 mod setup;
 mod syslog;
