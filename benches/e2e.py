@@ -2,7 +2,7 @@
 """End-to-end throughput of weir: file -> parse_json -> blackhole (and the raw variant).
 
 Generates realistic model-server JSON prediction logs (a few hundred MB, cached under
-target/bench-data), runs each scenario several times on the release binary, and prints
+target/bench-data or $CARGO_TARGET_DIR/bench-data), runs each scenario several times on the release binary, and prints
 MiB/s, events/s, CPU seconds per GiB and peak RSS (median and spread of the runs).
 
     cargo build --release && python3 benches/e2e.py [--lines 1200000] [--runs 3]
@@ -26,7 +26,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIR = os.path.join(ROOT, "target", "release", "weir")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+WEIR = os.path.join(TARGET, "release", "weir")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -144,7 +145,7 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(WEIR):
         sys.exit("build first: cargo build --release")
-    cache = os.path.join(ROOT, "target", "bench-data")
+    cache = os.path.join(TARGET, "bench-data")
     os.makedirs(cache, exist_ok=True)
     data = os.path.join(cache, "predictions-%d.jsonl" % args.lines)
     generate(data, args.lines)

@@ -226,6 +226,11 @@ pub fn estimate_size(value: &Value) -> usize {
     }
 }
 
+/// Estimated bytes of the nodes of a map with `entries` entries.
+pub fn map_nodes_bytes(entries: usize) -> usize {
+    MAP_NODE_BYTES * entries.div_ceil(MAP_NODE_SLOTS).max(1)
+}
+
 /// Parses a field path as users write it in configuration (`service.name`, `log.file.path`,
 /// `"@timestamp"`, `.message`), with or without the leading dot.
 pub fn parse_path(path: &str) -> Result<OwnedValuePath, String> {

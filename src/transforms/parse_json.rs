@@ -40,40 +40,126 @@ impl ParseJsonConfig {
             target: self.target.clone(),
             drop_on_error: self.drop_on_error,
         };
-        ParseTransform::new("parse_json", JsonParser, &options, metrics)
+        ParseTransform::new("parse_json", JsonParser::default(), &options, metrics)
     }
 }
 
-/// The JSON parser.
-pub struct JsonParser;
+/// The JSON parser. Remembers the size of what it parsed last, counted while parsing.
+#[derive(Default)]
+pub struct JsonParser {
+    last_size: usize,
+}
 
 impl Parser for JsonParser {
     fn parse(&mut self, input: &Bytes) -> Result<Value, String> {
-        parse_json(input).map_err(|e| format!("invalid JSON: {e}"))
+        let (value, size) = parse_json_sized(input).map_err(|e| format!("invalid JSON: {e}"))?;
+        self.last_size = size;
+        Ok(value)
+    }
+
+    fn estimated_size(&self, _value: &Value) -> usize {
+        self.last_size
+    }
+
+    /// The top-level object's fields are parsed into a vector, then inserted into the root:
+    /// one tree insertion per field, and the root is untouched if the text is not valid.
+    fn parse_into_root(
+        &mut self,
+        input: &Bytes,
+        root: &mut ObjectMap,
+    ) -> Option<Result<usize, String>> {
+        Some(parse_fields(input).map(|(fields, size)| {
+            let nodes_before = crate::event::map_nodes_bytes(root.len());
+            for (k, v) in fields {
+                root.insert(k, v);
+            }
+            size + crate::event::map_nodes_bytes(root.len()) - nodes_before
+        }))
+    }
+}
+
+/// Parses a JSON object into its fields, in order, with their estimated heap size.
+fn parse_fields(input: &Bytes) -> Result<(Vec<(KeyString, Value)>, usize), String> {
+    let text = simdutf8::basic::from_utf8(input)
+        .map_err(|_| "invalid JSON: not valid UTF-8 (JSON text is UTF-8)".to_string())?;
+    let size = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = de
+        .deserialize_map(FieldsVisitor(ValueSeed { input, size: &size }))
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| {
+            if e.is_data() {
+                format!("parsed value is not an object; set `target` to keep it ({e})")
+            } else {
+                format!("invalid JSON: {e}")
+            }
+        })?;
+    Ok((fields, size.get()))
+}
+
+/// Collects an object's fields without building a map.
+struct FieldsVisitor<'a>(ValueSeed<'a>);
+
+impl<'de> Visitor<'de> for FieldsVisitor<'_> {
+    type Value = Vec<(KeyString, Value)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(16);
+        while let Some(key) = map.next_key::<KeyVisitorOut>()? {
+            let value = map.next_value_seed(self.0)?;
+            self.0.add(key.0.len() + STRING_OVERHEAD);
+            fields.push((key.0, value));
+        }
+        Ok(fields)
     }
 }
 
 /// Parses JSON text into a VRL value. Strings without escapes are slices of `input`, not
 /// copies: one allocation fewer per string field.
-pub fn parse_json(input: &Bytes) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(input);
-    let value = ValueSeed(input).deserialize(&mut de)?;
-    de.end()?;
-    Ok(value)
+pub fn parse_json(input: &Bytes) -> Result<Value, String> {
+    parse_json_sized(input).map(|(v, _)| v)
+}
+
+/// Parses JSON text, returning the value and its estimated heap size
+/// ([`crate::event::estimate_size`], counted on the way).
+///
+/// The whole text is checked as UTF-8 once (SIMD, `simdutf8`) and then parsed as `str`, so
+/// `serde_json` does not validate each string again: JSON is UTF-8 by definition (RFC 8259).
+pub fn parse_json_sized(input: &Bytes) -> Result<(Value, usize), String> {
+    let text = simdutf8::basic::from_utf8(input)
+        .map_err(|_| "not valid UTF-8 (JSON text is UTF-8)".to_string())?;
+    let size = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = ValueSeed { input, size: &size }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok((value, size.get()))
 }
 
 #[derive(Clone, Copy)]
-struct ValueSeed<'a>(&'a Bytes);
+struct ValueSeed<'a> {
+    input: &'a Bytes,
+    size: &'a std::cell::Cell<usize>,
+}
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor(self.0))
+        d.deserialize_any(ValueVisitor(self))
     }
 }
 
-struct ValueVisitor<'a>(&'a Bytes);
+struct ValueVisitor<'a>(ValueSeed<'a>);
+
+impl ValueSeed<'_> {
+    fn add(&self, bytes: usize) {
+        self.size.set(self.size.get() + bytes);
+    }
+}
 
 impl<'de> Visitor<'de> for ValueVisitor<'_> {
     type Value = Value;
@@ -105,17 +191,19 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value, E> {
+        self.0.add(v.len() + STRING_OVERHEAD);
         // `v` points into the input when the string had no escapes.
-        let base = self.0.as_ptr() as usize;
-        let start = (v.as_ptr() as usize).wrapping_sub(base);
-        if start <= self.0.len() && v.len() <= self.0.len() - start {
-            Ok(Value::Bytes(self.0.slice(start..start + v.len())))
+        let input = self.0.input;
+        let start = (v.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+        if start <= input.len() && v.len() <= input.len() - start {
+            Ok(Value::Bytes(input.slice(start..start + v.len())))
         } else {
             Ok(Value::Bytes(Bytes::copy_from_slice(v.as_bytes())))
         }
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        self.0.add(v.len() + STRING_OVERHEAD);
         Ok(Value::Bytes(Bytes::copy_from_slice(v.as_bytes())))
     }
 
@@ -129,21 +217,28 @@ impl<'de> Visitor<'de> for ValueVisitor<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(v) = seq.next_element_seed(ValueSeed(self.0))? {
+        while let Some(v) = seq.next_element_seed(self.0)? {
             items.push(v);
         }
+        self.0.add(STRING_OVERHEAD + items.len() * std::mem::size_of::<Value>());
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = ObjectMap::new();
         while let Some(key) = map.next_key::<KeyVisitorOut>()? {
-            let value = map.next_value_seed(ValueSeed(self.0))?;
+            let value = map.next_value_seed(self.0)?;
+            self.0.add(key.0.len() + STRING_OVERHEAD);
+            // Of repeated keys the last wins, as in other JSON parsers.
             out.insert(key.0, value);
         }
+        self.0.add(crate::event::map_nodes_bytes(out.len()));
         Ok(Value::Object(out))
     }
 }
+
+/// Heap bytes of one small allocation (see `event::estimate_size`).
+const STRING_OVERHEAD: usize = 16;
 
 struct KeyVisitorOut(KeyString);
 
@@ -215,6 +310,16 @@ mod tests {
         let mut t = build("target = \"payload\"");
         let (out, _) = run(&mut t, 1, vec![Event::from_message("[1,2]")]);
         assert_eq!(json(&out[0]), r#"{"message":"[1,2]","payload":[1,2]}"#);
+    }
+
+    #[test]
+    fn counted_size_matches_the_walk_and_the_last_duplicate_wins() {
+        let input = Bytes::from_static(br#"{"b":[1,"two",{"c":null}],"a":"x\"y","d":{}}"#);
+        let (value, size) = parse_json_sized(&input).unwrap();
+        assert_eq!(size, crate::event::estimate_size(&value));
+        let input = Bytes::from_static(br#"{"b":1,"a":2,"b":3}"#);
+        let (value, _) = parse_json_sized(&input).unwrap();
+        assert_eq!(serde_json::to_string(&value).unwrap(), r#"{"a":2,"b":3}"#);
     }
 
     #[test]
