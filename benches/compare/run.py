@@ -661,6 +661,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins):
                 sender = Sender(values["SYSLOG_PORT"], path)
                 t0 = time.monotonic()
                 sender.start()
+            # When the count last grew: a long gap before the last delivery is a batch that
+            # waited for its timer after the input ran out.
             last, last_change = 0, time.monotonic()
             while True:
                 n = seen()
@@ -678,7 +680,7 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins):
                 time.sleep(0.01)
             elapsed = time.monotonic() - t0
             cpu, rss = proc_usage(proc.pid)
-            result.update(elapsed=elapsed, cpu=cpu, rss=rss, seen=n)
+            result.update(elapsed=elapsed, cpu=cpu, rss=rss, seen=n, last_gap=now - last_change)
             if endpoint:
                 result["endpoint_cpu"] = endpoint.cpu()
             if sender:
@@ -1001,10 +1003,20 @@ def main():
                 print("- %s: %s" % (key, first))
         extra = []
         for key, rs in results.items():
-            ep = [r["endpoint_cpu"] for r in rs if "endpoint_cpu" in r]
+            ep = [r for r in rs if r.get("endpoint_cpu")]
             if ep:
-                extra.append("%s: endpoint CPU %.2f s per run against the shipper's %.2f s" % (
-                    key, statistics.median(ep), statistics.median(r["cpu"] for r in rs)))
+                extra.append(
+                    "%s: endpoint CPU %.2f s per run against the shipper's %.2f s (the endpoint "
+                    "takes %s events per CPU second)" % (
+                        key, statistics.median(r["endpoint_cpu"] for r in ep),
+                        statistics.median(r["cpu"] for r in rs),
+                        "{:,.0f}".format(statistics.median(r["events"] / r["endpoint_cpu"]
+                                                           for r in ep))))
+            gaps = [r["last_gap"] for r in rs if "last_gap" in r]
+            if gaps:
+                extra.append("%s: the last delivery came %.2f s after the one before it "
+                             "(run time %.2f s)" % (key, statistics.median(gaps),
+                                                    statistics.median(r["elapsed"] for r in rs)))
             snd = [r["sender_cpu"] for r in rs if "sender_cpu" in r]
             if snd:
                 extra.append("%s: sender CPU %.2f s per run" % (key, statistics.median(snd)))
