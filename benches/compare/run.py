@@ -388,14 +388,23 @@ def count_in_file(path, needle):
     return total
 
 
-def file_digest(path):
+DIGESTS = {}
+
+
+def file_digest(path, cache=False):
+    """SHA-256 of a file; inputs (cache=True) are hashed once per harness run."""
+    if cache and path in DIGESTS:
+        return DIGESTS[path]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
             data = f.read(16 * MIB)
             if not data:
-                return h.hexdigest()
+                break
             h.update(data)
+    if cache:
+        DIGESTS[path] = h.hexdigest()
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +723,7 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins):
             result["delivered_bytes"] = os.path.getsize(values["OUTPUT"])
             if scenario.get("check") == "identical":
                 if result["delivered_bytes"] == size and \
-                        file_digest(values["OUTPUT"]) == file_digest(path):
+                        file_digest(values["OUTPUT"]) == file_digest(path, cache=True):
                     notes.append("output identical to input")
                 else:
                     notes.append("output differs from input (%d bytes, input %d)" % (
@@ -879,7 +888,8 @@ def main():
     ap.add_argument("--no-build", action="store_true",
                     help="use the binaries already built (release profile)")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory")
-    ap.add_argument("--json", help="also write every run's figures to this file")
+    ap.add_argument("--json", help="also write every run's figures to this file (they are "
+                    "always written to results.json in the run's folder)")
     args = ap.parse_args()
 
     release = os.path.join(TARGET, "release")
@@ -1038,9 +1048,11 @@ def main():
 
     print("\nharness CPU (generation, polling, checks): %.1f s; load average at end: %.2f" % (
         time.process_time() - harness_cpu0, loadavg()))
-    if args.json:
-        with open(args.json, "w") as f:
+    os.makedirs(runs_root, exist_ok=True)
+    for out in [os.path.join(runs_root, "results.json")] + ([args.json] if args.json else []):
+        with open(out, "w") as f:
             json.dump(all_results, f, indent=1, default=str)
+    print("every run's figures: " + os.path.join(runs_root, "results.json"))
 
 
 if __name__ == "__main__":
