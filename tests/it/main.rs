@@ -4,6 +4,7 @@ mod support;
 
 mod backpressure;
 mod bench;
+mod bench_compare;
 mod config_errors;
 mod deploy;
 mod elasticsearch;

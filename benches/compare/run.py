@@ -1,0 +1,1059 @@
+#!/usr/bin/env python3
+"""weir against rsyslog, syslog-ng and the machine's limit, scenario by scenario.
+
+One command builds what it needs, generates and caches its data, installs the peers when they
+are missing, runs every scenario several times for every shipper that can do it, checks at
+the far end that the work was done, and prints a table per scenario:
+
+    python3 benches/compare/run.py                       # everything, 3 runs each
+    python3 benches/compare/run.py --size-mib 64 --runs 2 --scenario 1 --scenario 3
+
+Scenarios (the configurations are in this folder, one file per shipper and scenario):
+  1. file -> file, no parsing                        (weir, rsyslog, syslog-ng)
+  2. file -> parse JSON -> Elasticsearch bulk         (weir, rsyslog, syslog-ng)
+  3. Apache access log -> regex captures -> file      (weir, rsyslog, syslog-ng)
+  4. syslog over TCP, octet-counted -> Loki push      (weir, syslog-ng; Debian's rsyslog has
+                                                       no HTTP output)
+  5. scenario 2 with a disk buffer                    (skipped while weir's configuration with
+                                                       `buffer.type = "disk"` does not validate)
+
+What a run measures. The shipper starts on a fresh state directory and reads its input from
+the beginning (file scenarios) or receives it from one TCP connection that sends the whole
+file with sendfile(2) (scenario 4). The clock runs from the shipper's start (file scenarios,
+so start-up counts) or from the first byte sent (scenario 4) until the far end has received
+every event: lines in the output file, or documents and entries counted by the endpoint
+(examples/bench_endpoint). CPU time (user + system) and peak RSS (VmHWM) are the shipper's
+own, read from /proc at that moment, its child processes included. A run that does not
+deliver every event within the time limit is reported as failed, with what arrived; no speed
+is given for it.
+
+The machine's limit is measured on the same input: `cat` to /dev/null, and
+examples/bench_split, which reads and splits the input into lines (or octet-counted frames
+from a TCP connection, for scenario 4) and does nothing else.
+
+The machine is shared: the table reports the spread of the runs and the load average before
+and after each scenario, and the endpoint's and this harness's own CPU time, so a reader can
+tell whether they, or other work, limited a result.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+CACHE = os.path.join(TARGET, "bench-compare")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1 << 20
+GIB = 1 << 30
+
+# Bump when a generator changes, so cached data is made again.
+DATA_VERSION = 2
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+def shared_lines(*parts):
+    path = os.path.join(SHARED, *parts)
+    with open(path, "rb") as f:
+        # Lines without their line ending (the Apache sample has CRLF endings, which some
+        # shippers keep and some drop), empty lines left out (shippers skip them).
+        return [line.rstrip(b"\r") for line in f.read().split(b"\n") if line.strip()]
+
+
+def model_server_lines():
+    folder = os.path.join(SHARED, "model-servers")
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".log", ".jsonl")):
+            out += shared_lines("model-servers", name)
+    return out
+
+
+def gen_loghub(rnd, target):
+    """The loghub samples (six systems) and the model-server samples, interleaved, repeated."""
+    block = []
+    for system in ["Apache", "HDFS", "Hadoop", "Linux", "OpenSSH", "Spark"]:
+        block += shared_lines("loghub", system, system + "_2k.log")
+    servers = model_server_lines()
+    mixed = []
+    for i, line in enumerate(block):
+        mixed.append(line)
+        if i % 50 == 0:
+            mixed.append(servers[(i // 50) % len(servers)])
+    chunk = b"\n".join(mixed) + b"\n"
+    while True:
+        yield chunk
+
+
+def gen_predictions(rnd, target):
+    """JSON prediction logs as model servers write them (~300 bytes, a nested object)."""
+    models = [("resnet-18", "1.0"), ("churn-xgb", "3"), ("bert-sentiment", "2.1"),
+              ("llama-3-8b", "0.4")]
+    contracts = ["month-to-month", "one-year", "two-year"]
+    i = 0
+    while True:
+        lines = []
+        for _ in range(2000):
+            model, version = models[i % len(models)]
+            score = rnd.random()
+            lines.append(
+                '{"timestamp":"2026-11-27T10:%02d:%02d.%03dZ","level":"%s",'
+                '"logger":"model_server.predict","model":"%s","model_version":"%s",'
+                '"request_id":"%016x","latency_ms":%.2f,"features":{"tenure_months":%.1f,'
+                '"monthly_charges":%.2f,"contract":"%s"},"prediction":"%s","score":%.4f,'
+                '"user_agent":"python-requests/2.31.0","gpu":%d}' % (
+                    i // 60000 % 60, i // 1000 % 60, i % 1000,
+                    "INFO" if i % 50 else "ERROR", model, version, rnd.getrandbits(64),
+                    rnd.uniform(3, 80), rnd.uniform(0, 72), rnd.uniform(18, 120),
+                    contracts[i % 3], "churn" if score > 0.5 else "stay", score, i % 8))
+            i += 1
+        yield ("\n".join(lines) + "\n").encode()
+
+
+def gen_access(rnd, target):
+    """Apache combined-format access lines of model-serving endpoints."""
+    paths = ["/predictions/resnet-18", "/predictions/bert-sentiment", "/v1/models/churn:predict",
+             "/v2/models/densenet_onnx/infer", "/v1/chat/completions", "/ping", "/metrics",
+             "/v2/health/ready", "/explanations/resnet-18?top_k=5"]
+    agents = ["python-requests/2.31.0", "Go-http-client/1.1", "curl/8.5.0",
+              "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/120.0 Safari/537.36", "kube-probe/1.29", "Prometheus/2.48.0"]
+    users = ["-", "-", "-", "svc-batch", "alice"]
+    referrers = ["-", "-", "https://dashboard.example.com/models", "http://10.0.0.5:8080/"]
+    methods = ["POST", "POST", "POST", "GET", "PUT"]
+    statuses = [200] * 12 + [201, 204, 400, 404, 429, 500, 503]
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    i = 0
+    while True:
+        lines = []
+        for _ in range(2000):
+            status = statuses[rnd.randrange(len(statuses))]
+            size = "-" if status == 204 else str(rnd.randrange(40, 90000))
+            lines.append('10.%d.%d.%d - %s [%02d/%s/2026:%02d:%02d:%02d +0000] "%s %s HTTP/1.1" %d %s '
+                         '"%s" "%s"' % (
+                             i % 7, i % 251, rnd.randrange(1, 255), users[i % len(users)],
+                             1 + i // 86400 % 28, months[i // 2419200 % 12],
+                             i // 3600 % 24, i // 60 % 60, i % 60,
+                             methods[rnd.randrange(len(methods))], paths[i % len(paths)], status,
+                             size, referrers[i % len(referrers)], agents[i % len(agents)]))
+            i += 1
+        yield ("\n".join(lines) + "\n").encode()
+
+
+RFC3164 = re.compile(rb"^(\w{3}) +(\d+) (\d\d:\d\d:\d\d) (\S+) ([^:\[]+?)(?:\[(\d+)\])?: ?(.*)$")
+MONTHS = {m: i + 1 for i, m in enumerate(
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+     b"Dec"])}
+
+
+def gen_syslog(rnd, target):
+    """RFC 5424 messages in RFC 6587 octet-counted frames: loghub's Linux syslog sample (its
+    header fields moved into a 5424 header) and the model-server lines with structured data."""
+    messages = []
+    for line in shared_lines("loghub", "Linux", "Linux_2k.log"):
+        m = RFC3164.match(line)
+        if not m:
+            continue
+        mon, day, clock, host, app, pid, msg = m.groups()
+        app = re.sub(rb"[^\x21-\x7e]", b"_", app)[:48] or b"-"
+        ts = b"2026-%02d-%02dT%s.000Z" % (MONTHS.get(mon, 1), int(day), clock)
+        messages.append(b"<86>1 %s %s %s %s - - %s" % (ts, host, app, pid or b"-", msg or b"-"))
+    apps = [b"torchserve", b"triton", b"vllm", b"bentoml", b"kserve", b"rayserve"]
+    for i, line in enumerate(model_server_lines() * 40):
+        messages.append(
+            b'<134>1 2026-11-27T10:00:%02d.%03dZ gpu-%d %s %d INFER [model@32473 name="resnet-%d" '
+            b'rev="%d"] %s' % (i % 60, i % 1000, i % 16, apps[i % 6], 1000 + i % 50, i % 3,
+                               i % 7, line))
+    rnd.shuffle(messages)
+    chunk = b"".join(b"%d %s" % (len(m), m) for m in messages)
+    count = len(messages)
+    while True:
+        yield chunk, count
+
+
+DATASETS = {
+    # name: (file name, generator, framing)
+    "loghub": ("loghub-mix.log", gen_loghub, "lines"),
+    "predictions": ("predictions.jsonl", gen_predictions, "lines"),
+    "access": ("access.log", gen_access, "lines"),
+    "syslog": ("syslog-rfc5424.octets", gen_syslog, "octets"),
+}
+
+
+def dataset(name, size_mib):
+    """(path, events, bytes) of a generated input, made once per size and cached."""
+    file_name, gen, framing = DATASETS[name]
+    folder = os.path.join(CACHE, "data", "%dMiB" % size_mib)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, file_name)
+    meta_path = path + ".meta.json"
+    if os.path.exists(meta_path) and os.path.exists(path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("version") == DATA_VERSION and meta.get("bytes") == os.path.getsize(path):
+            return path, meta["events"], meta["bytes"]
+    log("generating %s (%d MiB) ..." % (path, size_mib))
+    target = size_mib * MIB
+    rnd = random.Random(7)
+    events = written = 0
+    with open(path + ".tmp", "wb") as f:
+        for chunk in gen(rnd, target):
+            if framing == "octets":
+                chunk, count = chunk
+                events += count
+            else:
+                events += chunk.count(b"\n")
+            f.write(chunk)
+            written += len(chunk)
+            if written >= target:
+                break
+    os.rename(path + ".tmp", path)
+    with open(meta_path, "w") as f:
+        json.dump({"version": DATA_VERSION, "events": events, "bytes": written}, f)
+    return path, events, written
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid):
+    out = [pid]
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                for child in f.read().split():
+                    out += descendants(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def proc_usage(pid):
+    """(CPU seconds, peak RSS bytes) of a process and its descendants, from /proc."""
+    cpu = 0.0
+    rss = 0
+    for p in descendants(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / CLK_TCK
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        rss += int(line.split()[1]) * 1024
+        except (OSError, IndexError, ValueError):
+            pass
+    return cpu, rss
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def stop(proc, grace=30):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def wait_listening(port, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def read_listening_line(proc, what):
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("listening on "):
+        raise RuntimeError("%s did not start: %r" % (what, line))
+    return line.split()[-1]
+
+
+class Endpoint:
+    """examples/bench_endpoint, one per run so its counters and CPU time are the run's."""
+
+    def __init__(self, binary, marker=None):
+        args = [binary]
+        if marker:
+            args += ["--marker", marker]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addr = read_listening_line(self.proc, "bench_endpoint")
+        self.url = "http://" + self.addr
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/_bench/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def cpu(self):
+        return proc_usage(self.proc.pid)[0]
+
+    def close(self):
+        stop(self.proc, grace=5)
+        return self.proc.stderr.read().decode(errors="replace")
+
+
+class LineCounter:
+    """Counts the lines of a growing output file, reading only what was added since."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.lines = 0
+        self.f = None
+
+    def poll(self):
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")
+            except FileNotFoundError:
+                return self.lines
+        while True:
+            data = self.f.read(8 * MIB)
+            if not data:
+                break
+            self.offset += len(data)
+            self.lines += data.count(b"\n")
+        return self.lines
+
+    def close(self):
+        if self.f:
+            self.f.close()
+
+
+def count_in_file(path, needle):
+    """Occurrences of `needle` in a file, chunk by chunk."""
+    total = 0
+    keep = b""
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(16 * MIB)
+            if not data:
+                break
+            block = keep + data
+            total += block.count(needle)
+            # Carry the tail that could start a match; a full match in it was counted already.
+            keep = block[-(len(needle) - 1):] if len(needle) > 1 else b""
+            total -= keep.count(needle)
+    return total
+
+
+DIGESTS = {}
+
+
+def file_digest(path, cache=False):
+    """SHA-256 of a file; inputs (cache=True) are hashed once per harness run."""
+    if cache and path in DIGESTS:
+        return DIGESTS[path]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(16 * MIB)
+            if not data:
+                break
+            h.update(data)
+    if cache:
+        DIGESTS[path] = h.hexdigest()
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers
+# ---------------------------------------------------------------------------------------------
+
+def as_root(cmd):
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        cmd = ["sudo"] + cmd
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def apt_install(packages):
+    missing = [p for p in packages if subprocess.run(
+        ["dpkg", "-s", p], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0]
+    if not missing:
+        return None
+    log("installing Debian packages: " + " ".join(missing))
+    as_root(["apt-get", "update", "-qq"])
+    env_cmd = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq"]
+    r = as_root(env_cmd + missing)
+    if r.returncode != 0:
+        return "apt-get install %s failed:\n%s" % (" ".join(missing), r.stdout.decode()[-2000:])
+    return None
+
+
+RSYSLOG_MODULES = "/usr/lib/x86_64-linux-gnu/rsyslog"
+
+
+def rsyslog_modules_dir():
+    for d in [RSYSLOG_MODULES, "/usr/lib/rsyslog", "/usr/lib64/rsyslog"]:
+        if os.path.isdir(d):
+            return d
+    return None
+
+
+def setup_rsyslog():
+    """rsyslogd from Debian (rsyslog, rsyslog-elasticsearch); its mmnormalize and mmjsonparse
+    come with the rsyslog package. Returns (binary, None) or (None, why not)."""
+    err = apt_install(["rsyslog", "rsyslog-elasticsearch"])
+    if err:
+        return None, err
+    binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    mods = rsyslog_modules_dir()
+    if not os.path.exists(binary) or not mods:
+        return None, "rsyslogd not found after installing"
+    for m in ["imfile", "mmjsonparse", "mmnormalize", "omelasticsearch"]:
+        if not os.path.exists(os.path.join(mods, m + ".so")):
+            return None, "rsyslog module %s missing in %s" % (m, mods)
+    return binary, None
+
+
+SYSLOG_NG_PACKAGES = ["syslog-ng-core", "syslog-ng-mod-http", "syslog-ng-scl"]
+
+
+def setup_syslog_ng():
+    """syslog-ng from Debian's packages, unpacked into the benchmark's own folder (the rsyslog
+    and syslog-ng packages conflict; both provide system-log-daemon), with the libraries it
+    links installed from Debian. Returns ({binary, env, args, scl}, None) or (None, why)."""
+    root = os.path.join(CACHE, "peers", "syslog-ng")
+    binary = os.path.join(root, "usr", "sbin", "syslog-ng")
+    debs = os.path.join(CACHE, "peers", "debs")
+    if not os.path.exists(binary):
+        os.makedirs(debs, exist_ok=True)
+        log("downloading syslog-ng's Debian packages into " + debs)
+        r = subprocess.run(["apt-get", "download"] + SYSLOG_NG_PACKAGES, cwd=debs,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            return None, "apt-get download failed:\n" + r.stdout.decode()[-2000:]
+        for deb in sorted(os.listdir(debs)):
+            if deb.endswith(".deb"):
+                subprocess.run(["dpkg", "-x", os.path.join(debs, deb), root], check=True)
+    # The libraries the packages depend on (not syslog-ng itself, nor init-script helpers).
+    needed = set()
+    for deb in os.listdir(debs) if os.path.isdir(debs) else []:
+        if not deb.endswith(".deb"):
+            continue
+        depends = subprocess.run(["dpkg-deb", "-f", os.path.join(debs, deb), "Depends"],
+                                 stdout=subprocess.PIPE).stdout.decode()
+        for alternative in depends.split(","):
+            name = alternative.split("|")[0].split("(")[0].strip()
+            if name and not name.startswith(("syslog-ng", "sysvinit-utils", "lsb-base")):
+                needed.add(name)
+    err = apt_install(sorted(needed))
+    if err:
+        return None, err
+    lib = os.path.join(root, "usr", "lib", "syslog-ng")
+    version_dirs = [d for d in os.listdir(lib) if re.fullmatch(r"\d+\.\d+", d)]
+    if not version_dirs:
+        return None, "no module folder under " + lib
+    modules = os.path.join(lib, sorted(version_dirs)[-1])
+    env = dict(os.environ, LD_LIBRARY_PATH=lib)
+    r = subprocess.run([binary, "-V", "--module-path=" + modules], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        return None, "syslog-ng does not run:\n" + r.stdout.decode()[-2000:]
+    return {
+        "binary": binary,
+        "env": env,
+        "modules": modules,
+        "scl": os.path.join(root, "usr", "share", "syslog-ng", "include", "scl"),
+        "version": r.stdout.decode().splitlines()[0],
+    }, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Shippers: how each starts on a scenario
+# ---------------------------------------------------------------------------------------------
+
+def fill(template, values):
+    for k, v in values.items():
+        template = template.replace("{{%s}}" % k, str(v))
+    left = re.findall(r"\{\{[A-Z_]+\}\}", template)
+    if left:
+        raise RuntimeError("unfilled placeholders: %s" % ", ".join(sorted(set(left))))
+    return template
+
+
+def read(*parts):
+    with open(os.path.join(HERE, *parts)) as f:
+        return f.read()
+
+
+class Weir:
+    name = "weir"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def config_path(self, scenario):
+        return os.path.join(HERE, "weir", scenario["key"] + ".toml")
+
+    def env(self, run_dir, values):
+        return dict(os.environ,
+                    BENCH_DATA_DIR=os.path.join(run_dir, "data"),
+                    BENCH_API_ADDRESS="127.0.0.1:%d" % values.get("API_PORT", free_port()),
+                    BENCH_INPUT=values.get("INPUT", "/nonexistent"),
+                    BENCH_OUTPUT=values.get("OUTPUT", os.path.join(run_dir, "out.log")),
+                    BENCH_ES_URL=values.get("ES_URL", "http://127.0.0.1:9"),
+                    BENCH_LOKI_URL=values.get("LOKI_URL", "http://127.0.0.1:9"),
+                    BENCH_SYSLOG_ADDRESS="127.0.0.1:%d" % values.get("SYSLOG_PORT", 9),
+                    WEIR_LOG=os.environ.get("WEIR_LOG", "warn"))
+
+    def validate(self, scenario, run_dir):
+        os.makedirs(run_dir, exist_ok=True)
+        r = subprocess.run([self.binary, "validate", self.config_path(scenario)],
+                           env=self.env(run_dir, {}), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        return r.returncode == 0, r.stdout.decode(errors="replace")
+
+    def start(self, scenario, run_dir, values, stderr):
+        os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
+        return subprocess.Popen([self.binary, "run", "--config", self.config_path(scenario)],
+                                env=self.env(run_dir, values), stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+
+
+class Rsyslog:
+    name = "rsyslog"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def supports(self, scenario):
+        return os.path.exists(os.path.join(HERE, "rsyslog", scenario["key"] + ".conf"))
+
+    def start(self, scenario, run_dir, values, stderr):
+        work = os.path.join(run_dir, "work")
+        os.makedirs(work, exist_ok=True)
+        values = dict(values, WORK_DIR=work,
+                      RULEBASE=os.path.join(HERE, "rsyslog", "s3-access.rulebase"))
+        text = read("rsyslog", "common.conf") + "\n" + read("rsyslog", scenario["key"] + ".conf")
+        conf = os.path.join(run_dir, "rsyslog.conf")
+        with open(conf, "w") as f:
+            f.write(fill(text, values))
+        return subprocess.Popen([self.binary, "-n", "-f", conf, "-i",
+                                 os.path.join(run_dir, "rsyslog.pid")],
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+class SyslogNg:
+    name = "syslog-ng"
+
+    def __init__(self, setup):
+        self.setup = setup
+
+    def supports(self, scenario):
+        return os.path.exists(os.path.join(HERE, "syslog-ng", scenario["key"] + ".conf"))
+
+    def start(self, scenario, run_dir, values, stderr):
+        work = os.path.join(run_dir, "work")
+        os.makedirs(work, exist_ok=True)
+        values = dict(values, WORK_DIR=work, SCL=self.setup["scl"])
+        text = read("syslog-ng", "common.conf") + "\n" + read("syslog-ng",
+                                                              scenario["key"] + ".conf")
+        conf = os.path.join(run_dir, "syslog-ng.conf")
+        with open(conf, "w") as f:
+            f.write(fill(text, values))
+        s = self.setup
+        return subprocess.Popen(
+            [s["binary"], "-F", "--no-caps", "--stderr", "--module-path=" + s["modules"],
+             "-f", conf, "-R", os.path.join(work, "persist"), "-c", os.path.join(work, "ctl"),
+             "-p", os.path.join(work, "pid")],
+            env=s["env"], stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------------
+
+SCENARIOS = [
+    {"id": 1, "key": "s1-raw", "title": "file -> file (raw)", "data": "loghub", "far": "file",
+     "check": "identical"},
+    {"id": 2, "key": "s2-json-es", "title": "file -> parse JSON -> Elasticsearch bulk",
+     "data": "predictions", "far": "es", "marker": "model_version"},
+    {"id": 3, "key": "s3-regex-file", "title": "Apache log -> regex captures -> file",
+     "data": "access", "far": "file", "marker": "user_agent"},
+    {"id": 4, "key": "s4-syslog-loki", "title": "syslog TCP (octet-counted) -> Loki push",
+     "data": "syslog", "far": "loki"},
+    {"id": 5, "key": "s5-json-es-disk", "title": "scenario 2 + disk buffer",
+     "data": "predictions", "far": "es", "marker": "model_version", "needs_validation": True},
+]
+
+
+class Failed(Exception):
+    pass
+
+
+def run_shipper(shipper, scenario, inp, args, run_dir, bins):
+    """One timed run of a shipper. Returns a result dict; raises Failed with a reason."""
+    path, events, size = inp
+    os.makedirs(run_dir, exist_ok=True)
+    stderr_path = os.path.join(run_dir, "stderr")
+    values = {"INPUT": path, "OUTPUT": os.path.join(run_dir, "out.log"),
+              "API_PORT": free_port()}
+    endpoint = None
+    counter = None
+    proc = None
+    sender = None
+    result = {"shipper": shipper.name, "events": events, "bytes": size}
+    try:
+        if scenario["far"] in ("es", "loki"):
+            endpoint = Endpoint(bins["endpoint"], scenario.get("marker"))
+            values["ES_URL"] = values["LOKI_URL"] = endpoint.url
+            values["ES_PORT"] = endpoint.addr.rsplit(":", 1)[1]
+        if scenario["far"] == "file":
+            counter = LineCounter(values["OUTPUT"])
+        if scenario["data"] == "syslog":
+            values["SYSLOG_PORT"] = free_port()
+
+        def seen():
+            if counter:
+                return counter.poll()
+            s = endpoint.stats()
+            return s["es_docs"] if scenario["far"] == "es" else s["loki_entries"]
+
+        with open(stderr_path, "wb") as err:
+            t0 = time.monotonic()
+            proc = shipper.start(scenario, run_dir, values, err)
+            if scenario["data"] == "syslog":
+                if not wait_listening(values["SYSLOG_PORT"], proc):
+                    raise Failed("did not listen on its syslog port:\n" + tail(stderr_path))
+                sender = Sender(values["SYSLOG_PORT"], path)
+                t0 = time.monotonic()
+                sender.start()
+            # When the count last grew: a long gap before the last delivery is a batch that
+            # waited for its timer after the input ran out.
+            last, last_change = 0, time.monotonic()
+            while True:
+                n = seen()
+                now = time.monotonic()
+                if n >= events:
+                    break
+                if n != last:
+                    last, last_change = n, now
+                if proc.poll() is not None:
+                    raise Failed("exited with %s after %d of %d events:\n%s" % (
+                        proc.returncode, n, events, tail(stderr_path)))
+                if now - last_change > args.stall or now - t0 > args.timeout:
+                    raise Failed("%d of %d events after %.0f s (stalled %.0f s):\n%s" % (
+                        n, events, now - t0, now - last_change, tail(stderr_path)))
+                time.sleep(0.01)
+            elapsed = time.monotonic() - t0
+            cpu, rss = proc_usage(proc.pid)
+            result.update(elapsed=elapsed, cpu=cpu, rss=rss, seen=n, last_gap=now - last_change)
+            if endpoint:
+                result["endpoint_cpu"] = endpoint.cpu()
+            if sender:
+                sender.join()
+                if sender.error:
+                    raise Failed("sending failed: %s" % sender.error)
+                result["sender_cpu"] = sender.cpu
+        # Checks at the far end, after the clock stopped.
+        notes = []
+        if endpoint:
+            # Let anything in flight arrive, so that duplicates would show.
+            time.sleep(0.3)
+            s = endpoint.stats()
+            result["far_end"] = s
+            if s["refused"]:
+                notes.append("%d requests refused" % s["refused"])
+            if scenario["far"] == "es":
+                result["seen"] = s["es_docs"]
+                result["delivered_bytes"] = s["es_body_bytes"]
+                if s["es_marked"] != s["es_docs"]:
+                    raise Failed("%d of %d documents lack the parsed field %r" % (
+                        s["es_docs"] - s["es_marked"], s["es_docs"], scenario["marker"]))
+            else:
+                result["seen"] = s["loki_entries"]
+                result["delivered_bytes"] = s["loki_body_bytes"]
+                if s["loki_empty_lines"]:
+                    raise Failed("%d entries have an empty line" % s["loki_empty_lines"])
+        else:
+            stop(proc)
+            result["seen"] = counter.poll()
+            result["delivered_bytes"] = os.path.getsize(values["OUTPUT"])
+            if scenario.get("check") == "identical":
+                if result["delivered_bytes"] == size and \
+                        file_digest(values["OUTPUT"]) == file_digest(path, cache=True):
+                    notes.append("output identical to input")
+                else:
+                    notes.append("output differs from input (%d bytes, input %d)" % (
+                        result["delivered_bytes"], size))
+            if scenario.get("marker"):
+                marked = count_in_file(values["OUTPUT"], b'"%s":' % scenario["marker"].encode())
+                if marked != result["seen"]:
+                    raise Failed("%d of %d output lines lack the parsed field %r" % (
+                        result["seen"] - marked, result["seen"], scenario["marker"]))
+        if result["seen"] != events:
+            raise Failed("delivered %d events for %d input events" % (result["seen"], events))
+        result["notes"] = notes
+        return result
+    finally:
+        stop(proc)
+        if counter:
+            counter.close()
+        if endpoint:
+            log_err = endpoint.close()
+            if log_err.strip():
+                with open(os.path.join(run_dir, "endpoint.stderr"), "w") as f:
+                    f.write(log_err)
+        if sender:
+            sender.join()
+
+
+class Sender(threading.Thread):
+    """Sends a file of octet-counted frames over one TCP connection with sendfile(2)."""
+
+    def __init__(self, port, path):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.error = None
+        self.cpu = 0.0
+
+    def run(self):
+        start = time.thread_time()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port)) as s, \
+                    open(self.path, "rb") as f:
+                s.sendfile(f)
+                s.shutdown(socket.SHUT_WR)
+                # Wait for the receiver to close, so its reads are not cut short.
+                s.settimeout(600)
+                while s.recv(65536):
+                    pass
+        except OSError as e:
+            self.error = str(e)
+        self.cpu = time.thread_time() - start
+
+
+def wait_usage(proc):
+    """Waits for a child; (exit status, its resource usage from the kernel)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
+
+
+def run_limit(kind, scenario, inp, bins, run_dir):
+    """The machine's limit: `cat` to /dev/null, or bench_split."""
+    path, events, size = inp
+    os.makedirs(run_dir, exist_ok=True)
+    result = {"shipper": kind, "events": events, "bytes": size}
+    if kind == "cat":
+        t0 = time.monotonic()
+        with open(os.devnull, "wb") as null:
+            proc = subprocess.Popen(["cat", path], stdout=null)
+            status, usage = wait_usage(proc)
+        elapsed = time.monotonic() - t0
+        result["seen"] = events
+    elif scenario["data"] == "syslog":
+        proc = subprocess.Popen([bins["split"], "octets", "127.0.0.1:0", str(events)],
+                                stdout=subprocess.PIPE)
+        port = int(read_listening_line(proc, "bench_split").rsplit(":", 1)[1])
+        sender = Sender(port, path)
+        t0 = time.monotonic()
+        sender.start()
+        out = proc.stdout.read()
+        status, usage = wait_usage(proc)
+        elapsed = time.monotonic() - t0
+        sender.join()
+        result["seen"] = json.loads(out)["events"]
+        result["peak_rss"] = json.loads(out)["peak_rss"]
+        result["sender_cpu"] = sender.cpu
+    else:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([bins["split"], "lines", path], stdout=subprocess.PIPE)
+        out = proc.stdout.read()
+        status, usage = wait_usage(proc)
+        elapsed = time.monotonic() - t0
+        result["seen"] = json.loads(out)["events"]
+        result["peak_rss"] = json.loads(out)["peak_rss"]
+    if status != 0:
+        raise Failed("%s exited with status %d" % (kind, status))
+    if result["seen"] != events:
+        raise Failed("%s counted %d events for %d" % (kind, result["seen"], events))
+    # The kernel's ru_maxrss of a child started from Python includes Python's own pages
+    # (exec records the old address space's peak), so bench_split reports its own VmHWM and
+    # cat's is not measured.
+    result.update(elapsed=elapsed, cpu=usage.ru_utime + usage.ru_stime,
+                  rss=result.pop("peak_rss", None), notes=[])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
+
+def summarize(name, results, failures, runs):
+    if not results:
+        return "| %s | failed | | | | | 0/%d |" % (name, runs)
+    rates = [r["bytes"] / MIB / r["elapsed"] for r in results]
+    med_rate = statistics.median(rates)
+    events = statistics.median(r["events"] / r["elapsed"] for r in results)
+    cpu_gib = statistics.median(r["cpu"] / (r["bytes"] / GIB) for r in results)
+    rss = [r["rss"] / MIB for r in results if r["rss"] is not None]
+    rss_text = "%.1f (max %.1f)" % (statistics.median(rss), max(rss)) if rss else "-"
+    spread = (max(rates) - min(rates)) / med_rate * 100 if med_rate else 0
+    return "| %s | %.1f | %s | %.2f | %s | %.1f-%.1f (%.0f%%) | %d/%d |" % (
+        name, med_rate, "{:,.0f}".format(events), cpu_gib, rss_text, min(rates), max(rates),
+        spread, len(results), runs)
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) / (1 << 20)
+    except OSError:
+        mem = 0
+    return "%d CPUs (%s), %.0f GiB, Linux %s" % (os.cpu_count(), model, mem,
+                                                  platform.release())
+
+
+def version_of(cmd, env=None):
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                           timeout=10)
+        return r.stdout.decode(errors="replace").splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=256,
+                    help="size of each generated input (default 256)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per shipper and scenario")
+    ap.add_argument("--scenario", type=int, action="append", help="only these (1-5)")
+    ap.add_argument("--shipper", action="append",
+                    help="only these: weir, rsyslog, syslog-ng, cat, split")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds a run may take")
+    ap.add_argument("--stall", type=float, default=60,
+                    help="seconds without progress before a run is failed")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the binaries already built (release profile)")
+    ap.add_argument("--keep", action="store_true", help="keep each run's directory")
+    ap.add_argument("--json", help="also write every run's figures to this file (they are "
+                    "always written to results.json in the run's folder)")
+    args = ap.parse_args()
+
+    release = os.path.join(TARGET, "release")
+    bins = {"weir": os.path.join(release, "weir"),
+            "endpoint": os.path.join(release, "examples", "bench_endpoint"),
+            "split": os.path.join(release, "examples", "bench_split")}
+    if not args.no_build:
+        log("building weir and the benchmark's helpers (release) ...")
+        subprocess.run(["cargo", "build", "--release", "--bin", "weir", "--example",
+                        "bench_endpoint", "--example", "bench_split"], cwd=ROOT, check=True)
+    for b in bins.values():
+        if not os.path.exists(b):
+            sys.exit("missing %s: build without --no-build" % b)
+
+    wanted = set(args.shipper or ["weir", "rsyslog", "syslog-ng", "cat", "split"])
+    shippers = []
+    skipped_peers = {}
+    if "weir" in wanted:
+        shippers.append(Weir(bins["weir"]))
+    if "rsyslog" in wanted:
+        binary, why = setup_rsyslog()
+        if binary:
+            shippers.append(Rsyslog(binary))
+        else:
+            skipped_peers["rsyslog"] = why
+    if "syslog-ng" in wanted:
+        setup, why = setup_syslog_ng()
+        if setup:
+            shippers.append(SyslogNg(setup))
+        else:
+            skipped_peers["syslog-ng"] = why
+    for name, why in skipped_peers.items():
+        log("%s is not available and is left out: %s" % (name, why))
+
+    scenarios = [s for s in SCENARIOS if not args.scenario or s["id"] in args.scenario]
+    runs_root = os.path.join(CACHE, "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    weir_version = version_of(["git", "-C", ROOT, "describe", "--always", "--dirty"])
+    syslog_ng_version = next((s.setup["version"] for s in shippers if s.name == "syslog-ng"),
+                             "not run")
+    header = [
+        "command: " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "machine: " + machine(),
+        "weir: %s; rsyslog: %s; syslog-ng: %s" % (
+            weir_version,
+            " ".join(version_of([shutil.which("rsyslogd") or "rsyslogd", "-v"]).split()[:2])
+            if any(
+                s.name == "rsyslog" for s in shippers) else "not run",
+            syslog_ng_version),
+        "runs: %d per shipper, interleaved; load average at start: %.2f" % (
+            args.runs, loadavg()),
+    ]
+    print("\n".join(header), flush=True)
+    all_results = {"header": header, "scenarios": []}
+    harness_cpu0 = time.process_time()
+
+    for sc in scenarios:
+        inp = dataset(sc["data"], args.size_mib)
+        path, events, size = inp
+        print("\n### %d. %s\n" % (sc["id"], sc["title"]), flush=True)
+        print("input: %s, %s events, %.1f MiB" % (
+            os.path.basename(path), "{:,}".format(events), size / MIB), flush=True)
+        weir = next((s for s in shippers if s.name == "weir"), None)
+        if sc.get("needs_validation"):
+            probe = weir or Weir(bins["weir"])
+            ok, out = probe.validate(sc, os.path.join(runs_root, sc["key"], "validate"))
+            if not ok:
+                print("skipped: weir's configuration %s does not validate (no disk buffer "
+                      "in this weir yet):\n%s" % (
+                          os.path.relpath(probe.config_path(sc), ROOT), out.strip()),
+                      flush=True)
+                all_results["scenarios"].append({"id": sc["id"], "skipped": out})
+                continue
+        # Page cache: read the input once, so the first run does not pay for the disk.
+        subprocess.run(["cat", path], stdout=subprocess.DEVNULL)
+        load_start = loadavg()
+        results = {}
+        failures = {}
+        order = []
+        for kind in ["cat", "split"]:
+            if kind in wanted:
+                order.append(("limit", kind))
+        for s in shippers:
+            if s.name == "weir" or s.supports(sc):
+                order.append(("shipper", s))
+            else:
+                failures.setdefault(s.name, []).append("no configuration for this scenario")
+        for r in range(args.runs):
+            for what, s in order:
+                name = s if what == "limit" else s.name
+                run_dir = os.path.join(runs_root, sc["key"], "%s-%d" % (name, r + 1))
+                try:
+                    if what == "limit":
+                        res = run_limit(s, sc, inp, bins, run_dir)
+                    else:
+                        res = run_shipper(s, sc, inp, args, run_dir, bins)
+                    res["load_end"] = loadavg()
+                    results.setdefault(name, []).append(res)
+                    log("  %s run %d: %.2f s, %.1f MiB/s, CPU %.2f s, RSS %s MiB%s" % (
+                        name, r + 1, res["elapsed"], size / MIB / res["elapsed"], res["cpu"],
+                        "-" if res["rss"] is None else "%.0f" % (res["rss"] / MIB),
+                        "; " + "; ".join(res["notes"]) if res.get("notes") else ""))
+                    if not args.keep:
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                except Failed as e:
+                    failures.setdefault(name, []).append(str(e))
+                    log("  %s run %d FAILED: %s (kept %s)" % (name, r + 1, e, run_dir))
+        load_end = loadavg()
+        print("load average: %.2f at start, %.2f at end\n" % (load_start, load_end))
+        print("| shipper | MiB/s | events/s | CPU s per GiB | peak RSS MiB | spread MiB/s "
+              "(min-max) | runs ok |")
+        print("|---|---|---|---|---|---|---|")
+        names = [("limit: " + k, k) for _, k in order if _ == "limit"] + \
+                [(s.name, s.name) for w, s in order if w == "shipper"]
+        for label, key in names:
+            print(summarize(label, results.get(key, []), failures.get(key, []), args.runs))
+        for key, reasons in failures.items():
+            if key in skipped_peers:
+                continue
+            for reason in sorted(set(reasons)):
+                first = reason.splitlines()[0] if reason else ""
+                print("- %s: %s" % (key, first))
+        extra = []
+        for key, rs in results.items():
+            ep = [r for r in rs if r.get("endpoint_cpu")]
+            if ep:
+                extra.append(
+                    "%s: endpoint CPU %.2f s per run against the shipper's %.2f s (the endpoint "
+                    "takes %s events per CPU second)" % (
+                        key, statistics.median(r["endpoint_cpu"] for r in ep),
+                        statistics.median(r["cpu"] for r in rs),
+                        "{:,.0f}".format(statistics.median(r["events"] / r["endpoint_cpu"]
+                                                           for r in ep))))
+            gaps = [r["last_gap"] for r in rs if "last_gap" in r]
+            if gaps:
+                extra.append("%s: the last delivery came %.2f s after the one before it "
+                             "(run time %.2f s)" % (key, statistics.median(gaps),
+                                                    statistics.median(r["elapsed"] for r in rs)))
+            snd = [r["sender_cpu"] for r in rs if "sender_cpu" in r]
+            if snd:
+                extra.append("%s: sender CPU %.2f s per run" % (key, statistics.median(snd)))
+            delivered = [r["delivered_bytes"] for r in rs if "delivered_bytes" in r]
+            if delivered:
+                extra.append("%s: %.1f MiB delivered per run%s" % (
+                    key, statistics.median(delivered) / MIB,
+                    "; " + "; ".join(sorted(set(n for r in rs for n in r["notes"])))
+                    if any(r["notes"] for r in rs) else ""))
+        for line in extra:
+            print("- " + line)
+        for name, why in skipped_peers.items():
+            print("- %s: not available (%s)" % (name, why.splitlines()[0]))
+        sys.stdout.flush()
+        all_results["scenarios"].append({
+            "id": sc["id"], "title": sc["title"], "input": {"events": events, "bytes": size},
+            "load_start": load_start, "load_end": load_end, "results": results,
+            "failures": failures})
+
+    print("\nharness CPU (generation, polling, checks): %.1f s; load average at end: %.2f" % (
+        time.process_time() - harness_cpu0, loadavg()))
+    os.makedirs(runs_root, exist_ok=True)
+    for out in [os.path.join(runs_root, "results.json")] + ([args.json] if args.json else []):
+        with open(out, "w") as f:
+            json.dump(all_results, f, indent=1, default=str)
+    print("every run's figures: " + os.path.join(runs_root, "results.json"))
+
+
+if __name__ == "__main__":
+    main()
