@@ -22,7 +22,9 @@ use crate::metrics::BufferGauges;
 pub const MAX_QUEUED_BATCHES: usize = 1024;
 
 /// Default byte capacity of a component's input buffer.
-pub const DEFAULT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// Small on purpose: a read batch of the file source is well under it, and memory is what a
+/// slow sink costs. Raise `buffer.max_bytes` to absorb longer bursts.
+pub const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a full buffer does to the sender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
