@@ -246,12 +246,14 @@ impl Peer {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("peer log");
         let err = out.try_clone().expect("peer log");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        // Its own process group, so that the workers a peer forks (MLflow's server starts
+        // several) go with it.
+        let child = std::os::unix::process::CommandExt::process_group(
+            command.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)),
+            0,
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self { child, log }
     }
 
@@ -262,6 +264,8 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
