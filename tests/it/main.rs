@@ -3,7 +3,6 @@
 mod support;
 
 mod backpressure;
-mod bench;
 mod bench_compare;
 mod config_errors;
 mod deploy;
