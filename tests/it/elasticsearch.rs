@@ -404,3 +404,20 @@ batch.max_events = 0
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
 }
+
+#[test]
+fn a_quiet_input_sends_its_last_events_without_waiting_for_the_batch_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    let ids = write_input(dir.path(), 5, None);
+    // A batch timeout of an hour: only the idle flush can send five events that do not fill
+    // a batch, while the file source keeps tailing (its input never closes).
+    let p = pipeline(&[es.url()], "id_key = \"id\"").replace(
+        "batch.timeout_secs = 0.2",
+        "batch.timeout_secs = 3600\nbatch.idle_timeout_secs = 0.1",
+    );
+    let weir = Weir::start(dir.path(), &p);
+    let counts = wait_for_docs(&es, &weir, ids.len());
+    assert_each_once(&counts, &ids);
+    assert!(weir.stop().success());
+}

@@ -154,8 +154,12 @@ fn yes() -> bool {
 }
 
 /// Batch defaults: Elastic recommends bulk requests of a few megabytes.
-pub const DEFAULT_BATCH: BatchSettings =
-    BatchSettings { max_events: 10_000, max_bytes: 5_000_000, timeout: Duration::from_secs(1) };
+pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
+    max_events: 10_000,
+    max_bytes: 5_000_000,
+    timeout: Duration::from_secs(1),
+    idle_timeout: crate::sinks::util::batch::DEFAULT_IDLE_TIMEOUT,
+};
 
 impl ElasticsearchConfig {
     /// The index template (bulk mode).

@@ -125,8 +125,12 @@ fn yes() -> bool {
 }
 
 /// Batch defaults: Loki's default `grpc_server_max_recv_msg_size` is 4 MB; 1 MB leaves room.
-pub const DEFAULT_BATCH: BatchSettings =
-    BatchSettings { max_events: 10_000, max_bytes: 1_000_000, timeout: Duration::from_secs(1) };
+pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
+    max_events: 10_000,
+    max_bytes: 1_000_000,
+    timeout: Duration::from_secs(1),
+    idle_timeout: crate::sinks::util::batch::DEFAULT_IDLE_TIMEOUT,
+};
 
 impl LokiConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {

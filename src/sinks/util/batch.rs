@@ -1,11 +1,14 @@
 //! Batching: events are grouped per destination (an index, a tenant) until a batch reaches
 //! `max_events` or `max_bytes`, or until `timeout_secs` after its first event, whichever comes
-//! first.
+//! first. When no event has arrived for `idle_timeout_secs`, the open batches go at once
+//! however small (as Logstash's `pipeline.batch.delay`): a quiet input does not hold its last
+//! events for the whole timeout, while a busy one still fills its batches.
 //!
 //! ```toml
 //! batch.max_events = 10000
 //! batch.max_bytes = 5000000
 //! batch.timeout_secs = 1.0
+//! batch.idle_timeout_secs = 0.05
 //! ```
 //!
 //! Invariants: a batch never holds more than `max_events` items, nor more than `max_bytes`
@@ -32,6 +35,9 @@ pub struct BatchConfig {
     pub max_bytes: Option<usize>,
     /// Longest wait, from a batch's first event, before it is sent however small.
     pub timeout_secs: Option<f64>,
+    /// Send the open batches when no event has arrived for this long (default 0.05; at most
+    /// `timeout_secs`).
+    pub idle_timeout_secs: Option<f64>,
 }
 
 /// Batch limits with every default filled in.
@@ -40,12 +46,17 @@ pub struct BatchSettings {
     pub max_events: usize,
     pub max_bytes: usize,
     pub timeout: Duration,
+    /// Quiet time of the input after which open batches are sent.
+    pub idle_timeout: Duration,
 }
+
+/// Default quiet time before open batches are sent (Logstash's `pipeline.batch.delay`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(50);
 
 impl BatchConfig {
     /// An empty table: every limit from the sink's defaults.
     pub const fn unset() -> Self {
-        Self { max_events: None, max_bytes: None, timeout_secs: None }
+        Self { max_events: None, max_bytes: None, timeout_secs: None, idle_timeout_secs: None }
     }
 
     pub fn check(&self) -> Vec<ConfigIssue> {
@@ -68,18 +79,29 @@ impl BatchConfig {
                 "batch.timeout_secs must be a number of seconds above 0 and at most 3600",
             ));
         }
+        if let Some(t) = self.idle_timeout_secs
+            && !(t.is_finite() && t > 0.0 && t <= 3600.0)
+        {
+            issues.push(ConfigIssue::field(
+                "batch.idle_timeout_secs",
+                "batch.idle_timeout_secs must be a number of seconds above 0 and at most 3600",
+            ));
+        }
         issues
     }
 
     /// The limits, each from the config or else from `defaults`.
     pub fn settings(&self, defaults: BatchSettings) -> BatchSettings {
+        let secs = |v: Option<f64>, default: Duration| {
+            v.filter(|t| t.is_finite() && *t > 0.0)
+                .map_or(default, |t| Duration::from_secs_f64(t.min(3600.0)))
+        };
+        let timeout = secs(self.timeout_secs, defaults.timeout);
         BatchSettings {
             max_events: self.max_events.unwrap_or(defaults.max_events).max(1),
             max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes).max(1),
-            timeout: self
-                .timeout_secs
-                .filter(|t| t.is_finite() && *t > 0.0)
-                .map_or(defaults.timeout, |t| Duration::from_secs_f64(t.min(3600.0))),
+            timeout,
+            idle_timeout: secs(self.idle_timeout_secs, defaults.idle_timeout).min(timeout),
         }
     }
 }
@@ -212,7 +234,12 @@ mod tests {
     }
 
     fn settings(max_events: usize, max_bytes: usize, timeout_ms: u64) -> BatchSettings {
-        BatchSettings { max_events, max_bytes, timeout: Duration::from_millis(timeout_ms) }
+        BatchSettings {
+            max_events,
+            max_bytes,
+            timeout: Duration::from_millis(timeout_ms),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -303,6 +303,8 @@ where
     let mut tasks = JoinSet::new();
     let mut rejects = RejectLog::default();
     let mut input_open = true;
+    let idle_timeout = settings.batch.idle_timeout;
+    let mut last_input = Instant::now();
 
     let result = loop {
         // Send what is ready; waiting for a slot here is what holds the input back.
@@ -329,6 +331,8 @@ where
             }
         }
         let deadline = batcher.next_deadline();
+        // Open batches go at once when the input has been quiet for the idle timeout.
+        let idle = (!batcher.is_empty()).then(|| last_input + idle_timeout);
         tokio::select! {
             biased;
             _ = shared.stop.cancelled() => break Err(()),
@@ -339,6 +343,7 @@ where
                     batcher.take_all(&mut ready);
                 }
                 Some(events) => {
+                    last_input = Instant::now();
                     cx.metrics.received(events.len(), batch_size(&events));
                     for mut event in events {
                         match encoder.encode(&mut event) {
@@ -355,6 +360,7 @@ where
                     }
                 }
             },
+            _ = sleep_until(idle) => batcher.take_all(&mut ready),
         }
     };
     if result.is_err() {
