@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod buffers;
 pub mod config;
 pub mod event;
 pub mod internal_events;

@@ -1,0 +1,1 @@
+//! `weir buffer check DATA_DIR`: placeholder replaced below.
