@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod buffers;
 pub mod config;
+pub mod dead_letter;
 pub mod event;
 pub mod internal_events;
 pub mod metrics;

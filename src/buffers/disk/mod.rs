@@ -615,6 +615,13 @@ impl Writer {
                     if used == 0 || used + record.framed.len() as u64 <= max {
                         frames.extend_from_slice(&record.framed);
                         held.push(record.events);
+                        // A segment ends near its size, so that it is freed as a whole soon.
+                        let seg_len = self.segment.as_ref().map_or(0, |s| s.len);
+                        if seg_len + frames.len() as u64 >= self.shared.settings.segment_bytes() {
+                            self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
+                                .await
+                                .map_err(|Stopped| ())?;
+                        }
                         break;
                     }
                     match self.shared.settings.when_full {
