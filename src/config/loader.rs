@@ -135,7 +135,7 @@ fn load_texts<'a>(
     let mut errors = std::mem::take(&mut g.errors);
     errors.extend(graph::check(&mut config, &g.broken, &g.broken_inputs));
     errors.extend(check_components(&config));
-    errors.extend(check_dead_letter(&config, g.global_locations.get("dead_letter")));
+    errors.extend(check_dead_letter(&config, g.global_locations.get("dead_letter.sink")));
     if errors.is_empty() {
         return Ok(config);
     }
@@ -219,7 +219,15 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
                             message: format!("[dead_letter] is set again (first set at {prev})"),
                         });
                     } else if let Some(at) = index.span(key_span.clone()) {
-                        g.global_locations.insert("dead_letter", at);
+                        g.global_locations.insert("dead_letter", at.clone());
+                        // Errors about the sink point at its key.
+                        let sink_at = item
+                            .as_table_like()
+                            .and_then(|t| t.key("sink"))
+                            .and_then(Key::span)
+                            .and_then(|s| index.span(Some(s)))
+                            .unwrap_or(at);
+                        g.global_locations.insert("dead_letter.sink", sink_at);
                         g.globals.dead_letter = Some(dl);
                     }
                 }

@@ -711,17 +711,14 @@ impl Writer {
     async fn wait_for_space(&mut self, need: u64) -> Result<(), Stopped> {
         let max = self.shared.settings.max_bytes;
         loop {
-            let roll = {
+            {
                 let st = self.shared.lock();
                 let used = st.bytes();
                 if used == 0 || used + need <= max {
                     return Ok(());
                 }
-                let seg = self.segment.as_ref().map_or((0, 0), |s| (s.id, s.len));
-                seg.1 > 0 && st.acked >= Position { segment: seg.0, offset: seg.1 }
-            };
-            if roll {
-                self.roll();
+            }
+            if self.roll_if_consumed() {
                 continue;
             }
             if self.shutdown.is_cancelled() {
@@ -779,6 +776,15 @@ impl Writer {
                 }
                 Err(e) => {
                     self.shared.metrics.write_errors.inc();
+                    // A full file system whose only segment has been delivered frees space
+                    // once the writer moves on to a new one.
+                    if self.roll_if_consumed() {
+                        tokio::select! {
+                            _ = self.shared.freed.notified() => {}
+                            _ = self.shutdown.cancelled() => return Err(Stopped),
+                        }
+                        continue;
+                    }
                     let disk_full = e.raw_os_error() == Some(28); // ENOSPC
                     let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
                     if self.shared.settings.when_full == WhenFull::DropNewest {
@@ -824,6 +830,17 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Rolls to a new segment when the current one is not empty and wholly acknowledged (it
+    /// can then be freed). Returns whether it rolled.
+    fn roll_if_consumed(&mut self) -> bool {
+        let Some((id, len)) = self.segment.as_ref().map(|s| (s.id, s.len)) else { return false };
+        let consumed = len > 0 && self.shared.lock().acked >= Position { segment: id, offset: len };
+        if consumed {
+            self.roll();
+        }
+        consumed && self.segment.as_ref().is_some_and(|s| s.id != id)
     }
 
     /// Closes the current segment and begins the next. On failure the current one goes on.
