@@ -13,6 +13,8 @@ sudo_if_needed() {
 # Debian packages the tests use, by the command that shows each is there.
 missing=()
 command -v logger >/dev/null || missing+=(bsdutils)
+# The disk-full tests mount a small tmpfs under a disk buffer (they need root to do so).
+command -v mount >/dev/null || missing+=(mount)
 # `docker-compose config` checks docker-compose.yml (no Docker engine needed).
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).

@@ -582,7 +582,17 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut input: BatchReceiver) -> Result<(), ()> {
-        let result = self.run_inner(&mut input).await;
+        let mut result = self.run_inner(&mut input).await;
+        if result.is_err() && self.shutdown.is_cancelled() {
+            // Stopped while it could not write: what it held is marked errored and read again
+            // by the sources after the next start. Not a failure of the buffer.
+            tracing::warn!(
+                component = %self.shared.settings.id,
+                "disk buffer stopped while it could not write; the events it held will be read \
+                 again by their sources"
+            );
+            result = Ok(());
+        }
         drop(input);
         {
             let mut st = self.shared.lock();
@@ -653,14 +663,24 @@ impl Writer {
     /// Encodes batches into framed records of about [`RECORD_TARGET_BYTES`] each. An event
     /// too large for any record is rejected alone (counted and logged).
     fn encode(&mut self, group: Vec<Vec<Event>>) -> Vec<Record> {
-        let limit = segment::MAX_RECORD_BYTES as usize - codec::HEADER_BYTES;
+        let limit = segment::MAX_RECORD_BYTES as usize;
         let mut out = Vec::new();
         for batch in group {
             let mut builder = segment::RecordBuilder::default();
             let mut events = Vec::new();
             for e in batch {
-                let took = builder.push(&e);
-                if took > limit {
+                let mut took = builder.push(&e);
+                if builder.payload_len() > limit && builder.count() > 1 {
+                    // It does not fit beside the others: they go in a record of their own.
+                    builder.pop(took);
+                    let full = std::mem::take(&mut builder);
+                    out.push(Record {
+                        framed: full.finish(),
+                        events: Held(std::mem::take(&mut events)),
+                    });
+                    took = builder.push(&e);
+                }
+                if builder.payload_len() > limit {
                     builder.pop(took);
                     if let Some(suppressed) = self.log.allow() {
                         tracing::error!(
@@ -674,9 +694,7 @@ impl Writer {
                     continue;
                 }
                 events.push(e);
-                if builder.payload_len() >= RECORD_TARGET_BYTES
-                    || builder.payload_len() + took > limit
-                {
+                if builder.payload_len() >= RECORD_TARGET_BYTES {
                     let full = std::mem::take(&mut builder);
                     out.push(Record {
                         framed: full.finish(),
