@@ -309,13 +309,15 @@ impl Reader<'_> {
             }
             OBJECT => {
                 let n = self.varint()?;
-                let mut map = ObjectMap::new();
+                // Keys were written in the map's order: collecting builds the tree in one pass
+                // instead of one search per insertion.
+                let mut entries = Vec::with_capacity(self.capacity(n));
                 for _ in 0..n {
                     let key = KeyString::from(self.utf8()?);
                     let v = self.value(whole, depth + 1)?;
-                    map.insert(key, v);
+                    entries.push((key, v));
                 }
-                Value::Object(map)
+                Value::Object(entries.into_iter().collect::<ObjectMap>())
             }
             tag => return self.err(&format!("unknown value tag {tag}")),
         })
