@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""End-to-end throughput of weir: file -> parse_json -> blackhole (and the raw variant).
+"""End-to-end throughput of weir: file -> parse_json -> blackhole (and the raw variant), with
+the sink behind a memory buffer (the default) and behind a disk buffer.
 
 Generates realistic model-server JSON prediction logs (a few hundred MB, cached under
 target/bench-data or $CARGO_TARGET_DIR/bench-data), runs each scenario several times on the release binary, and prints
 MiB/s, events/s, CPU seconds per GiB and peak RSS (median and spread of the runs).
 
     cargo build --release && python3 benches/e2e.py [--lines 1200000] [--runs 3]
+
+The binary is target/release/weir, or the one named by WEIR_BIN. Acknowledgements are always
+on: the file source attaches one handle per read batch and checkpoints only what its sinks
+acknowledged. With `buffer.type = "disk"` the sink's events are written to segment files and
+synced (fdatasync per group commit) before the source is acknowledged, then read back, decoded
+and handed to the sink; the buffer lives in the run's temporary data_dir.
 
 Completion is detected from weir's own metrics (the sink's received-events counter reaching
 the number of lines), polled every 50 ms; the time is taken from process start to that
@@ -27,7 +34,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-WEIR = os.path.join(TARGET, "release", "weir")
+WEIR = os.environ.get("WEIR_BIN") or os.path.join(TARGET, "release", "weir")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -105,6 +112,24 @@ inputs = ["parsed"]
 [sinks.sink]
 type = "blackhole"
 inputs = ["files"]
+""",
+    "file -> parse_json -> disk buffer -> blackhole": """
+[transforms.parsed]
+type = "parse_json"
+inputs = ["files"]
+
+[sinks.sink]
+type = "blackhole"
+inputs = ["parsed"]
+buffer.type = "disk"
+buffer.max_bytes = 4294967296
+""",
+    "file -> disk buffer -> blackhole (raw)": """
+[sinks.sink]
+type = "blackhole"
+inputs = ["files"]
+buffer.type = "disk"
+buffer.max_bytes = 4294967296
 """,
 }
 

@@ -18,6 +18,8 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 # Python's venv module, for the SciPy and MLflow peers below.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The disk-full tests mount a small tmpfs under a disk buffer (they need root to do so).
+command -v mount >/dev/null || missing+=(mount)
 # `docker-compose config` checks docker-compose.yml (no Docker engine needed).
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).

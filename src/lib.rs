@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod app;
+pub mod buffers;
 pub mod config;
+pub mod dead_letter;
 pub mod event;
 pub mod internal_events;
 pub mod metrics;

@@ -38,6 +38,11 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Inspect disk buffers.
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Install what the pipeline's Elasticsearch sinks need (ILM policy, index template) and
     /// the Kibana data view and dashboard; idempotent.
     Setup {
@@ -71,6 +76,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BufferCommand {
+    /// Verify every disk buffer under DATA_DIR/buffers without changing anything: segments,
+    /// records and events waiting, acknowledged position, corrupt ranges. Exits 1 when a
+    /// buffer is not sound, 2 when DATA_DIR cannot be read.
+    Check {
+        #[arg(value_name = "DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -92,6 +108,18 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
         Command::Validate { files } => weir::app::validate(&files),
+        Command::Buffer { command: BufferCommand::Check { data_dir } } => {
+            match weir::buffers::disk::check::check_data_dir(&data_dir) {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    if report.sound { 0 } else { 1 }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            }
+        }
         Command::Setup { config, kibana } => {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(weir::setup::run(&config, kibana)),

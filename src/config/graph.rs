@@ -48,6 +48,8 @@ pub(super) fn check(
     broken_consumers: &[Consumer],
 ) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    // The dead-letter sink may have no inputs of its own.
+    let dead_letter_sink = config.dead_letter.sink.clone();
     // Outputs each upstream component offers.
     let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for id in config.sources.keys() {
@@ -73,7 +75,9 @@ pub(super) fn check(
         .chain(broken_consumers.iter().map(|c| (c.kind, &c.id, &c.inputs, c.location.clone())));
     for (kind, id, inputs, location) in consumers {
         let component = Some(format!("{}.{id}", kind.table()));
-        if inputs.is_empty() {
+        let dead_letter_only =
+            kind == ComponentKind::Sink && dead_letter_sink.as_deref() == Some(id.as_str());
+        if inputs.is_empty() && !dead_letter_only {
             errors.push(ConfigError {
                 location: Some(location.clone()),
                 component: component.clone(),

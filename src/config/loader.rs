@@ -122,6 +122,7 @@ fn load_texts<'a>(
     let mut config = Config {
         data_dir: g.globals.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         api: g.globals.api.clone(),
+        dead_letter: g.globals.dead_letter.clone().unwrap_or_default(),
         shutdown_timeout: g
             .globals
             .shutdown_timeout_secs
@@ -134,6 +135,7 @@ fn load_texts<'a>(
     let mut errors = std::mem::take(&mut g.errors);
     errors.extend(graph::check(&mut config, &g.broken, &g.broken_inputs));
     errors.extend(check_components(&config));
+    errors.extend(check_dead_letter(&config, g.global_locations.get("dead_letter.sink")));
     if errors.is_empty() {
         return Ok(config);
     }
@@ -206,6 +208,36 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
                 }),
                 None => {}
             },
+            "dead_letter" => match item_to_value(item.clone())
+                .map(|v| crate::dead_letter::DeadLetterConfig::deserialize(v.into_deserializer()))
+            {
+                Some(Ok(dl)) => {
+                    if let Some(prev) = g.global_locations.get("dead_letter") {
+                        g.errors.push(ConfigError {
+                            location: index.span(key_span.clone()),
+                            component: None,
+                            message: format!("[dead_letter] is set again (first set at {prev})"),
+                        });
+                    } else if let Some(at) = index.span(key_span.clone()) {
+                        g.global_locations.insert("dead_letter", at.clone());
+                        // Errors about the sink point at its key.
+                        let sink_at = item
+                            .as_table_like()
+                            .and_then(|t| t.key("sink"))
+                            .and_then(Key::span)
+                            .and_then(|s| index.span(Some(s)))
+                            .unwrap_or(at);
+                        g.global_locations.insert("dead_letter.sink", sink_at);
+                        g.globals.dead_letter = Some(dl);
+                    }
+                }
+                Some(Err(e)) => g.errors.push(ConfigError {
+                    location: index.span(e.span().or(key_span.clone())),
+                    component: Some("dead_letter".into()),
+                    message: friendly(e.message()),
+                }),
+                None => {}
+            },
             _ => {
                 if let Some(v) = item_to_value(item.clone()) {
                     globals.insert_formatted(
@@ -229,8 +261,8 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
 fn top_level_message(msg: &str) -> String {
     if msg.starts_with("unknown field") {
         format!(
-            "{} at the top level (the top level holds data_dir, api, shutdown_timeout_secs and \
-             the [sources], [transforms] and [sinks] tables)",
+            "{} at the top level (the top level holds data_dir, api, dead_letter, \
+             shutdown_timeout_secs and the [sources], [transforms] and [sinks] tables)",
             msg.replace("unknown field", "unknown key").split(", expected").next().unwrap_or(msg)
         )
     } else {
@@ -584,6 +616,34 @@ fn record_locations(
     }
 }
 
+/// `[dead_letter]` names a sink that exists; the default file writer's id is not taken.
+fn check_dead_letter(config: &Config, at: Option<&Location>) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Some(def) = config.sinks.get(crate::dead_letter::FILE_WRITER_ID) {
+        errors.push(ConfigError {
+            location: Some(def.location.clone()),
+            component: Some(format!("sinks.{}", crate::dead_letter::FILE_WRITER_ID)),
+            message: format!(
+                "the id `{}` is reserved for the dead-letter file; choose another",
+                crate::dead_letter::FILE_WRITER_ID
+            ),
+        });
+    }
+    if let Some(sink) = &config.dead_letter.sink
+        && !config.sinks.contains_key(sink)
+    {
+        let hint = did_you_mean(sink, config.sinks.keys().map(String::as_str))
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        errors.push(ConfigError {
+            location: at.cloned(),
+            component: Some("dead_letter".into()),
+            message: format!("dead_letter.sink \"{sink}\" names no sink{hint}"),
+        });
+    }
+    errors
+}
+
 /// Each component's own checks (patterns, programs, templates), located by field.
 fn check_components(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -606,7 +666,7 @@ fn check_components(config: &Config) -> Vec<ConfigError> {
         }
     }
     for (id, def) in &config.sinks {
-        for issue in def.inner.check() {
+        for issue in def.inner.check().into_iter().chain(def.buffer.check()) {
             errors.push(ConfigError {
                 location: Some(def.locate(issue.field.as_deref())),
                 component: Some(format!("sinks.{id}")),

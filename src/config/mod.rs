@@ -142,15 +142,16 @@ impl<T> ComponentDef<T> {
 }
 
 /// `buffer` of a sink: the bounded queue in front of it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Only `memory` for now.
+    /// `memory` (the default) or `disk` (see [`crate::buffers::disk`]).
     #[serde(default, rename = "type")]
     pub kind: BufferType,
-    /// Most bytes of events queued (estimated in-memory size).
-    #[serde(default = "default_buffer_bytes")]
-    pub max_bytes: usize,
+    /// Memory: most bytes of events queued (estimated in-memory size; default 16 MiB).
+    /// Disk: most bytes of segment files (default 256 MiB, at least 1 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
     /// `block` (backpressure, the default) or `drop_newest`.
     #[serde(default)]
     pub when_full: WhenFull,
@@ -161,19 +162,27 @@ pub struct BufferConfig {
 pub enum BufferType {
     #[default]
     Memory,
+    Disk,
 }
 
-fn default_buffer_bytes() -> usize {
-    DEFAULT_BUFFER_BYTES
-}
+impl BufferConfig {
+    /// `max_bytes`, or the default of the buffer's type.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes.unwrap_or(match self.kind {
+            BufferType::Memory => DEFAULT_BUFFER_BYTES,
+            BufferType::Disk => crate::buffers::disk::DEFAULT_MAX_BYTES,
+        })
+    }
 
-impl Default for BufferConfig {
-    fn default() -> Self {
-        Self {
-            kind: BufferType::Memory,
-            max_bytes: DEFAULT_BUFFER_BYTES,
-            when_full: WhenFull::Block,
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let min = crate::buffers::disk::MIN_MAX_BYTES;
+        if self.kind == BufferType::Disk && self.max_bytes() < min {
+            return vec![ConfigIssue::field(
+                "buffer.max_bytes",
+                format!("buffer.max_bytes of a disk buffer must be at least {min} (1 MiB)"),
+            )];
         }
+        Vec::new()
     }
 }
 
@@ -204,6 +213,9 @@ pub(crate) struct GlobalOptions {
     /// Read separately (its errors are reported as `api: ...`).
     #[serde(skip)]
     pub api: Option<ApiConfig>,
+    /// Read separately (its errors are reported as `dead_letter: ...`).
+    #[serde(skip)]
+    pub dead_letter: Option<crate::dead_letter::DeadLetterConfig>,
     /// How long a graceful shutdown may take before the rest is abandoned (default 30).
     pub shutdown_timeout_secs: Option<u64>,
 }
@@ -213,6 +225,8 @@ pub(crate) struct GlobalOptions {
 pub struct Config {
     pub data_dir: PathBuf,
     pub api: Option<ApiConfig>,
+    /// `[dead_letter]`: where events rejected for good go.
+    pub dead_letter: crate::dead_letter::DeadLetterConfig,
     pub shutdown_timeout: Duration,
     pub sources: BTreeMap<String, ComponentDef<SourceConfig>>,
     pub transforms: BTreeMap<String, ComponentDef<TransformConfig>>,

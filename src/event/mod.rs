@@ -151,6 +151,12 @@ impl Event {
         self.meta.size += bytes;
     }
 
+    /// Sets the size estimate to a known figure (an event read back from a disk buffer keeps
+    /// the estimate it was written with).
+    pub fn set_size(&mut self, bytes: usize) {
+        self.meta.size = bytes;
+    }
+
     /// Sets the size estimate from the fields as they are now (walks the whole tree).
     pub fn recompute_size(&mut self) {
         self.meta.size = EVENT_OVERHEAD_BYTES + estimate_size(&self.fields);

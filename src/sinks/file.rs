@@ -9,7 +9,8 @@
 //! ```
 //! Files are opened in append mode, written once per batch and flushed; a file not written for
 //! `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the template
-//! names is missing) is rejected, counted and logged, never silently dropped.
+//! names is missing) is rejected, counted, logged and sent to the dead-letter destination,
+//! never silently dropped.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::util::encoding::EncodingConfig;
 use crate::config::ConfigIssue;
+use crate::dead_letter::{Rejected, original_of};
 use crate::event::{Event, EventStatus, batch_size};
 use crate::internal_events::RateLimit;
 use crate::template::Template;
@@ -61,7 +63,8 @@ impl FileSinkConfig {
             while let Some(events) = cx.input.recv().await {
                 cx.metrics.received(events.len(), batch_size(&events));
                 let now = chrono::Utc::now();
-                for e in events {
+                let mut refused = Vec::new();
+                for mut e in events {
                     match template.render(&e, now) {
                         Ok(path) => {
                             let entry = by_path.entry(path).or_default();
@@ -69,15 +72,26 @@ impl FileSinkConfig {
                             entry.1.push(e);
                         }
                         Err(missing) => {
-                            e.update_status(EventStatus::Rejected);
                             cx.metrics.error("template_failed", "processing");
                             if let Some(suppressed) = log_limit.allow() {
                                 tracing::error!(component = %cx.id, field = %missing.0, suppressed,
-                                    "event lacks a field of the path template; event rejected");
+                                    "event lacks a field of the path template; event rejected \
+                                     and sent to the dead-letter destination");
                             }
+                            refused.push(Rejected {
+                                original: original_of(&e),
+                                finalizers: std::mem::take(e.finalizers_mut()),
+                                destination: None,
+                                reason: "missing_field".into(),
+                                detail: format!(
+                                    "the path template needs the field `{}`",
+                                    missing.0
+                                ),
+                            });
                         }
                     }
                 }
+                cx.dead_letter.send(refused).await;
                 for (path, (buf, events)) in by_path.drain() {
                     match write(&mut files, &path, &buf).await {
                         Ok(()) => out.sent(events.len(), buf.len()),

@@ -190,6 +190,21 @@ impl BatchReceiver {
     }
 }
 
+impl Drop for BatchReceiver {
+    /// A component that stops with batches still queued for it did not deliver them: they are
+    /// marked errored (read again after a restart) rather than counted as delivered.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(item) = self.rx.try_recv() {
+            for e in &item.events {
+                e.update_status(EventStatus::Errored);
+            }
+            let events = self.release(item);
+            drop(events);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -246,6 +261,18 @@ mod tests {
         let (tx, mut rx) = channel(10, WhenFull::Block, None, None);
         tx.send(batch(3, 100)).await.unwrap();
         assert_eq!(rx.recv().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn batches_left_in_a_dropped_receiver_are_errored() {
+        let (n, ack) = crate::event::BatchNotifier::with_receiver();
+        let (tx, rx) = channel(1000, WhenFull::Block, None, None);
+        tx.send(vec![Event::from_message("queued").with_notifier(&n)]).await.unwrap();
+        drop(n);
+        drop(rx);
+        assert_eq!(ack.await.unwrap(), crate::event::BatchStatus::Errored);
+        // The sender is still there: the events did not wait for it to go.
+        drop(tx);
     }
 
     #[tokio::test]

@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::buffers::disk;
 use crate::config::graph::{OutputId, parse_input};
-use crate::config::{ComponentKind, Config};
+use crate::config::{BufferType, ComponentKind, Config};
+use crate::dead_letter::{self, DeadLetter};
 use crate::event::{Event, batch_size};
 use crate::metrics::{ComponentLabels, ComponentMetrics, OutputMetrics};
 use crate::transforms::{Transform, TransformOutput};
@@ -63,7 +65,7 @@ impl ShutdownSignal {
         self.deadline.get().copied()
     }
 
-    fn trigger(&self, timeout: Duration) {
+    pub(crate) fn trigger(&self, timeout: Duration) {
         let _ = self.deadline.set(Instant::now() + timeout);
         self.token.cancel();
     }
@@ -115,6 +117,8 @@ pub struct SinkContext {
     pub input: BatchReceiver,
     pub metrics: ComponentMetrics,
     pub data_dir: PathBuf,
+    /// Where the events the sink rejects for good go (see [`crate::dead_letter`]).
+    pub dead_letter: DeadLetter,
 }
 
 /// A started pipeline.
@@ -138,28 +142,49 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
                        type_name: &str,
                        buffer_bytes: usize,
                        when_full: WhenFull,
+                       gauges: bool,
                        from: &[String]| {
         let metrics = ComponentMetrics::new(ComponentLabels::new(id, kind, type_name));
         let (tx, rx) = channel::channel(
             buffer_bytes,
             when_full,
-            Some(metrics.buffer_gauges()),
+            gauges.then(|| metrics.buffer_gauges()),
             Some(metrics.discarded_counter("buffer_full")),
         );
         for input in from {
             inputs.entry(parse_input(input)).or_default().push((id.to_string(), tx.clone()));
         }
         receivers.insert(id.to_string(), rx);
+        tx
     };
+    // The input of the dead-letter destination: a configured sink's, or the default file's.
+    let mut dead_letter_input = None;
     for (id, def) in &config.sinks {
-        connect(
-            id,
-            "sink",
-            def.inner.type_name(),
-            def.buffer.max_bytes,
-            def.buffer.when_full,
-            &def.inputs,
-        );
+        // A disk buffer puts its writer behind a small memory channel and reports the
+        // buffer's own fill level.
+        let tx = match def.buffer.kind {
+            BufferType::Memory => connect(
+                id,
+                "sink",
+                def.inner.type_name(),
+                def.buffer.max_bytes(),
+                def.buffer.when_full,
+                true,
+                &def.inputs,
+            ),
+            BufferType::Disk => connect(
+                id,
+                "sink",
+                def.inner.type_name(),
+                disk::WRITER_INPUT_BYTES,
+                WhenFull::Block,
+                false,
+                &def.inputs,
+            ),
+        };
+        if config.dead_letter.sink.as_deref() == Some(id.as_str()) {
+            dead_letter_input = Some(tx);
+        }
     }
     for (id, def) in &config.transforms {
         connect(
@@ -168,6 +193,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             def.inner.type_name(),
             DEFAULT_BUFFER_BYTES,
             WhenFull::Block,
+            true,
             &def.inputs,
         );
     }
@@ -179,16 +205,66 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
     let running: Arc<Mutex<BTreeMap<String, &'static str>>> = Arc::default();
     let mut tasks: Vec<(String, ComponentKind, Task)> = Vec::new();
 
+    if config.dead_letter.sink.is_none() {
+        let id = dead_letter::FILE_WRITER_ID;
+        let metrics = ComponentMetrics::new(ComponentLabels::new(id, "sink", "dead_letter_file"));
+        let (tx, rx) = channel::channel(
+            DEFAULT_BUFFER_BYTES,
+            WhenFull::Block,
+            Some(metrics.buffer_gauges()),
+            None,
+        );
+        let dir = config.data_dir.join("dead_letter");
+        tasks.push((
+            id.to_string(),
+            ComponentKind::Sink,
+            dead_letter::file_writer(dir, rx, metrics),
+        ));
+        dead_letter_input = Some(tx);
+    }
     for (id, def) in &config.sinks {
         let metrics =
             ComponentMetrics::new(ComponentLabels::new(id, "sink", def.inner.type_name()));
-        let Some(input) = receivers.remove(id) else { continue };
-        let cx = SinkContext { id: id.clone(), input, metrics, data_dir: config.data_dir.clone() };
+        let Some(mut input) = receivers.remove(id) else { continue };
+        if def.buffer.kind == BufferType::Disk {
+            let settings = disk::Settings {
+                id: id.clone(),
+                dir: disk::dir_for(&config.data_dir, id),
+                max_bytes: def.buffer.max_bytes() as u64,
+                when_full: def.buffer.when_full,
+                shutdown_timeout: config.shutdown_timeout,
+            };
+            match disk::start(settings, input, &metrics, shutdown.clone()) {
+                Ok((sink_input, buffer_tasks)) => {
+                    input = sink_input;
+                    tasks
+                        .extend(buffer_tasks.into_iter().map(|(n, t)| (n, ComponentKind::Sink, t)));
+                }
+                Err(e) => {
+                    errors.push(format!("sinks.{id}: {e}"));
+                    continue;
+                }
+            }
+        }
+        // The dead-letter sink does not send to itself (its input would never close).
+        let is_destination = config.dead_letter.sink.as_deref() == Some(id.as_str());
+        let dead_letter = DeadLetter::new(
+            &metrics,
+            if is_destination { None } else { dead_letter_input.clone() },
+        );
+        let cx = SinkContext {
+            id: id.clone(),
+            input,
+            metrics,
+            data_dir: config.data_dir.clone(),
+            dead_letter,
+        };
         match def.inner.build(cx) {
             Ok(task) => tasks.push((id.clone(), ComponentKind::Sink, task)),
             Err(e) => errors.push(format!("sinks.{id}: {e}")),
         }
     }
+    drop(dead_letter_input);
     for (id, def) in &config.transforms {
         let metrics =
             ComponentMetrics::new(ComponentLabels::new(id, "transform", def.inner.type_name()));

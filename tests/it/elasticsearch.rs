@@ -197,7 +197,13 @@ fn without_ids_a_reset_after_indexing_may_duplicate_but_never_loses() {
     let duplicated = counts.values().filter(|c| **c > 1).count();
     // The first request's documents were indexed, then the connection broke: they were sent
     // again under new ids. Nothing else is duplicated.
-    assert!(duplicated > 0 && duplicated <= 200, "{duplicated} duplicated");
+    assert!(
+        duplicated > 0 && duplicated <= 200,
+        "{duplicated} duplicated; requests {} actions {} stderr:\n{}",
+        es.state().bulk_requests,
+        es.state().bulk_actions,
+        weir.stderr()
+    );
     assert!(weir.stop().success());
 }
 

@@ -78,6 +78,13 @@ pub struct EsState {
     pub keep_docs: bool,
     /// Documents indexed (kept or not).
     pub indexed: usize,
+    /// Counts indexed documents by the value of this top-level field, with the time each
+    /// value was first indexed (for tests that ship more documents than they should keep).
+    pub track_field: Option<String>,
+    pub tracked: HashMap<String, (usize, std::time::Instant)>,
+    /// Requests being handled now (a request whose client went away is still finished if its
+    /// body had arrived).
+    pub active: usize,
     pub seq_no: u64,
     pub auto_id: u64,
 }
@@ -101,6 +108,9 @@ impl Default for EsState {
             ilm_policies: BTreeMap::new(),
             keep_docs: true,
             indexed: 0,
+            track_field: None,
+            tracked: HashMap::new(),
+            active: 0,
             seq_no: 0,
             auto_id: 0,
         }
@@ -239,7 +249,24 @@ fn status_error(status: u16) -> Resp {
     json_response(status, &error_body(status, kind, reason))
 }
 
+/// Counts a request as active for as long as it lives (dropped futures included).
+struct Active(Arc<Mutex<EsState>>);
+
+impl Active {
+    fn new(state: &Arc<Mutex<EsState>>) -> Self {
+        state.lock().unwrap_or_else(|e| e.into_inner()).active += 1;
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).active -= 1;
+    }
+}
+
 async fn handle(req: Request<Incoming>, state: Arc<Mutex<EsState>>) -> Result<Resp, Reset> {
+    let _active = Active::new(&state);
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -356,6 +383,16 @@ fn put_object(
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     map(&mut st).insert(name.to_string(), v);
     Ok(json_response(200, &json!({"acknowledged": true})))
+}
+
+/// Counts an indexed document under its `track_field` value.
+fn track(st: &mut EsState, doc: &Value) {
+    if let Some(f) = &st.track_field
+        && let Some(v) = doc.get(f).and_then(Value::as_str)
+    {
+        let v = v.to_string();
+        st.tracked.entry(v).or_insert((0, std::time::Instant::now())).0 += 1;
+    }
 }
 
 async fn bulk(
@@ -547,6 +584,7 @@ async fn bulk(
         st.indexed += 1;
         let seq_no = st.seq_no;
         if !st.keep_docs && id.is_none() {
+            track(&mut st, &doc);
             items.push(json!({ op.clone(): {"_index": index, "status": 201, "result": "created"}}));
             continue;
         }
@@ -570,10 +608,15 @@ async fn bulk(
                 ));
                 continue;
             }
+            track(&mut st, &doc);
+            let idx = st.indices.entry(index.clone()).or_default();
             idx.docs[at].1 = doc;
         } else {
             idx.ids.insert(id.clone(), idx.docs.len());
-            idx.docs.push((id.clone(), doc));
+            let kept = if st.keep_docs { doc.clone() } else { Value::Null };
+            let idx = st.indices.entry(index.clone()).or_default();
+            idx.docs.push((id.clone(), kept));
+            track(&mut st, &doc);
         }
         items.push(json!({ op.clone(): {
             "_index": index, "_id": id, "_version": 1, "result": "created",

@@ -5,6 +5,7 @@ mod support;
 mod backpressure;
 mod bench_compare;
 mod config_errors;
+mod delivery;
 mod deploy;
 mod elasticsearch;
 mod es_server;

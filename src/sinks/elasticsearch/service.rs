@@ -78,6 +78,16 @@ impl Service for BulkService {
         let ops: Vec<Op> = items.iter().map(|i| i.payload.op).collect();
         classify(response.status, &response.body, &ops)
     }
+
+    /// The index, and the document line (the action line is left out).
+    fn dead_letter(&self, index: &String, item: &BulkItem) -> (Option<String>, String) {
+        let doc = match memchr::memchr(b'\n', &item.lines) {
+            Some(i) => &item.lines[i + 1..],
+            None => &item.lines[..],
+        };
+        let doc = doc.strip_suffix(b"\n").unwrap_or(doc);
+        (Some(index.clone()), String::from_utf8_lossy(doc).into_owned())
+    }
 }
 
 #[derive(Deserialize)]

@@ -162,6 +162,15 @@ impl Service for PushService {
         }
         verdict
     }
+
+    /// The stream's labels (with the tenant, when there is one), and the line.
+    fn dead_letter(&self, tenant: &Option<String>, entry: &LokiEntry) -> (Option<String>, String) {
+        let stream = match tenant {
+            Some(t) => format!("{} (tenant {t})", entry.stream.text),
+            None => entry.stream.text.clone(),
+        };
+        (Some(stream), entry.line.clone())
+    }
 }
 
 /// A reason of Loki's in the metric's words.

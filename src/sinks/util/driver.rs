@@ -11,9 +11,10 @@
 //! - retry (429, 5xx, timeouts, broken connections): kept, and only the items still to go are
 //!   sent again after a backoff ([`super::retry`]); while they wait they hold their request
 //!   slot, so a destination that refuses work slows the source instead of filling memory;
-//! - rejected for good (a 400 on one item): marked [`EventStatus::Rejected`], counted in
-//!   `weir_sink_rejected_events_total{reason}` and logged with the destination's reason
-//!   (rate-limited), until a dead-letter destination exists;
+//! - rejected for good (a 400 on one item): counted in
+//!   `weir_sink_rejected_events_total{reason}`, logged with the destination's reason
+//!   (rate-limited) and handed with its acknowledgement handles to the dead-letter destination
+//!   ([`crate::dead_letter`]), so that its source moves past it only once that has it;
 //! - too large (413): the request is split in halves; a single item still too large is
 //!   rejected;
 //! - fatal (401, 403, a request the destination cannot accept whatever it holds): the sink
@@ -44,6 +45,7 @@ use super::concurrency::{Concurrency, Limiter, Permit};
 use super::http::{HttpClient, HttpRequest, HttpResponse, SendError};
 use super::metrics::SinkMetrics;
 use super::retry::Backoff;
+use crate::dead_letter::{DeadLetter, Rejected, original_of};
 use crate::event::{Event, EventFinalizers, EventStatus, batch_size};
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, OutputMetrics};
@@ -68,6 +70,12 @@ impl<P> Item<P> {
     pub fn finish(mut self, status: EventStatus) {
         self.finalizers.update_status(status);
         drop(std::mem::take(&mut self.finalizers));
+    }
+
+    /// Takes the item's handles out (for its dead letter, which settles the outcome); the
+    /// item can then be dropped without marking anything.
+    fn take_finalizers(&mut self) -> EventFinalizers {
+        std::mem::take(&mut self.finalizers)
     }
 }
 
@@ -143,6 +151,10 @@ pub trait Service: Send + Sync + 'static {
 
     /// Classifies a response to the request built from `items`.
     fn classify(&self, response: &HttpResponse, items: &[Item<Self::Payload>]) -> Verdict;
+
+    /// What a rejected item's dead letter records: where it was going (an index, a stream),
+    /// and what was sent, as text.
+    fn dead_letter(&self, key: &Self::Key, payload: &Self::Payload) -> (Option<String>, String);
 }
 
 /// `request` of a sink.
@@ -255,6 +267,7 @@ struct Shared<S: Service> {
     stop: CancellationToken,
     retry_log: Mutex<RateLimit>,
     reject_log: Mutex<RateLimit>,
+    dead_letter: DeadLetter,
 }
 
 /// Runs a sink until its input ends (then flushes and waits for every request) or a fatal
@@ -288,6 +301,7 @@ where
         stop: CancellationToken::new(),
         retry_log: Mutex::new(RateLimit::default()),
         reject_log: Mutex::new(RateLimit::default()),
+        dead_letter: cx.dead_letter.clone(),
     });
     let side = side.map(|task| {
         let stop = shared.stop.clone();
@@ -345,6 +359,7 @@ where
                 Some(events) => {
                     last_input = Instant::now();
                     cx.metrics.received(events.len(), batch_size(&events));
+                    let mut refused = Vec::new();
                     for mut event in events {
                         match encoder.encode(&mut event) {
                             Ok((key, payload, size)) => {
@@ -352,12 +367,20 @@ where
                                 batcher.push(key, item, &mut ready);
                             }
                             Err(rejection) => {
-                                event.update_status(EventStatus::Rejected);
                                 metrics.rejected(rejection.reason, 1);
                                 rejects.emit(&cx.id, &rejection);
+                                refused.push(Rejected {
+                                    original: original_of(&event),
+                                    finalizers: std::mem::take(event.finalizers_mut()),
+                                    destination: None,
+                                    reason: rejection.reason.to_string(),
+                                    detail: rejection.detail,
+                                });
                             }
                         }
                     }
+                    // Waiting here for a full dead-letter destination holds the input back.
+                    cx.dead_letter.send(refused).await;
                 }
             },
             _ = sleep_until(idle) => batcher.take_all(&mut ready),
@@ -396,7 +419,7 @@ impl RejectLog {
                 reason = r.reason,
                 detail = %r.detail,
                 suppressed,
-                "event cannot be sent; rejected and counted"
+                "event cannot be sent; rejected, counted and sent to the dead-letter destination"
             );
         }
     }
@@ -429,7 +452,7 @@ async fn deliver<S: Service>(
                 Ok(r) => r,
                 Err(e) => {
                     // A request that cannot be built will not build on retry either.
-                    shared.reject_all(items, "request_build_failed", &e);
+                    shared.reject_all(&key, items, "request_build_failed", &e).await;
                     continue 'chunks;
                 }
             };
@@ -462,6 +485,7 @@ async fn deliver<S: Service>(
                         format!("{} outcomes for {} items", outcomes.len(), items.len())
                     } else {
                         let mut retry = Vec::new();
+                        let mut refused = Vec::new();
                         let (mut sent, mut bytes) = (0, 0);
                         let mut first_retry_reason = None;
                         for (item, outcome) in items.into_iter().zip(outcomes) {
@@ -476,11 +500,12 @@ async fn deliver<S: Service>(
                                     retry.push(item);
                                 }
                                 ItemOutcome::Rejected { reason, detail } => {
-                                    shared.reject(item, &reason, &detail);
+                                    refused.push(shared.reject(&key, item, reason, detail));
                                 }
                             }
                         }
                         shared.out.sent(sent, bytes);
+                        shared.dead_letter.send(refused).await;
                         if retry.is_empty() {
                             continue 'chunks;
                         }
@@ -491,11 +516,14 @@ async fn deliver<S: Service>(
                 Verdict::RetryAll { reason, .. } => reason,
                 Verdict::Split => {
                     if items.len() <= 1 {
-                        shared.reject_all(
-                            items,
-                            "request_too_large",
-                            "one event alone is larger than the destination accepts",
-                        );
+                        shared
+                            .reject_all(
+                                &key,
+                                items,
+                                "request_too_large",
+                                "one event alone is larger than the destination accepts",
+                            )
+                            .await;
                     } else {
                         let second = items.split_off(items.len() / 2);
                         chunks.push(second);
@@ -547,26 +575,42 @@ async fn deliver<S: Service>(
 }
 
 impl<S: Service> Shared<S> {
-    fn reject(&self, item: Item<S::Payload>, reason: &str, detail: &str) {
-        item.finish(EventStatus::Rejected);
-        self.metrics.rejected(reason, 1);
+    /// Counts and logs a rejection; returns the item's dead letter.
+    fn reject(
+        &self,
+        key: &S::Key,
+        mut item: Item<S::Payload>,
+        reason: String,
+        detail: String,
+    ) -> Rejected {
+        self.metrics.rejected(&reason, 1);
         if let Some(suppressed) = self.reject_log.lock().unwrap_or_else(|e| e.into_inner()).allow()
         {
             tracing::error!(
                 component = %self.id,
-                "error.type" = reason,
-                "error.reason" = detail,
+                "error.type" = %reason,
+                "error.reason" = %detail,
                 suppressed,
-                "destination rejected an event for good; it is counted and dropped \
-                 (no dead-letter destination yet)"
+                "destination rejected an event for good; it is counted and sent to the \
+                 dead-letter destination"
             );
         }
+        let (destination, original) = self.service.dead_letter(key, &item.payload);
+        Rejected { finalizers: item.take_finalizers(), original, destination, reason, detail }
     }
 
-    fn reject_all(&self, items: Vec<Item<S::Payload>>, reason: &str, detail: &str) {
-        for item in items {
-            self.reject(item, reason, detail);
-        }
+    async fn reject_all(
+        &self,
+        key: &S::Key,
+        items: Vec<Item<S::Payload>>,
+        reason: &str,
+        detail: &str,
+    ) {
+        let refused = items
+            .into_iter()
+            .map(|item| self.reject(key, item, reason.to_string(), detail.to_string()))
+            .collect();
+        self.dead_letter.send(refused).await;
     }
 }
 

@@ -1,0 +1,4 @@
+//! Buffers in front of sinks other than the in-memory channel of [`crate::topology::channel`]:
+//! the disk buffer ([`disk`]).
+
+pub mod disk;
