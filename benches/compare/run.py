@@ -14,8 +14,8 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
   3. Apache access log -> regex captures -> file      (weir, rsyslog, syslog-ng)
   4. syslog over TCP, octet-counted -> Loki push      (weir, syslog-ng; Debian's rsyslog has
                                                        no HTTP output)
-  5. scenario 2 with a disk buffer                    (skipped while weir's configuration with
-                                                       `buffer.type = "disk"` does not validate)
+  5. scenario 2 with a disk buffer                    (weir, rsyslog, syslog-ng; skipped for
+                                                       a weir whose configuration does not validate)
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios) or receives it from one TCP connection that sends the whole

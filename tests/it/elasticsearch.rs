@@ -191,8 +191,13 @@ fn without_ids_a_reset_after_indexing_may_duplicate_but_never_loses() {
     let es = EsServer::start_with(state);
     let ids = write_input(dir.path(), 600, None);
     let weir = Weir::start(dir.path(), &pipeline(&[es.url()], "index = \"weir\""));
-    let ok = wait_for(Duration::from_secs(60), || es.state().count_by("id").len() == ids.len());
-    assert!(ok, "not every id arrived; stderr:\n{}", weir.stderr());
+    // Every id present is not enough: the first request's retry may still be waiting for its
+    // backoff while later batches complete. Wait until weir counts every event as sent.
+    let sent = |w: &Weir| w.metric("weir_component_sent_events_total", &[("component_id", "es")]);
+    let ok = wait_for(Duration::from_secs(60), || {
+        sent(&weir) >= ids.len() as f64 && es.state().count_by("id").len() == ids.len()
+    });
+    assert!(ok, "not every event was sent ({}); stderr:\n{}", sent(&weir), weir.stderr());
     let counts = es.state().count_by("id");
     let duplicated = counts.values().filter(|c| **c > 1).count();
     // The first request's documents were indexed, then the connection broke: they were sent
