@@ -7,17 +7,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+use crate::stand_in::StandIn;
 
 #[derive(Debug, Default)]
 pub struct KibanaState {
@@ -26,59 +24,12 @@ pub struct KibanaState {
     pub writes: usize,
 }
 
-pub struct KibanaServer {
-    pub addr: SocketAddr,
-    pub state: Arc<Mutex<KibanaState>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A running stand-in on a loopback port; stops when dropped.
+pub type KibanaServer = StandIn<KibanaState>;
 
 impl KibanaServer {
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(Mutex::new(KibanaState::default()));
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let st = Arc::clone(&state);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        _ = &mut stop_rx => break,
-                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-                    };
-                    let st = Arc::clone(&st);
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(req, Arc::clone(&st)));
-                        let _ =
-                            http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                    });
-                }
-            });
-        });
-        Self { addr, state, stop: Some(stop_tx), thread: Some(thread) }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn state(&self) -> std::sync::MutexGuard<'_, KibanaState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for KibanaServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        StandIn::serve(KibanaState::default(), handle)
     }
 }
 

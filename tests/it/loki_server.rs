@@ -11,18 +11,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use prost::Message;
+
+use crate::stand_in::{Reset, Resp, StandIn};
 
 /// Loki's `push.proto`, as the stand-in reads it.
 mod wire {
@@ -141,12 +139,8 @@ impl LokiState {
     }
 }
 
-pub struct LokiServer {
-    pub addr: SocketAddr,
-    pub state: Arc<Mutex<LokiState>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A running stand-in on a loopback port; stops when dropped.
+pub type LokiServer = StandIn<LokiState>;
 
 impl LokiServer {
     pub fn start() -> Self {
@@ -154,63 +148,9 @@ impl LokiServer {
     }
 
     pub fn start_with(state: LokiState) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(Mutex::new(state));
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let st = Arc::clone(&state);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        _ = &mut stop_rx => break,
-                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-                    };
-                    let st = Arc::clone(&st);
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(req, Arc::clone(&st)));
-                        let _ =
-                            http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                    });
-                }
-            });
-        });
-        Self { addr, state, stop: Some(stop_tx), thread: Some(thread) }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn state(&self) -> std::sync::MutexGuard<'_, LokiState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        StandIn::serve(state, handle)
     }
 }
-
-impl Drop for LokiServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Reset;
-impl std::fmt::Display for Reset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("injected connection reset")
-    }
-}
-impl std::error::Error for Reset {}
-
-type Resp = Response<Full<Bytes>>;
 
 fn text(status: u16, body: impl Into<String>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.into())));

@@ -20,4 +20,5 @@ mod model_monitoring;
 mod monitoring_peers;
 mod pipelines;
 mod setup;
+mod stand_in;
 mod syslog;
