@@ -37,7 +37,7 @@ use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Aggregator, Group, MultilineConfig};
 use super::util::{host_name, line_event};
 use crate::config::ConfigIssue;
-use crate::event::{Event, EventStatus};
+use crate::event::{BatchNotifier, Event, EventStatus};
 use crate::internal_events::{LineTooLong, RateLimit};
 use crate::metrics::ComponentMetrics;
 use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
@@ -188,6 +188,9 @@ impl FileConfig {
 /// Estimated bytes of the `log.file.path` maps added to each event (two map nodes and three
 /// keys; see `event::estimate_size`).
 const LOG_FILE_PATH_BYTES: usize = 2 * 720 + 3 * 20 + 16;
+
+/// Most estimated bytes of events sent downstream at once (see `send_groups`).
+const SEND_BYTES: usize = 1024 * 1024;
 
 /// One open file.
 struct Watcher {
@@ -579,29 +582,51 @@ impl Reader {
         self.last_scan = None;
     }
 
-    /// Turns groups into events and sends them with a notifier for their position.
+    /// Turns groups into events and sends them, each part with a notifier for its end.
+    /// Events are built and sent in parts of at most [`SEND_BYTES`] (estimated), so that a
+    /// read of many short lines does not hold all of its events at once while the part
+    /// before waits for room downstream. A part's position is where the next part starts
+    /// (the last part's, the watcher's safe offset), so a stop between parts repeats nothing.
     /// Returns `false` when the source must stop.
     fn send_groups(&mut self, i: usize, groups: Vec<Group<(u64, u64)>>) -> bool {
-        let w = &self.watchers[i];
-        let notifier = self.checkpoints.batch(&w.fp, w.epoch, w.safe_offset());
+        let path_bytes = self.watchers[i].path_bytes.clone();
         let now = chrono::Utc::now();
-        let mut events: Vec<Event> = Vec::with_capacity(groups.len());
-        for g in groups {
-            if g.bytes.is_empty() {
-                continue;
+        let mut groups = groups.into_iter().filter(|g| !g.bytes.is_empty()).peekable();
+        while groups.peek().is_some() {
+            let mut events: Vec<Event> = Vec::new();
+            let mut bytes = 0;
+            for g in groups.by_ref() {
+                let mut e = line_event(g.bytes, now, &self.host);
+                let mut file = ObjectMap::new();
+                file.insert(KeyString::from("path"), Value::Bytes(path_bytes.clone()));
+                let mut log = ObjectMap::new();
+                log.insert(KeyString::from("file"), Value::Object(file));
+                e.insert_key("log", Value::Object(log));
+                e.grow(LOG_FILE_PATH_BYTES + path_bytes.len());
+                bytes += e.size();
+                events.push(e);
+                if bytes >= SEND_BYTES {
+                    break;
+                }
             }
-            let mut e = line_event(g.bytes, now, &self.host).with_notifier(&notifier);
-            let mut file = ObjectMap::new();
-            file.insert(KeyString::from("path"), Value::Bytes(w.path_bytes.clone()));
-            let mut log = ObjectMap::new();
-            log.insert(KeyString::from("file"), Value::Object(file));
-            e.insert_key("log", Value::Object(log));
-            e.grow(LOG_FILE_PATH_BYTES + w.path_bytes.len());
-            events.push(e);
+            let w = &self.watchers[i];
+            let end = match groups.peek() {
+                Some(next) => next.first.0,
+                None => w.safe_offset(),
+            };
+            let notifier = self.checkpoints.batch(&w.fp, w.epoch, end);
+            for e in &mut events {
+                e.finalizers_mut().add(&notifier);
+            }
+            if !self.send(events, &notifier) {
+                return false;
+            }
         }
-        if events.is_empty() {
-            return true;
-        }
+        true
+    }
+
+    /// Sends one part of a read downstream. Returns `false` when the source must stop.
+    fn send(&mut self, events: Vec<Event>, notifier: &BatchNotifier) -> bool {
         self.metrics.received(events.len(), 0);
         let Some(out) = self.out.as_mut() else { return false };
         let shutdown = self.shutdown.clone();
@@ -619,7 +644,8 @@ impl Reader {
                 false
             }
             None => {
-                // Interrupted while waiting for room: these events never left.
+                // Interrupted while waiting for room: this part never left (nor did the rest
+                // of the read); the file's position stays at the part's start.
                 notifier.update_status(EventStatus::Errored);
                 false
             }
