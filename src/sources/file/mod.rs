@@ -11,8 +11,10 @@
 //!   copy (include the rotated name in `include`) and finishes reading it from the same
 //!   position. Plain truncation: the file is read again from its start.
 //! - **Bounded memory.** At most `max_read_bytes` are read from a file per round and a line is
-//!   never buffered beyond `max_line_bytes`; sending waits while the pipeline is full, so a
-//!   slow sink slows reading rather than growing a queue.
+//!   never buffered beyond `max_line_bytes`; a read's events are built and sent in parts of
+//!   at most 1 MiB (estimated), each waiting while the pipeline is full, so a slow sink slows
+//!   reading rather than growing a queue, and a read of short lines never holds all of its
+//!   events at once.
 //!
 //! Reading runs on a blocking thread (file reads are blocking system calls); batches are
 //! handed to the pipeline with `block_on`, which is where backpressure stops the thread.
