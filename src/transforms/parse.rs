@@ -14,24 +14,23 @@ use crate::transforms::{Transform, TransformOutput};
 /// Name of the output that takes events a parser could not parse when `drop_on_error = true`.
 pub const ERRORS_OUTPUT: &str = "errors";
 
-/// Options common to the parsers, flattened into each parser's config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Options common to the parsers. Each parser's config repeats these three keys (serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, which reports unknown keys) and
+/// its `build` gathers them here.
+#[derive(Debug, Clone)]
 pub struct ParseOptions {
-    /// The field to parse. Default `message`.
-    #[serde(default = "default_field")]
+    /// The field to parse. Default `message` ([`default_field`]).
     pub field: String,
     /// Where the parsed fields go: unset merges them into the event's root; a path nests them
     /// under it.
-    #[serde(default)]
     pub target: Option<String>,
     /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
     /// with an `error.message` field.
-    #[serde(default)]
     pub drop_on_error: bool,
 }
 
-fn default_field() -> String {
+/// The default `field` of the parsers that read a line: `message`.
+pub(crate) fn default_field() -> String {
     "message".into()
 }
 

@@ -28,16 +28,12 @@ pub struct ParseGrokConfig {
     /// Extra named patterns usable as `%{NAME}`: `{ MODEL = "[a-z0-9_-]+" }`.
     #[serde(default)]
     pub pattern_definitions: BTreeMap<String, String>,
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default)]
     pub drop_on_error: bool,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl ParseGrokConfig {

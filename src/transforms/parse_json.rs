@@ -18,16 +18,12 @@ use crate::metrics::ComponentMetrics;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseJsonConfig {
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default)]
     pub drop_on_error: bool,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl ParseJsonConfig {

@@ -26,7 +26,7 @@ pub struct ParseKvConfig {
     /// A key without a value becomes `true`. Default true.
     #[serde(default = "default_true")]
     pub accept_standalone_key: bool,
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     #[serde(default)]
     pub target: Option<String>,
@@ -38,7 +38,7 @@ pub struct ParseKvConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseLogfmtConfig {
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     #[serde(default)]
     pub target: Option<String>,
@@ -55,10 +55,6 @@ fn default_fd() -> String {
 fn default_true() -> bool {
     true
 }
-fn default_field() -> String {
-    "message".into()
-}
-
 /// A VRL raw string literal (`s'...'`): no escapes are processed but `\'`.
 fn vrl_string(s: &str) -> String {
     format!("s'{}'", s.replace('\'', "\\'"))

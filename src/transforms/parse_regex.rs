@@ -28,16 +28,12 @@ pub struct ParseRegexConfig {
     /// Conversions of captures: `{ status = "int", latency = "float" }`.
     #[serde(default)]
     pub types: BTreeMap<String, Conversion>,
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default)]
     pub drop_on_error: bool,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl ParseRegexConfig {

@@ -90,7 +90,7 @@ pub struct ParseModelLogConfig {
     #[serde(default)]
     pub timezone: Option<String>,
     /// The field holding the line. Default `message`.
-    #[serde(default = "default_field")]
+    #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
     /// Nest the schema's fields under this path instead of the event's root.
     #[serde(default)]
@@ -102,10 +102,6 @@ pub struct ParseModelLogConfig {
 
 fn default_format() -> String {
     "auto".into()
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 /// Per-grammar counters, one family for every `parse_model_log` component.
