@@ -684,6 +684,7 @@ fn a_full_file_system_under_a_disk_buffer_blocks_and_recovers() {
     assert_eq!(duplicates(&es), 0);
     assert!(!weir.stderr().contains("panicked"));
     stop_cleanly(weir);
+    nothing_left_to_replay(&_dir.path().join("data"));
 }
 
 #[test]
@@ -725,6 +726,16 @@ fn a_full_file_system_under_a_disk_buffer_drops_newest_when_asked() {
     assert_eq!(es.state().tracked.len() + dropped, ids.len());
     assert!(!weir.stderr().contains("panicked"));
     stop_cleanly(weir);
+    nothing_left_to_replay(&dir.path().join("data"));
+}
+
+/// After a clean stop on a file system that was full, the buffer is sound and its
+/// acknowledged position covers everything: a restart would deliver nothing again.
+fn nothing_left_to_replay(data_dir: &Path) {
+    let (code, report) = buffer_check(data_dir);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(events_waiting(&report), 0, "{report}");
+    assert!(report.contains("acknowledged position: segment"), "{report}");
 }
 
 #[test]

@@ -24,9 +24,13 @@
 //! - **Acker.** The notifiers' outcomes advance the acknowledged position over the contiguous
 //!   run of acknowledged records (as file checkpoints do); the position is written to
 //!   `ack.json` (atomically: temporary file, sync, rename) at most every 500 ms and when
-//!   weir stops, and segments wholly before it are deleted. After a crash the records between
-//!   the last written position and the last delivered one are delivered again: duplicates are
-//!   bounded by half a second of deliveries plus what the sink had in flight.
+//!   weir stops, and segments wholly before it are deleted (before the position is written:
+//!   on a full file system their space is what the write needs; when it still fails, an idle
+//!   writer whose segment is wholly acknowledged begins a new one so that the old one can go,
+//!   and at a stop a wholly acknowledged last segment is deleted too). After a crash the
+//!   records between the last written position and the last delivered one are delivered
+//!   again: duplicates are bounded by half a second of deliveries plus what the sink had in
+//!   flight.
 //! - **Full.** `max_bytes` bounds the bytes of the segment files. When the next record does not
 //!   fit, `when_full = "block"` makes the writer wait for the acker to free a segment (its input
 //!   fills and backpressure reaches the sources); `"drop_newest"` rejects the batch (marked
@@ -399,6 +403,10 @@ struct Shared {
     acked: Notify,
     /// Acker to writer: a segment was freed.
     freed: Notify,
+    /// Acker to writer: the acknowledged position cannot be written (the file system may be
+    /// full); an idle writer whose segment is wholly acknowledged begins a new one, so that
+    /// the old one can be deleted and its space used for the position.
+    stalled: Notify,
     metrics: BufferMetrics,
 }
 
@@ -508,6 +516,7 @@ pub fn start(
         written: Notify::new(),
         acked: Notify::new(),
         freed: Notify::new(),
+        stalled: Notify::new(),
         metrics,
     });
     shared.update_gauges(&shared.lock());
@@ -604,7 +613,16 @@ impl Writer {
 
     async fn run_inner(&mut self, input: &mut BatchReceiver) -> Result<(), ()> {
         let max = self.shared.settings.max_bytes;
-        while let Some(first) = input.recv().await {
+        loop {
+            // `recv` is cancel-safe (a tokio channel): no batch is lost to the other branch.
+            let first = tokio::select! {
+                b = input.recv() => b,
+                _ = self.shared.stalled.notified() => {
+                    self.roll_if_consumed();
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
             let mut estimated = batch_size(&first);
             let mut group = vec![first];
             while estimated < GROUP_BYTES {
@@ -1068,12 +1086,26 @@ async fn run_acker(shared: Arc<Shared>) -> Result<(), ()> {
     loop {
         let (acked, freed, done) = {
             let mut st = shared.lock();
-            let freed: Vec<u64> = st
+            let mut freed: Vec<u64> = st
                 .segments
                 .range(..st.acked.segment)
                 .map(|(s, _)| *s)
                 .filter(|s| *s != st.write_segment)
                 .collect();
+            // Once writer and reader have stopped, a wholly acknowledged last segment goes too
+            // (on a full file system its space may be what the position needs); recovery
+            // begins the next one after it.
+            let ws = st.write_segment;
+            if st.writer_done
+                && st.reader_done
+                && st.pending.is_empty()
+                && st
+                    .segments
+                    .get(&ws)
+                    .is_some_and(|&len| st.acked >= Position { segment: ws, offset: len })
+            {
+                freed.push(ws);
+            }
             for s in &freed {
                 st.segments.remove(s);
             }
@@ -1082,20 +1114,9 @@ async fn run_acker(shared: Arc<Shared>) -> Result<(), ()> {
             }
             (st.acked, freed, st.reader_done && st.pending.is_empty())
         };
-        let due = last_write.is_none_or(|t| t.elapsed() >= ACK_PERSIST_INTERVAL);
-        if acked != persisted && (due || done || !freed.is_empty()) {
-            let d = dir.clone();
-            let written = tokio::task::spawn_blocking(move || segment::write_ack(&d, acked)).await;
-            match written {
-                Ok(Ok(())) => persisted = acked,
-                Ok(Err(e)) => {
-                    tracing::error!(component = %id, error = %e,
-                        "cannot write the disk buffer's acknowledged position; will retry")
-                }
-                Err(_) => {}
-            }
-            last_write = Some(Instant::now());
-        }
+        // Freed segments go first: on a full file system their space is what lets the
+        // position be written. A crash in between leaves an older position pointing before
+        // segments that no longer exist, which recovery skips (nothing lost, nothing repeated).
         if !freed.is_empty() {
             let d = dir.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -1106,6 +1127,22 @@ async fn run_acker(shared: Arc<Shared>) -> Result<(), ()> {
             })
             .await;
             shared.freed.notify_one();
+            last_write = None;
+        }
+        let due = last_write.is_none_or(|t| t.elapsed() >= ACK_PERSIST_INTERVAL);
+        if acked != persisted && (due || done) {
+            let d = dir.clone();
+            let written = tokio::task::spawn_blocking(move || segment::write_ack(&d, acked)).await;
+            match written {
+                Ok(Ok(())) => persisted = acked,
+                Ok(Err(e)) => {
+                    tracing::error!(component = %id, error = %e,
+                        "cannot write the disk buffer's acknowledged position; will retry");
+                    shared.stalled.notify_one();
+                }
+                Err(_) => {}
+            }
+            last_write = Some(Instant::now());
         }
         if done && acked == persisted {
             return Ok(());

@@ -130,10 +130,14 @@ pub fn read_ack(dir: &Path) -> Result<Option<Position>, String> {
 /// directory. A crash leaves the old position or the new one.
 pub fn write_ack(dir: &Path, position: Position) -> io::Result<()> {
     let tmp = dir.join(format!("{ACK_FILE}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(&serde_json::to_vec(&position).unwrap_or_default())?;
-        f.sync_data()?;
+        f.sync_data()
+    });
+    if let Err(e) = written {
+        // A half-written temporary file would hold space a full file system needs.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, dir.join(ACK_FILE))?;
     sync_dir(dir)

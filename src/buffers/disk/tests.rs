@@ -137,6 +137,41 @@ async fn sources_are_acknowledged_after_sync_and_the_sink_gets_everything_in_ord
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_everything_delivered_leaves_no_segment_and_a_restart_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("drained");
+    let mut b = open(dir.path(), &id, 2 * 1024 * 1024, WhenFull::Block);
+    let tx = b.upstream.clone().unwrap();
+    let (events, ack) = batch(0, 50, 100);
+    tx.send(events).await.unwrap();
+    assert_eq!(ack.await.unwrap(), BatchStatus::Delivered);
+    drop(tx);
+    drop(take(&mut b.sink, 50).await);
+    let mut sink = finish(b).await;
+    assert!(sink.recv().await.is_none());
+    // The last segment, wholly delivered, is deleted at the stop; the position is past it.
+    assert!(until(|| segment_files(dir.path()) == 0).await, "a delivered segment remains");
+    let position = segment::read_ack(dir.path()).unwrap().unwrap();
+    assert!(position.offset > 0, "{position:?}");
+
+    // A restart delivers nothing again and goes on with a segment after the old one.
+    let mut b = open(dir.path(), &id, 2 * 1024 * 1024, WhenFull::Block);
+    let tx = b.upstream.clone().unwrap();
+    let (events, ack) = batch(50, 10, 100);
+    tx.send(events).await.unwrap();
+    assert_eq!(ack.await.unwrap(), BatchStatus::Delivered);
+    let got = take(&mut b.sink, 10).await;
+    let numbers: Vec<i64> = got.iter().map(number).collect();
+    assert_eq!(numbers, (50..60).collect::<Vec<i64>>());
+    let segments = list(dir.path()).unwrap().segments;
+    assert!(segments.iter().all(|(s, _)| *s > position.segment), "{segments:?} vs {position:?}");
+    drop(got);
+    drop(tx);
+    let mut sink = finish(b).await;
+    assert!(sink.recv().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_delivers_again_what_the_sink_did_not_acknowledge() {
     let dir = tempfile::tempdir().unwrap();
     let id = unique("restart");
