@@ -204,7 +204,7 @@ impl DeadLetter {
 /// The JSON text of an event's fields (what a sink that refused it before encoding tried to
 /// send).
 pub fn original_of(event: &Event) -> String {
-    serde_json::to_string(event.fields()).unwrap_or_default()
+    serde_json::to_string(&event.view()).unwrap_or_default()
 }
 
 /// The file a dead letter rejected at `at` goes to.
@@ -239,7 +239,7 @@ pub fn file_writer(dir: PathBuf, mut input: BatchReceiver, metrics: ComponentMet
                 };
                 let buf = &mut files[i].1;
                 // Serialising a VRL value into memory cannot fail.
-                let _ = serde_json::to_writer(&mut *buf, e.fields());
+                let _ = serde_json::to_writer(&mut *buf, &e.view());
                 buf.push(b'\n');
             }
             let d = dir.clone();

@@ -318,9 +318,8 @@ fn num(v: Option<&Value>) -> Option<f64> {
 
 /// The run key and the metrics of a drift or quality report; `None` for other events.
 fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
-    let root = e.fields().as_object()?;
-    let action = root.get("event")?.as_object()?.get("action")?;
-    let model = root.get("model")?.as_object()?;
+    let action = e.get_top("event")?.as_object()?.get("action")?;
+    let model = e.get_top("model")?.as_object()?;
     let text = |v: Option<&Value>| match v {
         Some(v) => v.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default(),
         None => String::new(),
@@ -335,7 +334,7 @@ fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
     };
     match action.to_str_lossy()?.as_ref() {
         "drift_window" => {
-            let drift = root.get("drift")?.as_object()?;
+            let drift = e.get_top("drift")?.as_object()?;
             if let Some(d) = drift.get("dataset").and_then(|d| d.as_object()) {
                 put("drift.dataset.share".into(), num(d.get("share")));
                 put("drift.dataset.detected".into(), num(d.get("drifted")));
@@ -352,7 +351,7 @@ fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
             }
         }
         "quality_window" => {
-            let q = root.get("quality")?.as_object()?;
+            let q = e.get_top("quality")?.as_object()?;
             for k in ["accuracy", "mae", "rmse", "label_coverage", "label_delay_seconds"] {
                 put(format!("quality.{k}"), num(q.get(k)));
             }

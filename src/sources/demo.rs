@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use super::util::multiline::{Group, MultilineConfig};
-use super::util::{host_name, line_event, sleep_until};
+use super::util::{host_name, line_event, line_fields, sleep_until};
 use crate::config::ConfigIssue;
 use crate::topology::{SourceContext, Task};
 
@@ -70,7 +70,7 @@ impl DemoConfig {
             None => StdRng::from_os_rng(),
         };
         Ok(Box::pin(async move {
-            let host = host_name();
+            let host = line_fields(&host_name(), None);
             let started = Instant::now();
             let mut generator = Generator::default();
             let mut produced = 0u64;

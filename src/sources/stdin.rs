@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Group, MultilineConfig};
-use super::util::{host_name, line_event, sleep_until};
+use super::util::{host_name, line_event, line_fields, sleep_until};
 use crate::config::ConfigIssue;
 use crate::internal_events::LineTooLong;
 use crate::topology::{SourceContext, Task};
@@ -50,7 +50,7 @@ impl StdinConfig {
         let max = self.max_line_bytes;
         let action = if self.oversize == Oversize::Truncate { "cut" } else { "dropped" };
         Ok(Box::pin(async move {
-            let host = host_name();
+            let host = line_fields(&host_name(), None);
             let mut stdin = tokio::io::stdin();
             let mut chunk = vec![0u8; READ_CHUNK];
             let mut lines = Vec::new();

@@ -873,7 +873,7 @@ mod tests {
         let (out, _) = run(&mut t, 0, clean);
         assert_eq!(out.len(), 2, "2000 baseline events, then 2 windows of 500");
         assert!(out.iter().all(|e| !dataset_drifted(e)));
-        let json = serde_json::to_value(out[0].fields()).unwrap();
+        let json = serde_json::to_value(out[0].view()).unwrap();
         assert_eq!(json["drift"]["features"]["tenure"]["method"], "wasserstein");
         assert_eq!(json["drift"]["features"]["plan"]["method"], "jensenshannon");
         let drifted: Vec<Event> = (0..500).map(|_| prediction(&mut rng, 0.5, 0.5)).collect();
@@ -940,7 +940,7 @@ mod tests {
         let mut t = transform(&p, 300);
         let mut rng = StdRng::seed_from_u64(6);
         let (out, _) = run(&mut t, 0, (0..300).map(|_| prediction(&mut rng, 1.0, 0.6)).collect());
-        let json = serde_json::to_value(out[0].fields()).unwrap();
+        let json = serde_json::to_value(out[0].view()).unwrap();
         let f = &json["drift"]["features"];
         assert_eq!(f["tenure"]["method"], "ks");
         assert_eq!(f["plan"]["method"], "chisquare");
@@ -978,7 +978,7 @@ mod tests {
         events.push(other);
         let (out, _) = run(&mut t, 0, events);
         assert_eq!(out.len(), 1);
-        let json = serde_json::to_value(out[0].fields()).unwrap();
+        let json = serde_json::to_value(out[0].view()).unwrap();
         assert_eq!(json["drift"]["features"]["charges"]["tested"], false);
         assert_eq!(json["drift"]["features"]["tenure"]["tested"], true);
         assert_eq!(json["drift"]["dataset"]["features_tested"], 2);

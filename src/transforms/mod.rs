@@ -176,6 +176,6 @@ pub(crate) mod test_util {
     }
 
     pub fn json(e: &Event) -> String {
-        serde_json::to_string(e.fields()).unwrap()
+        serde_json::to_string(&e.view()).unwrap()
     }
 }

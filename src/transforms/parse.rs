@@ -102,7 +102,7 @@ impl<P: Parser> ParseTransform<P> {
             None => return Err(format!("field `{}` is missing", self.field)),
         };
         if self.target.is_none()
-            && let Some(result) = self.parser.parse_into_root(&input, event.as_map_mut())
+            && let Some(result) = self.parser.parse_into_root(&input, event.own_map_mut())
         {
             event.grow(result?);
             return Ok(());
@@ -132,7 +132,8 @@ impl<P: Parser> ParseTransform<P> {
 /// event it came from). Measured against `BTreeMap::append`, which rebuilds the whole tree,
 /// and against collecting and sorting: both cost more for maps of this size.
 pub(crate) fn merge_into_root(event: &mut Event, mut parsed: ObjectMap) {
-    let root = event.as_map_mut();
+    // Only adds and replaces: shared fields stay shared unless a parsed key shadows them.
+    let root = event.own_map_mut();
     if parsed.len() > root.len() {
         for (k, v) in std::mem::take(root) {
             parsed.entry(k).or_insert(v);

@@ -145,7 +145,7 @@ mod tests {
         let mut r = VrlRunner::new(edit);
         r.run(&mut e).unwrap();
         assert_eq!(
-            serde_json::to_string(e.fields()).unwrap(),
+            serde_json::to_string(&e.view()).unwrap(),
             r#"{"service":{"name":"torchserve"},"status":200}"#
         );
     }

@@ -203,10 +203,15 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Lines of a file, invalid UTF-8 replaced (empty when it does not exist yet).
+/// The whole (newline-terminated) lines of a file, invalid UTF-8 replaced (empty when it does
+/// not exist yet).
 pub fn read_lines(path: &Path) -> Vec<String> {
+    // A file being written may end in the middle of a line: only whole lines count.
     std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).lines().map(str::to_string).collect())
+        .map(|b| {
+            let whole = b.iter().rposition(|c| *c == b'\n').map_or(0, |i| i + 1);
+            String::from_utf8_lossy(&b[..whole]).lines().map(str::to_string).collect()
+        })
         .unwrap_or_default()
 }
 

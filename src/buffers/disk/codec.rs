@@ -72,8 +72,13 @@ pub fn encode_header(count: u32, out: &mut Vec<u8>) {
 
 /// Appends one event (its size estimate and its fields).
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
-    put_varint(out, event.size() as u64);
-    encode_value(event.fields(), out);
+    put_varint(out, event.materialized_size() as u64);
+    out.push(OBJECT);
+    put_varint(out, event.top_level_len() as u64);
+    for (k, v) in event.top_level() {
+        put_bytes(out, k.as_bytes());
+        encode_value(v, out);
+    }
 }
 
 /// Appends one value.
@@ -386,6 +391,23 @@ mod tests {
         assert!(matches!(m["message"], Value::String(_)));
         assert!(matches!(m["service"].as_object().unwrap()["raw"], Value::Bytes(_)));
         assert!(matches!(&m["re"], Value::Regex(r) if r.as_str() == "^a+b$"));
+    }
+
+    #[test]
+    fn shared_fields_are_written_as_the_events_own() {
+        let mut shared = ObjectMap::new();
+        shared.insert("host".into(), Value::Object(ObjectMap::from([("name".into(), "h".into())])));
+        shared.insert("message".into(), Value::from("shadowed"));
+        let shared = crate::event::SharedFields::new(shared);
+        let lazy = Event::from_message("own").with_shared(&shared);
+        let mut buf = Vec::new();
+        encode_events(std::slice::from_ref(&lazy), &mut buf);
+        let back = decode_events(&Bytes::from(buf)).unwrap();
+        let mut whole = lazy.clone();
+        whole.materialize();
+        assert_eq!(back[0].fields(), whole.fields());
+        assert_eq!(back[0].size(), whole.size());
+        assert_eq!(back[0].message().map(|m| &m[..]), Some(&b"own"[..]));
     }
 
     #[test]

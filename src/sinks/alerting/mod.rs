@@ -273,8 +273,9 @@ pub struct AlertEngine {
 }
 
 fn text(event: &Event, path: &[&str]) -> Option<String> {
-    let mut v = event.fields();
-    for seg in path {
+    let (first, rest) = path.split_first()?;
+    let mut v = event.get_top(first)?;
+    for seg in rest {
         v = v.as_object()?.get(*seg)?;
     }
     match v {
@@ -438,9 +439,7 @@ impl AlertEngine {
         now: DateTime<Utc>,
     ) {
         let features = event
-            .fields()
-            .as_object()
-            .and_then(|o| o.get("drift"))
+            .get_top("drift")
             .and_then(|d| d.as_object())
             .and_then(|d| d.get("features"))
             .and_then(|f| f.as_object());
@@ -478,9 +477,7 @@ impl AlertEngine {
             }
         } else {
             let dataset = event
-                .fields()
-                .as_object()
-                .and_then(|o| o.get("drift"))
+                .get_top("drift")
                 .and_then(|d| d.as_object())
                 .and_then(|d| d.get("dataset"))
                 .and_then(|d| d.as_object())

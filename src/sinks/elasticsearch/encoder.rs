@@ -103,7 +103,7 @@ impl BulkEncoder {
                 // Keep the document's data_stream fields in step with where it goes, as the
                 // data stream mappings expect.
                 let ds = event
-                    .as_map_mut()
+                    .own_map_mut()
                     .entry(KeyString::from("data_stream"))
                     .or_insert_with(|| Value::Object(ObjectMap::new()));
                 if let Value::Object(m) = ds {
@@ -117,7 +117,7 @@ impl BulkEncoder {
         let mut doc = Vec::with_capacity(event.size() + 64);
         // Serialising a VRL value into memory cannot fail: keys are strings and floats are
         // never NaN.
-        let _ = serde_json::to_writer(&mut doc, event.fields());
+        let _ = serde_json::to_writer(&mut doc, &event.view());
         let id: Option<String> = match &self.id {
             IdSource::Auto => None,
             IdSource::Field(path) => match event.get(path) {

@@ -309,7 +309,7 @@ impl LokiEncoder {
             LineFormat::Json => {
                 let mut buf = Vec::with_capacity(event.size());
                 // Serialising a VRL value into memory cannot fail.
-                let _ = serde_json::to_writer(&mut buf, event.fields());
+                let _ = serde_json::to_writer(&mut buf, &event.view());
                 // serde_json writes UTF-8.
                 String::from_utf8(buf).unwrap_or_default()
             }

@@ -30,7 +30,7 @@ impl EncodingConfig {
             Codec::Json => {
                 // Serialising a VRL value into memory cannot fail: keys are strings and
                 // floats are never NaN.
-                let _ = serde_json::to_writer(&mut *buf, event.fields());
+                let _ = serde_json::to_writer(&mut *buf, &event.view());
             }
             Codec::Text => {
                 if let Some(m) = event.message() {

@@ -29,17 +29,17 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Aggregator, Group, MultilineConfig};
-use super::util::{host_name, line_event};
+use super::util::{host_name, line_event, line_fields};
 use crate::config::ConfigIssue;
-use crate::event::{BatchNotifier, Event, EventStatus};
+use crate::event::{BatchNotifier, Event, EventStatus, SharedFields};
 use crate::internal_events::{LineTooLong, RateLimit};
 use crate::metrics::ComponentMetrics;
 use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
@@ -187,10 +187,6 @@ impl FileConfig {
     }
 }
 
-/// Estimated bytes of the `log.file.path` maps added to each event (two map nodes and three
-/// keys; see `event::estimate_size`).
-const LOG_FILE_PATH_BYTES: usize = 2 * 720 + 3 * 20 + 16;
-
 /// Most estimated bytes of events sent downstream at once (see `send_groups`).
 const SEND_BYTES: usize = 1024 * 1024;
 
@@ -202,7 +198,8 @@ struct Watcher {
     dev: u64,
     ino: u64,
     path: String,
-    path_bytes: Bytes,
+    /// `host.name` and `log.file.path`, shared by the file's events.
+    fields: Arc<SharedFields>,
     framer: LineFramer,
     agg: Option<Aggregator<(u64, u64)>>,
     /// Still matched by `include` at the last scan.
@@ -361,7 +358,7 @@ impl Reader {
                 if w.path != path {
                     tracing::info!(component = %self.id, from = %w.path, to = %path, "file renamed; following it");
                     w.path = path.clone();
-                    w.path_bytes = Bytes::from(path.clone());
+                    w.fields = line_fields(&self.host, Some(&path));
                     self.checkpoints.rename(&w.fp, &path);
                 }
                 continue;
@@ -430,7 +427,7 @@ impl Reader {
             file,
             dev: f.dev,
             ino: f.ino,
-            path_bytes: Bytes::from(path.clone()),
+            fields: line_fields(&self.host, Some(&path)),
             path,
             framer: LineFramer::new(offset, self.config.max_line_bytes, self.config.oversize),
             agg,
@@ -569,7 +566,7 @@ impl Reader {
             w.file = file;
             w.dev = copy.dev;
             w.ino = copy.ino;
-            w.path_bytes = Bytes::from(path.clone());
+            w.fields = line_fields(&self.host, Some(&path));
             w.path = path.clone();
             w.last_growth = Instant::now();
             self.checkpoints.rename(&fp, &path);
@@ -591,20 +588,14 @@ impl Reader {
     /// (the last part's, the watcher's safe offset), so a stop between parts repeats nothing.
     /// Returns `false` when the source must stop.
     fn send_groups(&mut self, i: usize, groups: Vec<Group<(u64, u64)>>) -> bool {
-        let path_bytes = self.watchers[i].path_bytes.clone();
+        let fields = Arc::clone(&self.watchers[i].fields);
         let now = chrono::Utc::now();
         let mut groups = groups.into_iter().filter(|g| !g.bytes.is_empty()).peekable();
         while groups.peek().is_some() {
             let mut events: Vec<Event> = Vec::new();
             let mut bytes = 0;
             for g in groups.by_ref() {
-                let mut e = line_event(g.bytes, now, &self.host);
-                let mut file = ObjectMap::new();
-                file.insert(KeyString::from("path"), Value::Bytes(path_bytes.clone()));
-                let mut log = ObjectMap::new();
-                log.insert(KeyString::from("file"), Value::Object(file));
-                e.insert_key("log", Value::Object(log));
-                e.grow(LOG_FILE_PATH_BYTES + path_bytes.len());
+                let e = line_event(g.bytes, now, &fields);
                 bytes += e.size();
                 events.push(e);
                 if bytes >= SEND_BYTES {

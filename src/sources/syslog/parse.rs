@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn json(event: &Event) -> serde_json::Value {
-        serde_json::to_value(event.fields()).unwrap()
+        serde_json::to_value(event.view()).unwrap()
     }
 
     fn peer() -> Option<SocketAddr> {

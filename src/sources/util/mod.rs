@@ -18,23 +18,42 @@ pub fn host_name() -> Bytes {
     .clone()
 }
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
-use crate::event::Event;
+use crate::event::{Event, SharedFields};
 
-/// The fields every line source gives an event: `message`, `@timestamp` (when weir read it)
-/// and `host.name`.
-pub fn line_event(message: Bytes, now: DateTime<Utc>, host: &Bytes) -> Event {
-    let mut event = Event::from_message(message);
-    let map = event.as_map_mut();
-    map.insert(KeyString::from("@timestamp"), Value::Timestamp(now));
+/// The fields a line source has in common for all its lines: `host.name`, and for a file
+/// `log.file.path`. Built once per source or file and shared by its events.
+pub fn line_fields(host: &Bytes, file_path: Option<&str>) -> Arc<SharedFields> {
+    let mut map = ObjectMap::new();
     let mut h = ObjectMap::new();
     h.insert(KeyString::from("name"), Value::Bytes(host.clone()));
     map.insert(KeyString::from("host"), Value::Object(h));
-    event.recompute_size();
-    event
+    if let Some(path) = file_path {
+        let mut file = ObjectMap::new();
+        file.insert(KeyString::from("path"), Value::Bytes(Bytes::from(path.to_owned())));
+        let mut log = ObjectMap::new();
+        log.insert(KeyString::from("file"), Value::Object(file));
+        map.insert(KeyString::from("log"), Value::Object(log));
+    }
+    SharedFields::new(map)
 }
+
+/// The event of one line: `message`, `@timestamp` (when weir read it) and the source's
+/// shared fields (see [`line_fields`]).
+pub fn line_event(message: Bytes, now: DateTime<Utc>, fields: &Arc<SharedFields>) -> Event {
+    let mut event = Event::from_message(message);
+    event.insert_key("@timestamp", Value::Timestamp(now));
+    event.grow(TIMESTAMP_ENTRY_BYTES);
+    event.with_shared(fields)
+}
+
+/// Estimated bytes of the `@timestamp` entry: its key (a heap string) and nothing more (the
+/// timestamp lives in its slot of the map node).
+const TIMESTAMP_ENTRY_BYTES: usize = 10 + 16;
 
 /// Sleeps until `deadline`, or forever when there is none (for `select!` arms).
 pub async fn sleep_until(deadline: Option<std::time::Instant>) {
