@@ -81,8 +81,26 @@ fn bytes(s: &str) -> Value {
     Value::Bytes(Bytes::copy_from_slice(s.as_bytes()))
 }
 
-fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (KeyString::from(k), v)).collect())
+/// A field's text as bytes: a slice of the raw message when the text lies in it (the message
+/// was valid UTF-8, so the parser's fields borrow from it), a copy otherwise.
+fn slice(raw: &Bytes, s: &str) -> Value {
+    let (start, end) = (raw.as_ptr() as usize, raw.as_ptr() as usize + raw.len());
+    let at = s.as_ptr() as usize;
+    if at >= start && at + s.len() <= end {
+        Value::Bytes(raw.slice_ref(s.as_bytes()))
+    } else {
+        bytes(s)
+    }
+}
+
+/// A small map built by inserts (collecting sorts and bulk-builds, which costs more for the
+/// two or three entries these have).
+fn object<const N: usize>(pairs: [(&'static str, Value); N]) -> Value {
+    let mut map = ObjectMap::new();
+    for (k, v) in pairs {
+        map.insert(KeyString::from(k), v);
+    }
+    Value::Object(map)
 }
 
 /// Adds `source.ip` and `source.port`.
@@ -111,7 +129,7 @@ pub fn to_event(
     let mut map = ObjectMap::new();
     let parsed = match parse_text(&text, zone, received) {
         Some(m) => {
-            insert_message(&mut map, &m, peer, received);
+            insert_message(&mut map, &m, &raw, peer, received);
             true
         }
         None => {
@@ -144,9 +162,11 @@ pub fn to_event(
 fn insert_message(
     map: &mut ObjectMap,
     m: &Message<&str>,
+    raw: &Bytes,
     peer: Option<SocketAddr>,
     received: DateTime<Utc>,
 ) {
+    let bytes = |s: &str| slice(raw, s);
     map.insert(KeyString::from("message"), bytes(m.msg));
     let ts = m.timestamp.map_or(received, |t| t.with_timezone(&Utc));
     map.insert(KeyString::from("@timestamp"), Value::Timestamp(ts));
@@ -164,10 +184,12 @@ fn insert_message(
         syslog.insert(KeyString::from(k), v);
     };
     if let Some(f) = m.facility {
-        put("facility", object([("code", Value::from(f as i64)), ("name", bytes(f.as_str()))]));
+        let name = Value::Bytes(Bytes::from_static(f.as_str().as_bytes()));
+        put("facility", object([("code", Value::from(f as i64)), ("name", name)]));
     }
     if let Some(s) = m.severity {
-        put("severity", object([("code", Value::from(s as i64)), ("name", bytes(s.as_str()))]));
+        let name = Value::Bytes(Bytes::from_static(s.as_str().as_bytes()));
+        put("severity", object([("code", Value::from(s as i64)), ("name", name)]));
     }
     if let Some(h) = m.hostname {
         put("hostname", bytes(h));
