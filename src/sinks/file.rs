@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use super::util::encoding::EncodingConfig;
 use crate::config::ConfigIssue;
 use crate::dead_letter::{Rejected, original_of};
-use crate::event::{Event, EventStatus, batch_size};
+use crate::event::{Event, EventFinalizers, EventStatus, batch_size};
 use crate::internal_events::RateLimit;
 use crate::template::Template;
 use crate::topology::{SinkContext, Task};
@@ -59,17 +59,36 @@ impl FileSinkConfig {
             let out = cx.metrics.output("_default");
             let mut files: HashMap<String, (tokio::fs::File, Instant)> = HashMap::new();
             let mut log_limit = RateLimit::default();
-            let mut by_path: HashMap<String, (Vec<u8>, Vec<Event>)> = HashMap::new();
+            // Encoded lines and the acknowledgement handles of their events, by file; an event
+            // itself is dropped once encoded.
+            let mut by_path: HashMap<String, (Vec<u8>, Vec<EventFinalizers>)> = HashMap::new();
+            // A path without fields or dates is the same for every event: rendered once.
+            let fixed = template
+                .is_static()
+                .then(|| template.render(&Event::from_message(""), chrono::Utc::now()).ok())
+                .flatten();
             while let Some(events) = cx.input.recv().await {
                 cx.metrics.received(events.len(), batch_size(&events));
                 let now = chrono::Utc::now();
                 let mut refused = Vec::new();
                 for mut e in events {
-                    match template.render(&e, now) {
+                    let rendered = match &fixed {
+                        Some(_) => Ok(None),
+                        None => template.render(&e, now).map(Some),
+                    };
+                    match rendered {
                         Ok(path) => {
-                            let entry = by_path.entry(path).or_default();
+                            let key = path.as_deref().or(fixed.as_deref()).unwrap_or_default();
+                            if !by_path.contains_key(key) {
+                                by_path.insert(key.to_string(), Default::default());
+                            }
+                            let Some(entry) = by_path.get_mut(key) else {
+                                // Inserted just above; never taken.
+                                e.update_status(EventStatus::Errored);
+                                continue;
+                            };
                             encoding.encode_line(&e, &mut entry.0);
-                            entry.1.push(e);
+                            entry.1.push(std::mem::take(e.finalizers_mut()));
                         }
                         Err(missing) => {
                             cx.metrics.error("template_failed", "processing");
