@@ -71,6 +71,7 @@ impl FileSinkConfig {
                 cx.metrics.received(events.len(), batch_size(&events));
                 let now = chrono::Utc::now();
                 let mut refused = Vec::new();
+                let mut constant: (Vec<u8>, Vec<EventFinalizers>) = Default::default();
                 for mut e in events {
                     let rendered = match &fixed {
                         Some(_) => Ok(None),
@@ -78,14 +79,11 @@ impl FileSinkConfig {
                     };
                     match rendered {
                         Ok(path) => {
-                            let key = path.as_deref().or(fixed.as_deref()).unwrap_or_default();
-                            if !by_path.contains_key(key) {
-                                by_path.insert(key.to_string(), Default::default());
-                            }
-                            let Some(entry) = by_path.get_mut(key) else {
-                                // Inserted just above; never taken.
-                                e.update_status(EventStatus::Errored);
-                                continue;
+                            // The constant path's lines gather outside the map (no hashing per
+                            // event) and join it after the batch.
+                            let entry = match path {
+                                Some(p) => by_path.entry(p).or_default(),
+                                None => &mut constant,
                             };
                             encoding.encode_line(&e, &mut entry.0);
                             entry.1.push(std::mem::take(e.finalizers_mut()));
@@ -109,6 +107,11 @@ impl FileSinkConfig {
                             });
                         }
                     }
+                }
+                if let Some(p) = &fixed
+                    && !constant.1.is_empty()
+                {
+                    by_path.insert(p.clone(), constant);
                 }
                 cx.dead_letter.send(refused).await;
                 for (path, (buf, events)) in by_path.drain() {
