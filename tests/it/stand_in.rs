@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -30,8 +32,25 @@ impl std::error::Error for Reset {}
 pub struct StandIn<S> {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<S>>,
+    conns: Arc<Connections>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Connections the server has accepted and not finished serving, and the peers of the last
+/// ones it accepted (for [`StandIn::settle`]).
+#[derive(Default)]
+struct Connections {
+    open: AtomicUsize,
+    recent: Mutex<Vec<SocketAddr>>,
+}
+
+/// Counts a connection as open for as long as its task lives.
+struct Open(Arc<Connections>);
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<S: Send + 'static> StandIn<S> {
@@ -48,17 +67,29 @@ impl<S: Send + 'static> StandIn<S> {
         let state = Arc::new(Mutex::new(state));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let st = Arc::clone(&state);
+        let conns = Arc::new(Connections::default());
+        let cs = Arc::clone(&conns);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
-                    let (stream, _) = tokio::select! {
+                    let (stream, peer) = tokio::select! {
                         _ = &mut stop_rx => break,
                         a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                     };
+                    cs.open.fetch_add(1, Ordering::SeqCst);
+                    let open = Open(Arc::clone(&cs));
+                    {
+                        let mut recent = cs.recent.lock().unwrap_or_else(|e| e.into_inner());
+                        if recent.len() >= 256 {
+                            recent.remove(0);
+                        }
+                        recent.push(peer);
+                    }
                     let st = Arc::clone(&st);
                     tokio::spawn(async move {
+                        let _open = open;
                         let svc = service_fn(move |req| handle(req, Arc::clone(&st)));
                         let _ =
                             http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
@@ -66,7 +97,7 @@ impl<S: Send + 'static> StandIn<S> {
                 }
             });
         });
-        Self { addr, state, stop: Some(stop_tx), thread: Some(thread) }
+        Self { addr, state, conns, stop: Some(stop_tx), thread: Some(thread) }
     }
 }
 
@@ -77,6 +108,21 @@ impl<S> StandIn<S> {
 
     pub fn state(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every connection made before this call has been accepted and served to
+    /// its end: requests a killed client left in the server's socket buffers are handled
+    /// before this returns `true`. Connections are accepted in the order they were made, so
+    /// once a connection of our own has been accepted every earlier one has been too.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let Ok(barrier) = std::net::TcpStream::connect(self.addr) else { return false };
+        let Ok(me) = barrier.local_addr() else { return false };
+        let accepted = crate::support::wait_for(timeout, || {
+            self.conns.recent.lock().unwrap_or_else(|e| e.into_inner()).contains(&me)
+        });
+        drop(barrier);
+        accepted
+            && crate::support::wait_for(timeout, || self.conns.open.load(Ordering::SeqCst) == 0)
     }
 }
 
