@@ -121,6 +121,13 @@ impl Event {
         self.meta.size += shared.size;
     }
 
+    /// The shared fields when they serve top-level `key` (they have it; the tree does not).
+    fn shared_for(&self, key: &str) -> Option<&SharedFields> {
+        let shared = self.shared.as_deref()?;
+        let shadowed = self.fields.as_object().is_some_and(|m| m.contains_key(key));
+        (!shadowed && shared.map().contains_key(key)).then_some(shared)
+    }
+
     /// Whether a change at `path` could reach into a shared entry.
     fn touches_shared(&self, path: &OwnedValuePath) -> bool {
         let Some(shared) = &self.shared else { return false };
@@ -159,10 +166,10 @@ impl Event {
 
     /// A top-level entry, the tree's or an unshadowed shared one.
     pub fn get_top(&self, key: &str) -> Option<&Value> {
-        self.fields
-            .as_object()
-            .and_then(|m| m.get(key))
-            .or_else(|| self.shared.as_deref().and_then(|s| s.map().get(key)))
+        match self.shared_for(key) {
+            Some(shared) => shared.map().get(key),
+            None => self.fields.as_object().and_then(|m| m.get(key)),
+        }
     }
 
     /// The size estimate the event will have once its shared entries are copied into it (an
@@ -173,11 +180,7 @@ impl Event {
 
     /// Number of top-level entries (see [`Event::top_level`]).
     pub fn top_level_len(&self) -> usize {
-        let own = self.fields.as_object();
-        own.map_or(0, |m| m.len())
-            + self.shared.as_deref().map_or(0, |s| {
-                s.map().keys().filter(|k| !own.is_some_and(|m| m.contains_key(k.as_str()))).count()
-            })
+        self.top_level().count()
     }
 
     /// An event with the given fields; a non-object value is stored under `message`.
@@ -256,9 +259,8 @@ impl Event {
     }
 
     pub fn get(&self, path: &OwnedValuePath) -> Option<&Value> {
-        if let (Some(shared), Some(OwnedSegment::Field(k))) = (&self.shared, path.segments.first())
-            && !self.fields.as_object().is_some_and(|m| m.contains_key(k.as_str()))
-            && shared.map().contains_key(k.as_str())
+        if let Some(OwnedSegment::Field(k)) = path.segments.first()
+            && let Some(shared) = self.shared_for(k.as_str())
         {
             return shared.value.get(path);
         }
@@ -359,8 +361,8 @@ impl Event {
     }
 }
 
-/// An event's fields serialized as one object: the tree's entries, then the shared ones it
-/// does not shadow.
+/// An event's fields serialized as one object, in key order: the tree's entries and the
+/// shared ones it does not shadow ([`Event::top_level`]).
 pub struct FieldsView<'a>(&'a Event);
 
 impl Serialize for FieldsView<'_> {

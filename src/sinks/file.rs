@@ -73,40 +73,36 @@ impl FileSinkConfig {
                 let mut refused = Vec::new();
                 let mut constant: (Vec<u8>, Vec<EventFinalizers>) = Default::default();
                 for mut e in events {
-                    let rendered = match &fixed {
-                        Some(_) => Ok(None),
-                        None => template.render(&e, now).map(Some),
-                    };
-                    match rendered {
-                        Ok(path) => {
-                            // The constant path's lines gather outside the map (no hashing per
-                            // event) and join it after the batch.
-                            let entry = match path {
-                                Some(p) => by_path.entry(p).or_default(),
-                                None => &mut constant,
-                            };
-                            encoding.encode_line(&e, &mut entry.0);
-                            entry.1.push(std::mem::take(e.finalizers_mut()));
-                        }
-                        Err(missing) => {
-                            cx.metrics.error("template_failed", "processing");
-                            if let Some(suppressed) = log_limit.allow() {
-                                tracing::error!(component = %cx.id, field = %missing.0, suppressed,
-                                    "event lacks a field of the path template; event rejected \
-                                     and sent to the dead-letter destination");
+                    // The constant path's lines gather outside the map (no hashing per event)
+                    // and join it after the batch.
+                    let entry = match &fixed {
+                        Some(_) => &mut constant,
+                        None => match template.render(&e, now) {
+                            Ok(path) => by_path.entry(path).or_default(),
+                            Err(missing) => {
+                                cx.metrics.error("template_failed", "processing");
+                                if let Some(suppressed) = log_limit.allow() {
+                                    tracing::error!(component = %cx.id, field = %missing.0,
+                                        suppressed,
+                                        "event lacks a field of the path template; event \
+                                         rejected and sent to the dead-letter destination");
+                                }
+                                refused.push(Rejected {
+                                    original: original_of(&e),
+                                    finalizers: std::mem::take(e.finalizers_mut()),
+                                    destination: None,
+                                    reason: "missing_field".into(),
+                                    detail: format!(
+                                        "the path template needs the field `{}`",
+                                        missing.0
+                                    ),
+                                });
+                                continue;
                             }
-                            refused.push(Rejected {
-                                original: original_of(&e),
-                                finalizers: std::mem::take(e.finalizers_mut()),
-                                destination: None,
-                                reason: "missing_field".into(),
-                                detail: format!(
-                                    "the path template needs the field `{}`",
-                                    missing.0
-                                ),
-                            });
-                        }
-                    }
+                        },
+                    };
+                    encoding.encode_line(&e, &mut entry.0);
+                    entry.1.push(std::mem::take(e.finalizers_mut()));
                 }
                 if let Some(p) = &fixed
                     && !constant.1.is_empty()

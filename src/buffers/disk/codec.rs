@@ -73,9 +73,19 @@ pub fn encode_header(count: u32, out: &mut Vec<u8>) {
 /// Appends one event (its size estimate and its fields).
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     put_varint(out, event.materialized_size() as u64);
+    // Shared fields are written as the event's own: the record stands alone.
+    encode_object(event.top_level_len(), event.top_level(), out);
+}
+
+/// Appends an object of `len` entries.
+fn encode_object<'a>(
+    len: usize,
+    entries: impl Iterator<Item = (&'a KeyString, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
     out.push(OBJECT);
-    put_varint(out, event.top_level_len() as u64);
-    for (k, v) in event.top_level() {
+    put_varint(out, len as u64);
+    for (k, v) in entries {
         put_bytes(out, k.as_bytes());
         encode_value(v, out);
     }
@@ -119,14 +129,7 @@ pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
                 encode_value(v, out);
             }
         }
-        Value::Object(map) => {
-            out.push(OBJECT);
-            put_varint(out, map.len() as u64);
-            for (k, v) in map {
-                put_bytes(out, k.as_bytes());
-                encode_value(v, out);
-            }
-        }
+        Value::Object(map) => encode_object(map.len(), map.iter(), out),
     }
 }
 

@@ -166,12 +166,12 @@ fn insert_message(
     peer: Option<SocketAddr>,
     received: DateTime<Utc>,
 ) {
-    let bytes = |s: &str| slice(raw, s);
-    map.insert(KeyString::from("message"), bytes(m.msg));
+    let field = |s: &str| slice(raw, s);
+    map.insert(KeyString::from("message"), field(m.msg));
     let ts = m.timestamp.map_or(received, |t| t.with_timezone(&Utc));
     map.insert(KeyString::from("@timestamp"), Value::Timestamp(ts));
     let host = match (m.hostname, peer) {
-        (Some(h), _) => Some(bytes(h)),
+        (Some(h), _) => Some(field(h)),
         (None, Some(p)) => Some(bytes(&p.ip().to_string())),
         (None, None) => None,
     };
@@ -192,18 +192,18 @@ fn insert_message(
         put("severity", object([("code", Value::from(s as i64)), ("name", name)]));
     }
     if let Some(h) = m.hostname {
-        put("hostname", bytes(h));
+        put("hostname", field(h));
     }
     if let Some(a) = m.appname {
-        put("appname", bytes(a));
+        put("appname", field(a));
     }
     match &m.procid {
         Some(ProcId::PID(pid)) => put("procid", bytes(&pid.to_string())),
-        Some(ProcId::Name(name)) => put("procid", bytes(name)),
+        Some(ProcId::Name(name)) => put("procid", field(name)),
         None => {}
     }
     if let Some(id) = m.msgid {
-        put("msgid", bytes(id));
+        put("msgid", field(id));
     }
     if let syslog_loose::Protocol::RFC5424(v) = m.protocol {
         put("version", bytes(&v.to_string()));
