@@ -14,11 +14,17 @@
 //! the shared entries into the tree ([`Event::materialize`]), so no change is ever lost or
 //! leaks into another event.
 //!
+//! The same mechanism holds one event's own fields in a compact form until they are first
+//! read ([`SharedFields::deferred`]): a syslog message's header becomes the `log.syslog` and
+//! `source` trees (six maps, ~17 keys) only when something reads them, which most
+//! pipelines shipping syslog to Loki or a file never do. Reading builds them once (a
+//! [`OnceLock`]); a change copies them into the tree like any shared entries.
+//!
 //! Invariant: the root of an event is always an object.
 
 pub mod finalization;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -39,7 +45,7 @@ const MAP_NODE_BYTES: usize = 720;
 /// Entries per map node.
 const MAP_NODE_SLOTS: usize = 11;
 /// Allocator rounding and header of one small heap allocation (a key, a string).
-const ALLOCATION_BYTES: usize = 16;
+pub const ALLOCATION_BYTES: usize = 16;
 
 /// A log event.
 #[derive(Debug, Clone)]
@@ -51,27 +57,59 @@ pub struct Event {
     meta: EventMetadata,
 }
 
-/// Top-level fields held once for many events (see the module documentation).
+/// Top-level fields held outside an event's tree: once for many events, or deferred (see the
+/// module documentation).
 #[derive(Debug)]
 pub struct SharedFields {
-    /// Always an object.
-    value: Value,
+    /// Always an object once set; set from the start unless deferred.
+    value: OnceLock<Value>,
+    /// What builds `value` on first read, for deferred fields.
+    deferred: Option<Box<dyn DeferredFields>>,
     /// Estimated heap size of the entries, added to an event's size when they are copied
-    /// into it.
+    /// into it. Zero for deferred fields: their event counts them from the start.
     size: usize,
+}
+
+/// One event's top-level fields kept compact and built into maps when first read.
+pub trait DeferredFields: std::fmt::Debug + Send + Sync {
+    /// Whether the built fields will have top-level `key`: answered without building them,
+    /// and exactly (a key promised here and missing once built would read as absent).
+    fn has_key(&self, key: &str) -> bool;
+    /// The fields as maps.
+    fn build(&self) -> ObjectMap;
 }
 
 impl SharedFields {
     pub fn new(map: ObjectMap) -> Arc<Self> {
         let value = Value::Object(map);
         let size = estimate_size(&value);
-        Arc::new(Self { value, size })
+        Arc::new(Self { value: OnceLock::from(value), deferred: None, size })
+    }
+
+    /// Fields built by `fields` when first read. The event they are given to must already
+    /// count their built size (they add nothing when copied into it).
+    pub fn deferred(fields: impl DeferredFields + 'static) -> Arc<Self> {
+        Arc::new(Self { value: OnceLock::new(), deferred: Some(Box::new(fields)), size: 0 })
+    }
+
+    fn value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            Value::Object(self.deferred.as_ref().map(|d| d.build()).unwrap_or_default())
+        })
     }
 
     fn map(&self) -> &ObjectMap {
-        match &self.value {
+        match self.value() {
             Value::Object(map) => map,
-            _ => unreachable!("SharedFields::new stores an object"),
+            _ => unreachable!("SharedFields stores an object"),
+        }
+    }
+
+    /// Whether the fields have top-level `key`, without building deferred ones.
+    fn has_key(&self, key: &str) -> bool {
+        match (self.value.get(), &self.deferred) {
+            (None, Some(deferred)) => deferred.has_key(key),
+            _ => self.map().contains_key(key),
         }
     }
 }
@@ -112,27 +150,42 @@ impl Event {
     /// alone is the event's fields.
     pub fn materialize(&mut self) {
         let Some(shared) = self.shared.take() else { return };
+        let size = shared.size;
         let map = self.own_map_mut();
-        for (k, v) in shared.map() {
-            if !map.contains_key(k.as_str()) {
-                map.insert(k.clone(), v.clone());
+        match Arc::try_unwrap(shared) {
+            // This event held the last reference (deferred fields, or the source has gone):
+            // the entries move.
+            Ok(mut owned) => {
+                owned.value();
+                if let Some(Value::Object(entries)) = owned.value.take() {
+                    for (k, v) in entries {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+            }
+            Err(shared) => {
+                for (k, v) in shared.map() {
+                    if !map.contains_key(k.as_str()) {
+                        map.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
-        self.meta.size += shared.size;
+        self.meta.size += size;
     }
 
     /// The shared fields when they serve top-level `key` (they have it; the tree does not).
     fn shared_for(&self, key: &str) -> Option<&SharedFields> {
         let shared = self.shared.as_deref()?;
         let shadowed = self.fields.as_object().is_some_and(|m| m.contains_key(key));
-        (!shadowed && shared.map().contains_key(key)).then_some(shared)
+        (!shadowed && shared.has_key(key)).then_some(shared)
     }
 
     /// Whether a change at `path` could reach into a shared entry.
     fn touches_shared(&self, path: &OwnedValuePath) -> bool {
         let Some(shared) = &self.shared else { return false };
         match path.segments.first() {
-            Some(OwnedSegment::Field(k)) => shared.map().contains_key(k.as_str()),
+            Some(OwnedSegment::Field(k)) => shared.has_key(k.as_str()),
             _ => true,
         }
     }
@@ -262,7 +315,7 @@ impl Event {
         if let Some(OwnedSegment::Field(k)) = path.segments.first()
             && let Some(shared) = self.shared_for(k.as_str())
         {
-            return shared.value.get(path);
+            return shared.value().get(path);
         }
         self.fields.get(path)
     }

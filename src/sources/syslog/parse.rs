@@ -30,7 +30,7 @@ use chrono::{DateTime, Datelike, Local, Utc};
 use syslog_loose::{IncompleteDate, Message, ProcId, Variant};
 use vrl::value::{KeyString, ObjectMap, Value};
 
-use crate::event::Event;
+use crate::event::{ALLOCATION_BYTES, DeferredFields, Event, SharedFields, map_nodes_bytes};
 
 /// The zone of RFC 3164 timestamps.
 #[derive(Debug, Clone, Copy)]
@@ -118,6 +118,9 @@ fn insert_peer(map: &mut ObjectMap, peer: Option<SocketAddr>) {
 
 /// Builds the event of one message. `problem` is a framing problem to record in
 /// `error.message` (the message was cut, say). Returns the event and whether it parsed.
+///
+/// A parsed message's `log.syslog` and `source` trees are deferred ([`Header`]): built
+/// when first read, from the raw message the event holds anyway.
 pub fn to_event(
     raw: Bytes,
     peer: Option<SocketAddr>,
@@ -127,10 +130,10 @@ pub fn to_event(
 ) -> (Event, bool) {
     let text = String::from_utf8_lossy(&raw);
     let mut map = ObjectMap::new();
-    let parsed = match parse_text(&text, zone, received) {
+    let header = match parse_text(&text, zone, received) {
         Some(m) => {
             insert_message(&mut map, &m, &raw, peer, received);
-            true
+            Some(header_size(&m, raw.len(), peer.is_some()))
         }
         None => {
             map.insert(KeyString::from("message"), Value::Bytes(raw.clone()));
@@ -138,10 +141,11 @@ pub fn to_event(
             if let Some(p) = peer {
                 map.insert(KeyString::from("host"), object([("name", bytes(&p.ip().to_string()))]));
             }
-            false
+            insert_peer(&mut map, peer);
+            None
         }
     };
-    insert_peer(&mut map, peer);
+    let parsed = header.is_some();
     let error = match (parsed, problem) {
         (true, None) => None,
         (true, Some(p)) => Some(p),
@@ -156,9 +160,16 @@ pub fn to_event(
     let mut event = Event::from_value(Value::Object(map));
     // The parsed fields are slices of the raw text: count the raw size once more as a bound.
     event.grow(raw.len());
+    drop(text);
+    if let Some(size) = header {
+        event.grow(size);
+        let header = Header { raw, peer, received, zone };
+        event = event.with_shared(&SharedFields::deferred(header));
+    }
     (event, parsed)
 }
 
+/// The eager fields of a parsed message: `message`, `@timestamp`, `host.name`.
 fn insert_message(
     map: &mut ObjectMap,
     m: &Message<&str>,
@@ -166,19 +177,82 @@ fn insert_message(
     peer: Option<SocketAddr>,
     received: DateTime<Utc>,
 ) {
-    let field = |s: &str| slice(raw, s);
-    map.insert(KeyString::from("message"), field(m.msg));
+    map.insert(KeyString::from("message"), slice(raw, m.msg));
     let ts = m.timestamp.map_or(received, |t| t.with_timezone(&Utc));
     map.insert(KeyString::from("@timestamp"), Value::Timestamp(ts));
     let host = match (m.hostname, peer) {
-        (Some(h), _) => Some(field(h)),
+        (Some(h), _) => Some(slice(raw, h)),
         (None, Some(p)) => Some(bytes(&p.ip().to_string())),
         (None, None) => None,
     };
     if let Some(h) = host {
         map.insert(KeyString::from("host"), object([("name", h)]));
     }
+}
 
+/// A parsed message's `log.syslog` and `source` fields, kept as the raw message (which the
+/// event's `message` slices hold anyway) and the sender, and built when first read by
+/// parsing the header again. Building and freeing these six maps and ~17 keys per message
+/// took more than half of weir's CPU when shipping syslog to Loki, where nothing reads them
+/// (the benchmark's scenario 4; BENCHMARKS.md).
+#[derive(Debug)]
+struct Header {
+    raw: Bytes,
+    peer: Option<SocketAddr>,
+    received: DateTime<Utc>,
+    zone: Zone,
+}
+
+impl DeferredFields for Header {
+    fn has_key(&self, key: &str) -> bool {
+        key == "log" || (key == "source" && self.peer.is_some())
+    }
+
+    fn build(&self) -> ObjectMap {
+        let text = String::from_utf8_lossy(&self.raw);
+        let mut map = ObjectMap::new();
+        // The message parsed once with the same inputs; should a second parse differ (the
+        // machine's zone changed in between and the date fell into a gap), `log` still
+        // exists, as promised, with an empty `syslog`.
+        let syslog = parse_text(&text, self.zone, self.received)
+            .map(|m| syslog_fields(&m, &self.raw))
+            .unwrap_or_default();
+        map.insert(KeyString::from("log"), object([("syslog", Value::Object(syslog))]));
+        insert_peer(&mut map, self.peer);
+        map
+    }
+}
+
+/// An upper bound of the size estimate ([`crate::event::estimate_size`]) of the header's
+/// built fields, from the parse at hand: at most six maps of at most nine entries, keys of
+/// at most 15 bytes but those of structured data, the text fields slices of the raw message.
+fn header_size(m: &Message<&str>, raw_len: usize, peer: bool) -> usize {
+    const KEY: usize = 15 + ALLOCATION_BYTES;
+    // log, syslog, facility, severity; their 14 keys; 9 strings (names, fields, numbers
+    // formatted to text of at most 20 bytes).
+    let mut size = 4 * map_nodes_bytes(9) + 14 * KEY + 9 * (20 + ALLOCATION_BYTES) + raw_len;
+    if !m.structured_data.is_empty() {
+        size += map_nodes_bytes(m.structured_data.len());
+        for element in &m.structured_data {
+            // The element's key and map; each parameter's key, value and array slot.
+            size += element.id.len() + ALLOCATION_BYTES;
+            size += map_nodes_bytes(element.params().count());
+            for (name, value) in element.params() {
+                size += name.len() + value.len() + 3 * ALLOCATION_BYTES;
+                size += std::mem::size_of::<Value>();
+            }
+        }
+    }
+    if peer {
+        // source, ip, port; the address as text.
+        size += map_nodes_bytes(2) + 3 * KEY + 39 + ALLOCATION_BYTES;
+    }
+    size
+}
+
+/// The `log.syslog` object of a parsed message.
+fn syslog_fields(m: &Message<&str>, raw: &Bytes) -> ObjectMap {
+    let field = |s: &str| slice(raw, s);
     let mut syslog = ObjectMap::new();
     let mut put = |k: &str, v: Value| {
         syslog.insert(KeyString::from(k), v);
@@ -229,7 +303,7 @@ fn insert_message(
         }
         put("structured_data", Value::Object(sd));
     }
-    map.insert(KeyString::from("log"), object([("syslog", Value::Object(syslog))]));
+    syslog
 }
 
 #[cfg(test)]
@@ -275,6 +349,57 @@ mod tests {
                 "source": {"ip": "10.1.2.3", "port": 40000}
             })
         );
+    }
+
+    #[test]
+    fn the_header_is_built_when_read_and_moves_into_the_tree_on_a_change() {
+        let raw = r#"<165>1 2026-03-14T22:14:15.003+01:00 gpu-7 torchserve 8710 ID47 [meta r="a"] model loaded"#;
+        let (mut event, _) = to_event(Bytes::from(raw), peer(), now(), Zone::Local, None);
+        let path = |p: &str| crate::event::parse_path(p).unwrap();
+        // Not in the event's own tree, yet read as its fields.
+        let own = event.as_map().unwrap();
+        assert!(
+            own.contains_key("host") && !own.contains_key("log") && !own.contains_key("source")
+        );
+        assert_eq!(event.get(&path("log.syslog.appname")), Some(&Value::from("torchserve")));
+        assert_eq!(event.get(&path("source.port")), Some(&Value::from(40000)));
+        assert_eq!(event.get_top("source").and_then(|s| s.as_object()).map(|s| s.len()), Some(2));
+        let before = json(&event);
+        // A change copies the built fields into the tree and keeps everything else.
+        event.insert(&path("log.syslog.appname"), Value::from("triton"));
+        let own = event.as_map().unwrap();
+        assert!(own.contains_key("log") && own.contains_key("source"));
+        let mut expected = before;
+        expected["log"]["syslog"]["appname"] = "triton".into();
+        assert_eq!(json(&event), expected);
+    }
+
+    #[test]
+    fn the_header_size_bounds_its_built_fields() {
+        let messages = [
+            r#"<165>1 2026-03-14T22:14:15.003+01:00 gpu-7 torchserve 8710 ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][meta r="a" r="b"] model loaded"#,
+            r#"<13>1 2026-03-14T22:14:15Z h a 18446744073709551615 m [a x="1" b="2" c="3" d="4" e="5" f="6" g="7" h="8" i="9" j="10" k="11" l="12"] many"#,
+            "<34>Oct 11 22:14:15 mymachine su[231]: 'su root' failed for lonvick",
+            "<13>1 - - - - - - short",
+        ];
+        for raw in messages {
+            for peer in
+                [peer(), Some("[2001:db8::1234:5678:9abc:def0]:65535".parse().unwrap()), None]
+            {
+                let raw = Bytes::from(raw);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                let m = parse_text(&text, Zone::Local, now()).unwrap();
+                let bound = header_size(&m, raw.len(), peer.is_some());
+                let header = Header { raw: raw.clone(), peer, received: now(), zone: Zone::Local };
+                // The entries' estimate (their container is the event's own root).
+                let built: usize = (header.build().iter())
+                    .map(|(k, v)| k.len() + ALLOCATION_BYTES + crate::event::estimate_size(v))
+                    .sum();
+                assert!(built <= bound, "{raw:?}: built {built} > bound {bound}");
+                // A bound, not a multiple: within twice the built size.
+                assert!(bound <= 2 * built, "{raw:?}: bound {bound} > 2 x built {built}");
+            }
+        }
     }
 
     #[test]
