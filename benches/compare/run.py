@@ -893,7 +893,8 @@ def main():
     args = ap.parse_args()
 
     release = os.path.join(TARGET, "release")
-    bins = {"weir": os.path.join(release, "weir"),
+    # WEIR_BIN names another weir binary (to compare builds); the helpers stay the built ones.
+    bins = {"weir": os.environ.get("WEIR_BIN") or os.path.join(release, "weir"),
             "endpoint": os.path.join(release, "examples", "bench_endpoint"),
             "split": os.path.join(release, "examples", "bench_split")}
     if not args.no_build:
