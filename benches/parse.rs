@@ -1,5 +1,7 @@
-//! Micro-benchmarks of the hot stages, each measured alone: line framing, and the parsers
-//! on the model-server lines they meet in practice. Throughput is in input bytes.
+//! Micro-benchmarks of the hot stages, each measured alone: line framing, the parsers on the
+//! model-server lines they meet in practice, and a syslog message to an event (with its
+//! header's fields left unread, and read by serializing the whole event). Throughput is in
+//! input bytes.
 //!
 //!     cargo bench --bench parse
 
@@ -17,6 +19,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const JSON_LINE: &str = r#"{"timestamp":"2026-11-27T10:00:00.123Z","level":"INFO","logger":"model_server.predict","model":"churn-xgb","model_version":"3","request_id":"5a60125708bb90c3","latency_ms":10.08,"features":{"tenure_months":53.7,"monthly_charges":51.87,"contract":"one-year"},"prediction":"churn","score":0.5558}"#;
 const ACCESS_LINE: &str = r#"2018-10-15 13:56:18,976 [INFO ] W-9000-resnet-18_1.0 ACCESS_LOG - /127.0.0.1:64003 "POST /predictions/resnet-18 HTTP/1.1" 200 118"#;
+const SYSLOG_LINE: &str = r#"<134>1 2026-11-27T10:00:34.274Z gpu-2 kserve 1024 INFER [model@32473 name="resnet-1" rev="1"] 2022-03-01T00:19:27,304 - /172.17.0.1:55078 "PUT /predictions/BERTSeqClassification HTTP/1.1" 200 39113"#;
+const SYSLOG_LINE_NO_SD: &str = "<86>1 2026-06-24T18:55:11.000Z combo ftpd 28562 - - connection from 218.69.108.57 () at Fri Jun 24 18:55:11 2005";
 const KV_LINE: &str = r#"ts=2026-11-27T10:00:00Z level=info model=resnet-18 version=1.0 latency_ms=118 status=200 msg="prediction served""#;
 
 fn transform(toml: &str) -> Box<dyn Transform> {
@@ -104,5 +108,29 @@ fn framing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsers, framing);
+fn syslog(c: &mut Criterion) {
+    use weir::sources::syslog::parse::{Zone, to_event};
+    let peer = Some("127.0.0.1:5140".parse().unwrap());
+    let now = chrono::Utc::now();
+    let mut group = c.benchmark_group("syslog");
+    let mut out = Vec::with_capacity(4096);
+    for (name, line) in [("sd", SYSLOG_LINE), ("no_sd", SYSLOG_LINE_NO_SD)] {
+        let raw = Bytes::from_static(line.as_bytes());
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        group.bench_function(format!("to_event/{name}"), |b| {
+            b.iter(|| to_event(raw.clone(), peer, now, Zone::Local, None));
+        });
+        group.bench_function(format!("to_event_and_json/{name}"), |b| {
+            b.iter(|| {
+                let (event, _) = to_event(raw.clone(), peer, now, Zone::Local, None);
+                out.clear();
+                serde_json::to_writer(&mut out, &event.view()).unwrap();
+                out.len()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parsers, framing, syslog);
 criterion_main!(benches);

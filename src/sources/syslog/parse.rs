@@ -24,10 +24,11 @@
 //! as lossy text, and a message that does not parse keeps its raw bytes.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Local, Utc};
-use syslog_loose::{IncompleteDate, Message, ProcId, Variant};
+use syslog_loose::{IncompleteDate, Message, ProcId, SyslogFacility, SyslogSeverity, Variant};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::event::{ALLOCATION_BYTES, DeferredFields, Event, SharedFields, map_nodes_bytes};
@@ -133,7 +134,7 @@ pub fn to_event(
     let header = match parse_text(&text, zone, received) {
         Some(m) => {
             insert_message(&mut map, &m, &raw, peer, received);
-            Some(header_size(&m, raw.len(), peer.is_some()))
+            Some((header_size(&m, raw.len(), peer.is_some()), Compact::of(&m, &raw)))
         }
         None => {
             map.insert(KeyString::from("message"), Value::Bytes(raw.clone()));
@@ -161,9 +162,9 @@ pub fn to_event(
     // The parsed fields are slices of the raw text: count the raw size once more as a bound.
     event.grow(raw.len());
     drop(text);
-    if let Some(size) = header {
+    if let Some((size, compact)) = header {
         event.grow(size);
-        let header = Header { raw, peer, received, zone };
+        let header = Header { raw, peer, received, zone, compact };
         event = event.with_shared(&SharedFields::deferred(header));
     }
     (event, parsed)
@@ -191,16 +192,19 @@ fn insert_message(
 }
 
 /// A parsed message's `log.syslog` and `source` fields, kept as the raw message (which the
-/// event's `message` slices hold anyway) and the sender, and built when first read by
-/// parsing the header again. Building and freeing these six maps and ~17 keys per message
-/// took more than half of weir's CPU when shipping syslog to Loki, where nothing reads them
-/// (the benchmark's scenario 4; BENCHMARKS.md).
+/// event's `message` slices hold anyway), the sender and the header's fields as spans of the
+/// raw message, and built when first read. Building and freeing these six maps and ~17 keys
+/// per message took more than half of weir's CPU when shipping syslog to Loki, where nothing
+/// reads them (the benchmark's scenario 4; BENCHMARKS.md).
 #[derive(Debug)]
 struct Header {
     raw: Bytes,
     peer: Option<SocketAddr>,
     received: DateTime<Utc>,
     zone: Zone,
+    /// The header's fields, unless the message was not UTF-8: then the message is parsed
+    /// again when the fields are built.
+    compact: Option<Compact>,
 }
 
 impl DeferredFields for Header {
@@ -209,17 +213,147 @@ impl DeferredFields for Header {
     }
 
     fn build(&self) -> ObjectMap {
-        let text = String::from_utf8_lossy(&self.raw);
+        let span = |s: &Range<usize>| Value::Bytes(self.raw.slice(s.clone()));
+        let sd = self.compact.as_ref().map(|c| c.structured_data(&self.raw));
+        let syslog = match (&self.compact, sd) {
+            (Some(compact), Some(Some(sd))) => {
+                syslog_fields(compact.fields.as_values(span), Some(&sd))
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&self.raw);
+                // The message parsed once with the same inputs; should a second parse differ
+                // (the machine's zone changed in between and the date fell into a gap),
+                // `log` still exists, as promised, with an empty `syslog`.
+                match parse_text(&text, self.zone, self.received) {
+                    Some(m) => {
+                        let fields = HeaderFields::of(&m).as_values(|s| slice(&self.raw, s));
+                        syslog_fields(fields, Some(&m.structured_data))
+                    }
+                    None => ObjectMap::new(),
+                }
+            }
+        };
         let mut map = ObjectMap::new();
-        // The message parsed once with the same inputs; should a second parse differ (the
-        // machine's zone changed in between and the date fell into a gap), `log` still
-        // exists, as promised, with an empty `syslog`.
-        let syslog = parse_text(&text, self.zone, self.received)
-            .map(|m| syslog_fields(&m, &self.raw))
-            .unwrap_or_default();
         map.insert(KeyString::from("log"), object([("syslog", Value::Object(syslog))]));
         insert_peer(&mut map, self.peer);
         map
+    }
+}
+
+/// The header fields of a message, its text fields as `T` (borrowed text, spans of the raw
+/// message, or values).
+#[derive(Debug)]
+struct HeaderFields<T> {
+    facility: Option<SyslogFacility>,
+    severity: Option<SyslogSeverity>,
+    hostname: Option<T>,
+    appname: Option<T>,
+    procid: Option<ProcIdField<T>>,
+    msgid: Option<T>,
+    version: Option<u32>,
+}
+
+#[derive(Debug)]
+enum ProcIdField<T> {
+    Pid(i32),
+    Name(T),
+}
+
+impl<'a> HeaderFields<&'a str> {
+    fn of(m: &Message<&'a str>) -> Self {
+        Self {
+            facility: m.facility,
+            severity: m.severity,
+            hostname: m.hostname,
+            appname: m.appname,
+            procid: match &m.procid {
+                Some(ProcId::PID(pid)) => Some(ProcIdField::Pid(*pid)),
+                Some(ProcId::Name(name)) => Some(ProcIdField::Name(*name)),
+                None => None,
+            },
+            msgid: m.msgid,
+            version: match m.protocol {
+                syslog_loose::Protocol::RFC5424(v) => Some(v),
+                syslog_loose::Protocol::RFC3164 => None,
+            },
+        }
+    }
+}
+
+impl<T> HeaderFields<T> {
+    /// The same fields with each text converted by `f`; `None` as soon as one conversion is.
+    fn try_map<U>(&self, mut f: impl FnMut(&T) -> Option<U>) -> Option<HeaderFields<U>> {
+        // `Some(None)` for an absent field, `None` when the conversion failed.
+        fn opt<T, U>(t: &Option<T>, f: &mut impl FnMut(&T) -> Option<U>) -> Option<Option<U>> {
+            match t {
+                None => Some(None),
+                Some(t) => f(t).map(Some),
+            }
+        }
+        Some(HeaderFields {
+            facility: self.facility,
+            severity: self.severity,
+            hostname: opt(&self.hostname, &mut f)?,
+            appname: opt(&self.appname, &mut f)?,
+            msgid: opt(&self.msgid, &mut f)?,
+            procid: match &self.procid {
+                Some(ProcIdField::Pid(pid)) => Some(ProcIdField::Pid(*pid)),
+                Some(ProcIdField::Name(name)) => Some(ProcIdField::Name(f(name)?)),
+                None => None,
+            },
+            version: self.version,
+        })
+    }
+
+    fn as_values(&self, mut f: impl FnMut(&T) -> Value) -> HeaderFields<Value> {
+        match self.try_map(|t| Some(f(t))) {
+            Some(values) => values,
+            None => unreachable!("every conversion gave a value"),
+        }
+    }
+}
+
+/// A parsed header kept as spans of the raw message.
+#[derive(Debug)]
+struct Compact {
+    fields: HeaderFields<Range<usize>>,
+    /// Each structured data element's id and its parameters' names and raw (still escaped)
+    /// values.
+    structured_data: Vec<SdSpans>,
+}
+
+type SdSpans = (Range<usize>, Vec<(Range<usize>, Range<usize>)>);
+
+impl Compact {
+    /// `None` when a field does not lie in `raw` (the message was not UTF-8).
+    fn of(m: &Message<&str>, raw: &Bytes) -> Option<Self> {
+        let start = raw.as_ptr() as usize;
+        let span = |s: &&str| {
+            let at = (s.as_ptr() as usize).checked_sub(start)?;
+            (at + s.len() <= raw.len()).then_some(at..at + s.len())
+        };
+        let structured_data = (m.structured_data.iter())
+            .map(|e| {
+                let params = e.params.iter().map(|(n, v)| Some((span(n)?, span(v)?)));
+                Some((span(&e.id)?, params.collect::<Option<Vec<_>>>()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { fields: HeaderFields::of(m).try_map(span)?, structured_data })
+    }
+
+    /// The structured data as the parser gave it, borrowing from `raw`.
+    fn structured_data<'a>(
+        &self,
+        raw: &'a [u8],
+    ) -> Option<Vec<syslog_loose::StructuredElement<&'a str>>> {
+        let text = |r: &Range<usize>| std::str::from_utf8(raw.get(r.clone())?).ok();
+        (self.structured_data.iter())
+            .map(|(id, params)| {
+                let params = params.iter().map(|(n, v)| Some((text(n)?, text(v)?)));
+                let params = params.collect::<Option<Vec<_>>>()?;
+                Some(syslog_loose::StructuredElement { id: text(id)?, params })
+            })
+            .collect()
     }
 }
 
@@ -251,40 +385,42 @@ fn header_size(m: &Message<&str>, raw_len: usize, peer: bool) -> usize {
 }
 
 /// The `log.syslog` object of a parsed message.
-fn syslog_fields(m: &Message<&str>, raw: &Bytes) -> ObjectMap {
-    let field = |s: &str| slice(raw, s);
+fn syslog_fields(
+    h: HeaderFields<Value>,
+    structured_data: Option<&[syslog_loose::StructuredElement<&str>]>,
+) -> ObjectMap {
     let mut syslog = ObjectMap::new();
     let mut put = |k: &str, v: Value| {
         syslog.insert(KeyString::from(k), v);
     };
-    if let Some(f) = m.facility {
+    if let Some(f) = h.facility {
         let name = Value::Bytes(Bytes::from_static(f.as_str().as_bytes()));
         put("facility", object([("code", Value::from(f as i64)), ("name", name)]));
     }
-    if let Some(s) = m.severity {
+    if let Some(s) = h.severity {
         let name = Value::Bytes(Bytes::from_static(s.as_str().as_bytes()));
         put("severity", object([("code", Value::from(s as i64)), ("name", name)]));
     }
-    if let Some(h) = m.hostname {
-        put("hostname", field(h));
+    if let Some(v) = h.hostname {
+        put("hostname", v);
     }
-    if let Some(a) = m.appname {
-        put("appname", field(a));
+    if let Some(v) = h.appname {
+        put("appname", v);
     }
-    match &m.procid {
-        Some(ProcId::PID(pid)) => put("procid", bytes(&pid.to_string())),
-        Some(ProcId::Name(name)) => put("procid", field(name)),
+    match h.procid {
+        Some(ProcIdField::Pid(pid)) => put("procid", bytes(&pid.to_string())),
+        Some(ProcIdField::Name(v)) => put("procid", v),
         None => {}
     }
-    if let Some(id) = m.msgid {
-        put("msgid", field(id));
+    if let Some(v) = h.msgid {
+        put("msgid", v);
     }
-    if let syslog_loose::Protocol::RFC5424(v) = m.protocol {
+    if let Some(v) = h.version {
         put("version", bytes(&v.to_string()));
     }
-    if !m.structured_data.is_empty() {
+    if let Some(elements) = structured_data.filter(|e| !e.is_empty()) {
         let mut sd = ObjectMap::new();
-        for element in &m.structured_data {
+        for element in elements {
             let mut params = ObjectMap::new();
             for (name, value) in element.params() {
                 let key = KeyString::from(*name);
@@ -375,6 +511,36 @@ mod tests {
     }
 
     #[test]
+    fn the_compact_header_builds_what_a_second_parse_builds() {
+        let header = |raw: &[u8], compact: bool| {
+            let raw = Bytes::copy_from_slice(raw);
+            // As `to_event` parses: the text borrows the raw bytes when they are UTF-8.
+            let kept = {
+                let text = String::from_utf8_lossy(&raw);
+                let m = parse_text(&text, Zone::Local, now()).unwrap();
+                Compact::of(&m, &raw).filter(|_| compact)
+            };
+            let compacted = kept.is_some();
+            let h = Header { raw, peer: peer(), received: now(), zone: Zone::Local, compact: kept };
+            (h, compacted)
+        };
+        for raw in [
+            &b"<165>1 2026-03-14T22:14:15.003+01:00 gpu-7 torchserve 8710 ID47 - model loaded"[..],
+            b"<165>1 2026-03-14T22:14:15Z gpu-7 torchserve worker-3 - - named procid",
+            b"<34>Oct 11 22:14:15 mymachine su[231]: 'su root' failed for lonvick",
+            b"<13>1 - - - - - - nothing but the message",
+            br#"<165>1 2026-03-14T22:14:15Z h a 1 ID [exampleSDID@32473 iut="3" eventSource="App\"lication\]"][meta r="a" r="b"] sd"#,
+        ] {
+            let (compact, compacted) = header(raw, true);
+            assert!(compacted, "{raw:?} is UTF-8: kept compact");
+            let (parsed_again, _) = header(raw, false);
+            assert_eq!(compact.build(), parsed_again.build(), "{raw:?}");
+        }
+        // Text that is not UTF-8 is parsed again.
+        assert!(!header(b"<13>1 - h\xe9 a - - - caf\xe9", true).1);
+    }
+
+    #[test]
     fn the_header_size_bounds_its_built_fields() {
         let messages = [
             r#"<165>1 2026-03-14T22:14:15.003+01:00 gpu-7 torchserve 8710 ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][meta r="a" r="b"] model loaded"#,
@@ -390,7 +556,9 @@ mod tests {
                 let text = String::from_utf8_lossy(&raw).into_owned();
                 let m = parse_text(&text, Zone::Local, now()).unwrap();
                 let bound = header_size(&m, raw.len(), peer.is_some());
-                let header = Header { raw: raw.clone(), peer, received: now(), zone: Zone::Local };
+                let compact = Compact::of(&m, &raw);
+                let header =
+                    Header { raw: raw.clone(), peer, received: now(), zone: Zone::Local, compact };
                 // The entries' estimate (their container is the event's own root).
                 let built: usize = (header.build().iter())
                     .map(|(k, v)| k.len() + ALLOCATION_BYTES + crate::event::estimate_size(v))
