@@ -82,15 +82,20 @@ fn bytes(s: &str) -> Value {
     Value::Bytes(Bytes::copy_from_slice(s.as_bytes()))
 }
 
-/// A field's text as bytes: a slice of the raw message when the text lies in it (the message
-/// was valid UTF-8, so the parser's fields borrow from it), a copy otherwise.
+/// Where a field's text lies in the raw message; `None` when it does not (the message was not
+/// valid UTF-8, so the parser read a copy).
+fn span(raw: &[u8], s: &str) -> Option<Range<usize>> {
+    let at = (s.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    let end = at.checked_add(s.len())?;
+    (end <= raw.len()).then_some(at..end)
+}
+
+/// A field's text as bytes: a slice of the raw message when the text lies in it, a copy
+/// otherwise.
 fn slice(raw: &Bytes, s: &str) -> Value {
-    let (start, end) = (raw.as_ptr() as usize, raw.as_ptr() as usize + raw.len());
-    let at = s.as_ptr() as usize;
-    if at >= start && at + s.len() <= end {
-        Value::Bytes(raw.slice_ref(s.as_bytes()))
-    } else {
-        bytes(s)
+    match span(raw, s) {
+        Some(r) => Value::Bytes(raw.slice(r)),
+        None => bytes(s),
     }
 }
 
@@ -213,13 +218,12 @@ impl DeferredFields for Header {
     }
 
     fn build(&self) -> ObjectMap {
-        let span = |s: &Range<usize>| Value::Bytes(self.raw.slice(s.clone()));
-        let sd = self.compact.as_ref().map(|c| c.structured_data(&self.raw));
-        let syslog = match (&self.compact, sd) {
-            (Some(compact), Some(Some(sd))) => {
-                syslog_fields(compact.fields.as_values(span), Some(&sd))
-            }
-            _ => {
+        let text = |r: &Range<usize>| Value::Bytes(self.raw.slice(r.clone()));
+        let compact =
+            (self.compact.as_ref()).and_then(|c| Some((c, c.structured_data(&self.raw)?)));
+        let syslog = match compact {
+            Some((compact, sd)) => syslog_fields(compact.fields.as_values(text), &sd),
+            None => {
                 let text = String::from_utf8_lossy(&self.raw);
                 // The message parsed once with the same inputs; should a second parse differ
                 // (the machine's zone changed in between and the date fell into a gap),
@@ -227,7 +231,7 @@ impl DeferredFields for Header {
                 match parse_text(&text, self.zone, self.received) {
                     Some(m) => {
                         let fields = HeaderFields::of(&m).as_values(|s| slice(&self.raw, s));
-                        syslog_fields(fields, Some(&m.structured_data))
+                        syslog_fields(fields, &m.structured_data)
                     }
                     None => ObjectMap::new(),
                 }
@@ -327,11 +331,7 @@ type SdSpans = (Range<usize>, Vec<(Range<usize>, Range<usize>)>);
 impl Compact {
     /// `None` when a field does not lie in `raw` (the message was not UTF-8).
     fn of(m: &Message<&str>, raw: &Bytes) -> Option<Self> {
-        let start = raw.as_ptr() as usize;
-        let span = |s: &&str| {
-            let at = (s.as_ptr() as usize).checked_sub(start)?;
-            (at + s.len() <= raw.len()).then_some(at..at + s.len())
-        };
+        let span = |s: &&str| span(raw, s);
         let structured_data = (m.structured_data.iter())
             .map(|e| {
                 let params = e.params.iter().map(|(n, v)| Some((span(n)?, span(v)?)));
@@ -341,7 +341,8 @@ impl Compact {
         Some(Self { fields: HeaderFields::of(m).try_map(span)?, structured_data })
     }
 
-    /// The structured data as the parser gave it, borrowing from `raw`.
+    /// The structured data as the parser gave it, borrowing from `raw`; `None` should a span
+    /// not be text (it cannot: each was taken from the parser's text).
     fn structured_data<'a>(
         &self,
         raw: &'a [u8],
@@ -387,7 +388,7 @@ fn header_size(m: &Message<&str>, raw_len: usize, peer: bool) -> usize {
 /// The `log.syslog` object of a parsed message.
 fn syslog_fields(
     h: HeaderFields<Value>,
-    structured_data: Option<&[syslog_loose::StructuredElement<&str>]>,
+    structured_data: &[syslog_loose::StructuredElement<&str>],
 ) -> ObjectMap {
     let mut syslog = ObjectMap::new();
     let mut put = |k: &str, v: Value| {
@@ -418,9 +419,9 @@ fn syslog_fields(
     if let Some(v) = h.version {
         put("version", bytes(&v.to_string()));
     }
-    if let Some(elements) = structured_data.filter(|e| !e.is_empty()) {
+    if !structured_data.is_empty() {
         let mut sd = ObjectMap::new();
-        for element in elements {
+        for element in structured_data {
             let mut params = ObjectMap::new();
             for (name, value) in element.params() {
                 let key = KeyString::from(*name);
