@@ -414,6 +414,22 @@ mod tests {
     }
 
     #[test]
+    fn deferred_fields_are_built_and_written_as_the_events_own() {
+        use crate::sources::syslog::parse::{Zone, to_event};
+        let raw = r#"<165>1 2026-03-14T22:14:15Z gpu-7 torchserve 8710 ID47 [meta r="a"] loaded"#;
+        let peer = Some("10.1.2.3:40000".parse().unwrap());
+        let (event, _) = to_event(Bytes::from(raw), peer, chrono::Utc::now(), Zone::Local, None);
+        let mut buf = Vec::new();
+        encode_events(std::slice::from_ref(&event), &mut buf);
+        let back = decode_events(&Bytes::from(buf)).unwrap();
+        let mut whole = event.clone();
+        whole.materialize();
+        assert!(whole.fields().as_object().unwrap().contains_key("log"));
+        assert_eq!(back[0].fields(), whole.fields());
+        assert_eq!(back[0].size(), whole.size());
+    }
+
+    #[test]
     fn bad_bytes_are_errors_never_panics() {
         let mut buf = Vec::new();
         encode_events(&[Event::from_value(sample())], &mut buf);
