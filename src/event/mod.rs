@@ -105,6 +105,15 @@ impl SharedFields {
         }
     }
 
+    /// The entries, built if they were deferred and never read.
+    fn into_map(mut self) -> ObjectMap {
+        self.value();
+        match self.value.take() {
+            Some(Value::Object(map)) => map,
+            _ => unreachable!("SharedFields stores an object"),
+        }
+    }
+
     /// Whether the fields have top-level `key`, without building deferred ones.
     fn has_key(&self, key: &str) -> bool {
         match (self.value.get(), &self.deferred) {
@@ -155,12 +164,9 @@ impl Event {
         match Arc::try_unwrap(shared) {
             // This event held the last reference (deferred fields, or the source has gone):
             // the entries move.
-            Ok(mut owned) => {
-                owned.value();
-                if let Some(Value::Object(entries)) = owned.value.take() {
-                    for (k, v) in entries {
-                        map.entry(k).or_insert(v);
-                    }
+            Ok(owned) => {
+                for (k, v) in owned.into_map() {
+                    map.entry(k).or_insert(v);
                 }
             }
             Err(shared) => {

@@ -369,10 +369,12 @@ fn header_size(m: &Message<&str>, raw_len: usize, peer: bool) -> usize {
     if !m.structured_data.is_empty() {
         size += map_nodes_bytes(m.structured_data.len());
         for element in &m.structured_data {
-            // The element's key and map; each parameter's key, value and array slot.
+            // The element's key and map; each parameter's key, value and array slot (the raw
+            // value, read without `params()`, which unescapes into a new string, is at least
+            // as long as the unescaped one).
             size += element.id.len() + ALLOCATION_BYTES;
-            size += map_nodes_bytes(element.params().count());
-            for (name, value) in element.params() {
+            size += map_nodes_bytes(element.params.len());
+            for (name, value) in &element.params {
                 size += name.len() + value.len() + 3 * ALLOCATION_BYTES;
                 size += std::mem::size_of::<Value>();
             }
