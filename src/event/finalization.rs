@@ -145,6 +145,18 @@ impl EventFinalizers {
         }
     }
 
+    /// Takes `other`'s handles, skipping those equal to the last one held: the events of a
+    /// sink's batch usually carry the same one or two, so the handles of a whole batch fit
+    /// in a few slots and are released together. Not a full deduplication (a handle seen
+    /// earlier may be held twice, which changes nothing); constant work per event.
+    pub fn absorb(&mut self, other: EventFinalizers) {
+        for n in other.0 {
+            if !self.0.last().is_some_and(|m| Arc::ptr_eq(&m.0, &n.0)) {
+                self.0.push(n);
+            }
+        }
+    }
+
     pub fn update_status(&self, status: EventStatus) {
         for n in &self.0 {
             n.update_status(status);

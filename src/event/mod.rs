@@ -20,6 +20,15 @@
 //! pipelines shipping syslog to Loki or a file never do. Reading builds them once (a
 //! [`OnceLock`]); a change copies them into the tree like any shared entries.
 //!
+//! A line event's `message` and `@timestamp` are held beside the tree, not in it
+//! ([`Event::line`]): a pipeline that ships lines without changing them (a raw file, a
+//! syslog MSG written out as it came) then builds no map for them, and each line costs no
+//! more than the slice of its read buffer and its place in a batch. A read sees them as
+//! top-level entries; an entry of the tree shadows one of the same key beside it (a parser
+//! that writes `message` into the root replaces the line's), and they shadow shared fields.
+//! A change by path, or anything that hands out the whole tree ([`Event::as_map_mut`]), moves
+//! them into the tree first; [`Event::own_map_mut`] (adding entries) leaves them beside it.
+//!
 //! Invariant: the root of an event is always an object.
 
 pub mod finalization;
@@ -37,7 +46,7 @@ pub use vrl::value::Value;
 
 /// Fixed per-event overhead in bytes: the event struct in its batch's `Vec` and its
 /// metadata.
-const EVENT_OVERHEAD_BYTES: usize = 80;
+const EVENT_OVERHEAD_BYTES: usize = std::mem::size_of::<Event>();
 
 /// One node of a `BTreeMap<KeyString, Value>`: 11 slots of a 24-byte key and a 40-byte value
 /// plus bookkeeping, allocated whole even for a one-entry map.
@@ -51,10 +60,26 @@ pub const ALLOCATION_BYTES: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Event {
     fields: Value,
+    /// Top-level entries held beside the tree, one slot per key of [`LOOSE_KEYS`]: part of
+    /// the event's own fields unless `fields` has the same key.
+    loose: [Option<Value>; 2],
     /// Top-level entries shared with other events; part of this event unless `fields` has
     /// the same key.
     shared: Option<Arc<SharedFields>>,
     meta: EventMetadata,
+}
+
+/// The keys an event can hold beside its tree, in key order.
+const LOOSE_KEYS: [&str; 2] = ["@timestamp", "message"];
+const TIMESTAMP: usize = 0;
+const MESSAGE: usize = 1;
+
+/// [`LOOSE_KEYS`] as the map keys reads hand out.
+static LOOSE_KEY_STRINGS: std::sync::LazyLock<[KeyString; 2]> =
+    std::sync::LazyLock::new(|| LOOSE_KEYS.map(KeyString::from));
+
+fn loose_slot(key: &str) -> Option<usize> {
+    LOOSE_KEYS.iter().position(|k| *k == key)
 }
 
 /// Top-level fields held outside an event's tree: once for many events, or deferred (see the
@@ -137,41 +162,101 @@ impl Event {
     /// An event whose `message` field holds `message`.
     pub fn from_message(message: impl Into<Bytes>) -> Self {
         let message = message.into();
-        let size = EVENT_OVERHEAD_BYTES + MAP_NODE_BYTES + 7 + ALLOCATION_BYTES + message.len();
-        let mut map = ObjectMap::new();
-        map.insert(KeyString::from("message"), Value::Bytes(message));
+        // Beside the tree the message costs its bytes only; moving it into the tree adds the
+        // map node and its key ([`Event::settle`]).
+        let size = EVENT_OVERHEAD_BYTES + message.len();
+        let mut loose = [None, None];
+        loose[MESSAGE] = Some(Value::Bytes(message));
         Self {
-            fields: Value::Object(map),
+            fields: Value::Object(ObjectMap::new()),
+            loose,
             shared: None,
             meta: EventMetadata { size, ..Default::default() },
         }
     }
 
-    /// Adds fields shared with other events (the tree's own keys keep precedence). Any shared
-    /// fields the event had are copied into its tree first.
+    /// A line read at `now`: `message` and `@timestamp`, held beside the tree (an empty map
+    /// allocates nothing) until something changes the event.
+    pub fn line(message: Bytes, now: DateTime<Utc>) -> Self {
+        let mut event = Self::from_message(message);
+        event.loose[TIMESTAMP] = Some(Value::Timestamp(now));
+        event
+    }
+
+    /// Adds fields shared with other events (the event's own keys keep precedence). Any
+    /// shared fields the event had are copied into its tree first.
     pub fn with_shared(mut self, shared: &Arc<SharedFields>) -> Self {
-        self.materialize();
+        self.unshare();
         self.shared = Some(Arc::clone(shared));
         self
     }
 
-    /// Copies the shared entries the tree does not shadow into the tree; afterwards the tree
-    /// alone is the event's fields.
+    /// Copies the shared entries the event does not shadow, and moves the entries held
+    /// beside the tree, into the tree; afterwards the tree alone is the event's fields.
     pub fn materialize(&mut self) {
+        // In this order the size grows by what `materialized_size` foresees.
+        self.settle();
+        self.unshare();
+    }
+
+    /// Moves the entries held beside the tree into it.
+    fn settle(&mut self) {
+        if self.loose.iter().all(Option::is_none) {
+            return;
+        }
+        self.meta.size += self.settle_growth();
+        let loose = std::mem::take(&mut self.loose);
+        let map = self.tree_mut();
+        for (key, value) in LOOSE_KEYS.iter().zip(loose) {
+            // An entry the tree shadows is dropped.
+            if let Some(value) = value
+                && !map.contains_key(*key)
+            {
+                map.insert(KeyString::from(*key), value);
+            }
+        }
+    }
+
+    /// What moving the entries held beside the tree into it adds to the size estimate: the
+    /// value's own heap (a string's bytes) is counted already; its key and its place in a
+    /// node are new.
+    fn settle_growth(&self) -> usize {
+        let tree = self.fields.as_object();
+        let before = tree.map_or(0, |m| m.len());
+        let (mut keys, mut added) = (0, 0);
+        for (key, value) in LOOSE_KEYS.iter().zip(&self.loose) {
+            if value.is_some() && !tree.is_some_and(|m| m.contains_key(*key)) {
+                keys += key.len() + ALLOCATION_BYTES;
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return 0;
+        }
+        let nodes_before = if before == 0 { 0 } else { map_nodes_bytes(before) };
+        keys + map_nodes_bytes(before + added) - nodes_before
+    }
+
+    /// Copies the shared entries the event does not shadow into its tree.
+    fn unshare(&mut self) {
         let Some(shared) = self.shared.take() else { return };
         let size = shared.size;
-        let map = self.own_map_mut();
+        let loose: [bool; 2] = std::array::from_fn(|i| self.loose[i].is_some());
+        let shadowed_by_loose = |k: &str| loose_slot(k).is_some_and(|i| loose[i]);
+        let map = self.tree_mut();
         match Arc::try_unwrap(shared) {
             // This event held the last reference (deferred fields, or the source has gone):
             // the entries move.
             Ok(owned) => {
                 for (k, v) in owned.into_map() {
-                    map.entry(k).or_insert(v);
+                    if !shadowed_by_loose(k.as_str()) {
+                        map.entry(k).or_insert(v);
+                    }
                 }
             }
             Err(shared) => {
                 for (k, v) in shared.map() {
-                    if !map.contains_key(k.as_str()) {
+                    if !shadowed_by_loose(k.as_str()) && !map.contains_key(k.as_str()) {
                         map.insert(k.clone(), v.clone());
                     }
                 }
@@ -180,11 +265,22 @@ impl Event {
         self.meta.size += size;
     }
 
-    /// The shared fields when they serve top-level `key` (they have it; the tree does not).
+    /// The entry held beside the tree for top-level `key`, unless the tree shadows it.
+    fn loose_entry(&self, key: &str) -> Option<&Value> {
+        let value = self.loose[loose_slot(key)?].as_ref()?;
+        (!self.fields.as_object().is_some_and(|m| m.contains_key(key))).then_some(value)
+    }
+
+    /// Whether the event's own fields (tree or beside it) have top-level `key`.
+    fn owns(&self, key: &str) -> bool {
+        self.loose_entry(key).is_some()
+            || self.fields.as_object().is_some_and(|m| m.contains_key(key))
+    }
+
+    /// The shared fields when they serve top-level `key` (they have it; the event does not).
     fn shared_for(&self, key: &str) -> Option<&SharedFields> {
         let shared = self.shared.as_deref()?;
-        let shadowed = self.fields.as_object().is_some_and(|m| m.contains_key(key));
-        (!shadowed && shared.has_key(key)).then_some(shared)
+        (!self.owns(key) && shared.has_key(key)).then_some(shared)
     }
 
     /// Whether a change at `path` could reach into a shared entry.
@@ -196,45 +292,47 @@ impl Event {
         }
     }
 
-    /// The event's fields (its tree and the shared entries it does not shadow), for
+    /// Whether a change at `path` could reach into an entry held beside the tree.
+    fn touches_loose(&self, path: &OwnedValuePath) -> bool {
+        match path.segments.first() {
+            Some(OwnedSegment::Field(k)) => self.loose_entry(k.as_str()).is_some(),
+            _ => self.loose.iter().any(Option::is_some),
+        }
+    }
+
+    /// The event's fields (its own and the shared entries it does not shadow), for
     /// serializing as one object.
     pub fn view(&self) -> FieldsView<'_> {
         FieldsView(self)
     }
 
     /// Every top-level entry, in key order as the materialized tree would give them: the
-    /// tree's and the shared ones it does not shadow.
+    /// event's own (its tree's and those beside it) and the shared ones it does not shadow.
     pub fn top_level(&self) -> impl Iterator<Item = (&KeyString, &Value)> {
-        let mut own = self.fields.as_object().into_iter().flatten().peekable();
-        let mut shared =
-            self.shared.as_deref().map(SharedFields::map).into_iter().flatten().peekable();
-        std::iter::from_fn(move || match (own.peek(), shared.peek()) {
-            (Some((a, _)), Some((b, _))) => match a.as_str().cmp(b.as_str()) {
-                std::cmp::Ordering::Less => own.next(),
-                std::cmp::Ordering::Greater => shared.next(),
-                std::cmp::Ordering::Equal => {
-                    shared.next();
-                    own.next()
-                }
-            },
-            (Some(_), None) => own.next(),
-            (None, Some(_)) => shared.next(),
-            (None, None) => None,
-        })
+        let loose = LOOSE_KEY_STRINGS
+            .iter()
+            .zip(&self.loose)
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
+        let own = merge_by_key(self.fields.as_object().into_iter().flatten(), loose);
+        let shared = self.shared.as_deref().map(SharedFields::map).into_iter().flatten();
+        merge_by_key(own, shared)
     }
 
-    /// A top-level entry, the tree's or an unshadowed shared one.
+    /// A top-level entry: the event's own or an unshadowed shared one.
     pub fn get_top(&self, key: &str) -> Option<&Value> {
+        if let Some(v) = self.loose_entry(key) {
+            return Some(v);
+        }
         match self.shared_for(key) {
             Some(shared) => shared.map().get(key),
             None => self.fields.as_object().and_then(|m| m.get(key)),
         }
     }
 
-    /// The size estimate the event will have once its shared entries are copied into it (an
-    /// event read back from a disk buffer has them all in its tree).
+    /// The size estimate the event will have once all its entries are in its tree (an event
+    /// read back from a disk buffer has them all there).
     pub fn materialized_size(&self) -> usize {
-        self.meta.size + self.shared.as_deref().map_or(0, |s| s.size)
+        self.meta.size + self.shared.as_deref().map_or(0, |s| s.size) + self.settle_growth()
     }
 
     /// Number of top-level entries (see [`Event::top_level`]).
@@ -248,6 +346,7 @@ impl Event {
             Value::Object(map) => {
                 let mut event = Self {
                     fields: Value::Object(map),
+                    loose: Default::default(),
                     shared: None,
                     meta: EventMetadata::default(),
                 };
@@ -262,14 +361,14 @@ impl Event {
         }
     }
 
-    /// The event's own tree. Shared entries it does not shadow are not in it: use
-    /// [`Event::view`], [`Event::get`] or [`Event::top_level`] to see them, or
-    /// [`Event::materialize`] first.
+    /// The event's own tree. Shared entries it does not shadow, and a line's `message` and
+    /// `@timestamp` until the event is changed, are not in it: use [`Event::view`],
+    /// [`Event::get`] or [`Event::top_level`] to see them, or [`Event::materialize`] first.
     pub fn fields(&self) -> &Value {
         &self.fields
     }
 
-    /// All the fields, for any change (the shared entries are copied in first).
+    /// All the fields, for any change (every entry is moved or copied into the tree first).
     pub fn fields_mut(&mut self) -> &mut Value {
         self.materialize();
         &mut self.fields
@@ -279,6 +378,7 @@ impl Event {
     /// `message`.
     pub fn set_fields(&mut self, value: Value) {
         self.shared = None;
+        self.loose = Default::default();
         self.fields = match value {
             Value::Object(_) => value,
             other => {
@@ -289,17 +389,22 @@ impl Event {
         };
     }
 
-    /// The root object, for any change (the shared entries are copied in first).
+    /// The root object, for any change (every entry is moved or copied into the tree first).
     pub fn as_map_mut(&mut self) -> &mut ObjectMap {
         self.materialize();
-        self.own_map_mut()
+        self.tree_mut()
     }
 
     /// The root object of the event's own tree, for adding or replacing top-level entries
-    /// only: an entry written here shadows a shared one of the same key, as replacing it
-    /// would. Removing entries through it would not remove shared ones: use
-    /// [`Event::as_map_mut`] for that.
+    /// only: an entry written here shadows one of the same key held beside the tree or
+    /// shared, as replacing it would. Removing entries through it would not remove those:
+    /// use [`Event::as_map_mut`] for that.
     pub fn own_map_mut(&mut self) -> &mut ObjectMap {
+        self.tree_mut()
+    }
+
+    /// The tree's root object as it is.
+    fn tree_mut(&mut self) -> &mut ObjectMap {
         // The invariant that the root is an object is kept by every constructor and by
         // [`Event::set_fields`]; should it ever be broken, the fields are reset rather than
         // panicking on input.
@@ -318,36 +423,51 @@ impl Event {
     }
 
     pub fn get(&self, path: &OwnedValuePath) -> Option<&Value> {
-        if let Some(OwnedSegment::Field(k)) = path.segments.first()
-            && let Some(shared) = self.shared_for(k.as_str())
-        {
-            return shared.value().get(path);
+        if let Some(OwnedSegment::Field(k)) = path.segments.first() {
+            if let Some(value) = self.loose_entry(k.as_str()) {
+                return value.get(&path.segments[1..]);
+            }
+            if let Some(shared) = self.shared_for(k.as_str()) {
+                return shared.value().get(path);
+            }
         }
         self.fields.get(path)
     }
 
     pub fn insert(&mut self, path: &OwnedValuePath, value: Value) -> Option<Value> {
+        if self.touches_loose(path) {
+            self.settle();
+        }
         if self.touches_shared(path) {
-            self.materialize();
+            self.unshare();
         }
         self.fields.insert(path, value)
     }
 
     pub fn remove(&mut self, path: &OwnedValuePath) -> Option<Value> {
+        if self.touches_loose(path) {
+            self.settle();
+        }
         if self.touches_shared(path) {
-            self.materialize();
+            self.unshare();
         }
         self.fields.remove(path, true)
     }
 
-    /// Inserts (or replaces) a top-level field.
+    /// Inserts (or replaces) a top-level field. An entry held beside the tree is replaced
+    /// in place; the others stay where they are.
     pub fn insert_key(&mut self, key: &str, value: Value) {
-        self.own_map_mut().insert(KeyString::from(key), value);
+        match loose_slot(key) {
+            Some(i) if self.loose_entry(key).is_some() => self.loose[i] = Some(value),
+            _ => {
+                self.tree_mut().insert(KeyString::from(key), value);
+            }
+        }
     }
 
     /// The `message` field as bytes, if it is a string.
     pub fn message(&self) -> Option<&Bytes> {
-        match self.fields.as_object()?.get("message")? {
+        match self.get_own("message")? {
             Value::Bytes(b) => Some(b),
             _ => None,
         }
@@ -355,10 +475,15 @@ impl Event {
 
     /// The event's time: `@timestamp` when it is a timestamp, else `None`.
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
-        match self.fields.as_object()?.get("@timestamp")? {
+        match self.get_own("@timestamp")? {
             Value::Timestamp(ts) => Some(*ts),
             _ => None,
         }
+    }
+
+    /// A top-level entry of the event's own fields (not a shared one).
+    fn get_own(&self, key: &str) -> Option<&Value> {
+        self.fields.as_object().and_then(|m| m.get(key)).or_else(|| self.loose_entry(key))
     }
 
     /// Estimated heap size in bytes.
@@ -379,7 +504,17 @@ impl Event {
 
     /// Sets the size estimate from the fields as they are now (walks the whole tree).
     pub fn recompute_size(&mut self) {
-        self.meta.size = EVENT_OVERHEAD_BYTES + estimate_size(&self.fields);
+        let loose: usize = LOOSE_KEYS
+            .iter()
+            .zip(&self.loose)
+            .filter_map(|(_, v)| v.as_ref().map(estimate_size))
+            .sum();
+        // An empty tree allocates nothing (an event whose fields are all beside it).
+        let tree = match &self.fields {
+            Value::Object(map) if map.is_empty() => 0,
+            other => estimate_size(other),
+        };
+        self.meta.size = EVENT_OVERHEAD_BYTES + tree + loose;
     }
 
     pub fn metadata(&self) -> &EventMetadata {
@@ -407,27 +542,50 @@ impl Event {
         self.meta.finalizers.merge(taken);
     }
 
-    /// All the fields (shared ones copied in) and the metadata.
+    /// All the fields (every entry in the tree) and the metadata.
     pub fn into_parts(mut self) -> (Value, EventMetadata) {
         self.materialize();
         (self.fields, self.meta)
     }
 
     pub fn from_parts(fields: Value, meta: EventMetadata) -> Self {
-        let mut event = Self { fields: Value::Null, shared: None, meta };
+        let mut event = Self { fields: Value::Null, loose: Default::default(), shared: None, meta };
         event.set_fields(fields);
         event
     }
 }
 
-/// An event's fields serialized as one object, in key order: the tree's entries and the
-/// shared ones it does not shadow ([`Event::top_level`]).
+/// Two iterators of top-level entries in key order merged into one; on equal keys the entry
+/// of `first` is taken and that of `second` skipped (it is shadowed).
+fn merge_by_key<'a>(
+    first: impl Iterator<Item = (&'a KeyString, &'a Value)>,
+    second: impl Iterator<Item = (&'a KeyString, &'a Value)>,
+) -> impl Iterator<Item = (&'a KeyString, &'a Value)> {
+    let mut first = first.peekable();
+    let mut second = second.peekable();
+    std::iter::from_fn(move || match (first.peek(), second.peek()) {
+        (Some((a, _)), Some((b, _))) => match a.as_str().cmp(b.as_str()) {
+            std::cmp::Ordering::Less => first.next(),
+            std::cmp::Ordering::Greater => second.next(),
+            std::cmp::Ordering::Equal => {
+                second.next();
+                first.next()
+            }
+        },
+        (Some(_), None) => first.next(),
+        (None, Some(_)) => second.next(),
+        (None, None) => None,
+    })
+}
+
+/// An event's fields serialized as one object, in key order: its own entries and the shared
+/// ones it does not shadow ([`Event::top_level`]).
 pub struct FieldsView<'a>(&'a Event);
 
 impl Serialize for FieldsView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let event = self.0;
-        if event.shared.is_none() {
+        if event.shared.is_none() && event.loose.iter().all(Option::is_none) {
             return event.fields.serialize(serializer);
         }
         let mut map = serializer.serialize_map(Some(event.top_level_len()))?;
@@ -583,7 +741,10 @@ mod tests {
         // Copying them in gives the same tree and accounts for their size.
         let mut m = lazy.clone();
         m.materialize();
-        assert_eq!(m.fields(), owned.fields());
+        let mut o = owned.clone();
+        o.materialize();
+        assert_eq!(m.fields(), o.fields());
+        assert_eq!(o.size(), owned.materialized_size());
         assert_eq!(m.size(), lazy.materialized_size());
         assert!(lazy.materialized_size() > lazy.size() + 2000, "{}", lazy.materialized_size());
     }
@@ -654,12 +815,141 @@ mod tests {
         ] {
             let mut e = event.clone();
             e.insert(&parse_path(path).unwrap(), Value::from("x"));
-            assert_eq!(serde_json::to_string(e.fields()).unwrap(), expected, "{path}");
+            assert_eq!(serde_json::to_string(&e.view()).unwrap(), expected, "{path}");
         }
         event.insert(&parse_path("a[1]").unwrap(), Value::from(1));
         assert_eq!(
-            serde_json::to_string(event.fields()).unwrap(),
+            serde_json::to_string(&event.view()).unwrap(),
             r#"{"a":[null,1],"message":"hi"}"#
         );
+    }
+
+    /// A line event (message and timestamp beside the tree, host shared) and the same event
+    /// with every field in its own tree.
+    fn line_and_owned() -> (Event, Event) {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z").unwrap().to_utc();
+        let mut host = ObjectMap::new();
+        host.insert("name".into(), Value::from("h1"));
+        let mut map = ObjectMap::new();
+        map.insert("host".into(), Value::Object(host));
+        let line = Event::line(Bytes::from("a line"), now).with_shared(&SharedFields::new(map));
+        let owned = Event::from_value(Value::from_iter([
+            ("message".to_string(), Value::Bytes(Bytes::from("a line"))),
+            ("@timestamp".to_string(), Value::Timestamp(now)),
+            ("host".to_string(), Value::from_iter([("name".to_string(), Value::from("h1"))])),
+        ]));
+        (line, owned)
+    }
+
+    #[test]
+    fn a_lines_message_and_timestamp_read_as_its_fields_without_a_tree() {
+        let (line, owned) = line_and_owned();
+        assert!(line.as_map().unwrap().is_empty(), "the line's own tree holds nothing");
+        assert_eq!(json(&line), json(&owned));
+        assert_eq!(
+            json(&line),
+            r#"{"@timestamp":"2026-12-03T10:00:00Z","host":{"name":"h1"},"message":"a line"}"#
+        );
+        for path in ["message", "@timestamp", "host.name", "message.x", "nothing"] {
+            let p = parse_path(path).unwrap();
+            assert_eq!(line.get(&p), owned.get(&p), "{path}");
+        }
+        assert_eq!(line.get_top("message"), owned.get_top("message"));
+        assert_eq!(line.message(), owned.message());
+        assert_eq!(line.timestamp(), owned.timestamp());
+        assert_eq!(line.top_level_len(), 3);
+        assert_eq!(
+            line.top_level().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["@timestamp", "host", "message"]
+        );
+        // The estimate counts what is held: no map node until the fields move into a tree.
+        assert!(line.size() < EVENT_OVERHEAD_BYTES + 32, "{}", line.size());
+        let mut moved = line.clone();
+        moved.materialize();
+        assert_eq!(moved.size(), line.materialized_size());
+        assert_eq!(json(&moved), json(&owned));
+        assert!(moved.as_map().unwrap().contains_key("message"));
+        let mut whole = owned.clone();
+        whole.recompute_size();
+        // Moving the fields in accounts for the node and keys the tree now holds (the
+        // message's bytes are a slice of a read buffer: their length, not an allocation).
+        assert!(
+            moved.size() + ALLOCATION_BYTES >= whole.size(),
+            "{} {}",
+            moved.size(),
+            whole.size()
+        );
+    }
+
+    #[test]
+    fn changes_to_a_lines_fields_act_as_on_its_own_tree() {
+        let (line, owned) = line_and_owned();
+        type Change = Box<dyn Fn(&mut Event)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("replace message", Box::new(|e| e.insert_key("message", Value::from("other")))),
+            (
+                "insert under message",
+                Box::new(|e| {
+                    e.insert(&parse_path("message.inner").unwrap(), Value::from(1));
+                }),
+            ),
+            (
+                "remove timestamp",
+                Box::new(|e| {
+                    e.remove(&parse_path("@timestamp").unwrap());
+                }),
+            ),
+            (
+                "insert beside",
+                Box::new(|e| {
+                    e.insert(&parse_path("service.name").unwrap(), Value::from("s"));
+                }),
+            ),
+            ("add a key", Box::new(|e| e.insert_key("level", Value::from("info")))),
+            (
+                "remove through the root",
+                Box::new(|e| {
+                    e.as_map_mut().remove("message");
+                }),
+            ),
+            (
+                "replace through own map",
+                Box::new(|e| {
+                    e.own_map_mut().insert("@timestamp".into(), Value::from("t"));
+                }),
+            ),
+            (
+                "a parser's fields, then changes",
+                Box::new(|e| {
+                    let root = e.own_map_mut();
+                    root.insert("message".into(), Value::from("parsed"));
+                    root.insert("level".into(), Value::from("warn"));
+                    e.insert_key("message", Value::from("again"));
+                    e.remove(&parse_path("@timestamp").unwrap());
+                }),
+            ),
+            (
+                "vrl-like",
+                Box::new(|e| {
+                    if let Value::Object(m) = e.fields_mut() {
+                        m.remove("message");
+                        m.insert("msg".into(), Value::from("m"));
+                    }
+                }),
+            ),
+            ("set all", Box::new(|e| e.set_fields(Value::from("only")))),
+        ];
+        for (what, change) in changes {
+            let (mut a, mut b) = (line.clone(), owned.clone());
+            change(&mut a);
+            change(&mut b);
+            assert_eq!(json(&a), json(&b), "{what}");
+            assert_eq!(a.top_level_len(), b.top_level_len(), "{what}");
+            assert_eq!(a.message(), b.message(), "{what}");
+            assert_eq!(a.timestamp(), b.timestamp(), "{what}");
+            let (fa, _) = a.into_parts();
+            let (fb, _) = b.into_parts();
+            assert_eq!(fa, fb, "{what}");
+        }
     }
 }

@@ -90,13 +90,19 @@ async fn until(mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
-async fn finish(mut b: Buffer) -> BatchReceiver {
+async fn finish(b: Buffer) -> BatchReceiver {
+    finish_joined(b).await.0
+}
+
+/// [`finish`], with a handle that completes once every task of the buffer has ended (its
+/// last position written).
+async fn finish_joined(mut b: Buffer) -> (BatchReceiver, tokio::task::JoinHandle<()>) {
     drop(b.upstream.take());
     b.shutdown.trigger(Duration::from_secs(10));
     let sink = b.sink;
     // The caller drains `sink`; tasks end once it has taken everything.
-    tokio::spawn(async move { while b.tasks.join_next().await.is_some() {} });
-    sink
+    let joined = tokio::spawn(async move { while b.tasks.join_next().await.is_some() {} });
+    (sink, joined)
 }
 
 fn segment_files(dir: &Path) -> usize {
@@ -195,12 +201,13 @@ async fn a_restart_delivers_again_what_the_sink_did_not_acknowledge() {
         e.update_status(EventStatus::Errored);
     }
     drop(rest);
-    let mut sink = finish(b).await;
+    let (mut sink, joined) = finish_joined(b).await;
     assert!(sink.recv().await.is_none());
     drop(sink);
-    assert!(
-        until(|| segment::read_ack(dir.path()).ok().flatten().is_some_and(|p| p.offset > 0)).await
-    );
+    // Every acknowledgement is in the position once the buffer's tasks have ended (waiting
+    // only for a first position could restart from an earlier one).
+    joined.await.unwrap();
+    assert!(segment::read_ack(dir.path()).ok().flatten().is_some_and(|p| p.offset > 0));
 
     let mut b = open(dir.path(), &id, 8 * 1024 * 1024, WhenFull::Block);
     let again = take(&mut b.sink, 60).await;

@@ -97,7 +97,7 @@ impl BulkEncoder {
                 let namespace = namespace.render(event, now).map_err(missing)?;
                 // Data streams require `@timestamp`; one already there (a string from parsed
                 // JSON, say) is left for Elasticsearch to read.
-                if !event.as_map().is_some_and(|m| m.contains_key("@timestamp")) {
+                if event.get_top("@timestamp").is_none() {
                     event.insert_key("@timestamp", Value::Timestamp(now));
                 }
                 // Keep the document's data_stream fields in step with where it goes, as the

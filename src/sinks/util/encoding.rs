@@ -35,7 +35,7 @@ impl EncodingConfig {
             Codec::Text => {
                 if let Some(m) = event.message() {
                     buf.extend_from_slice(m);
-                } else if let Some(v) = event.as_map().and_then(|m| m.get("message")) {
+                } else if let Some(v) = event.get_top("message") {
                     buf.extend_from_slice(v.to_string_lossy().as_bytes());
                 }
             }

@@ -45,15 +45,8 @@ pub fn line_fields(host: &Bytes, file_path: Option<&str>) -> Arc<SharedFields> {
 /// The event of one line: `message`, `@timestamp` (when weir read it) and the source's
 /// shared fields (see [`line_fields`]).
 pub fn line_event(message: Bytes, now: DateTime<Utc>, fields: &Arc<SharedFields>) -> Event {
-    let mut event = Event::from_message(message);
-    event.insert_key("@timestamp", Value::Timestamp(now));
-    event.grow(TIMESTAMP_ENTRY_BYTES);
-    event.with_shared(fields)
+    Event::line(message, now).with_shared(fields)
 }
-
-/// Estimated bytes of the `@timestamp` entry: its key (a heap string) and nothing more (the
-/// timestamp lives in its slot of the map node).
-const TIMESTAMP_ENTRY_BYTES: usize = 10 + 16;
 
 /// Sleeps until `deadline`, or forever when there is none (for `select!` arms).
 pub async fn sleep_until(deadline: Option<std::time::Instant>) {

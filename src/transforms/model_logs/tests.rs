@@ -30,7 +30,7 @@ fn transform(format: &str) -> ParseModelLog {
 fn parse(t: &mut ParseModelLog, line: &str) -> Json {
     let (out, named) = run(t, 1, vec![Event::from_message(line.to_string())]);
     assert!(named[0].is_empty());
-    serde_json::to_value(out[0].fields()).unwrap()
+    serde_json::to_value(out[0].view()).unwrap()
 }
 
 /// The value at a dotted path (`@timestamp` is one segment).
@@ -448,7 +448,7 @@ fn drop_on_error_and_target() {
         run(&mut t, 1, vec![Event::from_message(good), Event::from_message("garbage")]);
     assert_eq!(out.len(), 1);
     assert_eq!(named[0].len(), 1);
-    let e = serde_json::to_value(out[0].fields()).unwrap();
+    let e = serde_json::to_value(out[0].view()).unwrap();
     assert_eq!(e["srv"]["model"]["name"], "iris");
     assert_eq!(e["srv"]["inference"]["status_class"], "5xx");
     assert_eq!(e["message"], good);
@@ -463,7 +463,7 @@ fn deep_insertion_keeps_existing_fields() {
     );
     event.insert(&parse_path("log.file.path").unwrap(), Value::from("/var/log/ts/access.log"));
     let (out, _) = run(&mut t, 1, vec![event]);
-    let e = serde_json::to_value(out[0].fields()).unwrap();
+    let e = serde_json::to_value(out[0].view()).unwrap();
     assert_eq!(e["log"]["file"]["path"], "/var/log/ts/access.log");
     assert_eq!(e["log"]["level"], "INFO");
 }
