@@ -233,8 +233,7 @@ impl Event {
         if added == 0 {
             return 0;
         }
-        let nodes_before = if before == 0 { 0 } else { map_nodes_bytes(before) };
-        keys + map_nodes_bytes(before + added) - nodes_before
+        keys + map_nodes_bytes(before + added) - map_nodes_bytes(before)
     }
 
     /// Copies the shared entries the event does not shadow into its tree.
@@ -509,12 +508,7 @@ impl Event {
             .zip(&self.loose)
             .filter_map(|(_, v)| v.as_ref().map(estimate_size))
             .sum();
-        // An empty tree allocates nothing (an event whose fields are all beside it).
-        let tree = match &self.fields {
-            Value::Object(map) if map.is_empty() => 0,
-            other => estimate_size(other),
-        };
-        self.meta.size = EVENT_OVERHEAD_BYTES + tree + loose;
+        self.meta.size = EVENT_OVERHEAD_BYTES + estimate_size(&self.fields) + loose;
     }
 
     pub fn metadata(&self) -> &EventMetadata {
@@ -615,7 +609,7 @@ pub fn estimate_size(value: &Value) -> usize {
         Value::Bytes(b) => b.len() + ALLOCATION_BYTES,
         Value::String(s) => s.len() + ALLOCATION_BYTES,
         Value::Object(map) => {
-            MAP_NODE_BYTES * map.len().div_ceil(MAP_NODE_SLOTS).max(1)
+            map_nodes_bytes(map.len())
                 + map
                     .iter()
                     .map(|(k, v)| k.len() + ALLOCATION_BYTES + estimate_size(v))
@@ -630,9 +624,10 @@ pub fn estimate_size(value: &Value) -> usize {
     }
 }
 
-/// Estimated bytes of the nodes of a map with `entries` entries.
+/// Estimated bytes of the nodes of a map with `entries` entries (an empty map allocates
+/// none).
 pub fn map_nodes_bytes(entries: usize) -> usize {
-    MAP_NODE_BYTES * entries.div_ceil(MAP_NODE_SLOTS).max(1)
+    MAP_NODE_BYTES * entries.div_ceil(MAP_NODE_SLOTS)
 }
 
 /// Parses a field path as users write it in configuration (`service.name`, `log.file.path`,

@@ -8,7 +8,7 @@
 //! encoding.codec = "json"
 //! ```
 //! Files are opened in append mode and written once per batch (batches already queued when one
-//! arrives join its write, up to 1 MiB); the events of a write are acknowledged once the
+//! arrives join its write, up to 256 KiB); the events of a write are acknowledged once the
 //! system has taken it. A file not written for `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the template
 //! names is missing) is rejected, counted, logged and sent to the dead-letter destination,
 //! never silently dropped.
@@ -158,7 +158,7 @@ impl FileSinkConfig {
 }
 
 /// Encoded bytes gathered from queued batches before they are written.
-const WRITE_BYTES: usize = 1024 * 1024;
+const WRITE_BYTES: usize = 256 * 1024;
 /// Written buffers kept for reuse (one per file written in a batch, usually one).
 const SPARE_BUFFERS: usize = 1;
 
