@@ -9,9 +9,9 @@
 //! ```
 //! Files are opened in append mode and written once per batch (batches already queued when one
 //! arrives join its write, up to 256 KiB); the events of a write are acknowledged once the
-//! system has taken it. A file not written for `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the template
-//! names is missing) is rejected, counted, logged and sent to the dead-letter destination,
-//! never silently dropped.
+//! system has taken it. A file not written for `idle_timeout_secs` is closed. An event whose
+//! path cannot be rendered (a field the template names is missing) is rejected, counted,
+//! logged and sent to the dead-letter destination, never silently dropped.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
