@@ -18,6 +18,7 @@
 //! Invariant: encoding is a pure function of the event, the settings and the time used for
 //! events without `@timestamp`, so its output is tested byte for byte.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha1::{Digest, Sha1};
 use vrl::path::OwnedValuePath;
@@ -43,10 +44,17 @@ impl Op {
     }
 }
 
+/// Working space kept between events, at most (see [`BulkEncoder::encode`]).
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+
 /// One encoded event: its two NDJSON lines and its operation.
+///
+/// `lines` is one exact-size allocation when encoded; once a request has been built, a slice
+/// of that request's body (see [`super::service`]), so that a batch in flight holds its bytes
+/// once.
 #[derive(Debug, Clone)]
 pub struct BulkItem {
-    pub lines: Vec<u8>,
+    pub lines: Bytes,
     pub op: Op,
 }
 
@@ -80,10 +88,12 @@ pub struct BulkEncoder {
 impl BulkEncoder {
     /// Encodes `event`; `now` names time-based indices of events without `@timestamp` and
     /// becomes the `@timestamp` of such events in data streams (which require one).
+    /// `scratch` is working space kept by the caller from one event to the next.
     pub fn encode(
         &self,
         event: &mut Event,
         now: DateTime<Utc>,
+        scratch: &mut Vec<u8>,
     ) -> Result<(String, BulkItem), Rejection> {
         let missing = |e: crate::template::MissingField| Rejection {
             reason: "missing_field",
@@ -114,10 +124,14 @@ impl BulkEncoder {
                 (format!("{kind}-{dataset}-{namespace}"), Op::Create)
             }
         };
-        let mut doc = Vec::with_capacity(event.size() + 64);
-        // Serialising a VRL value into memory cannot fail: keys are strings and floats are
-        // never NaN.
-        let _ = serde_json::to_writer(&mut doc, &event.view());
+        // The document is written once, into working space, and copied once into an
+        // allocation of its exact size behind the action line (the `_id` may be its digest).
+        if scratch.capacity() > SCRATCH_KEEP_BYTES {
+            // One huge event does not keep its working space for all the small ones after it.
+            *scratch = Vec::new();
+        }
+        scratch.clear();
+        let _ = serde_json::to_writer(&mut *scratch, &event.view());
         let id: Option<String> = match &self.id {
             IdSource::Auto => None,
             IdSource::Field(path) => match event.get(path) {
@@ -129,24 +143,29 @@ impl BulkEncoder {
                 Some(v) => Some(v.to_string_lossy().into_owned()),
             },
             IdSource::Content => {
-                let digest = Sha1::digest(&doc);
+                let digest = Sha1::digest(&scratch[..]);
                 Some(digest.iter().map(|b| format!("{b:02x}")).collect())
             }
         };
         let op = if id.is_some() { Op::Create } else { op_default };
-        let mut lines = Vec::with_capacity(doc.len() + index.len() + 64);
-        lines.extend_from_slice(b"{\"");
-        lines.extend_from_slice(op.name().as_bytes());
-        lines.extend_from_slice(b"\":{\"_index\":");
-        let _ = serde_json::to_writer(&mut lines, &index);
+        // The action line goes into the working space behind the document.
+        let doc_len = scratch.len();
+        scratch.extend_from_slice(b"{\"");
+        scratch.extend_from_slice(op.name().as_bytes());
+        scratch.extend_from_slice(b"\":{\"_index\":");
+        let _ = serde_json::to_writer(&mut *scratch, &index);
         if let Some(id) = &id {
-            lines.extend_from_slice(b",\"_id\":");
-            let _ = serde_json::to_writer(&mut lines, id);
+            scratch.extend_from_slice(b",\"_id\":");
+            let _ = serde_json::to_writer(&mut *scratch, id);
         }
-        lines.extend_from_slice(b"}}\n");
-        lines.extend_from_slice(&doc);
+        scratch.extend_from_slice(b"}}\n");
+        let (doc, action) = scratch.split_at(doc_len);
+        let mut lines = Vec::with_capacity(scratch.len() + 1);
+        lines.extend_from_slice(action);
+        lines.extend_from_slice(doc);
         lines.push(b'\n');
-        Ok((index, BulkItem { lines, op }))
+        // Length equal to capacity: the conversion takes the allocation as it is.
+        Ok((index, BulkItem { lines: Bytes::from(lines), op }))
     }
 }
 
@@ -174,8 +193,8 @@ mod tests {
     }
 
     fn encode(enc: &BulkEncoder, mut e: Event) -> (String, String, Op) {
-        let (index, item) = enc.encode(&mut e, now()).unwrap();
-        (index, String::from_utf8(item.lines).unwrap(), item.op)
+        let (index, item) = enc.encode(&mut e, now(), &mut Vec::new()).unwrap();
+        (index, String::from_utf8(item.lines.to_vec()).unwrap(), item.op)
     }
 
     #[test]
@@ -286,7 +305,7 @@ mod tests {
             target: Target::Index(Template::parse("logs-{{ kubernetes.namespace }}").unwrap()),
             id: IdSource::Auto,
         };
-        let err = enc.encode(&mut event(), now()).unwrap_err();
+        let err = enc.encode(&mut event(), now(), &mut Vec::new()).unwrap_err();
         assert_eq!(err.reason, "missing_field");
         assert!(err.detail.contains("kubernetes.namespace"));
     }

@@ -276,7 +276,7 @@ impl ElasticsearchConfig {
     }
 
     pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
-        let encoder = EsEncoder { inner: self.encoder()? };
+        let encoder = EsEncoder { inner: self.encoder()?, scratch: Vec::new() };
         let client = Arc::new(self.client()?);
         let service =
             BulkService::new(self.pipeline.as_deref(), self.compression == Compression::Gzip);
@@ -297,6 +297,7 @@ impl ElasticsearchConfig {
 
 struct EsEncoder {
     inner: BulkEncoder,
+    scratch: Vec<u8>,
 }
 
 impl Encoder for EsEncoder {
@@ -304,7 +305,7 @@ impl Encoder for EsEncoder {
     type Payload = BulkItem;
 
     fn encode(&mut self, event: &mut Event) -> Result<(String, BulkItem, usize), Rejection> {
-        let (index, item) = self.inner.encode(event, chrono::Utc::now())?;
+        let (index, item) = self.inner.encode(event, chrono::Utc::now(), &mut self.scratch)?;
         let size = item.lines.len();
         Ok((index, item, size))
     }

@@ -53,25 +53,33 @@ pub fn bulk_body(items: &[Item<BulkItem>]) -> Vec<u8> {
     body
 }
 
+/// Points every item's lines at its part of `body` (their concatenation, in order): the
+/// items' own allocations are freed, and a batch waiting for its response or a retry holds
+/// its bytes once (a retry of some items builds a smaller body from these parts).
+fn share_body(items: &mut [Item<BulkItem>], body: &Bytes) {
+    let mut start = 0;
+    for i in items {
+        let end = start + i.payload.lines.len();
+        i.payload.lines = body.slice(start..end);
+        start = end;
+    }
+}
+
 impl Service for BulkService {
     type Key = String;
     type Payload = BulkItem;
 
-    fn build(&self, _index: &String, items: &[Item<BulkItem>]) -> Result<HttpRequest, String> {
-        let body = bulk_body(items);
+    fn build(&self, _index: &String, items: &mut [Item<BulkItem>]) -> Result<HttpRequest, String> {
+        let body = Bytes::from(bulk_body(items));
+        share_body(items, &body);
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))];
         let body = if self.gzip {
             headers.push((CONTENT_ENCODING, HeaderValue::from_static("gzip")));
-            gzip(&body)
+            Bytes::from(gzip(&body))
         } else {
             body
         };
-        Ok(HttpRequest {
-            method: reqwest::Method::POST,
-            path: self.path.clone(),
-            headers,
-            body: Bytes::from(body),
-        })
+        Ok(HttpRequest { method: reqwest::Method::POST, path: self.path.clone(), headers, body })
     }
 
     fn classify(&self, response: &HttpResponse, items: &[Item<BulkItem>]) -> Verdict {

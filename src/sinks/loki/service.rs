@@ -128,7 +128,7 @@ impl Service for PushService {
     fn build(
         &self,
         tenant: &Option<String>,
-        items: &[Item<LokiEntry>],
+        items: &mut [Item<LokiEntry>],
     ) -> Result<HttpRequest, String> {
         let mut headers = Vec::with_capacity(2);
         let body = match self.format {

@@ -146,8 +146,14 @@ pub trait Service: Send + Sync + 'static {
     type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
     type Payload: Send + Sync + 'static;
 
-    /// The request carrying `items` to `key`'s destination.
-    fn build(&self, key: &Self::Key, items: &[Item<Self::Payload>]) -> Result<HttpRequest, String>;
+    /// The request carrying `items` to `key`'s destination. A service may point the items'
+    /// payloads into the request it built, so that a batch in flight holds its bytes once; the
+    /// payloads must encode the same as before.
+    fn build(
+        &self,
+        key: &Self::Key,
+        items: &mut [Item<Self::Payload>],
+    ) -> Result<HttpRequest, String>;
 
     /// Classifies a response to the request built from `items`.
     fn classify(&self, response: &HttpResponse, items: &[Item<Self::Payload>]) -> Verdict;
@@ -448,7 +454,7 @@ async fn deliver<S: Service>(
             if shared.stop.is_cancelled() {
                 return;
             }
-            let req = match shared.service.build(&key, &items) {
+            let req = match shared.service.build(&key, &mut items) {
                 Ok(r) => r,
                 Err(e) => {
                     // A request that cannot be built will not build on retry either.
