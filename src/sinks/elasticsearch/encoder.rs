@@ -131,6 +131,8 @@ impl BulkEncoder {
             *scratch = Vec::new();
         }
         scratch.clear();
+        // Serialising a VRL value into memory cannot fail: keys are strings and floats are
+        // never NaN.
         let _ = serde_json::to_writer(&mut *scratch, &event.view());
         let id: Option<String> = match &self.id {
             IdSource::Auto => None,

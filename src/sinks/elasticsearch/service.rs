@@ -252,6 +252,35 @@ mod tests {
 
     const TOO_MANY: &str = r#"{"error":{"root_cause":[{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation"}],"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation"},"status":429}"#;
 
+    fn item(lines: &str) -> Item<BulkItem> {
+        let payload = BulkItem { lines: Bytes::copy_from_slice(lines.as_bytes()), op: Op::Index };
+        Item::new(payload, lines.len(), &mut crate::event::Event::from_message("x"))
+    }
+
+    #[test]
+    fn items_point_into_the_body_they_were_sent_in_and_build_the_same_again() {
+        let service = BulkService::new(None, false);
+        let lines =
+            ["{\"index\":{}}\n{\"a\":1}\n", "{\"index\":{}}\n{\"b\":22}\n", "{\"index\":{}}\n{}\n"];
+        let mut items: Vec<_> = lines.iter().map(|l| item(l)).collect();
+        let req = service.build(&"i".to_string(), &mut items).unwrap();
+        assert_eq!(req.body, lines.concat().as_bytes());
+        for (i, l) in items.iter().zip(lines) {
+            assert_eq!(i.payload.lines, l.as_bytes());
+            // A slice of the body, not a copy of its own.
+            let range = req.body.as_ptr_range();
+            assert!(range.contains(&i.payload.lines.as_ptr()));
+        }
+        // A retry of some of them sends exactly their lines.
+        let mut retry = items.split_off(1);
+        let again = service.build(&"i".to_string(), &mut retry).unwrap();
+        assert_eq!(again.body, lines[1..].concat().as_bytes());
+        assert_eq!(retry[1].payload.lines, lines[2].as_bytes());
+        for i in items.into_iter().chain(retry) {
+            i.finish(crate::event::EventStatus::Delivered);
+        }
+    }
+
     #[test]
     fn all_created() {
         assert_eq!(
