@@ -43,26 +43,24 @@ impl BulkService {
     }
 }
 
-/// The request body of `items`: their lines, concatenated.
-pub fn bulk_body(items: &[Item<BulkItem>]) -> Vec<u8> {
+/// The request body of `items`: their lines, concatenated. Every item's lines then point at
+/// its part of the body: the items' own allocations are freed, and a batch waiting for its
+/// response or a retry holds its bytes once (a retry of some items builds a smaller body from
+/// these parts).
+fn shared_body(items: &mut [Item<BulkItem>]) -> Bytes {
     let len = items.iter().map(|i| i.payload.lines.len()).sum();
     let mut body = Vec::with_capacity(len);
-    for i in items {
+    for i in items.iter() {
         body.extend_from_slice(&i.payload.lines);
     }
-    body
-}
-
-/// Points every item's lines at its part of `body` (their concatenation, in order): the
-/// items' own allocations are freed, and a batch waiting for its response or a retry holds
-/// its bytes once (a retry of some items builds a smaller body from these parts).
-fn share_body(items: &mut [Item<BulkItem>], body: &Bytes) {
+    let body = Bytes::from(body);
     let mut start = 0;
     for i in items {
         let end = start + i.payload.lines.len();
         i.payload.lines = body.slice(start..end);
         start = end;
     }
+    body
 }
 
 impl Service for BulkService {
@@ -70,8 +68,7 @@ impl Service for BulkService {
     type Payload = BulkItem;
 
     fn build(&self, _index: &String, items: &mut [Item<BulkItem>]) -> Result<HttpRequest, String> {
-        let body = Bytes::from(bulk_body(items));
-        share_body(items, &body);
+        let body = shared_body(items);
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))];
         let body = if self.gzip {
             headers.push((CONTENT_ENCODING, HeaderValue::from_static("gzip")));
