@@ -1,7 +1,8 @@
 //! Micro-benchmarks of what delivery guarantees cost per event, each measured alone: an
 //! acknowledgement handle attached to every event of a batch and fired when the last is
-//! dropped, and the disk buffer's record codec (encode, decode) on parsed model-server
-//! events. Throughput is in events.
+//! dropped, the disk buffer's record codec (encode, decode) on parsed model-server events,
+//! and the reading of an Elasticsearch `_bulk` response item by item. Throughput is in
+//! events.
 //!
 //!     cargo bench --bench delivery
 
@@ -11,6 +12,8 @@ use serde::de::IntoDeserializer;
 use weir::buffers::disk::codec;
 use weir::event::{BatchNotifier, Event};
 use weir::metrics::{ComponentLabels, ComponentMetrics};
+use weir::sinks::elasticsearch::encoder::Op;
+use weir::sinks::elasticsearch::service::classify;
 use weir::transforms::{TransformConfig, TransformOutput};
 
 /// The allocator of the `weir` binary, so the figures match it.
@@ -74,5 +77,27 @@ fn codec(c: &mut Criterion) {
     eprintln!("record payload: {} bytes for {BATCH} events", payload.len());
 }
 
-criterion_group!(benches, acknowledgements, codec);
+/// A `_bulk` response to `BATCH` actions as Elasticsearch writes it under the sink's
+/// `filter_path` (errors, items.*.status, items.*.error), every item created or, when
+/// `rejected`, the last one refused.
+fn bulk_response(rejected: bool) -> Vec<u8> {
+    let mut items = vec![r#"{"index":{"status":201}}"#.to_string(); BATCH];
+    if rejected {
+        items[BATCH - 1] = r#"{"index":{"status":400,"error":{"type":"document_parsing_exception","reason":"failed to parse field [score]"}}}"#.to_string();
+    }
+    format!(r#"{{"errors":{rejected},"items":[{}]}}"#, items.join(",")).into_bytes()
+}
+
+fn bulk_responses(c: &mut Criterion) {
+    let ops = vec![Op::Index; BATCH];
+    let mut g = c.benchmark_group("elasticsearch bulk response");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for (name, rejected) in [("every item created", false), ("one item rejected", true)] {
+        let body = bulk_response(rejected);
+        g.bench_function(name, |b| b.iter(|| classify(200, &body, &ops)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, acknowledgements, codec, bulk_responses);
 criterion_main!(benches);

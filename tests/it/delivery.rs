@@ -634,7 +634,7 @@ fn disk_full(when_full: &str) -> Option<(tempfile::TempDir, Tmpfs, EsServer, Wei
     };
     let es = EsServer::start_with(EsState { always: Some(Fault::Status(503)), ..tracking() });
     // More than the queues in front of the buffer hold (a raw line is estimated at what it
-    // holds, ~300 bytes: the source's 4 MiB queue alone takes ~14,000 of them).
+    // holds, ~300 bytes: the source's 2 MiB queue alone takes ~7,000 of them).
     let (ids, _) = write_input(&dir.path().join("input.log"), 60_000, None);
     let pipeline = format!(
         "shutdown_timeout_secs = 3\n{SOURCE}{}",

@@ -4,12 +4,12 @@
 //! `kill -9`, a crash or a power cut.
 //!
 //! ```text
-//! upstream --(memory, 4 MiB)--> writer --> 00000000000000000007.seg, ...008.seg
+//! upstream --(memory, 2 MiB)--> writer --> 00000000000000000007.seg, ...008.seg
 //!                                               |
-//!                    sink <--(memory, 8 MiB)-- reader     acker --> ack.json, deletes segments
+//!                    sink <--(memory, 2 MiB)-- reader     acker --> ack.json, deletes segments
 //! ```
 //!
-//! - **Writer.** Takes the batches waiting in its input (up to 4 MiB of events: a group),
+//! - **Writer.** Takes the batches waiting in its input (up to 2 MiB of events: a group),
 //!   encodes each batch as records ([`codec`], framed with a length and a CRC32 by
 //!   [`segment`]), appends the group to the current segment with one `write`, calls
 //!   `fdatasync`, and only then drops the events, which acknowledges them to their sources.
@@ -100,20 +100,23 @@ pub const MIN_MAX_BYTES: usize = 1024 * 1024;
 
 /// Estimated bytes of events in the memory channel in front of the writer (the upstream
 /// waits when it is full).
-pub const WRITER_INPUT_BYTES: usize = 4 * 1024 * 1024;
+pub const WRITER_INPUT_BYTES: usize = 2 * 1024 * 1024;
 
-/// Estimated bytes of events between the reader and the sink.
-const READER_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+/// Estimated bytes of events between the reader and the sink. The reader refills it from the
+/// page cache far faster than a sink empties it, so more would only hold memory: 8 MiB here,
+/// with records of 1 MiB read 1 MiB at a time, put scenario 5 of `benches/compare` at ~115 MiB
+/// of peak memory against ~75 with these sizes, at the same speed (BENCHMARKS.md).
+const READER_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Estimated bytes of events the writer takes for one group commit.
-const GROUP_BYTES: usize = 4 * 1024 * 1024;
+const GROUP_BYTES: usize = 2 * 1024 * 1024;
 
 /// A record is closed once its payload passes this size (a batch larger than this becomes
 /// several records).
-const RECORD_TARGET_BYTES: usize = 1024 * 1024;
+const RECORD_TARGET_BYTES: usize = 256 * 1024;
 
 /// Bytes of records the reader reads at a time.
-const READ_CHUNK_BYTES: u64 = 1024 * 1024;
+const READ_CHUNK_BYTES: u64 = 256 * 1024;
 
 /// How often at most the acknowledged position is written.
 const ACK_PERSIST_INTERVAL: Duration = Duration::from_millis(500);

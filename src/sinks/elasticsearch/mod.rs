@@ -15,7 +15,7 @@
 //! auth.strategy = "basic"                               # or "api_key"
 //! auth.user = "weir"
 //! auth.password = "${ES_PASSWORD}"
-//! batch.max_bytes = 5000000                             # defaults: 5 MB, 10,000 events, 1 s
+//! batch.max_bytes = 5000000                             # defaults: 5 MB, 2,000 events, 1 s
 //! request.concurrency = "adaptive"                      # or a number
 //! ```
 //!
@@ -153,9 +153,13 @@ fn yes() -> bool {
     true
 }
 
-/// Batch defaults: Elastic recommends bulk requests of a few megabytes.
+/// Batch defaults. Elastic recommends bulk requests of a few thousand documents and a few
+/// megabytes; Filebeat sends 1,600 events a request. 2,000 events of model-server logs make
+/// requests of about 1 MB: the endpoint of `benches/compare` takes them as fast as batches of
+/// 10,000, and the sink's peak memory is half (BENCHMARKS.md, 2026-12-04 (afternoon)). Larger
+/// documents reach `max_bytes` first.
 pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
-    max_events: 10_000,
+    max_events: 2_000,
     max_bytes: 5_000_000,
     timeout: Duration::from_secs(1),
     idle_timeout: crate::sinks::util::batch::DEFAULT_IDLE_TIMEOUT,

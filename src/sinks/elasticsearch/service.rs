@@ -95,10 +95,18 @@ impl Service for BulkService {
     }
 }
 
+/// What a `_bulk` response is read as first: only `errors`. Its items (one per action) are
+/// skipped without being built, so a response whose every item succeeded costs no allocation
+/// per item.
 #[derive(Deserialize)]
-struct BulkResponse {
+struct BulkSummary {
     #[serde(default)]
     errors: bool,
+}
+
+/// A response with `errors: true`, read again with its items.
+#[derive(Deserialize)]
+struct BulkResponse {
     #[serde(default)]
     items: Vec<std::collections::HashMap<String, ItemResult>>,
 }
@@ -175,21 +183,24 @@ pub fn classify(status: u16, body: &[u8], ops: &[Op]) -> Verdict {
             ));
         }
     }
-    let parsed: BulkResponse = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return Verdict::RetryAll {
-                reason: format!("unreadable _bulk response: {e}"),
+    let unreadable = |e: serde_json::Error| Verdict::RetryAll {
+        reason: format!("unreadable _bulk response: {e}"),
+        throttled: false,
+    };
+    match serde_json::from_slice::<BulkSummary>(body) {
+        Ok(BulkSummary { errors: false }) => {
+            return Verdict::Items {
+                outcomes: vec![ItemOutcome::Delivered; ops.len()],
                 throttled: false,
             };
         }
-    };
-    if !parsed.errors {
-        return Verdict::Items {
-            outcomes: vec![ItemOutcome::Delivered; ops.len()],
-            throttled: false,
-        };
+        Ok(BulkSummary { errors: true }) => {}
+        Err(e) => return unreadable(e),
     }
+    let parsed: BulkResponse = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return unreadable(e),
+    };
     if parsed.items.len() != ops.len() {
         return Verdict::RetryAll {
             reason: format!(
@@ -356,6 +367,9 @@ mod tests {
     #[test]
     fn unreadable_or_mismatched_responses_are_resent() {
         assert!(matches!(classify(200, b"<html>", &[Op::Index]), Verdict::RetryAll { .. }));
+        // Items are skipped unread when `errors` is false, but a cut-off body is still seen.
+        let cut = r#"{"errors":false,"items":[{"index":{"status":201}}"#;
+        assert!(matches!(classify(200, cut.as_bytes(), &[Op::Index]), Verdict::RetryAll { .. }));
         let one_item = r#"{"errors":true,"items":[{"index":{"status":429}}]}"#;
         assert!(matches!(
             classify(200, one_item.as_bytes(), &[Op::Index, Op::Index]),
