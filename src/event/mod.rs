@@ -444,6 +444,22 @@ impl Event {
     }
 
     pub fn remove(&mut self, path: &OwnedValuePath) -> Option<Value> {
+        // A top-level entry held beside the tree is taken from its slot. Moving every entry
+        // there into the tree first, only to remove one of them, cost a map node and two key
+        // strings per event (`remove` of `message` after a parser). The slot is emptied too
+        // when the tree shadows it, or the slot's value would show once the tree's is gone.
+        if let [OwnedSegment::Field(k)] = path.segments.as_slice()
+            && let Some(i) = loose_slot(k.as_str())
+            && self.loose[i].is_some()
+        {
+            // Shared entries under the same key stay shadowed: copied only where nothing
+            // of the event's own is, and the slot is still full.
+            if self.touches_shared(path) {
+                self.unshare();
+            }
+            let beside = self.loose[i].take();
+            return self.tree_mut().remove(k.as_str()).or(beside);
+        }
         if self.touches_loose(path) {
             self.settle();
         }
@@ -877,6 +893,22 @@ mod tests {
     }
 
     #[test]
+    fn removing_a_lines_message_leaves_no_shared_message_behind() {
+        let mut map = ObjectMap::new();
+        map.insert("message".into(), Value::from("shared"));
+        map.insert("service".into(), Value::from("s"));
+        let shared = SharedFields::new(map);
+        let mut line = Event::line(Bytes::from("a line"), Utc::now()).with_shared(&shared);
+        assert_eq!(line.message(), Some(&Bytes::from("a line")));
+        let removed = line.remove(&parse_path("message").unwrap());
+        assert_eq!(removed, Some(Value::Bytes(Bytes::from("a line"))));
+        assert_eq!(line.get(&parse_path("message").unwrap()), None);
+        assert_eq!(line.get(&parse_path("service").unwrap()), Some(&Value::from("s")));
+        assert!(!json(&line).contains("message"), "{}", json(&line));
+        assert_eq!(line.top_level_len(), 2);
+    }
+
+    #[test]
     fn changes_to_a_lines_fields_act_as_on_its_own_tree() {
         let (line, owned) = line_and_owned();
         type Change = Box<dyn Fn(&mut Event)>;
@@ -892,6 +924,32 @@ mod tests {
                 "remove timestamp",
                 Box::new(|e| {
                     e.remove(&parse_path("@timestamp").unwrap());
+                }),
+            ),
+            (
+                "remove message",
+                Box::new(|e| {
+                    assert_eq!(
+                        e.remove(&parse_path("message").unwrap()),
+                        Some(Value::Bytes(Bytes::from("a line")))
+                    );
+                }),
+            ),
+            (
+                "a parser's fields, then remove message",
+                Box::new(|e| {
+                    e.own_map_mut().insert("level".into(), Value::from("warn"));
+                    e.remove(&parse_path("message").unwrap());
+                }),
+            ),
+            (
+                "remove message the tree shadows",
+                Box::new(|e| {
+                    e.own_map_mut().insert("message".into(), Value::from("parsed"));
+                    assert_eq!(
+                        e.remove(&parse_path("message").unwrap()),
+                        Some(Value::from("parsed"))
+                    );
                 }),
             ),
             (
