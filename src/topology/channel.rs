@@ -23,8 +23,9 @@ pub const MAX_QUEUED_BATCHES: usize = 1024;
 
 /// Default byte capacity of a component's input buffer.
 /// Small on purpose: a part of a file read (at most 256 KiB) is well under it, and memory is
-/// what a slow sink costs. 2 MiB ran every scenario of `benches/compare` as fast as 4 MiB
-/// with less peak memory (BENCHMARKS.md). Raise `buffer.max_bytes` to absorb longer bursts.
+/// what a slow sink costs. 2 MiB (measured alone and together with smaller Elasticsearch
+/// requests) ran every scenario of `benches/compare` as fast as 4 MiB with less peak memory
+/// (BENCHMARKS.md). Raise `buffer.max_bytes` to absorb longer bursts.
 pub const DEFAULT_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 
 /// What a full buffer does to the sender.

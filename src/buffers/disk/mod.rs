@@ -105,7 +105,8 @@ pub const WRITER_INPUT_BYTES: usize = 2 * 1024 * 1024;
 /// Estimated bytes of events between the reader and the sink. The reader refills it from the
 /// page cache far faster than a sink empties it, so more would only hold memory: 8 MiB here,
 /// with records of 1 MiB read 1 MiB at a time, put scenario 5 of `benches/compare` at ~115 MiB
-/// of peak memory against ~75 with these sizes, at the same speed (BENCHMARKS.md).
+/// of peak memory; this alone (with 256 KiB records and reads) at ~85, and with the writer's
+/// sizes halved too at ~75, at the same speed (BENCHMARKS.md).
 const READER_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Estimated bytes of events the writer takes for one group commit.

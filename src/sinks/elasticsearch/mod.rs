@@ -155,9 +155,9 @@ fn yes() -> bool {
 
 /// Batch defaults. Elastic recommends bulk requests of a few thousand documents and a few
 /// megabytes; Filebeat sends 1,600 events a request. 2,000 events of model-server logs make
-/// requests of about 1 MB: the endpoint of `benches/compare` takes them as fast as batches of
-/// 10,000, and the sink's peak memory is half (BENCHMARKS.md, 2026-12-04 (afternoon)). Larger
-/// documents reach `max_bytes` first.
+/// requests of about 1 MB: in scenario 2 of `benches/compare` they went as fast as batches of
+/// 10,000 and weir's peak memory was about a third lower (BENCHMARKS.md, 2026-12-04
+/// (afternoon)). Larger documents reach `max_bytes` first.
 pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
     max_events: 2_000,
     max_bytes: 5_000_000,
