@@ -31,6 +31,7 @@
 //!
 //! Invariant: the root of an event is always an object.
 
+pub mod block;
 pub mod finalization;
 
 use std::sync::{Arc, OnceLock};
@@ -41,6 +42,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use vrl::path::{OwnedSegment, OwnedValuePath};
 use vrl::value::{KeyString, ObjectMap};
 
+pub use block::LineBlock;
 pub use finalization::{BatchNotifier, BatchStatus, EventFinalizers, EventStatus};
 pub use vrl::value::Value;
 

@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::event::batch_size;
 use crate::topology::{SinkContext, Task};
 
 /// `[sinks.<id>] type = "blackhole"`
@@ -23,11 +22,12 @@ impl BlackholeConfig {
             let out = cx.metrics.output("_default");
             let (mut events_total, mut bytes_total) = (0u64, 0u64);
             let mut last = Instant::now();
-            while let Some(events) = cx.input.recv().await {
-                let bytes = batch_size(&events);
-                cx.metrics.received(events.len(), bytes);
-                out.sent(events.len(), bytes);
-                events_total += events.len() as u64;
+            // Blocks of lines are counted as they came, never turned into events.
+            while let Some(batch) = cx.input.recv_batch().await {
+                let (count, bytes) = (batch.len(), batch.size());
+                cx.metrics.received(count, bytes);
+                out.sent(count, bytes);
+                events_total += count as u64;
                 bytes_total += bytes as u64;
                 if !every.is_zero() && last.elapsed() >= every {
                     last = Instant::now();

@@ -40,6 +40,16 @@ impl SinkConfig {
         }
     }
 
+    /// Does the sink take blocks of lines ([`crate::event::LineBlock`]) and write them as
+    /// they are? A source whose consumers all do sends blocks instead of events.
+    pub fn writes_lines_as_read(&self) -> bool {
+        match self {
+            Self::Blackhole(_) => true,
+            Self::File(c) => c.writes_lines_as_read(),
+            _ => false,
+        }
+    }
+
     /// Builds the sink's task.
     pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
         match self {

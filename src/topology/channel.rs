@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::event::{Event, EventStatus, batch_size};
+use crate::event::{Event, EventStatus, LineBlock, batch_size};
 use crate::metrics::BufferGauges;
 
 /// The most batches a channel holds, whatever their size.
@@ -39,8 +39,53 @@ pub enum WhenFull {
     DropNewest,
 }
 
+/// What a channel carries: events, or a block of lines for a consumer that writes lines as
+/// read (see [`BatchSender::with_lines`]).
+#[derive(Clone, Debug)]
+pub enum Batch {
+    Events(Vec<Event>),
+    Lines(LineBlock),
+}
+
+impl Batch {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Events(e) => e.len(),
+            Self::Lines(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Estimated bytes held (for a block, its data).
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Events(e) => batch_size(e),
+            Self::Lines(b) => b.size(),
+        }
+    }
+
+    pub fn update_status(&self, status: EventStatus) {
+        match self {
+            Self::Events(events) => events.iter().for_each(|e| e.update_status(status)),
+            Self::Lines(b) => b.update_status(status),
+        }
+    }
+
+    /// The events, a block turned into the events its source would have built.
+    pub fn into_events(self) -> Vec<Event> {
+        match self {
+            Self::Events(e) => e,
+            Self::Lines(b) => b.into_events(),
+        }
+    }
+}
+
 struct Item {
-    events: Vec<Event>,
+    batch: Batch,
     permits: u32,
 }
 
@@ -59,6 +104,8 @@ struct Shared {
 pub struct BatchSender {
     tx: mpsc::Sender<Item>,
     shared: Arc<Shared>,
+    /// The consumer writes a block of lines as it is: sources may send it [`LineBlock`]s.
+    lines: bool,
 }
 
 /// Receiving half, owned by the component whose input this is.
@@ -90,16 +137,33 @@ pub fn channel(
         discarded,
     });
     let (tx, rx) = mpsc::channel(MAX_QUEUED_BATCHES);
-    (BatchSender { tx, shared: Arc::clone(&shared) }, BatchReceiver { rx, shared })
+    (BatchSender { tx, shared: Arc::clone(&shared), lines: false }, BatchReceiver { rx, shared })
 }
 
 impl BatchSender {
+    /// Declares whether the consumer takes blocks of lines ([`BatchReceiver::recv_batch`]
+    /// and writing them as they are); only then do sources send it blocks.
+    pub fn with_lines(mut self, lines: bool) -> Self {
+        self.lines = lines;
+        self
+    }
+
+    pub fn accepts_lines(&self) -> bool {
+        self.lines
+    }
+
     /// Enqueues a batch, waiting for room when the policy is `block`.
     pub async fn send(&self, events: Vec<Event>) -> Result<(), Closed> {
-        if events.is_empty() {
+        self.send_batch(Batch::Events(events)).await.map_err(|b| Closed(b.into_events()))
+    }
+
+    /// Enqueues a batch or block, waiting for room when the policy is `block`; gives it back
+    /// when the receiver is gone.
+    pub async fn send_batch(&self, batch: Batch) -> Result<(), Batch> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let size = batch_size(&events);
+        let size = batch.size();
         let permits = size.clamp(1, self.shared.max_bytes as usize) as u32;
         let acquired = match self.shared.when_full {
             WhenFull::Block => match self.shared.bytes.acquire_many(permits).await {
@@ -108,7 +172,7 @@ impl BatchSender {
                     true
                 }
                 // The semaphore is never closed; treat it as a closed channel all the same.
-                Err(_) => return Err(Closed(events)),
+                Err(_) => return Err(batch),
             },
             WhenFull::DropNewest => match self.shared.bytes.try_acquire_many(permits) {
                 Ok(p) => {
@@ -119,15 +183,15 @@ impl BatchSender {
             },
         };
         if !acquired {
-            self.discard(events);
+            self.discard(batch);
             return Ok(());
         }
-        let count = events.len();
+        let count = batch.len();
         if let Some(g) = &self.shared.gauges {
             g.events.inc_by(count as i64);
             g.bytes.inc_by(i64::from(permits));
         }
-        let item = Item { events, permits };
+        let item = Item { batch, permits };
         let refused = match self.shared.when_full {
             WhenFull::Block => match self.tx.send(item).await {
                 Ok(()) => return Ok(()),
@@ -148,22 +212,20 @@ impl BatchSender {
             g.bytes.dec_by(i64::from(permits));
         }
         if closed {
-            return Err(Closed(item.events));
+            return Err(item.batch);
         }
-        self.discard(item.events);
+        self.discard(item.batch);
         Ok(())
     }
 
     /// Drops a batch that found the buffer full (`drop_newest`): marked rejected and counted.
-    fn discard(&self, events: Vec<Event>) {
-        for e in &events {
-            e.update_status(EventStatus::Rejected);
-        }
+    fn discard(&self, batch: Batch) {
+        batch.update_status(EventStatus::Rejected);
         if let Some(c) = &self.shared.discarded {
-            c.inc_by(events.len() as u64);
+            c.inc_by(batch.len() as u64);
         }
         tracing::debug!(
-            count = events.len(),
+            count = batch.len(),
             "buffer full; batch discarded (when_full = drop_newest)"
         );
     }
@@ -172,23 +234,33 @@ impl BatchSender {
 impl BatchReceiver {
     /// The next batch, or `None` once every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Vec<Event>> {
-        let item = self.rx.recv().await?;
-        Some(self.release(item))
+        self.recv_batch().await.map(Batch::into_events)
     }
 
     /// A batch if one is queued now.
     pub fn try_recv(&mut self) -> Option<Vec<Event>> {
+        self.try_recv_batch().map(Batch::into_events)
+    }
+
+    /// The next batch as sent: for a consumer that takes blocks of lines as they are.
+    pub async fn recv_batch(&mut self) -> Option<Batch> {
+        let item = self.rx.recv().await?;
+        Some(self.release(item))
+    }
+
+    /// A batch as sent, if one is queued now.
+    pub fn try_recv_batch(&mut self) -> Option<Batch> {
         let item = self.rx.try_recv().ok()?;
         Some(self.release(item))
     }
 
-    fn release(&self, item: Item) -> Vec<Event> {
+    fn release(&self, item: Item) -> Batch {
         self.shared.bytes.add_permits(item.permits as usize);
         if let Some(g) = &self.shared.gauges {
-            g.events.dec_by(item.events.len() as i64);
+            g.events.dec_by(item.batch.len() as i64);
             g.bytes.dec_by(i64::from(item.permits));
         }
-        item.events
+        item.batch
     }
 }
 
@@ -198,11 +270,9 @@ impl Drop for BatchReceiver {
     fn drop(&mut self) {
         self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
-            for e in &item.events {
-                e.update_status(EventStatus::Errored);
-            }
-            let events = self.release(item);
-            drop(events);
+            item.batch.update_status(EventStatus::Errored);
+            let batch = self.release(item);
+            drop(batch);
         }
     }
 }
@@ -275,6 +345,31 @@ mod tests {
         assert_eq!(ack.await.unwrap(), crate::event::BatchStatus::Errored);
         // The sender is still there: the events did not wait for it to go.
         drop(tx);
+    }
+
+    /// A block reaches a consumer that takes blocks as it was sent, and any other as the
+    /// events of its lines; either way it is counted by its lines.
+    #[tokio::test]
+    async fn a_block_is_received_as_sent_or_as_its_events() {
+        let fields = crate::sources::util::line_fields(&bytes::Bytes::from_static(b"h"), None);
+        let (n, _ack) = crate::event::BatchNotifier::with_receiver();
+        let block = LineBlock::new(
+            bytes::Bytes::from_static(b"a\nb\nc\n"),
+            3,
+            chrono::Utc::now(),
+            fields,
+            &n,
+        );
+        let (tx, mut rx) = channel(1000, WhenFull::Block, None, None);
+        let tx = tx.with_lines(true);
+        assert!(tx.accepts_lines());
+        tx.send_batch(Batch::Lines(block.clone())).await.unwrap();
+        tx.send_batch(Batch::Lines(block)).await.unwrap();
+        let Some(Batch::Lines(first)) = rx.recv_batch().await else { panic!("not a block") };
+        assert_eq!((first.len(), first.size()), (3, 6));
+        let events = rx.recv().await.unwrap();
+        let messages: Vec<_> = events.iter().map(|e| e.message().unwrap().clone()).collect();
+        assert_eq!(messages, ["a", "b", "c"]);
     }
 
     #[tokio::test]

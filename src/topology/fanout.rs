@@ -7,7 +7,7 @@
 //! that the source does not move past them.
 
 use crate::event::{Event, EventStatus};
-use crate::topology::channel::{BatchSender, Closed};
+use crate::topology::channel::{Batch, BatchSender};
 
 /// The consumers of one output.
 #[derive(Clone, Default)]
@@ -24,43 +24,46 @@ impl Fanout {
         self.targets.is_empty()
     }
 
+    /// Do all consumers take blocks of lines as they are (and is there one)?
+    pub fn accepts_lines(&self) -> bool {
+        !self.targets.is_empty() && self.targets.iter().all(|(_, t)| t.accepts_lines())
+    }
+
     /// Sends `events` to every consumer. Returns `false` when there is no consumer left.
     pub async fn send(&mut self, events: Vec<Event>) -> bool {
-        if events.is_empty() {
+        self.send_batch(Batch::Events(events)).await
+    }
+
+    /// Sends a batch or a block of lines to every consumer. Returns `false` when there is no
+    /// consumer left.
+    pub async fn send_batch(&mut self, batch: Batch) -> bool {
+        if batch.is_empty() {
             return !self.targets.is_empty();
         }
-        let mut events = Some(events);
+        let mut batch = Some(batch);
         let mut i = 0;
         while i < self.targets.len() {
             let last = i + 1 == self.targets.len();
-            let batch = if last {
-                events.take().unwrap_or_default()
-            } else {
-                events.clone().unwrap_or_default()
-            };
-            match self.targets[i].1.send(batch).await {
+            let Some(copy) = (if last { batch.take() } else { batch.clone() }) else { break };
+            match self.targets[i].1.send_batch(copy).await {
                 Ok(()) => i += 1,
-                Err(Closed(lost)) => {
+                Err(lost) => {
                     let (id, _) = self.targets.remove(i);
                     tracing::error!(
                         component = %id,
                         count = lost.len(),
                         "downstream component has stopped; its events will be read again after a restart"
                     );
-                    for e in &lost {
-                        e.update_status(EventStatus::Errored);
-                    }
+                    lost.update_status(EventStatus::Errored);
                     if last {
                         break;
                     }
                 }
             }
         }
-        if let Some(orphans) = events {
+        if let Some(orphans) = batch {
             // The last consumer was removed before it got the original.
-            for e in &orphans {
-                e.update_status(EventStatus::Errored);
-            }
+            orphans.update_status(EventStatus::Errored);
         }
         !self.targets.is_empty()
     }

@@ -30,7 +30,7 @@ use crate::buffers::disk;
 use crate::config::graph::{OutputId, parse_input};
 use crate::config::{BufferType, ComponentKind, Config};
 use crate::dead_letter::{self, DeadLetter};
-use crate::event::{Event, batch_size};
+use crate::event::{Event, LineBlock, batch_size};
 use crate::metrics::{ComponentLabels, ComponentMetrics, OutputMetrics};
 use crate::transforms::{Transform, TransformOutput};
 use channel::{BatchReceiver, BatchSender, DEFAULT_BUFFER_BYTES, WhenFull};
@@ -100,6 +100,22 @@ impl SourceSender {
         self.metrics.sent(events.len(), batch_size(&events));
         self.fanout.send(events).await
     }
+
+    /// Do all consumers take blocks of lines as they are ([`LineBlock`])?
+    pub fn accepts_lines(&self) -> bool {
+        self.fanout.accepts_lines()
+    }
+
+    /// Sends a block of lines downstream, waiting while the consumers' buffers are full.
+    /// Returns `false` when no consumer is left. Only for sources that checked
+    /// [`SourceSender::accepts_lines`]; a consumer that does not would still get its events.
+    pub async fn send_lines(&mut self, block: LineBlock) -> bool {
+        if block.is_empty() {
+            return true;
+        }
+        self.metrics.sent(block.len(), block.size());
+        self.fanout.send_batch(channel::Batch::Lines(block)).await
+    }
 }
 
 /// What a source is given when it is built.
@@ -143,6 +159,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
                        buffer_bytes: usize,
                        when_full: WhenFull,
                        gauges: bool,
+                       lines: bool,
                        from: &[String]| {
         let metrics = ComponentMetrics::new(ComponentLabels::new(id, kind, type_name));
         let (tx, rx) = channel::channel(
@@ -151,6 +168,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             gauges.then(|| metrics.buffer_gauges()),
             Some(metrics.discarded_counter("buffer_full")),
         );
+        let tx = tx.with_lines(lines);
         for input in from {
             inputs.entry(parse_input(input)).or_default().push((id.to_string(), tx.clone()));
         }
@@ -170,6 +188,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
                 def.buffer.max_bytes(),
                 def.buffer.when_full,
                 true,
+                def.inner.writes_lines_as_read(),
                 &def.inputs,
             ),
             BufferType::Disk => connect(
@@ -178,6 +197,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
                 def.inner.type_name(),
                 disk::WRITER_INPUT_BYTES,
                 WhenFull::Block,
+                false,
                 false,
                 &def.inputs,
             ),
@@ -194,6 +214,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             DEFAULT_BUFFER_BYTES,
             WhenFull::Block,
             true,
+            false,
             &def.inputs,
         );
     }

@@ -47,13 +47,12 @@ fn append(path: &Path, ids: std::ops::Range<usize>) {
     f.write_all(buf.as_bytes()).unwrap();
 }
 
-/// How many times each id arrived in `out`.
+/// How many times each id arrived in `out` (bare lines, or JSON lines holding them).
 fn counts(out: &Path) -> BTreeMap<usize, usize> {
     let mut c = BTreeMap::new();
     for l in read_lines(out) {
-        if let Some(id) =
-            l.strip_prefix("line id=").and_then(|r| r.get(..7)).and_then(|d| d.parse().ok())
-        {
+        let at = l.find("line id=").map(|i| &l[i..]);
+        if let Some(id) = at.and_then(|l| l.get(8..15)).and_then(|d| d.parse().ok()) {
             *c.entry(id).or_insert(0) += 1;
         }
     }
@@ -69,6 +68,23 @@ fn assert_exactly_once(out: &Path, n: usize) {
     assert!(missing.is_empty(), "missing ids (first 10): {missing:?}");
     assert!(repeated.is_empty(), "repeated ids (first 10, with counts): {repeated:?}");
     assert_eq!(c.len(), n, "unexpected ids arrived");
+}
+
+/// Writes lines `0..n` to `log`: the first tenth at once, the rest from a thread at a steady
+/// pace (over a second at least), so that a weir stopped soon after its first line is stopped
+/// in the middle of the stream, however fast it reads.
+fn append_while_running(log: &Path, n: usize) -> std::thread::JoinHandle<()> {
+    append(log, 0..n / 10);
+    let log = log.to_path_buf();
+    std::thread::spawn(move || {
+        let mut from = n / 10;
+        while from < n {
+            let to = (from + 1000).min(n);
+            append(&log, from..to);
+            from = to;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
 }
 
 fn wait_lines(weir: &Weir, out: &Path, n: usize) {
@@ -102,18 +118,54 @@ fn restart_resumes_exactly_where_it_stopped() {
     assert_exactly_once(&out, 8000);
 }
 
+/// One file, two sinks. Both writing bare lines: each read goes on as one block shared by
+/// both; one writing JSON: the source builds events for both. Either way each sink gets every
+/// line exactly once, across a stop in the middle of the file.
+#[test]
+fn every_sink_of_a_fan_out_gets_each_line_once() {
+    for second in ["text", "json"] {
+        let (dir, input, out) = setup();
+        let log = input.join("app.log");
+        let n = 200_000;
+        let writer = append_while_running(&log, n);
+        let p = format!(
+            "{}\n[sinks.copy]\ntype = \"file\"\ninputs = [\"files\"]\n\
+             path = \"{{{{dir}}}}/copy.log\"\nencoding.codec = \"{second}\"\n",
+            pipeline(&format!("{}/*.log", input.display()), "")
+        );
+        let copy = dir.path().join("copy.log");
+        let weir = Weir::start(dir.path(), &p);
+        wait_lines(&weir, &out, 1);
+        assert!(weir.stop().success(), "graceful stop failed");
+        assert!(!writer.is_finished(), "the writer finished before the stop; proves nothing");
+        writer.join().unwrap();
+
+        let weir = Weir::start(dir.path(), &p);
+        wait_lines(&weir, &out, n);
+        wait_lines(&weir, &copy, n);
+        assert!(weir.stop().success());
+        assert_exactly_once(&out, n);
+        assert_exactly_once(&copy, n);
+        if second == "text" {
+            assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&log).unwrap());
+        }
+    }
+}
+
 #[test]
 fn stopping_mid_stream_drains_then_resumes_without_repeats() {
     let (dir, input, out) = setup();
     let log = input.join("app.log");
     let n = 300_000;
-    append(&log, 0..n);
+    let writer = append_while_running(&log, n);
     let p = pipeline(&format!("{}/*.log", input.display()), "");
 
     let weir = Weir::start(dir.path(), &p);
     wait_lines(&weir, &out, 1);
     assert!(weir.stop().success(), "graceful stop failed");
     let after_first = read_lines(&out).len();
+    assert!(!writer.is_finished(), "the writer finished before the stop; proves nothing");
+    writer.join().unwrap();
 
     let weir = Weir::start(dir.path(), &p);
     wait_lines(&weir, &out, n);

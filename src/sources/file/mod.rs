@@ -16,6 +16,11 @@
 //!   reading rather than growing a queue, and a read of short lines never holds all of its
 //!   events at once.
 //!
+//! - **Raw shipping without events.** When every consumer writes lines as read (a file
+//!   sink with the text codec and a constant path), a read's complete lines go on as one
+//!   [`LineBlock`] instead of an event each; a read with a line that needs a change (empty,
+//!   `\r\n`, over-long) is framed line by line.
+//!
 //! Reading runs on a blocking thread (file reads are blocking system calls); batches are
 //! handed to the pipeline with `block_on`, which is where backpressure stops the thread.
 //! Empty lines are skipped. A last line without its newline is read once the newline is
@@ -39,9 +44,10 @@ use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Aggregator, Group, MultilineConfig};
 use super::util::{host_name, line_event, line_fields};
 use crate::config::ConfigIssue;
-use crate::event::{BatchNotifier, Event, EventStatus, SharedFields};
+use crate::event::{BatchNotifier, Event, EventStatus, LineBlock, SharedFields};
 use crate::internal_events::{LineTooLong, RateLimit};
 use crate::metrics::ComponentMetrics;
+use crate::topology::channel::Batch;
 use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
 use checkpoint::Checkpointer;
 use fingerprint::Fingerprint;
@@ -167,6 +173,7 @@ impl FileConfig {
             too_long: LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate),
             read_error_log: RateLimit::default(),
             metrics: cx.metrics,
+            lines_only: cx.out.accepts_lines(),
             out: Some(cx.out),
             shutdown: cx.shutdown,
             id: cx.id,
@@ -233,6 +240,8 @@ struct Reader {
     too_long: LineTooLong,
     read_error_log: RateLimit,
     metrics: ComponentMetrics,
+    /// Every consumer writes lines as read: reads go on as blocks of lines.
+    lines_only: bool,
     out: Option<SourceSender>,
     shutdown: ShutdownSignal,
     id: String,
@@ -500,8 +509,15 @@ impl Reader {
             return Ok(if shrunk { ReadOutcome::Truncated } else { ReadOutcome::Idle });
         }
         w.last_growth = Instant::now();
+        // Raw shipping: when every consumer writes lines as read and nothing joins lines,
+        // the read's complete lines go on as one block (events are built only by a consumer
+        // that needs them). Lines that need a change (empty, `\r`, over-long) are framed
+        // one by one below, as is a rest over the limit.
+        let block = if self.lines_only && w.agg.is_none() { w.framer.take_block() } else { None };
         let mut lines = Vec::new();
         let over = w.framer.drain_lines(&mut lines);
+        // A block's position is where the lines framed after it start.
+        let block_end = lines.first().map_or_else(|| w.safe_offset(), |l| l.start);
         let instant = Instant::now();
         let mut groups = Vec::with_capacity(lines.len());
         match w.agg.as_mut() {
@@ -522,6 +538,11 @@ impl Reader {
             self.too_long.emit(&self.watchers[i].path, self.config.max_line_bytes, action);
         }
         self.metrics.received(0, n);
+        if let Some((data, count)) = block
+            && !self.send_block(i, data, count, block_end)
+        {
+            return Err(());
+        }
         if self.send_groups(i, groups) { Ok(ReadOutcome::Data) } else { Err(()) }
     }
 
@@ -613,22 +634,37 @@ impl Reader {
             for e in &mut events {
                 e.finalizers_mut().add(&notifier);
             }
-            if !self.send(events, &notifier) {
+            if !self.send(Batch::Events(events), &notifier) {
                 return false;
             }
         }
         true
     }
 
+    /// Sends the lines of a read as one block, acknowledged up to `end`. Returns `false`
+    /// when the source must stop.
+    fn send_block(&mut self, i: usize, data: Bytes, count: usize, end: u64) -> bool {
+        let w = &self.watchers[i];
+        let notifier = self.checkpoints.batch(&w.fp, w.epoch, end);
+        let block =
+            LineBlock::new(data, count, chrono::Utc::now(), Arc::clone(&w.fields), &notifier);
+        self.send(Batch::Lines(block), &notifier)
+    }
+
     /// Sends one part of a read downstream. Returns `false` when the source must stop.
-    fn send(&mut self, events: Vec<Event>, notifier: &BatchNotifier) -> bool {
-        self.metrics.received(events.len(), 0);
+    fn send(&mut self, batch: Batch, notifier: &BatchNotifier) -> bool {
+        self.metrics.received(batch.len(), 0);
         let Some(out) = self.out.as_mut() else { return false };
         let shutdown = self.shutdown.clone();
         let sent = self.handle.block_on(async {
             tokio::select! {
                 biased;
-                ok = out.send(events) => Some(ok),
+                ok = async {
+                    match batch {
+                        Batch::Events(events) => out.send(events).await,
+                        Batch::Lines(block) => out.send_lines(block).await,
+                    }
+                } => Some(ok),
                 _ = shutdown.cancelled() => None,
             }
         });

@@ -103,6 +103,43 @@ impl LineFramer {
         self.buf.extend_from_slice(data);
     }
 
+    /// Takes every complete line at once, as one buffer, when none needs a change: none
+    /// empty, none ending in `\r`, none over `max_line_bytes`, and not inside an over-long
+    /// line. Returns the bytes (each line followed by its newline) and how many lines they
+    /// are; otherwise takes nothing and returns `None`, and [`LineFramer::drain_lines`]
+    /// frames them one by one.
+    ///
+    /// The checks search the whole buffer rather than go line by line (a call per line was
+    /// a tenth of the raw scenario's CPU): vectorised searches for `\n\n` and `\r\n`, a
+    /// vectorised count of newlines, and for length one backward search per
+    /// `max_line_bytes`, each jumping to the last newline within reach.
+    pub fn take_block(&mut self) -> Option<(Bytes, usize)> {
+        if self.skipping {
+            return None;
+        }
+        let end = memchr::memrchr(b'\n', &self.buf)? + 1;
+        let data = &self.buf[..end];
+        if data[0] == b'\n'
+            || memchr::memmem::find(data, b"\n\n").is_some()
+            || memchr::memmem::find(data, b"\r\n").is_some()
+        {
+            return None;
+        }
+        let max = self.max_line_bytes;
+        let mut p = 0;
+        // Lines from `p` on are within the limit once fewer than `max` bytes are left.
+        while end - p > max {
+            match memchr::memrchr(b'\n', &data[p..p + max + 1]) {
+                Some(nl) => p += nl + 1,
+                None => return None,
+            }
+        }
+        let count = memchr::memchr_iter(b'\n', data).count();
+        let block = self.buf.split_to(end).freeze();
+        self.offset += end as u64;
+        Some((block, count))
+    }
+
     /// Moves every complete line into `out`.
     pub fn drain_lines(&mut self, out: &mut Vec<Line>) -> Overlong {
         let mut over = Overlong::default();
@@ -283,6 +320,70 @@ mod tests {
             f.drain_lines(&mut Vec::new());
             assert!(f.pending_bytes() <= 8);
         }
+    }
+
+    /// A reader that takes blocks where it can (the file source when its consumers write
+    /// lines as read) sees the same lines, with the same offsets, as one that frames every
+    /// line: over inputs mixing empty lines, `\r\n`, over-long lines and lines cut across
+    /// reads.
+    #[test]
+    fn blocks_hold_exactly_the_lines_framing_gives() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut blocks, mut refused) = (0, 0);
+        for round in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..next(40) {
+                let len = match next(10) {
+                    0 => 0,
+                    1 => 20 + next(20),
+                    _ => next(12),
+                };
+                input.extend((0..len).map(|i| b'a' + (i % 26) as u8));
+                if next(8) == 0 {
+                    input.push(b'\r');
+                }
+                input.push(b'\n');
+            }
+            let max = 16;
+            let oversize = if round % 2 == 0 { Oversize::Truncate } else { Oversize::Drop };
+            let (mut a, mut b) =
+                (LineFramer::new(0, max, oversize), LineFramer::new(0, max, oversize));
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let mut at = 0;
+            while at < input.len() {
+                let n = (1 + next(60) as usize).min(input.len() - at);
+                a.extend(&input[at..at + n]);
+                b.extend(&input[at..at + n]);
+                at += n;
+                if let Some((data, count)) = a.take_block() {
+                    blocks += 1;
+                    assert_eq!(data.last(), Some(&b'\n'));
+                    let split: Vec<&[u8]> = data[..data.len() - 1].split(|&c| c == b'\n').collect();
+                    assert_eq!(split.len(), count);
+                    got.extend(split.into_iter().map(|l| l.to_vec()));
+                } else {
+                    refused += 1;
+                }
+                let mut lines = Vec::new();
+                a.drain_lines(&mut lines);
+                got.extend(lines.into_iter().map(|l| l.bytes.to_vec()));
+                let mut lines = Vec::new();
+                b.drain_lines(&mut lines);
+                want.extend(lines.into_iter().map(|l| l.bytes.to_vec()));
+                assert_eq!(a.consumed_offset(), b.consumed_offset());
+            }
+            // The file source skips empty lines either way.
+            want.retain(|l| !l.is_empty());
+            got.retain(|l| !l.is_empty());
+            assert_eq!(got, want, "round {round}");
+        }
+        assert!(blocks > 100 && refused > 100, "blocks {blocks}, refused {refused}");
     }
 
     #[test]
