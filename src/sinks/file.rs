@@ -11,9 +11,10 @@
 //! arrives join its write, up to 256 KiB); the events of a write are acknowledged once the
 //! system has taken it. With the text codec and a constant path the sink takes a file
 //! source's reads as blocks of lines ([`crate::event::LineBlock`]) and writes their buffers
-//! as they are (up to 512 KiB a write), with no event per line. A file not written for `idle_timeout_secs` is closed. An event whose
-//! path cannot be rendered (a field the template names is missing) is rejected, counted,
-//! logged and sent to the dead-letter destination, never silently dropped.
+//! as they are (up to 512 KiB a write), with no event per line. A file not written for
+//! `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the
+//! template names is missing) is rejected, counted, logged and sent to the dead-letter
+//! destination, never silently dropped.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -215,8 +216,8 @@ struct Lines {
 }
 
 /// Appends `first`, then `buf`, to the file at `path`, opening it (and creating its folder)
-/// first if need be. The write runs on the blocking pool with the buffer moved there: tokio's own file
-/// type would copy it again in parts of 2 MiB, one blocking task each.
+/// first if need be. The write runs on the blocking pool with the buffers moved there:
+/// tokio's own file type would copy them again in parts of 2 MiB, one blocking task each.
 async fn write(
     files: &mut HashMap<String, (Arc<std::fs::File>, Instant)>,
     path: &str,
