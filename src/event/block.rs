@@ -98,11 +98,7 @@ mod tests {
     use crate::event::BatchStatus;
 
     fn fields() -> Arc<SharedFields> {
-        let mut host = vrl::value::ObjectMap::new();
-        host.insert("name".into(), vrl::value::Value::from("h"));
-        let mut map = vrl::value::ObjectMap::new();
-        map.insert("host".into(), vrl::value::Value::Object(host));
-        SharedFields::new(map)
+        crate::sources::util::line_fields(&Bytes::from_static(b"h"), Some("/var/log/app.log"))
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::buffers::disk;
 use crate::config::graph::{OutputId, parse_input};
 use crate::config::{BufferType, ComponentKind, Config};
 use crate::dead_letter::{self, DeadLetter};
-use crate::event::{Event, LineBlock, batch_size};
+use crate::event::{Event, batch_size};
 use crate::metrics::{ComponentLabels, ComponentMetrics, OutputMetrics};
 use crate::transforms::{Transform, TransformOutput};
 use channel::{BatchReceiver, BatchSender, DEFAULT_BUFFER_BYTES, WhenFull};
@@ -94,27 +94,23 @@ impl SourceSender {
     /// Sends a batch downstream, waiting while the consumers' buffers are full.
     /// Returns `false` when no consumer is left (the source should stop).
     pub async fn send(&mut self, events: Vec<Event>) -> bool {
-        if events.is_empty() {
-            return true;
-        }
-        self.metrics.sent(events.len(), batch_size(&events));
-        self.fanout.send(events).await
+        self.send_batch(channel::Batch::Events(events)).await
     }
 
-    /// Do all consumers take blocks of lines as they are ([`LineBlock`])?
+    /// Do all consumers take blocks of lines as they are ([`crate::event::LineBlock`])?
     pub fn accepts_lines(&self) -> bool {
         self.fanout.accepts_lines()
     }
 
-    /// Sends a block of lines downstream, waiting while the consumers' buffers are full.
-    /// Returns `false` when no consumer is left. Only for sources that checked
-    /// [`SourceSender::accepts_lines`]; a consumer that does not would still get its events.
-    pub async fn send_lines(&mut self, block: LineBlock) -> bool {
-        if block.is_empty() {
+    /// Sends events or a block of lines downstream, as [`SourceSender::send`]. A block is
+    /// for sources that checked [`SourceSender::accepts_lines`]; a consumer that does not
+    /// take blocks would still get its events.
+    pub async fn send_batch(&mut self, batch: channel::Batch) -> bool {
+        if batch.is_empty() {
             return true;
         }
-        self.metrics.sent(block.len(), block.size());
-        self.fanout.send_batch(channel::Batch::Lines(block)).await
+        self.metrics.sent(batch.len(), batch.size());
+        self.fanout.send_batch(batch).await
     }
 }
 

@@ -659,12 +659,7 @@ impl Reader {
         let sent = self.handle.block_on(async {
             tokio::select! {
                 biased;
-                ok = async {
-                    match batch {
-                        Batch::Events(events) => out.send(events).await,
-                        Batch::Lines(block) => out.send_lines(block).await,
-                    }
-                } => Some(ok),
+                ok = out.send_batch(batch) => Some(ok),
                 _ = shutdown.cancelled() => None,
             }
         });
