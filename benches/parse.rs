@@ -105,6 +105,23 @@ fn framing(c: &mut Criterion) {
             count
         });
     });
+    group.bench_function("blocks_256k_reads", |b| {
+        b.iter(|| {
+            let mut framer = LineFramer::new(0, 100 * 1024, Oversize::Truncate);
+            let mut reader = &text[..];
+            let mut lines = Vec::new();
+            let mut count = 0;
+            while framer.read_from(&mut reader, 256 * 1024).unwrap() > 0 {
+                if let Some((_, n)) = framer.take_block() {
+                    count += n;
+                }
+                framer.drain_lines(&mut lines);
+                count += lines.len();
+                lines.clear();
+            }
+            count
+        });
+    });
     group.finish();
 }
 

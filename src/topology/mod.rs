@@ -207,7 +207,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             id,
             "transform",
             def.inner.type_name(),
-            DEFAULT_BUFFER_BYTES,
+            channel::TRANSFORM_BUFFER_BYTES,
             WhenFull::Block,
             true,
             false,
