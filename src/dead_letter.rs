@@ -33,7 +33,6 @@
 //! cannot take it, it is marked errored and read again.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -44,6 +43,7 @@ use serde::Deserialize;
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::event::{Event, EventFinalizers, EventStatus};
+use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, Labels};
 use crate::topology::Task;
@@ -274,8 +274,8 @@ pub fn file_writer(dir: PathBuf, mut input: BatchReceiver, metrics: ComponentMet
 fn write_all(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (path, buf) in files {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        f.write_all(buf)?;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        write_all_in_pieces(&f, buf)?;
         f.sync_data()?;
     }
     Ok(())

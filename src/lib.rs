@@ -9,6 +9,7 @@ pub mod buffers;
 pub mod config;
 pub mod dead_letter;
 pub mod event;
+pub mod files;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;

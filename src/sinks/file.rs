@@ -8,8 +8,8 @@
 //! encoding.codec = "json"
 //! ```
 //! Files are opened in append mode and written once per batch (batches already queued when one
-//! arrives join its write, up to 256 KiB); the events of a write are acknowledged once the
-//! system has taken it. With the text codec and a constant path the sink takes a file
+//! arrives join its write, up to 256 KiB; handed to the system 64 KiB at a time,
+//! [`crate::files`]); the events of a write are acknowledged once the system has taken it. With the text codec and a constant path the sink takes a file
 //! source's reads as blocks of lines ([`crate::event::LineBlock`]) and writes their buffers
 //! as they are (up to 512 KiB a write), with no event per line. A file not written for
 //! `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use std::io::Write;
 use std::sync::Arc;
 
 use super::util::encoding::{Codec, EncodingConfig};
 use crate::config::ConfigIssue;
 use crate::dead_letter::{Rejected, original_of};
 use crate::event::{Event, EventFinalizers, EventStatus, batch_size};
+use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::template::Template;
 use crate::topology::channel::Batch;
@@ -237,9 +237,9 @@ async fn write(
     let file = Arc::clone(f);
     let buf = tokio::task::spawn_blocking(move || {
         for b in &first {
-            (&*file).write_all(b)?;
+            write_all_in_pieces(&file, b)?;
         }
-        (&*file).write_all(&buf).map(|()| buf)
+        write_all_in_pieces(&file, &buf).map(|()| buf)
     })
     .await
     .map_err(std::io::Error::other)??;

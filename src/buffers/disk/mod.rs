@@ -75,7 +75,7 @@ pub mod segment;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -86,6 +86,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::event::{BatchNotifier, BatchStatus, Event, EventStatus, batch_size};
+use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::metrics::{BufferGauges, ComponentMetrics, Labels};
 use crate::topology::channel::{self, BatchReceiver, BatchSender, Closed, WhenFull};
@@ -916,7 +917,7 @@ impl Writer {
 
 /// Appends and syncs; on failure cuts the segment back to where it was.
 fn append(seg: &mut SegmentFile, data: &[u8]) -> io::Result<()> {
-    let result = seg.file.write_all(data).and_then(|()| seg.file.sync_data());
+    let result = write_all_in_pieces(&seg.file, data).and_then(|()| seg.file.sync_data());
     match result {
         Ok(()) => {
             seg.len += data.len() as u64;
