@@ -17,11 +17,11 @@
 //! destination, never silently dropped.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use std::sync::Arc;
 
 use super::util::encoding::{Codec, EncodingConfig};
 use crate::config::ConfigIssue;
@@ -68,9 +68,10 @@ impl FileSinkConfig {
         let template = Template::parse(&self.path)?;
         let encoding = self.encoding;
         let idle = Duration::from_secs(self.idle_timeout_secs);
-        Ok(Box::pin(async move {
+        let handle = tokio::runtime::Handle::current();
+        let sink = async move {
             let out = cx.metrics.output("_default");
-            let mut files: HashMap<String, (Arc<std::fs::File>, Instant)> = HashMap::new();
+            let mut files: HashMap<String, (std::fs::File, Instant)> = HashMap::new();
             let mut log_limit = RateLimit::default();
             // Encoded lines, the acknowledgement handles of their events and their number,
             // by file; an event itself is dropped once encoded.
@@ -172,7 +173,7 @@ impl FileSinkConfig {
                     let bytes =
                         lines.bytes.len() + lines.written.iter().map(Bytes::len).sum::<usize>();
                     let events = lines.events;
-                    match write(&mut files, &path, lines.written, lines.bytes).await {
+                    match write(&mut files, &path, lines.written, lines.bytes) {
                         Ok(mut buf) => {
                             out.sent(events, bytes);
                             if spare.len() < SPARE_BUFFERS {
@@ -192,6 +193,19 @@ impl FileSinkConfig {
                 files.retain(|_, (_, last)| last.elapsed() < idle);
             }
             Ok(())
+        };
+        // The sink runs on a thread of its own and writes there, waiting for its input (and
+        // the dead-letter destination) with `block_on`: a hand-off to the blocking pool per
+        // write, and back, kept the writes from overlapping with the reads of a file source
+        // that feeds it (BENCHMARKS.md).
+        Ok(Box::pin(async move {
+            match tokio::task::spawn_blocking(move || handle.block_on(sink)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "file sink thread failed");
+                    Err(())
+                }
+            }
         }))
     }
 }
@@ -216,33 +230,29 @@ struct Lines {
 }
 
 /// Appends `first`, then `buf`, to the file at `path`, opening it (and creating its folder)
-/// first if need be. The write runs on the blocking pool with the buffers moved there:
-/// tokio's own file type would copy them again in parts of 2 MiB, one blocking task each.
-async fn write(
-    files: &mut HashMap<String, (Arc<std::fs::File>, Instant)>,
+/// first if need be. Runs on the sink's own thread: the calls block.
+fn write(
+    files: &mut HashMap<String, (std::fs::File, Instant)>,
     path: &str,
     first: Vec<Bytes>,
     buf: Vec<u8>,
 ) -> std::io::Result<Vec<u8>> {
-    if !files.contains_key(path) {
-        if let Some(parent) = std::path::Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            tokio::fs::create_dir_all(parent).await?;
+    let (file, last) = match files.entry(path.to_string()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)?;
+            }
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            e.insert((f, Instant::now()))
         }
-        let f = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
-        files.insert(path.to_string(), (Arc::new(f.into_std().await), Instant::now()));
+    };
+    for b in &first {
+        write_all_in_pieces(file, b)?;
     }
-    let Some((f, last)) = files.get_mut(path) else { return Ok(buf) };
-    let file = Arc::clone(f);
-    let buf = tokio::task::spawn_blocking(move || {
-        for b in &first {
-            write_all_in_pieces(&file, b)?;
-        }
-        write_all_in_pieces(&file, &buf).map(|()| buf)
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    write_all_in_pieces(file, &buf)?;
     *last = Instant::now();
     Ok(buf)
 }
