@@ -31,7 +31,7 @@ pub const DEFAULT_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 /// Byte capacity of a transform's input. A transform works on what it is handed at once and
 /// waits on nothing but the next hop, so its queue only evens out its pace against the
 /// source's: two file-source parts. Against 2 MiB, the regex scenario of `benches/compare`
-/// ran as fast with about 7 MiB less peak memory, and the JSON scenarios no slower
+/// ran as fast with about 8 MiB less peak memory, and the JSON scenarios no slower
 /// (BENCHMARKS.md).
 pub const TRANSFORM_BUFFER_BYTES: usize = 512 * 1024;
 
