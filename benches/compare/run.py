@@ -23,8 +23,9 @@ file with sendfile(2) (scenario 4). The clock runs from the shipper's start (fil
 so start-up counts) or from the first byte sent (scenario 4) until the far end has received
 every event: lines in the output file (for scenario 1, whose output must equal its input,
 the output file's size, polled every millisecond; the lines are counted after), or documents
-and entries counted by the endpoint (examples/bench_endpoint). CPU time (user + system) and peak RSS (VmHWM) are the shipper's
-own, read from /proc at that moment, its child processes included. A run that does not
+and entries counted by the endpoint (examples/bench_endpoint). CPU time (user + system) and
+peak RSS (VmHWM) are the shipper's own, read from /proc at that moment, its child processes
+included. A run that does not
 deliver every event within the time limit is reported as failed, with what arrived; no speed
 is given for it.
 

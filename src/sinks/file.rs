@@ -9,9 +9,10 @@
 //! ```
 //! Files are opened in append mode and written once per batch (batches already queued when one
 //! arrives join its write, up to 256 KiB; handed to the system 64 KiB at a time,
-//! [`crate::files`]); the events of a write are acknowledged once the system has taken it. With the text codec and a constant path the sink takes a file
-//! source's reads as blocks of lines ([`crate::event::LineBlock`]) and writes their buffers
-//! as they are (up to 512 KiB a write), with no event per line. A file not written for
+//! [`crate::files`]); the events of a write are acknowledged once the system has taken it.
+//! With the text codec and a constant path the sink takes a file source's reads as blocks of
+//! lines ([`crate::event::LineBlock`]) and writes their buffers as they are (up to 512 KiB a
+//! write), with no event per line, on a thread of its own. A file not written for
 //! `idle_timeout_secs` is closed. An event whose path cannot be rendered (a field the
 //! template names is missing) is rejected, counted, logged and sent to the dead-letter
 //! destination, never silently dropped.
