@@ -148,7 +148,7 @@ pub struct BufferConfig {
     /// `memory` (the default) or `disk` (see [`crate::buffers::disk`]).
     #[serde(default, rename = "type")]
     pub kind: BufferType,
-    /// Memory: most bytes of events queued (estimated in-memory size; default 2 MiB).
+    /// Memory: most bytes of events queued (estimated in-memory size; default 512 KiB).
     /// Disk: most bytes of segment files (default 256 MiB, at least 1 MiB).
     #[serde(default)]
     pub max_bytes: Option<usize>,

@@ -21,12 +21,14 @@ use crate::metrics::BufferGauges;
 /// The most batches a channel holds, whatever their size.
 pub const MAX_QUEUED_BATCHES: usize = 1024;
 
-/// Default byte capacity of a component's input buffer.
-/// Small on purpose: a part of a file read (at most 256 KiB) is well under it, and memory is
-/// what a slow sink costs. 2 MiB (measured alone and together with smaller Elasticsearch
-/// requests) ran every scenario of `benches/compare` as fast as 4 MiB with less peak memory
-/// (BENCHMARKS.md). Raise `buffer.max_bytes` to absorb longer bursts.
-pub const DEFAULT_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+/// Default byte capacity of a sink's input buffer (`buffer.max_bytes` of a memory buffer).
+/// Small on purpose: it holds two parts of a file read (at most 256 KiB each), a request-based
+/// sink moves events out of it into its batches at once, and memory is what a slow sink
+/// costs. In `benches/compare`, 512 KiB against 2 MiB: raw shipping peaked about 1 MiB lower
+/// at the same speed; scenarios 2 to 4 (Elasticsearch, regex to a file, Loki) ran as fast at
+/// the same peak (BENCHMARKS.md, 2026-12-04 (late)). Raise `buffer.max_bytes` to absorb
+/// longer bursts.
+pub const DEFAULT_BUFFER_BYTES: usize = 512 * 1024;
 
 /// Byte capacity of a transform's input. A transform works on what it is handed at once and
 /// waits on nothing but the next hop, so its queue only evens out its pace against the
