@@ -74,7 +74,8 @@ impl FileSinkConfig {
             .is_static()
             .then(|| template.render(&Event::from_message(""), chrono::Utc::now()).ok())
             .flatten();
-        let raw = fixed.is_some() && encoding.codec == Codec::Text;
+        // Blocks of lines reach the sink exactly when the topology asked for them.
+        let raw = self.writes_lines_as_read() && fixed.is_some();
         let sink = async move {
             let out = cx.metrics.output("_default");
             let mut files: HashMap<String, (Arc<std::fs::File>, Instant)> = HashMap::new();
