@@ -7,7 +7,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a change to weir's sources does not rebuild them.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY layout layout
 RUN mkdir -p src pipelines \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs pipelines/default.toml \

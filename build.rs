@@ -6,6 +6,55 @@
 //! entries that every start read into memory become ~30 KB. `weir --version` peaks at 8.0
 //! instead of 9.7 MB resident (BENCHMARKS.md). Older linkers ignore the option with a
 //! warning.
+//!
+//! `--symbol-ordering-file=layout/symbol-order.txt` (release builds linked by lld) lays out
+//! the functions weir runs next to each other. The kernel maps an executable 64 KiB around
+//! every page fault, so code spread over all of `.text` keeps most of it resident: 6 to
+//! 8 MiB in benches/compare, against 2.2 to 3 MiB laid out (BENCHMARKS.md, 2026-12-04
+//! (layout)). The file is written by `benches/layout.py`; names it lists that a build does
+//! not have are skipped. GNU ld does not know the option, so it is passed only where rustc
+//! links with lld: x86_64 Linux from Rust 1.90 on, with no linker of the user's choosing.
+use std::env;
+use std::path::Path;
+use std::process::Command;
+
+const ORDER_FILE: &str = "layout/symbol-order.txt";
+
 fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    println!("cargo:rerun-if-changed={ORDER_FILE}");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    if env::var("PROFILE").as_deref() == Ok("release") && links_with_lld() {
+        let dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let order = Path::new(&dir).join(ORDER_FILE);
+        if order.is_file() {
+            println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+            println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        }
+    }
+}
+
+/// Whether rustc links this build with its own lld: its default for
+/// `x86_64-unknown-linux-gnu` since Rust 1.90, unless a linker or linker flavour is chosen.
+fn links_with_lld() -> bool {
+    if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
+        return false;
+    }
+    if env::var_os("RUSTC_LINKER").is_some() {
+        return false;
+    }
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if flags.contains("linker") || flags.contains("link-self-contained") {
+        return false;
+    }
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc).arg("--version").output() else {
+        return false;
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let version = String::from_utf8_lossy(&out.stdout);
+    let mut parts = version.split_whitespace().nth(1).unwrap_or("").split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    major > 1 || (major == 1 && minor >= 90)
 }

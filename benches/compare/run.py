@@ -924,8 +924,11 @@ def main():
             "split": os.path.join(release, "examples", "bench_split")}
     if not args.no_build:
         log("building weir and the benchmark's helpers (release) ...")
-        subprocess.run(["cargo", "build", "--release", "--bin", "weir", "--example",
-                        "bench_endpoint", "--example", "bench_split"], cwd=ROOT, check=True)
+        # weir alone: built beside the examples it would get the dev-dependencies' features
+        # (tokio's test-util), and not be the binary `cargo build --release` makes.
+        subprocess.run(["cargo", "build", "--release", "--example", "bench_endpoint",
+                        "--example", "bench_split"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--bin", "weir"], cwd=ROOT, check=True)
     for b in bins.values():
         if not os.path.exists(b):
             sys.exit("missing %s: build without --no-build" % b)
