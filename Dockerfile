@@ -8,7 +8,6 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a change to weir's sources does not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
-COPY layout layout
 RUN mkdir -p src pipelines \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs pipelines/default.toml \
@@ -16,6 +15,7 @@ RUN mkdir -p src pipelines \
     && rm -rf src pipelines
 COPY src src
 COPY pipelines pipelines
+COPY layout layout
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
