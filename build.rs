@@ -10,7 +10,7 @@
 //! `--symbol-ordering-file=layout/symbol-order.txt` (release builds linked by lld) lays out
 //! the functions weir runs next to each other. The kernel maps an executable 64 KiB around
 //! every page fault, so code spread over all of `.text` keeps most of it resident: 6 to
-//! 8 MiB in benches/compare, against 2.2 to 3 MiB laid out (BENCHMARKS.md, 2026-12-04
+//! 8 MiB in benches/compare, against 1.7 to 2.6 MiB laid out (BENCHMARKS.md, 2026-12-04
 //! (layout)). The file is written by `benches/layout.py`; names it lists that a build does
 //! not have are skipped. GNU ld does not know the option, so it is passed only where rustc
 //! links with lld: x86_64 Linux from Rust 1.90 on, with no linker of the user's choosing.

@@ -5,19 +5,20 @@
 
 Why. The kernel maps an executable's pages around every page fault (64 KiB at a time), and
 every mapped page counts in the process's resident memory. With the code in the order the
-compiler emits it, the ~2.5 MB of functions a pipeline runs are spread over the 14 MB of
-`.text`, and weir kept 6 to 8 MiB of it resident in benches/compare, as much as rsyslog's
-whole footprint. Laid out together (lld's `--symbol-ordering-file`, passed by build.rs), the
-same functions keep 2.2 to 3 MiB resident (BENCHMARKS.md, 2026-12-04 (layout)).
+compiler emits it, the 2.5 to 3.5 MB of functions a pipeline runs are spread over the 14 MB
+of `.text`, and weir kept 6 to 8 MiB of it resident in benches/compare, more than half of
+rsyslog's whole footprint. Laid out together (lld's `--symbol-ordering-file`, passed by
+build.rs), the same functions keep 1.7 to 2.6 MiB resident (BENCHMARKS.md, 2026-12-04
+(layout)).
 
 How. Every scenario of benches/compare (small inputs) and the default pipeline run under
 `valgrind --tool=callgrind`, which records every function executed, however rarely. The
 functions that ran in the same pipelines form a group; the groups run by the most pipelines
 come first (start-up, the runtime, the common data path), and each pipeline's own code
-follows in groups of its own. The names are the linker's
-(mangled); a name the next build no longer has (a dependency updated, another compiler) is
-skipped by the linker, and that function lands with the code nobody profiled, so a stale
-file costs memory, never correctness. Run this again after such changes.
+follows in groups of its own. The names are the linker's (mangled): a name the next build no
+longer has (a dependency updated, another compiler) is skipped by the linker, and that
+function lands with the code nobody profiled, so a stale file costs memory, never
+correctness. Run this again after such changes.
 """
 
 import argparse
