@@ -24,13 +24,14 @@ command -v mount >/dev/null || missing+=(mount)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
-# Building rdkafka compiles the bundled librdkafka (C compiler, make) and links OpenSSL and
-# zlib. Debian's own librdkafka is not used: it is too old for rdkafka 0.39.
+# Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source
+# (its Configure is Perl and needs IPC::Cmd), and links zlib. Debian's own librdkafka is not
+# used: it is too old for rdkafka 0.39.
 command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+perl -MIPC::Cmd -e 1 >/dev/null 2>&1 || missing+=(perl)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

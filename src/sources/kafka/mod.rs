@@ -145,7 +145,8 @@ pub struct KafkaTlsConfig {
     /// Default true when the table is present.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// CA certificates to verify the brokers with (PEM); default: the system's.
+    /// CA certificates to verify the brokers with (PEM); default: the system's (found in the
+    /// standard places: librdkafka's `probe`).
     #[serde(default)]
     pub ca_file: Option<String>,
     /// A client certificate (PEM), for brokers that require one.
@@ -268,6 +269,11 @@ impl KafkaConfig {
         };
         c.set("security.protocol", protocol);
         if let Some(t) = tls {
+            // OpenSSL is linked statically (built from source, Cargo.toml): its own default
+            // CA path is the build's, not the system's. `probe` has librdkafka look in the
+            // standard places (Debian's /etc/ssl/certs/ca-certificates.crt, Red Hat's bundle,
+            // ...) instead, as the system's OpenSSL would have.
+            c.set("ssl.ca.location", "probe");
             let pairs = [
                 ("ssl.ca.location", &t.ca_file),
                 ("ssl.certificate.location", &t.crt_file),
@@ -784,5 +790,11 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("queued.max.messages.kbytes"), Some("4096"), "the user's value wins");
         assert_eq!(c.get("client.id"), Some("weir-logs"));
+
+        // Without a CA file, the system's certificates are looked for where systems keep them.
+        let c = config("tls = {}").client_config("logs");
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("ssl.ca.location"), Some("probe"));
+        assert_eq!(config("").client_config("logs").get("ssl.ca.location"), None);
     }
 }
