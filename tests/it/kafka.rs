@@ -314,6 +314,13 @@ fn all_committed(weir: &Weir, partitions: usize) -> bool {
     })
 }
 
+/// Asserts that the output in `dir` holds exactly the records `ids`, each once.
+fn read_once(dir: &Path, ids: std::ops::Range<usize>, what: &str) {
+    let c = counts(&[dir]);
+    assert_eq!(c.keys().copied().collect::<Vec<_>>(), ids.collect::<Vec<_>>(), "{what}");
+    assert!(c.values().all(|n| *n == 1), "{what}, each once: {c:?}");
+}
+
 fn assigned(weir: &Weir) -> f64 {
     weir.metric("weir_kafka_assigned_partitions", &[("component_id", "kafka")])
 }
@@ -385,13 +392,7 @@ fn a_restart_resumes_from_the_committed_offset() {
     let second = tempfile::tempdir().unwrap();
     let weir = start_weir(second.path(), &broker, "restarts", "weir-restart");
     wait_all(&[first.path(), second.path()], 0..300, &[&weir], &broker);
-    let c2 = counts(&[second.path()]);
-    assert_eq!(
-        c2.keys().copied().collect::<Vec<_>>(),
-        (150..300).collect::<Vec<_>>(),
-        "after a clean stop, only the new records are read, each once"
-    );
-    assert!(c2.values().all(|n| *n == 1));
+    read_once(second.path(), 150..300, "after a clean stop, only the new records are read");
 
     // What the periodic commit has committed survives a hard kill: nothing is read again.
     // (Commits are periodic: the kill comes once the instance says all is committed, not as
@@ -411,13 +412,8 @@ fn a_restart_resumes_from_the_committed_offset() {
     broker.produce("restarts", 2, 300..600);
     let dirs = [first.path(), second.path(), third.path()];
     wait_all(&dirs, 0..600, &[&weir], &broker);
-    let c3 = counts(&[third.path()]);
-    assert_eq!(
-        c3.keys().copied().collect::<Vec<_>>(),
-        (300..600).collect::<Vec<_>>(),
-        "after a hard kill with everything committed, only the new records are read, each once"
-    );
-    assert!(c3.values().all(|n| *n == 1));
+    let what = "after a hard kill with everything committed, only the new records are read";
+    read_once(third.path(), 300..600, what);
     let _ = weir.kill9();
 
     let fourth = tempfile::tempdir().unwrap();
