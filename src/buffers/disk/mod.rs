@@ -4,15 +4,16 @@
 //! `kill -9`, a crash or a power cut.
 //!
 //! ```text
-//! upstream --(memory, 2 MiB)--> writer --> 00000000000000000007.seg, ...008.seg
-//!                                               |
-//!                    sink <--(memory, 2 MiB)-- reader     acker --> ack.json, deletes segments
+//! upstream --(memory, 512 KiB)--> writer --> 00000000000000000007.seg, ...008.seg
+//!                                                 |
+//!                    sink <--(memory, 512 KiB)-- reader     acker --> ack.json, deletes segments
 //! ```
 //!
-//! - **Writer.** Takes the batches waiting in its input (up to 2 MiB of events: a group),
+//! - **Writer.** Takes the batches waiting in its input (at most 2 MiB of events: a group),
 //!   encodes each batch as records ([`codec`], framed with a length and a CRC32 by
-//!   [`segment`]), appends the group to the current segment with one `write`, calls
-//!   `fdatasync`, and only then drops the events, which acknowledges them to their sources.
+//!   [`segment`]), keeping of each event only its acknowledgement handle, appends the group
+//!   to the current segment with one `write`, calls `fdatasync`, and only then lets the
+//!   handles go, which acknowledges the events to their sources.
 //!   This is the fsync policy: **every acknowledgement a source gets from a disk buffer is
 //!   backed by an fsync**, so a file checkpoint or Kafka offset never passes an event that a
 //!   power cut could take away. The cost is one `fdatasync` per group; group commit keeps it
@@ -85,7 +86,7 @@ use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::event::{BatchNotifier, BatchStatus, Event, EventStatus, batch_size};
+use crate::event::{BatchNotifier, BatchStatus, Event, EventFinalizers, EventStatus, batch_size};
 use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::metrics::{BufferGauges, ComponentMetrics, Labels};
@@ -100,25 +101,28 @@ pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 pub const MIN_MAX_BYTES: usize = 1024 * 1024;
 
 /// Estimated bytes of events in the memory channel in front of the writer (the upstream
-/// waits when it is full).
-pub const WRITER_INPUT_BYTES: usize = 2 * 1024 * 1024;
+/// waits when it is full). A group commit takes what waits there, so this also sizes the
+/// groups under load. 512 KiB against 2 MiB: scenario 5 of `benches/compare` peaked about
+/// 10 MiB lower, its throughput within the noise (BENCHMARKS.md, 2026-12-05).
+pub const WRITER_INPUT_BYTES: usize = 512 * 1024;
 
 /// Estimated bytes of events between the reader and the sink. The reader refills it from the
 /// page cache far faster than a sink empties it, so more would only hold memory: 8 MiB here,
 /// with records of 1 MiB read 1 MiB at a time, put scenario 5 of `benches/compare` at ~115 MiB
 /// of peak memory; this alone (with 256 KiB records and reads) at ~85, and with the writer's
-/// sizes halved too at ~75, at the same speed (BENCHMARKS.md).
-const READER_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+/// sizes halved too at ~75, at the same speed (BENCHMARKS.md). 512 KiB, as a memory buffer,
+/// with 64 KiB records and reads: about 5 MiB lower again (BENCHMARKS.md, 2026-12-05).
+const READER_OUTPUT_BYTES: usize = 512 * 1024;
 
 /// Estimated bytes of events the writer takes for one group commit.
 const GROUP_BYTES: usize = 2 * 1024 * 1024;
 
 /// A record is closed once its payload passes this size (a batch larger than this becomes
 /// several records).
-const RECORD_TARGET_BYTES: usize = 256 * 1024;
+const RECORD_TARGET_BYTES: usize = 64 * 1024;
 
 /// Bytes of records the reader reads at a time.
-const READ_CHUNK_BYTES: u64 = 256 * 1024;
+const READ_CHUNK_BYTES: u64 = 64 * 1024;
 
 /// How often at most the acknowledged position is written.
 const ACK_PERSIST_INTERVAL: Duration = Duration::from_millis(500);
@@ -551,29 +555,38 @@ struct SegmentFile {
     len: u64,
 }
 
-/// Events taken from the input and not yet synced. Dropped without [`Held::release`] (the
-/// writer stopped first), they are marked errored, so that their sources read them again.
-struct Held(Vec<Event>);
+/// The acknowledgement handles of events encoded and not yet synced, and how many events they
+/// are. Only the handles are held: once encoded, an event's fields are in its record, so the
+/// writer frees them at once rather than holding a group's events (several times its encoded
+/// size) until the sync. Dropped without [`Held::release`] (the writer stopped first), the
+/// events are marked errored, so that their sources read them again.
+#[derive(Default)]
+struct Held {
+    count: u64,
+    finalizers: EventFinalizers,
+}
 
 impl Held {
+    /// Takes the handles of an event that has been encoded.
+    fn take(&mut self, event: &mut Event) {
+        self.count += 1;
+        self.finalizers.absorb(std::mem::take(event.finalizers_mut()));
+    }
+
     fn release(mut self) {
-        drop(std::mem::take(&mut self.0));
+        drop(std::mem::take(&mut self.finalizers));
     }
 
     fn reject(mut self, counter: &Counter) {
-        for e in &self.0 {
-            e.update_status(EventStatus::Rejected);
-        }
-        counter.inc_by(self.0.len() as u64);
-        drop(std::mem::take(&mut self.0));
+        self.finalizers.update_status(EventStatus::Rejected);
+        counter.inc_by(self.count);
+        drop(std::mem::take(&mut self.finalizers));
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for e in &self.0 {
-            e.update_status(EventStatus::Errored);
-        }
+        self.finalizers.update_status(EventStatus::Errored);
     }
 }
 
@@ -690,17 +703,14 @@ impl Writer {
         let mut out = Vec::new();
         for batch in group {
             let mut builder = segment::RecordBuilder::default();
-            let mut events = Vec::new();
-            for e in batch {
+            let mut held = Held::default();
+            for mut e in batch {
                 let mut took = builder.push(&e);
                 if builder.payload_len() > limit && builder.count() > 1 {
                     // It does not fit beside the others: they go in a record of their own.
                     builder.pop(took);
                     let full = std::mem::take(&mut builder);
-                    out.push(Record {
-                        framed: full.finish(),
-                        events: Held(std::mem::take(&mut events)),
-                    });
+                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
                     took = builder.push(&e);
                 }
                 if builder.payload_len() > limit {
@@ -713,20 +723,19 @@ impl Writer {
                             "event larger than a disk buffer record may be (64 MiB); rejected"
                         );
                     }
-                    Held(vec![e]).reject(&self.shared.metrics.discarded_large);
+                    let mut alone = Held::default();
+                    alone.take(&mut e);
+                    alone.reject(&self.shared.metrics.discarded_large);
                     continue;
                 }
-                events.push(e);
+                held.take(&mut e);
                 if builder.payload_len() >= RECORD_TARGET_BYTES {
                     let full = std::mem::take(&mut builder);
-                    out.push(Record {
-                        framed: full.finish(),
-                        events: Held(std::mem::take(&mut events)),
-                    });
+                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
                 }
             }
-            if !events.is_empty() {
-                out.push(Record { framed: builder.finish(), events: Held(events) });
+            if held.count > 0 {
+                out.push(Record { framed: builder.finish(), events: held });
             }
         }
         out
@@ -734,7 +743,7 @@ impl Writer {
 
     /// Rejects a record that does not fit (`drop_newest`).
     fn discard(&mut self, events: Held) {
-        let count = events.0.len();
+        let count = events.count;
         events.reject(&self.shared.metrics.discarded_full);
         if let Some(suppressed) = self.log.allow() {
             tracing::warn!(
@@ -798,7 +807,7 @@ impl Writer {
             self.segment = Some(seg);
             match result {
                 Ok(()) => {
-                    let events: u64 = held.iter().map(|h| h.0.len() as u64).sum();
+                    let events: u64 = held.iter().map(|h| h.count).sum();
                     {
                         let mut st = self.shared.lock();
                         st.segments.insert(seg_id, seg_len);
@@ -829,7 +838,7 @@ impl Writer {
                     let disk_full = e.raw_os_error() == Some(28); // ENOSPC
                     let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
                     if self.shared.settings.when_full == WhenFull::DropNewest {
-                        let count: usize = held.iter().map(|h| h.0.len()).sum();
+                        let count: u64 = held.iter().map(|h| h.count).sum();
                         if let Some(suppressed) = self.log.allow() {
                             tracing::error!(
                                 component = %self.shared.settings.id,

@@ -12,7 +12,7 @@
 //!   position. Plain truncation: the file is read again from its start.
 //! - **Bounded memory.** At most `max_read_bytes` are read from a file per round and a line is
 //!   never buffered beyond `max_line_bytes`; a read's events are built and sent in parts of
-//!   at most 256 KiB (estimated), each waiting while the pipeline is full, so a slow sink slows
+//!   at most 64 KiB (estimated), each waiting while the pipeline is full, so a slow sink slows
 //!   reading rather than growing a queue, and a read of short lines never holds all of its
 //!   events at once.
 //!
@@ -194,10 +194,20 @@ impl FileConfig {
     }
 }
 
-/// Most estimated bytes of events sent downstream at once (see `send_groups`). Parts of
-/// 1 MiB made their event vectors large allocations that the allocator kept long after they
-/// were freed: 256 KiB parts lowered scenario 1's peak RSS by about a third (BENCHMARKS.md).
-const SEND_BYTES: usize = 256 * 1024;
+/// Most estimated bytes of events sent downstream at once (see `send_groups`), when a
+/// consumer builds on the events. A line's estimate is its bytes; parsed, its fields take
+/// several times that by the next hop, and every hop holds a whole part (a channel admits a
+/// part larger than its room when it is empty). 64 KiB parts against 256 KiB: peak RSS about
+/// 10 MiB lower in `benches/compare`'s JSON-to-Elasticsearch scenario and 7 MiB lower in the
+/// regex one, at the same speed (BENCHMARKS.md, 2026-12-05).
+const SEND_BYTES: usize = 64 * 1024;
+
+/// The same when every consumer writes lines as read: their events are not built on, so
+/// larger parts cost no more memory downstream, and they are rare (the read's block goes
+/// whole; only lines that need a change are sent as events). Parts of 1 MiB made their
+/// event vectors large allocations that the allocator kept long after they were freed
+/// (BENCHMARKS.md, 2026-12-04).
+const SEND_BYTES_AS_READ: usize = 256 * 1024;
 
 /// One open file.
 struct Watcher {
@@ -605,7 +615,8 @@ impl Reader {
     }
 
     /// Turns groups into events and sends them, each part with a notifier for its end.
-    /// Events are built and sent in parts of at most [`SEND_BYTES`] (estimated), so that a
+    /// Events are built and sent in parts of at most [`SEND_BYTES`] (estimated; or
+    /// [`SEND_BYTES_AS_READ`] when every consumer writes lines as read), so that a
     /// read of many short lines does not hold all of its events at once while the part
     /// before waits for room downstream. A part's position is where the next part starts
     /// (the last part's, the watcher's safe offset), so a stop between parts repeats nothing.
@@ -614,6 +625,7 @@ impl Reader {
         let fields = Arc::clone(&self.watchers[i].fields);
         let now = chrono::Utc::now();
         let mut groups = groups.into_iter().filter(|g| !g.bytes.is_empty()).peekable();
+        let part_bytes = if self.lines_only { SEND_BYTES_AS_READ } else { SEND_BYTES };
         while groups.peek().is_some() {
             let mut events: Vec<Event> = Vec::new();
             let mut bytes = 0;
@@ -621,7 +633,7 @@ impl Reader {
                 let e = line_event(g.bytes, now, &fields);
                 bytes += e.size();
                 events.push(e);
-                if bytes >= SEND_BYTES {
+                if bytes >= part_bytes {
                     break;
                 }
             }

@@ -66,8 +66,11 @@ use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
 use framing::{Frame, FramingError, SyslogDecoder};
 use parse::Zone;
 
-/// Most events a connection hands to the pipeline in one batch.
-const MAX_BATCH_EVENTS: usize = 1024;
+/// Most events a connection hands to the pipeline in one batch. A connection's batch, the
+/// one queued and the one a sink is taking apart are alive at once: 1,024 kept about 3,000
+/// events (5 MiB) in flight in `benches/compare`'s Loki scenario; 256 lowered its peak by a
+/// few MiB at the same speed (BENCHMARKS.md, 2026-12-05).
+const MAX_BATCH_EVENTS: usize = 256;
 /// Most message bytes a connection gathers into one batch.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Capacity of the queue between the UDP socket and the pipeline, in estimated event bytes.
