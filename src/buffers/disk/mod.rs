@@ -557,8 +557,8 @@ struct SegmentFile {
 
 /// The acknowledgement handles of events encoded and not yet synced, and how many events they
 /// are. Only the handles are held: once encoded, an event's fields are in its record, so the
-/// writer frees them at once rather than holding a group's events (several times its encoded
-/// size) until the sync. Dropped without [`Held::release`] (the writer stopped first), the
+/// writer frees them at once rather than holding a group's events, maps and all, until the
+/// sync. Dropped without [`Held::release`] (the writer stopped first), the
 /// events are marked errored, so that their sources read them again.
 #[derive(Default)]
 struct Held {

@@ -198,8 +198,8 @@ impl FileConfig {
 /// consumer builds on the events. A line's estimate is its bytes; parsed, its fields take
 /// several times that by the next hop, and every hop holds a whole part (a channel admits a
 /// part larger than its room when it is empty). 64 KiB parts against 256 KiB: peak RSS about
-/// 10 MiB lower in `benches/compare`'s JSON-to-Elasticsearch scenario and 7 MiB lower in the
-/// regex one, at the same speed (BENCHMARKS.md, 2026-12-05).
+/// 10 MiB lower in `benches/compare`'s JSON-to-Elasticsearch scenario at the same speed, and
+/// 7 MiB lower in the regex one for about 8% more CPU (BENCHMARKS.md, 2026-12-05).
 const SEND_BYTES: usize = 64 * 1024;
 
 /// The same when every consumer writes lines as read: their events are not built on, so
