@@ -18,7 +18,7 @@ use weir::transforms::{TransformConfig, TransformOutput};
 
 /// The allocator of the `weir` binary, so the figures match it.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const JSON_LINE: &str = r#"{"timestamp":"2026-11-27T10:00:00.123Z","level":"INFO","logger":"model_server.predict","model":"churn-xgb","model_version":"3","request_id":"5a60125708bb90c3","latency_ms":10.08,"features":{"tenure_months":53.7,"monthly_charges":51.87,"contract":"one-year"},"prediction":"churn","score":0.5558}"#;
 

@@ -15,7 +15,7 @@ use weir::transforms::{Transform, TransformConfig, TransformOutput};
 
 /// The allocator of the `weir` binary, so the figures match it.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const JSON_LINE: &str = r#"{"timestamp":"2026-11-27T10:00:00.123Z","level":"INFO","logger":"model_server.predict","model":"churn-xgb","model_version":"3","request_id":"5a60125708bb90c3","latency_ms":10.08,"features":{"tenure_months":53.7,"monthly_charges":51.87,"contract":"one-year"},"prediction":"churn","score":0.5558}"#;
 const ACCESS_LINE: &str = r#"2018-10-15 13:56:18,976 [INFO ] W-9000-resnet-18_1.0 ACCESS_LOG - /127.0.0.1:64003 "POST /predictions/resnet-18 HTTP/1.1" 200 118"#;

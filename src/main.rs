@@ -5,34 +5,26 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Events are many small allocations freed on another thread than the one that made them;
-/// mimalloc handles that pattern with far less time and fragmentation than glibc's malloc
-/// (measured in BENCHMARKS.md).
+/// Events are many small allocations freed on another thread than the one that made them.
+/// jemalloc, with the options below, holds less beside the live blocks than mimalloc did
+/// (scenario 5 of benches/compare 9 to 10 MiB less anonymous memory at the peak, scenario 4
+/// about 5 MiB) and at least as fast (BENCHMARKS.md, 2026-12-05 (allocator)).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// mimalloc's `purge_delay` option (its position in mimalloc 3's `mi_option_e`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// How long freed memory stays with weir before mimalloc returns it to the system, unless
-/// `MIMALLOC_PURGE_DELAY` says otherwise. mimalloc 3 waits 1,000 ms (its header still
-/// documents 10, mimalloc 2's value). A pipeline frees as fast as it allocates, and on other
-/// threads than the allocating ones, so a second of freed pages is much of its peak. In
-/// benches/compare, 50 ms against 1,000: peak RSS 15 to 35% lower in scenario 2, 5 to 8% in
-/// 3, 10 to 17% in 5, throughput the same but in scenario 5 (about 8% less); 10 ms saved
-/// more (a third in scenarios 2 and 5) for 12 to 25% of throughput in 4 and 5, as freed
-/// pages are faulted in again (BENCHMARKS.md, 2026-12-04 (late)).
-const PURGE_DELAY_MS: std::ffi::c_long = 50;
-
-/// Sets mimalloc's options. Runs first in `main`, while weir has one thread: mimalloc's
-/// option setters are not thread safe.
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain store into mimalloc's option table for a valid option; no other
-        // thread exists yet to read it concurrently.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-    }
-}
+/// jemalloc's options, read by jemalloc at its first allocation (`MALLOC_CONF` in the
+/// environment overrides them one by one):
+/// - `narenas:1`: one arena for every thread. A pipeline frees a block on another thread than
+///   the one that allocated it; with an arena per CPU each arena keeps its own free pages.
+/// - `background_thread:true`: a thread of jemalloc's returns freed pages to the system on
+///   time, instead of whichever thread next allocates doing it;
+/// - `dirty_decay_ms:100`, `muzzy_decay_ms:0`: freed pages go back after about 100 ms (the
+///   default is 10 s), at once with `MADV_DONTNEED` (no lazily freed stage, which would count
+///   as resident until the kernel needs the memory).
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "malloc_conf")]
+static malloc_conf: &[u8; 69] =
+    b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0";
 
 #[derive(Parser)]
 #[command(
@@ -127,7 +119,6 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
@@ -194,21 +185,38 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::ffi::{CStr, c_void};
 
-    /// The option's position is mimalloc's, not a stable API: the one read back before tuning
-    /// must carry mimalloc 3's own purge delay, so that a mimalloc whose options moved fails
-    /// here instead of weir setting some other option.
+    /// Reads one of jemalloc's options.
+    fn option<T: Copy + Default>(name: &CStr) -> T {
+        let mut value = T::default();
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: `name` is NUL-terminated; `value` is `len` bytes of the option's type, as
+        // jemalloc's manual gives it for each name read below.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&raw mut value).cast::<c_void>(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "mallctl {name:?}");
+        value
+    }
+
+    /// The options weir exports are the ones jemalloc runs with: a misspelt option, or a
+    /// build where jemalloc looks for another symbol name, would leave its defaults (an arena
+    /// per CPU, freed pages kept 10 s) without any error.
     #[test]
-    fn the_purge_delay_set_is_mimallocs_purge_delay() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    fn jemalloc_runs_with_weirs_options() {
+        if std::env::var_os("MALLOC_CONF").is_some() {
             return;
         }
-        // SAFETY: reads of mimalloc's option table; this test is the only one touching it.
-        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(before, 1000, "mimalloc's purge_delay default, read at position 15");
-        tune_allocator();
-        let after = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(after, PURGE_DELAY_MS);
+        assert_eq!(option::<u32>(c"opt.narenas"), 1);
+        assert!(option::<bool>(c"opt.background_thread"));
+        assert_eq!(option::<isize>(c"opt.dirty_decay_ms"), 100);
+        assert_eq!(option::<isize>(c"opt.muzzy_decay_ms"), 0);
     }
 }
