@@ -20,11 +20,17 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   time, instead of whichever thread next allocates doing it;
 /// - `dirty_decay_ms:100`, `muzzy_decay_ms:0`: freed pages go back after about 100 ms (the
 ///   default is 10 s), at once with `MADV_DONTNEED` (no lazily freed stage, which would count
-///   as resident until the kernel needs the memory).
+///   as resident until the kernel needs the memory). Shorter decays do not return memory
+///   sooner while the background thread purges (it wakes at most every 100 ms); without it,
+///   `background_thread:false,dirty_decay_ms:20` peaked 1 to 3 MiB lower in benches/compare
+///   for 5 to 20% more CPU (BENCHMARKS.md, 2026-12-05 (allocator)).
+/// - `thp:never`: no transparent huge pages under the heap, where the system would otherwise
+///   give them to every large enough range (`/sys/kernel/mm/transparent_hugepage/enabled` set
+///   to `always`): a 2 MiB page is resident as a whole however little of it is in use.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "malloc_conf")]
-static malloc_conf: &[u8; 69] =
-    b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0";
+static malloc_conf: &[u8; 79] =
+    b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,thp:never\0";
 
 #[derive(Parser)]
 #[command(
@@ -187,9 +193,8 @@ fn main() -> ExitCode {
 mod tests {
     use std::ffi::{CStr, c_void};
 
-    /// Reads one of jemalloc's options.
-    fn option<T: Copy + Default>(name: &CStr) -> T {
-        let mut value = T::default();
+    /// Reads one of jemalloc's options, of the type of `value`.
+    fn option<T: Copy>(name: &CStr, mut value: T) -> T {
         let mut len = std::mem::size_of::<T>();
         // SAFETY: `name` is NUL-terminated; `value` is `len` bytes of the option's type, as
         // jemalloc's manual gives it for each name read below.
@@ -214,9 +219,12 @@ mod tests {
         if std::env::var_os("MALLOC_CONF").is_some() {
             return;
         }
-        assert_eq!(option::<u32>(c"opt.narenas"), 1);
-        assert!(option::<bool>(c"opt.background_thread"));
-        assert_eq!(option::<isize>(c"opt.dirty_decay_ms"), 100);
-        assert_eq!(option::<isize>(c"opt.muzzy_decay_ms"), 0);
+        assert_eq!(option(c"opt.narenas", 0u32), 1);
+        assert!(option(c"opt.background_thread", false));
+        assert_eq!(option(c"opt.dirty_decay_ms", 0isize), 100);
+        assert_eq!(option(c"opt.muzzy_decay_ms", -1isize), 0);
+        let thp = option(c"opt.thp", std::ptr::null::<std::ffi::c_char>());
+        // SAFETY: jemalloc hands out a pointer to one of its static NUL-terminated names.
+        assert_eq!(unsafe { CStr::from_ptr(thp) }, c"never");
     }
 }
