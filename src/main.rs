@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Events are many small allocations freed on another thread than the one that made them.
-/// jemalloc, with the options below, holds less beside the live blocks than mimalloc did
-/// (scenario 5 of benches/compare 9 to 10 MiB less anonymous memory at the peak, scenario 4
-/// about 5 MiB) and at least as fast (BENCHMARKS.md, 2026-12-05 (allocator)).
+/// jemalloc, with the options below, holds less beside the live blocks than mimalloc did: in
+/// benches/compare, peak anonymous memory 9 to 11 MiB lower in scenario 5 and 3 to 4 MiB in
+/// scenario 4, at the same speed within the spread (BENCHMARKS.md, 2026-12-05 (allocator)).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
