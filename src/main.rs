@@ -1,5 +1,6 @@
 //! The `weir` command line: parse arguments, set up logging, dispatch.
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,10 +29,14 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `thp:never`: no transparent huge pages under the heap, where the system would otherwise
 ///   give them to every large enough range (`/sys/kernel/mm/transparent_hugepage/enabled` set
 ///   to `always`): a 2 MiB page is resident as a whole however little of it is in use.
+const MALLOC_CONF: &CStr =
+    c"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,thp:never";
+
+/// [`MALLOC_CONF`] where jemalloc looks for it: its `const char *malloc_conf` (a C string
+/// literal is NUL-terminated, and `&u8` is a plain pointer to its first byte).
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "malloc_conf")]
-static malloc_conf: &[u8; 79] =
-    b"narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,thp:never\0";
+static malloc_conf: &u8 = &MALLOC_CONF.to_bytes_with_nul()[0];
 
 #[derive(Parser)]
 #[command(
