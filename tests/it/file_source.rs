@@ -250,6 +250,32 @@ fn truncation_starts_the_file_over() {
     assert_exactly_once(&out, 2500);
 }
 
+/// Truncated and written again past weir's position while weir waits between polls: the
+/// next read, at the old position, takes the new file's bytes; they must be dropped, and the
+/// new file read once from its start.
+#[test]
+fn rewritten_between_polls_is_read_once_from_its_start() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..1000);
+    let p = pipeline(&log.display().to_string(), "")
+        .replace("poll_interval_ms = 20", "poll_interval_ms = 1000");
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 1000);
+    let mut f = OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(0).unwrap();
+    let mut text = String::new();
+    for id in 1000..2500 {
+        text.push_str(&line(id));
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).unwrap();
+    drop(f);
+    wait_lines(&weir, &out, 2500);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 2500);
+}
+
 #[test]
 fn read_from_end_skips_what_was_there() {
     let (dir, input, out) = setup();

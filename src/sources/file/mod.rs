@@ -9,7 +9,9 @@
 //!   its inode. Renamed away: the open handle is read to its end, then released after
 //!   `rotate_wait_ms` without growth. `copytruncate`: when the file shrinks, weir looks for the
 //!   copy (include the rotated name in `include`) and finishes reading it from the same
-//!   position. Plain truncation: the file is read again from its start.
+//!   position. Plain truncation: the file is read again from its start. Its identity (size,
+//!   first line) is checked after every read, and a read that took a rewritten file's new
+//!   bytes at the old position is dropped rather than sent.
 //! - **Bounded memory.** At most `max_read_bytes` are read from a file per round and a line is
 //!   never buffered beyond `max_line_bytes`; a read's events are built and sent in parts of
 //!   at most 64 KiB (estimated), each waiting while the pipeline is full, so a slow sink slows
@@ -499,12 +501,6 @@ impl Reader {
     /// Reads one round from watcher `i` and sends what it yields.
     fn read_one(&mut self, i: usize) -> Result<ReadOutcome, ()> {
         let max_read = self.config.max_read_bytes;
-        // A file truncated and written again past our position would otherwise be read from
-        // the middle of its new content: its identity (size, first line) is checked before
-        // every read. Two system calls per read of up to `max_read_bytes`.
-        if self.replaced(i) {
-            return Ok(ReadOutcome::Truncated);
-        }
         let w = &mut self.watchers[i];
         let n = match w.framer.read_from(&mut w.file, max_read) {
             Ok(n) => n,
@@ -514,9 +510,26 @@ impl Reader {
                 return Ok(ReadOutcome::Failed);
             }
         };
+        // A file truncated and written again past our position would be read from the middle
+        // of its new content: its identity (size, first line) is checked after every read
+        // (two system calls per read of up to `max_read_bytes`). After, not before: a check
+        // before the read cannot see a truncation and rewrite that lands between the two, and
+        // then the new content read at the old position arrives twice (once from there, once
+        // when the next check sends the file back to its start).
+        let replaced = self.replaced(i);
         if n == 0 {
-            let shrunk = w.file.metadata().is_ok_and(|m| m.len() < w.position());
-            return Ok(if shrunk { ReadOutcome::Truncated } else { ReadOutcome::Idle });
+            return Ok(if replaced { ReadOutcome::Truncated } else { ReadOutcome::Idle });
+        }
+        let w = &mut self.watchers[i];
+        if replaced {
+            // What was read is either the old file's last bytes (the truncation came after
+            // the read: they are sent) or the new file's bytes at the old position (it came
+            // before: they are dropped, as the file is read again from its start).
+            let at = w.position() - n as u64;
+            if read_from_new_content(&w.file, at, w.framer.last_read(n)) {
+                w.framer.unread(n);
+                return Ok(ReadOutcome::Truncated);
+            }
         }
         w.last_growth = Instant::now();
         // Raw shipping: when every consumer writes lines as read and nothing joins lines,
@@ -553,7 +566,10 @@ impl Reader {
         {
             return Err(());
         }
-        if self.send_groups(i, groups) { Ok(ReadOutcome::Data) } else { Err(()) }
+        if !self.send_groups(i, groups) {
+            return Err(());
+        }
+        Ok(if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data })
     }
 
     /// Has the file of watcher `i` shrunk below our position, or been replaced by a file with
@@ -727,5 +743,49 @@ impl Reader {
             i += 1;
         }
         true
+    }
+}
+
+/// Whether `read`, read at `at` from a file found replaced just after the read, came from the
+/// new content: the file holds the same bytes there now. The old content at the same
+/// position differs (unless the new file repeats it byte for byte, when reading the new
+/// file from its start repeats nothing that was not written twice), or is gone.
+fn read_from_new_content(file: &File, at: u64, read: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut now = vec![0u8; read.len()];
+    file.read_exact_at(&mut now, at).is_ok_and(|()| now == read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    fn file_with(dir: &tempfile::TempDir, content: &[u8]) -> File {
+        let path = dir.path().join("f.log");
+        std::fs::write(&path, content).unwrap();
+        File::open(&path).unwrap()
+    }
+
+    #[test]
+    fn a_read_is_from_the_new_content_when_the_file_holds_it_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_with(&dir, b"new first line\nnew second line\n");
+        assert!(read_from_new_content(&file, 15, b"new second line\n"));
+        assert!(read_from_new_content(&file, 15, b"new"));
+    }
+
+    #[test]
+    fn a_read_is_from_the_old_content_when_the_file_differs_or_ends_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_with(&dir, b"new first line\nnew second line\n");
+        assert!(!read_from_new_content(&file, 15, b"old second line\n"));
+        // Truncated after the read and not yet written as far: the read was the old tail.
+        assert!(!read_from_new_content(&file, 20, b"second line\nthird line\n"));
+        let mut w = OpenOptions::new().write(true).open(dir.path().join("f.log")).unwrap();
+        w.set_len(0).unwrap();
+        w.flush().unwrap();
+        assert!(!read_from_new_content(&file, 15, b"new second line\n"));
     }
 }

@@ -98,6 +98,18 @@ impl LineFramer {
         result
     }
 
+    /// The last `n` bytes buffered: what the read that returned `n` brought, before any
+    /// line is taken.
+    pub fn last_read(&self, n: usize) -> &[u8] {
+        &self.buf[self.buf.len().saturating_sub(n)..]
+    }
+
+    /// Forgets the last `n` bytes buffered (a read that turned out to come from another
+    /// file at the same path), as if that read had not been made.
+    pub fn unread(&mut self, n: usize) {
+        self.buf.truncate(self.buf.len().saturating_sub(n));
+    }
+
     /// Appends bytes that arrived some other way (stdin, tests).
     pub fn extend(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
