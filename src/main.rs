@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod math;
+
 /// Events are many small allocations freed on another thread than the one that made them.
 /// jemalloc, with the options below, holds less beside the live blocks than mimalloc did: in
 /// benches/compare, peak anonymous memory 9 to 11 MiB lower in scenario 5 and 3 to 4 MiB in
