@@ -7,6 +7,13 @@
 //! instead of 9.7 MB resident (BENCHMARKS.md). Older linkers ignore the option with a
 //! warning.
 //!
+//! `-z max-page-size=65536` aligns the executable's segments to 64 KiB, and with them the
+//! address the kernel loads it at (it honours the segments' alignment). The kernel maps a file
+//! 64 KiB around every page fault, in blocks aligned in memory: with 4 KiB alignment a range of
+//! code or data used together fell across a different pair of blocks at every start, and
+//! raw shipping kept 4.9 to 5.2 MiB of file pages resident; aligned, 4.5 to 4.6 (BENCHMARKS.md,
+//! 2026-12-05 (libm)). It costs the executable's load address 4 of its 28 random bits.
+//!
 //! `--symbol-ordering-file=layout/symbol-order.txt` (release builds linked by lld) lays out
 //! the functions weir runs next to each other. The kernel maps an executable 64 KiB around
 //! every page fault, so code spread over all of `.text` keeps most of it resident: 6 to
@@ -22,6 +29,7 @@ const ORDER_FILE: &str = "layout/symbol-order.txt";
 
 fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    println!("cargo:rustc-link-arg-bins=-Wl,-z,max-page-size=65536");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if env::var("PROFILE").as_deref() == Ok("release") && links_with_lld() {
