@@ -34,8 +34,10 @@ pub const DEFAULT_BUFFER_BYTES: usize = 512 * 1024;
 /// waits on nothing but the next hop, so its queue only evens out its pace against the
 /// source's: a few file-source parts. Against 2 MiB, the regex scenario of `benches/compare`
 /// ran as fast with about 8 MiB less peak memory, and the JSON scenarios no slower
-/// (BENCHMARKS.md).
-pub const TRANSFORM_BUFFER_BYTES: usize = 512 * 1024;
+/// (BENCHMARKS.md); 256 KiB against 512 KiB, peaks 0.5 to 1 MiB lower in the JSON to
+/// Elasticsearch scenario and 0.4 to 0.6 in the regex one, at the same speed within the
+/// spread (BENCHMARKS.md, 2026-12-05 (libm)).
+pub const TRANSFORM_BUFFER_BYTES: usize = 256 * 1024;
 
 /// What a full buffer does to the sender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]

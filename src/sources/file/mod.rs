@@ -100,7 +100,10 @@ pub struct FileConfig {
     /// stops growing. Default 5000.
     #[serde(default = "default_rotate_wait_ms")]
     pub rotate_wait_ms: u64,
-    /// Most bytes read from one file before the next file gets a turn. Default 256 KiB.
+    /// Most bytes read from one file at a time, before the next file gets a turn. Default
+    /// 128 KiB: against 256 KiB, raw shipping in `benches/compare` peaked 0.3 MiB lower and the
+    /// regex scenario 0.2 MiB lower and no slower; the JSON scenarios the same (BENCHMARKS.md,
+    /// 2026-12-05 (libm)).
     #[serde(default = "default_max_read_bytes")]
     pub max_read_bytes: usize,
     /// How often checkpoints are written. Default 1000.
@@ -121,7 +124,7 @@ fn default_rotate_wait_ms() -> u64 {
     5000
 }
 fn default_max_read_bytes() -> usize {
-    256 * 1024
+    128 * 1024
 }
 fn default_checkpoint_interval_ms() -> u64 {
     1000
