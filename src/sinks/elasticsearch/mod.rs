@@ -15,7 +15,7 @@
 //! auth.strategy = "basic"                               # or "api_key"
 //! auth.user = "weir"
 //! auth.password = "${ES_PASSWORD}"
-//! batch.max_bytes = 5000000                             # defaults: 5 MB, 2,000 events, 1 s
+//! batch.max_bytes = 5000000                             # defaults: 5 MB, 1,000 events, 1 s
 //! request.concurrency = "adaptive"                      # or a number
 //! ```
 //!
@@ -154,12 +154,13 @@ fn yes() -> bool {
 }
 
 /// Batch defaults. Elastic recommends bulk requests of a few thousand documents and a few
-/// megabytes; Filebeat sends 1,600 events a request. 2,000 events of model-server logs make
-/// requests of about 1 MB: in scenario 2 of `benches/compare` they went as fast as batches of
-/// 10,000 and weir's peak memory was about a third lower (BENCHMARKS.md, 2026-12-04
-/// (afternoon)). Larger documents reach `max_bytes` first.
+/// megabytes; Filebeat sends 1,600 events a request, Logstash 125 per worker. 1,000 events
+/// of model-server logs make requests of about half a megabyte: in `benches/compare`, against
+/// 2,000, peaks 1 to 1.6 MiB lower in the JSON-to-Elasticsearch scenarios for 0 to 4% of
+/// throughput (BENCHMARKS.md, 2026-12-05 (libm)); 2,000 against 10,000 went as fast at a
+/// third less memory (2026-12-04 (afternoon)). Larger documents reach `max_bytes` first.
 pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
-    max_events: 2_000,
+    max_events: 1_000,
     max_bytes: 5_000_000,
     timeout: Duration::from_secs(1),
     idle_timeout: crate::sinks::util::batch::DEFAULT_IDLE_TIMEOUT,
