@@ -4,8 +4,8 @@
 //!
 //! Why: a shared library is resident by the 64 KiB the kernel maps around every page fault
 //! (its headers, the symbol tables the loader searches, every function whose address is
-//! resolved at start-up). `libm.so` kept 0.5 MiB resident in every pipeline of
-//! benches/compare for these nine functions, none of them on a hot path; the functions
+//! resolved at start-up). `libm.so` kept 0.5 MiB resident (raw shipping in benches/compare,
+//! read page by page) for these nine functions, none of them on a hot path; the functions
 //! below take a few KiB of weir's own code (BENCHMARKS.md, 2026-12-05 (libm)).
 //!
 //! The linker resolves the calls to these definitions and, with `--as-needed` (rustc's
