@@ -61,7 +61,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+DATA = os.path.join(ROOT, "tests", "data")
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 CACHE = os.path.join(TARGET, "bench-compare")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -80,8 +80,8 @@ def log(msg):
 # Data
 # ---------------------------------------------------------------------------------------------
 
-def shared_lines(*parts):
-    path = os.path.join(SHARED, *parts)
+def data_lines(*parts):
+    path = os.path.join(DATA, *parts)
     with open(path, "rb") as f:
         # Lines without their line ending (the Apache sample has CRLF endings, which some
         # shippers keep and some drop), empty lines left out (shippers skip them).
@@ -89,11 +89,11 @@ def shared_lines(*parts):
 
 
 def model_server_lines():
-    folder = os.path.join(SHARED, "model-servers")
+    folder = os.path.join(DATA, "model-servers")
     out = []
     for name in sorted(os.listdir(folder)):
         if name.endswith((".log", ".jsonl")):
-            out += shared_lines("model-servers", name)
+            out += data_lines("model-servers", name)
     return out
 
 
@@ -101,7 +101,7 @@ def gen_loghub(rnd, target):
     """The loghub samples (six systems) and the model-server samples, interleaved, repeated."""
     block = []
     for system in ["Apache", "HDFS", "Hadoop", "Linux", "OpenSSH", "Spark"]:
-        block += shared_lines("loghub", system, system + "_2k.log")
+        block += data_lines("loghub", system, system + "_2k.log")
     servers = model_server_lines()
     mixed = []
     for i, line in enumerate(block):
@@ -178,7 +178,7 @@ def gen_syslog(rnd, target):
     """RFC 5424 messages in RFC 6587 octet-counted frames: loghub's Linux syslog sample (its
     header fields moved into a 5424 header) and the model-server lines with structured data."""
     messages = []
-    for line in shared_lines("loghub", "Linux", "Linux_2k.log"):
+    for line in data_lines("loghub", "Linux", "Linux_2k.log"):
         m = RFC3164.match(line)
         if not m:
             continue

@@ -13,14 +13,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::es_server::{EsServer, EsState, Fault};
-use crate::support::{Weir, read_lines, shared_data, wait_for, weir_bin};
+use crate::support::{Weir, read_lines, test_data, wait_for, weir_bin};
 
 const LONG: Duration = Duration::from_secs(180);
 
 /// Writes `n` JSON lines with ids `d000000`.. (real Apache log lines as messages) to `path`;
 /// returns the ids and the byte offset where each line ends.
 fn write_input(path: &Path, n: usize, poison_every: Option<usize>) -> (Vec<String>, Vec<u64>) {
-    let apache = std::fs::read_to_string(shared_data().join("loghub/Apache/Apache_2k.log"))
+    let apache = std::fs::read_to_string(test_data().join("loghub/Apache/Apache_2k.log"))
         .expect("shared loghub data");
     let lines: Vec<&str> = apache.lines().collect();
     let mut out = String::with_capacity(n * 200);

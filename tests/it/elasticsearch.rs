@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::es_server::{EsServer, EsState, Fault};
-use crate::support::{Weir, shared_data, wait_for};
+use crate::support::{Weir, test_data, wait_for};
 
 /// Writes `n` JSON lines with ids `e00000`.. to `dir/input.log`; returns the ids.
 fn write_input(dir: &Path, n: usize, poison_every: Option<usize>) -> Vec<String> {
-    let apache = std::fs::read_to_string(shared_data().join("loghub/Apache/Apache_2k.log"))
+    let apache = std::fs::read_to_string(test_data().join("loghub/Apache/Apache_2k.log"))
         .expect("shared loghub data");
     let lines: Vec<&str> = apache.lines().collect();
     let mut out = String::new();

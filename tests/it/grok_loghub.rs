@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::{Weir, read_lines, shared_data, wait_for};
+use crate::support::{Weir, read_lines, test_data, wait_for};
 
 /// (dataset, grok pattern). Field names are the CSV's column names.
 const DATASETS: &[(&str, &str)] = &[
@@ -38,7 +38,7 @@ fn grok_reproduces_the_loghub_reference_fields() {
     for (name, pattern) in DATASETS {
         let log = dir.path().join(format!("{name}.log"));
         let mut text =
-            std::fs::read(shared_data().join(format!("loghub/{name}/{name}_2k.log"))).unwrap();
+            std::fs::read(test_data().join(format!("loghub/{name}/{name}_2k.log"))).unwrap();
         // A tailer reads a line once it is complete; some samples lack the final newline.
         if !text.ends_with(b"\n") {
             text.push(b'\n');
@@ -74,7 +74,7 @@ path = "{{{{dir}}}}/{name}.out"
     for (name, _) in DATASETS {
         let out = read_lines(&dir.path().join(format!("{name}.out")));
         let mut csv = csv::Reader::from_path(
-            shared_data().join(format!("loghub/{name}/{name}_2k.log_structured.csv")),
+            test_data().join(format!("loghub/{name}/{name}_2k.log_structured.csv")),
         )
         .unwrap();
         let headers: Vec<String> = csv.headers().unwrap().iter().map(str::to_string).collect();

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use weir::monitoring::profile::{FeatureProfile, NumericProfile, Profile};
 use weir::monitoring::stats;
 
-use crate::support::{Weir, read_lines, shared_data, test_python, wait_for, weir_bin};
+use crate::support::{Weir, read_lines, test_data, test_python, wait_for, weir_bin};
 
 /// The sample files and the grammar each must be read by.
 const SAMPLES: &[(&str, &str)] = &[
@@ -33,7 +33,7 @@ fn every_sample_line_is_read_by_its_grammar_in_a_running_pipeline() {
     std::fs::create_dir(&logs).unwrap();
     let mut expected = 0;
     for (file, _) in SAMPLES {
-        let src = shared_data().join("model-servers").join(file);
+        let src = test_data().join("model-servers").join(file);
         std::fs::copy(&src, logs.join(file)).unwrap();
         expected += read_lines(&src).iter().filter(|l| !l.is_empty()).count();
     }

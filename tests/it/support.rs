@@ -16,9 +16,9 @@ pub fn weir_bin() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_weir")), PathBuf::from)
 }
 
-/// The shared test data (`../shared/data` of the project's root).
-pub fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+/// The test data kept in the repository (`tests/data`, see its README).
+pub fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 /// A free loopback port (bound then released; the race with other processes is accepted).

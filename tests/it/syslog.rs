@@ -798,7 +798,7 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 #[test]
 fn loghub_linux_syslog_lines_parse_as_the_reference_says() {
-    let data = crate::support::shared_data().join("loghub/Linux");
+    let data = crate::support::test_data().join("loghub/Linux");
     let lines = std::fs::read_to_string(data.join("Linux_2k.log")).unwrap();
     let reference: Vec<Vec<String>> =
         std::fs::read_to_string(data.join("Linux_2k.log_structured.csv"))

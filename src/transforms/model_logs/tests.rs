@@ -1,5 +1,5 @@
-//! Grammar tests: every line of every sample in the shared model-server data, read both by its
-//! own grammar and by `auto`, with the fields each must give.
+//! Grammar tests: every line of every model-server sample in `tests/data/model-servers`, read
+//! both by its own grammar and by `auto`, with the fields each must give.
 
 use std::path::PathBuf;
 
@@ -9,8 +9,8 @@ use serde_json::{Value as Json, json};
 use super::*;
 use crate::transforms::test_util::{metrics, run};
 
-fn shared_samples() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/model-servers")
+fn samples() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/model-servers")
 }
 
 /// Year-less timestamps resolve against this "now".
@@ -59,7 +59,7 @@ fn check(event: &Json, expected: &Json, what: &str) {
 
 /// Every line of `file`, in order, with its expected fields.
 fn check_file(file: &str, format: &str, expected: &[Json]) {
-    let text = std::fs::read_to_string(shared_samples().join(file)).unwrap();
+    let text = std::fs::read_to_string(samples().join(file)).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), expected.len(), "{file}: one expectation per line");
     for (fmt, label) in [(format, "own grammar"), ("auto", "auto")] {
