@@ -403,34 +403,42 @@ fn bad_frames_on_a_raw_socket_are_counted_and_good_ones_still_accepted() {
 }
 
 #[test]
-fn max_connections_and_read_timeout() {
+fn max_connections_closes_the_longest_idle_and_read_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let weir = start(dir.path(), "tcp", port, "max_connections = 2\nread_timeout_secs = 2");
-    let a = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let b = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    assert!(wait_for(WAIT, || metric(&weir, "weir_component_open_connections", &[]) == 2.0));
+    let weir = start(dir.path(), "tcp", port, "max_connections = 2\nread_timeout_secs = 5");
+    let open =
+        |n: f64| wait_for(WAIT, || metric(&weir, "weir_component_open_connections", &[]) == n);
+    let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(open(1.0));
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(open(2.0));
+    b.write_all(b"<13>1 - - app - - - from b\n").unwrap();
+    wait_event(&weir, "from b");
+    // At the limit, a newcomer takes the place of the longest idle connection (a).
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
+    a.set_read_timeout(Some(WAIT)).unwrap();
     let mut buf = [0u8; 1];
-    // weir closes the third connection at once: the read ends (EOF or reset), it does not time out.
-    match c.read(&mut buf) {
+    match a.read(&mut buf) {
         Ok(0) => {}
         Ok(n) => panic!("weir sent {n} bytes"),
-        Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "not closed: {e}"),
+        Err(e) => assert_ne!(e.kind(), ErrorKind::WouldBlock, "not closed: {e}"),
     }
-    assert_eq!(
-        metric(&weir, "weir_component_errors_total", &[("error_type", "connection_refused")]),
-        1.0
-    );
-    assert!(weir.stderr().contains("max_connections reached"));
+    c.write_all(b"<13>1 - - app - - - from c\n").unwrap();
+    wait_event(&weir, "from c");
+    let closed = |reason: &str| {
+        metric(&weir, "weir_component_connections_closed_total", &[("reason", reason)])
+    };
+    assert_eq!(closed("evicted"), 1.0);
+    assert!(weir.stderr().contains("the longest idle connection was closed"));
 
     // Idle connections are closed after read_timeout_secs, which frees their slots.
-    for mut s in [a, b] {
+    for mut s in [b, c] {
         s.set_read_timeout(Some(WAIT)).unwrap();
         assert!(matches!(s.read(&mut buf), Ok(0)), "idle connection not closed by weir");
     }
-    assert!(wait_for(WAIT, || metric(&weir, "weir_component_open_connections", &[]) == 0.0));
+    assert!(open(0.0));
+    assert_eq!(closed("idle_timeout"), 2.0);
     let mut d = TcpStream::connect(("127.0.0.1", port)).unwrap();
     d.write_all(b"<13>1 - - app - - - after the limit\n").unwrap();
     wait_event(&weir, "after the limit");

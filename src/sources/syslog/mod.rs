@@ -7,8 +7,8 @@
 //! mode = "tcp"                 # or "udp"
 //! address = "0.0.0.0:514"
 //! max_message_bytes = 102400   # longer messages are cut (oversize = "truncate") or dropped
-//! max_connections = 1024       # further connections are closed at once, counted and logged
-//! read_timeout_secs = 300      # close a connection that sends nothing for this long
+//! max_connections = 1024       # at the limit, the longest idle connection makes room
+//! read_timeout_secs = 300      # close a connection that sends nothing for this long (0: never)
 //! timezone = "local"           # zone of RFC 3164 timestamps (an IANA name, or "local")
 //! ```
 //!
@@ -26,34 +26,42 @@
 //! Datagrams the kernel drops before weir reads them (its socket buffer was full) are
 //! counted too, from Linux's per-socket counter, as `reason="kernel_buffer_full"`.
 //!
+//! Connections (`tcp.rs`): a connection that sends nothing for `read_timeout_secs` (default
+//! 300) is closed, as is a TLS handshake that takes as long (10 s when the timeout is off).
+//! When `max_connections` (default 1024) are open, a new connection takes the place of the
+//! one idle the longest, which is closed; only when every connection is busy sending is the
+//! newcomer refused. So idle connections cannot lock senders out, and a sender that keeps
+//! sending keeps its connection.
+//!
 //! Metrics, besides the common component series (messages and message bytes received):
-//! `weir_component_open_connections` (gauge); `weir_component_errors_total` with
-//! `error_type` `parse_failed`, `message_too_long`, `malformed_frame`, `connection_refused`
-//! (over `max_connections`), `tls_handshake_failed`, `read_failed`.
+//! `weir_component_open_connections` (gauge); `weir_component_connections_closed_total` by
+//! `reason`: `idle_timeout` (`read_timeout_secs`), `evicted` (closed for a newcomer at
+//! `max_connections`); `weir_component_errors_total` with `error_type` `parse_failed`,
+//! `message_too_long`, `malformed_frame`, `connection_refused` (at `max_connections` with
+//! every connection busy), `tls_handshake_failed`, `read_failed`. Closing and refusing
+//! connections is logged at most every ten seconds per kind, with the number left out.
 //!
 //! Syslog has no acknowledgements: a message is delivered once weir has read it, and what a
 //! sender wrote but weir had not read when it stopped is lost (as with any syslog server).
 //!
 //! Invariant: memory per connection is bounded by `max_message_bytes` plus one batch of
-//! [`MAX_BATCH_BYTES`]; at most `max_connections` connections are served.
+//! [`MAX_BATCH_BYTES`]; at most `max_connections` connections are served (plus those being
+//! closed for newcomers, which stop reading at once).
 
 pub mod framing;
 pub mod parse;
+mod tcp;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
-use tokio_util::codec::FramedRead;
-use tokio_util::task::TaskTracker;
+use tokio::net::{TcpListener, UdpSocket};
 
 use super::util::lines::Oversize;
 use super::util::tls::TlsServerConfig;
@@ -61,9 +69,8 @@ use crate::config::ConfigIssue;
 use crate::event::Event;
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, Labels};
-use crate::topology::channel::{self, WhenFull};
-use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
-use framing::{Frame, FramingError, SyslogDecoder};
+use crate::topology::{SourceContext, Task};
+use framing::{Frame, FramingError};
 use parse::Zone;
 
 /// Most events a connection hands to the pipeline in one batch. A connection's batch, the
@@ -75,10 +82,9 @@ const MAX_BATCH_EVENTS: usize = 256;
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Capacity of the queue between the UDP socket and the pipeline, in estimated event bytes.
 pub const UDP_QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// The largest UDP payload.
-const MAX_DATAGRAM: usize = 65_535;
-/// How long a TLS handshake may take when no `read_timeout_secs` is set.
-const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP connection may send nothing before it is closed, unless
+/// `read_timeout_secs` says otherwise.
+pub const DEFAULT_READ_TIMEOUT_SECS: u64 = 300;
 
 /// `mode` of a syslog source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,10 +109,12 @@ pub struct SyslogConfig {
     /// it in `error.message`; `drop` discards it. Either way it is counted and logged.
     #[serde(default)]
     pub oversize: Oversize,
-    /// Most TCP connections served at once. Default 1024.
+    /// Most TCP connections served at once; at the limit the longest idle one is closed for
+    /// a newcomer. Default 1024.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Close a TCP connection that sends nothing for this long. Default: never.
+    /// Close a TCP connection that sends nothing for this long; 0 never closes it. Default
+    /// [`DEFAULT_READ_TIMEOUT_SECS`] (300).
     #[serde(default)]
     pub read_timeout_secs: Option<u64>,
     /// TLS on TCP (RFC 5425).
@@ -134,12 +142,6 @@ impl SyslogConfig {
         if self.max_connections == 0 {
             issues.push(ConfigIssue::field("max_connections", "must be at least 1"));
         }
-        if self.read_timeout_secs == Some(0) {
-            issues.push(ConfigIssue::field(
-                "read_timeout_secs",
-                "must be at least 1 (leave it out for no timeout)",
-            ));
-        }
         if let Err(e) = Zone::parse(self.timezone.as_deref()) {
             issues.push(ConfigIssue::field("timezone", e));
         }
@@ -166,7 +168,10 @@ impl SyslogConfig {
             max: self.max_message_bytes,
             oversize: self.oversize,
             zone,
-            read_timeout: self.read_timeout_secs.map(Duration::from_secs),
+            read_timeout: match self.read_timeout_secs.unwrap_or(DEFAULT_READ_TIMEOUT_SECS) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             telemetry: Telemetry::new(&cx.metrics),
             id: cx.id.clone(),
         });
@@ -177,7 +182,7 @@ impl SyslogConfig {
                     .and_then(UdpSocket::from_std)
                     .map_err(|e| format!("cannot listen on udp {}: {e}", self.address))?;
                 tracing::info!(component = %cx.id, address = %self.address, "listening for syslog over udp");
-                Ok(Box::pin(run_udp(socket, settings, cx)))
+                Ok(Box::pin(udp::run(socket, settings, cx)))
             }
             Mode::Tcp => {
                 let listener = std::net::TcpListener::bind(self.address)
@@ -190,8 +195,8 @@ impl SyslogConfig {
                     tls = acceptor.is_some(),
                     "listening for syslog over tcp"
                 );
-                let limit = Arc::new(Semaphore::new(self.max_connections));
-                Ok(Box::pin(run_tcp(listener, acceptor, limit, settings, cx)))
+                let table = tcp::Connections::new(self.max_connections);
+                Ok(Box::pin(tcp::run(listener, acceptor, table, settings, cx)))
             }
         }
     }
@@ -216,6 +221,8 @@ struct Telemetry {
     malformed: Counter,
     dropped_too_long: Counter,
     refused: Counter,
+    evicted: Counter,
+    idle_closed: Counter,
     handshake_failed: Counter,
     read_failed: Counter,
     udp_dropped: Counter,
@@ -223,9 +230,24 @@ struct Telemetry {
     /// One limit per kind of log line, shared by all connections.
     parse_log: Mutex<RateLimit>,
     refused_log: Mutex<RateLimit>,
+    evicted_log: Mutex<RateLimit>,
+    idle_log: Mutex<RateLimit>,
     handshake_log: Mutex<RateLimit>,
     udp_log: Mutex<RateLimit>,
     kernel_log: Mutex<RateLimit>,
+}
+
+fn closed_connections_family() -> &'static Family<Labels, Counter> {
+    static FAMILY: OnceLock<Family<Labels, Counter>> = OnceLock::new();
+    FAMILY.get_or_init(|| {
+        let family = Family::<Labels, Counter>::default();
+        crate::metrics::global().register(
+            "component_connections_closed",
+            "Connections a source closed on its own, by reason",
+            family.clone(),
+        );
+        family
+    })
 }
 
 fn open_connections_family() -> &'static Family<Labels, Gauge> {
@@ -251,12 +273,18 @@ impl Telemetry {
             malformed: metrics.error_counter("malformed_frame", "receiving"),
             dropped_too_long: metrics.discarded_counter("message_too_long"),
             refused: metrics.error_counter("connection_refused", "receiving"),
+            evicted: closed_connections_family()
+                .get_or_create_owned(&metrics.labels.with("reason", "evicted")),
+            idle_closed: closed_connections_family()
+                .get_or_create_owned(&metrics.labels.with("reason", "idle_timeout")),
             handshake_failed: metrics.error_counter("tls_handshake_failed", "receiving"),
             read_failed: metrics.error_counter("read_failed", "receiving"),
             udp_dropped: metrics.discarded_counter("buffer_full"),
             kernel_dropped: metrics.discarded_counter("kernel_buffer_full"),
             parse_log: Mutex::default(),
             refused_log: Mutex::default(),
+            evicted_log: Mutex::default(),
+            idle_log: Mutex::default(),
             handshake_log: Mutex::default(),
             udp_log: Mutex::default(),
             kernel_log: Mutex::default(),
@@ -349,411 +377,5 @@ impl Settings {
             }
         }
         event
-    }
-}
-
-async fn run_tcp(
-    listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    limit: Arc<Semaphore>,
-    settings: Arc<Settings>,
-    cx: SourceContext,
-) -> Result<(), ()> {
-    let connections = TaskTracker::new();
-    let mut accept_log = RateLimit::default();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = cx.shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors, most likely: wait a little instead of spinning.
-                if let Some(suppressed) = accept_log.allow() {
-                    tracing::error!(component = %cx.id, error = %e, suppressed, "cannot accept connections");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            settings.telemetry.refused.inc();
-            if let Some(suppressed) = allow(&settings.telemetry.refused_log) {
-                tracing::warn!(
-                    component = %cx.id,
-                    peer = %peer,
-                    suppressed,
-                    "max_connections reached; connection closed"
-                );
-            }
-            drop(stream);
-            continue;
-        };
-        let settings = Arc::clone(&settings);
-        let out = cx.out.clone();
-        let shutdown = cx.shutdown.clone();
-        let acceptor = acceptor.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            let _open = OpenConnection::new(&settings.telemetry.open_connections);
-            match acceptor {
-                None => serve(stream, peer, &settings, out, &shutdown).await,
-                Some(acceptor) => {
-                    let timeout = settings.read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
-                    match handshake(&acceptor, stream, timeout, &shutdown).await {
-                        Ok(Some(tls)) => serve(tls, peer, &settings, out, &shutdown).await,
-                        Ok(None) => {}
-                        Err(e) => {
-                            settings.telemetry.handshake_failed.inc();
-                            if let Some(suppressed) = allow(&settings.telemetry.handshake_log) {
-                                tracing::warn!(
-                                    component = %settings.id,
-                                    peer = %peer,
-                                    error = %e,
-                                    suppressed,
-                                    "TLS handshake failed; connection closed"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-/// `Ok(None)` when shutdown came first.
-async fn handshake(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    stream: TcpStream,
-    timeout: Duration,
-    shutdown: &ShutdownSignal,
-) -> Result<Option<tokio_rustls::server::TlsStream<TcpStream>>, String> {
-    tokio::select! {
-        _ = shutdown.cancelled() => Ok(None),
-        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
-            Ok(Ok(s)) => Ok(Some(s)),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no handshake within {} s", timeout.as_secs())),
-        },
-    }
-}
-
-/// What ended the reading of a connection.
-enum End {
-    /// The sender closed it, weir is stopping, or it was idle too long.
-    Closed,
-    /// No consumer is left downstream.
-    NoConsumer,
-}
-
-/// Reads one connection until it ends: frames become events, gathered into batches of what
-/// is already readable, each sent before the next read (that wait is the backpressure).
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    peer: SocketAddr,
-    settings: &Settings,
-    mut out: SourceSender,
-    shutdown: &ShutdownSignal,
-) {
-    let t = &settings.telemetry;
-    let mut frames = FramedRead::new(stream, SyslogDecoder::new(settings.max, settings.oversize));
-    let mut logged = false;
-    let mut batch: Vec<Event> = Vec::new();
-    tracing::debug!(component = %settings.id, peer = %peer, "connection opened");
-    let end = 'conn: loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break 'conn End::Closed,
-            r = next_frame(&mut frames, settings.read_timeout) => r,
-        };
-        let mut ended = false;
-        let mut pending = Some(first);
-        let mut bytes = 0usize;
-        while let Some(next) = pending.take() {
-            match next {
-                Read::Frame(frame) => {
-                    let len = frame_len(&frame);
-                    bytes += len;
-                    t.metrics.received(0, len);
-                    let now = chrono::Utc::now();
-                    if let Some(e) = settings.frame_event(frame, peer, &mut logged, now) {
-                        batch.push(e);
-                    }
-                }
-                Read::Eof => ended = true,
-                Read::Idle => {
-                    tracing::debug!(component = %settings.id, peer = %peer, "idle connection closed (read_timeout_secs)");
-                    ended = true;
-                }
-                Read::Failed(e) => {
-                    t.read_failed.inc();
-                    tracing::debug!(component = %settings.id, peer = %peer, error = %e, "connection read failed");
-                    ended = true;
-                }
-            }
-            if ended || batch.len() >= MAX_BATCH_EVENTS || bytes >= MAX_BATCH_BYTES {
-                break;
-            }
-            // Whatever is already readable joins this batch; nothing waits for more.
-            pending = match frames.next().now_or_never() {
-                Some(Some(Ok(f))) => Some(Read::Frame(f)),
-                Some(Some(Err(e))) => Some(Read::Failed(e)),
-                Some(None) => Some(Read::Eof),
-                None => None,
-            };
-        }
-        let events = std::mem::take(&mut batch);
-        t.metrics.received(events.len(), 0);
-        if !out.send(events).await {
-            break End::NoConsumer;
-        }
-        if ended {
-            break End::Closed;
-        }
-    };
-    if matches!(end, End::NoConsumer) {
-        tracing::debug!(component = %settings.id, peer = %peer, "no consumer left; connection closed");
-    }
-    // Close politely (a TLS close_notify, then FIN), but never wait on a peer for long.
-    let mut stream = frames.into_inner();
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    tracing::debug!(component = %settings.id, peer = %peer, "connection closed");
-}
-
-/// One read from a connection.
-enum Read {
-    Frame(Frame),
-    Eof,
-    Idle,
-    Failed(std::io::Error),
-}
-
-async fn next_frame<S: AsyncRead + Unpin>(
-    frames: &mut FramedRead<S, SyslogDecoder>,
-    timeout: Option<Duration>,
-) -> Read {
-    let next = match timeout {
-        Some(t) => match tokio::time::timeout(t, frames.next()).await {
-            Ok(n) => n,
-            Err(_) => return Read::Idle,
-        },
-        None => frames.next().await,
-    };
-    match next {
-        Some(Ok(f)) => Read::Frame(f),
-        Some(Err(e)) => Read::Failed(e),
-        None => Read::Eof,
-    }
-}
-
-fn frame_len(frame: &Frame) -> usize {
-    match frame {
-        Frame::Message(b) => b.len(),
-        Frame::Error { kept, .. } => kept.as_ref().map_or(0, |b| b.len()),
-    }
-}
-
-async fn run_udp(socket: UdpSocket, settings: Arc<Settings>, cx: SourceContext) -> Result<(), ()> {
-    let t = &settings.telemetry;
-    // The queue never makes the socket wait: when it is full the batch is dropped, counted in
-    // `udp_dropped` (reason `buffer_full`), and logged below.
-    let (queue, mut pending) =
-        channel::channel(UDP_QUEUE_BYTES, WhenFull::DropNewest, None, Some(t.udp_dropped.clone()));
-    let mut out = cx.out;
-    let forwarder = tokio::spawn(async move {
-        while let Some(events) = pending.recv().await {
-            if !out.send(events).await {
-                break;
-            }
-        }
-    });
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut read_log = RateLimit::default();
-    let mut kernel = KernelDrops::new(&socket);
-    let mut check_kernel = tokio::time::interval(Duration::from_secs(1));
-    check_kernel.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = cx.shutdown.cancelled() => break,
-            _ = check_kernel.tick() => {
-                let dropped = kernel.as_mut().map_or(0, KernelDrops::poll);
-                if dropped > 0 {
-                    t.kernel_dropped.inc_by(dropped);
-                    if let Some(suppressed) = allow(&t.kernel_log) {
-                        tracing::warn!(
-                            component = %cx.id,
-                            count = dropped,
-                            suppressed,
-                            "the kernel dropped udp messages: weir did not read them fast enough \
-                             (raise net.core.rmem_default, or add weir instances)"
-                        );
-                    }
-                }
-                continue;
-            }
-            r = socket.recv_from(&mut buf) => r,
-        };
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        let mut next = Some(first);
-        while let Some(received) = next.take() {
-            match received {
-                Ok((n, peer)) => {
-                    bytes += n;
-                    t.metrics.received(0, n);
-                    if let Some(e) = datagram_event(&settings, &buf[..n], peer) {
-                        batch.push(e);
-                    }
-                }
-                Err(e) => {
-                    // A previous send's ICMP error and the like: nothing was lost here.
-                    t.read_failed.inc();
-                    if let Some(suppressed) = read_log.allow() {
-                        tracing::warn!(component = %cx.id, error = %e, suppressed, "udp receive failed");
-                    }
-                }
-            }
-            if batch.len() >= MAX_BATCH_EVENTS || bytes >= MAX_BATCH_BYTES {
-                break;
-            }
-            next = match socket.try_recv_from(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                r => Some(r),
-            };
-        }
-        t.metrics.received(batch.len(), 0);
-        let count = batch.len();
-        let dropped_before = t.udp_dropped.get();
-        if queue.send(batch).await.is_err() {
-            break;
-        }
-        if t.udp_dropped.get() > dropped_before
-            && let Some(suppressed) = allow(&t.udp_log)
-        {
-            tracing::warn!(
-                component = %cx.id,
-                count,
-                suppressed,
-                "pipeline is full; udp messages dropped"
-            );
-        }
-    }
-    drop(queue);
-    let _ = forwarder.await;
-    Ok(())
-}
-
-/// Datagrams the kernel dropped for one socket because its receive buffer was full, which
-/// weir cannot see in what it reads. Linux reports them per socket in the `drops` column of
-/// `/proc/net/udp` and `/proc/net/udp6`, where the socket is known by its inode; elsewhere
-/// they are not counted.
-struct KernelDrops {
-    inode: u64,
-    last: u64,
-}
-
-impl KernelDrops {
-    fn new(socket: &UdpSocket) -> Option<Self> {
-        use std::os::fd::AsRawFd;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
-        let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()?;
-        let mut drops = Self { inode, last: 0 };
-        drops.last = drops.read()?;
-        Some(drops)
-    }
-
-    fn read(&self) -> Option<u64> {
-        ["/proc/net/udp", "/proc/net/udp6"]
-            .iter()
-            .filter_map(|path| std::fs::read_to_string(path).ok())
-            .find_map(|table| socket_drops(&table, self.inode))
-    }
-
-    /// Drops since the last call.
-    fn poll(&mut self) -> u64 {
-        let Some(now) = self.read() else { return 0 };
-        let new = now.saturating_sub(self.last);
-        self.last = now;
-        new
-    }
-}
-
-/// The `drops` column of the line of socket `inode` in a `/proc/net/udp` table.
-fn socket_drops(table: &str, inode: u64) -> Option<u64> {
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.get(9)?.parse::<u64>().ok()? != inode {
-            return None;
-        }
-        cols.get(12)?.parse().ok()
-    })
-}
-
-/// The event of one datagram (one message; a trailing line feed or NUL is removed).
-fn datagram_event(settings: &Settings, data: &[u8], peer: SocketAddr) -> Option<Event> {
-    let mut data = data;
-    while let [rest @ .., b'\n' | b'\r' | b'\0'] = data {
-        data = rest;
-    }
-    if data.is_empty() {
-        return None;
-    }
-    let t = &settings.telemetry;
-    let now = chrono::Utc::now();
-    if data.len() > settings.max {
-        t.too_long.inc();
-        let problem = FramingError::TooLong { length: Some(data.len() as u64) }
-            .describe(settings.max, settings.oversize)
-            .replace("octet-counted frame", "datagram");
-        if let Some(suppressed) = allow(&t.parse_log) {
-            tracing::warn!(component = %settings.id, peer = %peer, problem = %problem, suppressed, "syslog datagram too long");
-        }
-        return match settings.oversize {
-            Oversize::Truncate => Some(settings.event(
-                bytes::Bytes::copy_from_slice(&data[..settings.max]),
-                Some(peer),
-                now,
-                Some(problem),
-            )),
-            Oversize::Drop => {
-                t.dropped_too_long.inc();
-                None
-            }
-        };
-    }
-    Some(settings.event(bytes::Bytes::copy_from_slice(data), Some(peer), now, None))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_drops_of_this_socket_are_read_from_proc() {
-        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  120: 0100007F:D431 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17
-  121: 0100007F:D432 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 5
-";
-        assert_eq!(socket_drops(table, 4243), Some(5));
-        assert_eq!(socket_drops(table, 4242), Some(17));
-        assert_eq!(socket_drops(table, 1), None);
-    }
-
-    #[tokio::test]
-    async fn this_machines_proc_table_knows_a_fresh_socket() {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        if !std::path::Path::new("/proc/net/udp").exists() {
-            return;
-        }
-        let mut drops = KernelDrops::new(&socket).expect("the socket is in /proc/net/udp");
-        assert_eq!(drops.poll(), 0);
     }
 }

@@ -1,0 +1,415 @@
+//! Syslog over TCP and TLS: one task per connection, an idle timeout, and a table of the open
+//! connections from which the longest idle one is closed when `max_connections` is reached.
+//!
+//! A sender that opens connections and sends nothing would otherwise hold every slot: closing
+//! the longest idle connection for a newcomer keeps a legitimate sender's messages flowing
+//! during such a flood, while the number of connections served stays bounded. A connection
+//! waiting for the pipeline (backpressure) counts as busy and is never chosen.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::framing::{Frame, SyslogDecoder};
+use super::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OpenConnection, Settings, allow};
+use crate::event::Event;
+use crate::internal_events::RateLimit;
+use crate::topology::{ShutdownSignal, SourceContext, SourceSender};
+
+/// How long a TLS handshake may take when `read_timeout_secs` is 0 (no idle timeout).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `last_active` of a connection that is waiting for the pipeline: never the idlest.
+const BUSY: u64 = u64::MAX;
+
+/// The open connections of one source.
+pub(super) struct Connections {
+    max: usize,
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Slot>>>,
+}
+
+/// One open connection as the table sees it.
+struct Slot {
+    /// Milliseconds since `epoch` of its last message ([`BUSY`] while it waits to send).
+    last_active: AtomicU64,
+    /// Cancelled when the connection is closed to make room for another.
+    evict: CancellationToken,
+}
+
+/// A connection's place in the table; leaving it (drop) frees the place.
+pub(super) struct Registration {
+    table: Arc<Connections>,
+    id: u64,
+    slot: Arc<Slot>,
+}
+
+/// What admitting a connection took.
+pub(super) enum Admission {
+    /// A free place.
+    Free(Registration),
+    /// The place of a connection idle for this long, which is being closed.
+    Evicted(Registration, Duration),
+    /// Every connection is busy sending: the newcomer is refused.
+    Full,
+}
+
+impl Connections {
+    pub(super) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A place for a new connection, closing the longest idle one when the table is full.
+    pub(super) fn admit(self: &Arc<Self>) -> Admission {
+        let now = self.now_ms();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut evicted = None;
+        if open.len() >= self.max {
+            let idlest = open
+                .iter()
+                .map(|(id, s)| (*id, s.last_active.load(Ordering::Relaxed)))
+                .filter(|&(_, t)| t != BUSY)
+                .min_by_key(|&(_, t)| t);
+            let Some((id, since)) = idlest else { return Admission::Full };
+            if let Some(victim) = open.remove(&id) {
+                victim.evict.cancel();
+            }
+            evicted = Some(Duration::from_millis(now.saturating_sub(since)));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot =
+            Arc::new(Slot { last_active: AtomicU64::new(now), evict: CancellationToken::new() });
+        open.insert(id, Arc::clone(&slot));
+        let registration = Registration { table: Arc::clone(self), id, slot };
+        match evicted {
+            Some(idle) => Admission::Evicted(registration, idle),
+            None => Admission::Free(registration),
+        }
+    }
+}
+
+impl Registration {
+    fn active(&self) {
+        self.slot.last_active.store(self.table.now_ms(), Ordering::Relaxed);
+    }
+
+    fn busy(&self) {
+        self.slot.last_active.store(BUSY, Ordering::Relaxed);
+    }
+
+    fn evicted(&self) -> &CancellationToken {
+        &self.slot.evict
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        // An evicted connection's place already belongs to another.
+        if open.get(&self.id).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+            open.remove(&self.id);
+        }
+    }
+}
+
+pub(super) async fn run(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    table: Arc<Connections>,
+    settings: Arc<Settings>,
+    cx: SourceContext,
+) -> Result<(), ()> {
+    let connections = TaskTracker::new();
+    let mut accept_log = RateLimit::default();
+    let t = &settings.telemetry;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = cx.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait a little instead of spinning.
+                if let Some(suppressed) = accept_log.allow() {
+                    tracing::error!(component = %cx.id, error = %e, suppressed, "cannot accept connections");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let registration = match table.admit() {
+            Admission::Free(r) => r,
+            Admission::Evicted(r, idle) => {
+                t.evicted.inc();
+                if let Some(suppressed) = allow(&t.evicted_log) {
+                    tracing::warn!(
+                        component = %cx.id,
+                        peer = %peer,
+                        idle_secs = idle.as_secs(),
+                        suppressed,
+                        "max_connections reached; the longest idle connection was closed to \
+                         serve a new one"
+                    );
+                }
+                r
+            }
+            Admission::Full => {
+                t.refused.inc();
+                if let Some(suppressed) = allow(&t.refused_log) {
+                    tracing::warn!(
+                        component = %cx.id,
+                        peer = %peer,
+                        suppressed,
+                        "max_connections reached and every connection is busy; new connection \
+                         closed"
+                    );
+                }
+                drop(stream);
+                continue;
+            }
+        };
+        let settings = Arc::clone(&settings);
+        let out = cx.out.clone();
+        let shutdown = cx.shutdown.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            let _open = OpenConnection::new(&settings.telemetry.open_connections);
+            let conn = Conn { peer, settings: &settings, registration, shutdown: &shutdown };
+            match acceptor {
+                None => conn.serve(stream, out).await,
+                Some(acceptor) => conn.serve_tls(&acceptor, stream, out).await,
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One connection and what it shares with the source.
+struct Conn<'a> {
+    peer: SocketAddr,
+    settings: &'a Settings,
+    registration: Registration,
+    shutdown: &'a ShutdownSignal,
+}
+
+/// What ended the reading of a connection.
+enum End {
+    /// The sender closed it, weir is stopping, or it was closed for another.
+    Closed,
+    /// No consumer is left downstream.
+    NoConsumer,
+}
+
+impl Conn<'_> {
+    async fn serve_tls(
+        self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        stream: TcpStream,
+        out: SourceSender,
+    ) {
+        let settings = self.settings;
+        let timeout = settings.read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+        let handshake = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = self.registration.evicted().cancelled() => return,
+            r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no handshake within {} s", timeout.as_secs())),
+            },
+        };
+        match handshake {
+            Ok(tls) => self.serve(tls, out).await,
+            Err(e) => {
+                settings.telemetry.handshake_failed.inc();
+                if let Some(suppressed) = allow(&settings.telemetry.handshake_log) {
+                    tracing::warn!(
+                        component = %settings.id,
+                        peer = %self.peer,
+                        error = %e,
+                        suppressed,
+                        "TLS handshake failed; connection closed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Reads the connection until it ends: frames become events, gathered into batches of
+    /// what is already readable, each sent before the next read (that wait is the
+    /// backpressure).
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(self, stream: S, mut out: SourceSender) {
+        let Self { peer, settings, registration, shutdown } = self;
+        let t = &settings.telemetry;
+        let mut frames =
+            FramedRead::new(stream, SyslogDecoder::new(settings.max, settings.oversize));
+        let mut logged = false;
+        let mut batch: Vec<Event> = Vec::new();
+        tracing::debug!(component = %settings.id, peer = %peer, "connection opened");
+        let end = 'conn: loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'conn End::Closed,
+                _ = registration.evicted().cancelled() => break 'conn End::Closed,
+                r = next_frame(&mut frames, settings.read_timeout) => r,
+            };
+            let mut ended = false;
+            let mut pending = Some(first);
+            let mut bytes = 0usize;
+            while let Some(next) = pending.take() {
+                match next {
+                    Read::Frame(frame) => {
+                        let len = frame_len(&frame);
+                        bytes += len;
+                        t.metrics.received(0, len);
+                        let now = chrono::Utc::now();
+                        if let Some(e) = settings.frame_event(frame, peer, &mut logged, now) {
+                            batch.push(e);
+                        }
+                    }
+                    Read::Eof => ended = true,
+                    Read::Idle => {
+                        t.idle_closed.inc();
+                        if let Some(suppressed) = allow(&t.idle_log) {
+                            tracing::info!(
+                                component = %settings.id,
+                                peer = %peer,
+                                suppressed,
+                                "idle connection closed (read_timeout_secs)"
+                            );
+                        }
+                        ended = true;
+                    }
+                    Read::Failed(e) => {
+                        t.read_failed.inc();
+                        tracing::debug!(component = %settings.id, peer = %peer, error = %e, "connection read failed");
+                        ended = true;
+                    }
+                }
+                if ended || batch.len() >= MAX_BATCH_EVENTS || bytes >= MAX_BATCH_BYTES {
+                    break;
+                }
+                // Whatever is already readable joins this batch; nothing waits for more.
+                pending = match frames.next().now_or_never() {
+                    Some(Some(Ok(f))) => Some(Read::Frame(f)),
+                    Some(Some(Err(e))) => Some(Read::Failed(e)),
+                    Some(None) => Some(Read::Eof),
+                    None => None,
+                };
+            }
+            let events = std::mem::take(&mut batch);
+            t.metrics.received(events.len(), 0);
+            registration.busy();
+            if !out.send(events).await {
+                break End::NoConsumer;
+            }
+            registration.active();
+            if ended {
+                break End::Closed;
+            }
+        };
+        if matches!(end, End::NoConsumer) {
+            tracing::debug!(component = %settings.id, peer = %peer, "no consumer left; connection closed");
+        }
+        // Close politely (a TLS close_notify, then FIN), but never wait on a peer for long.
+        let mut stream = frames.into_inner();
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        tracing::debug!(component = %settings.id, peer = %peer, "connection closed");
+    }
+}
+
+/// One read from a connection.
+enum Read {
+    Frame(Frame),
+    Eof,
+    Idle,
+    Failed(std::io::Error),
+}
+
+async fn next_frame<S: AsyncRead + Unpin>(
+    frames: &mut FramedRead<S, SyslogDecoder>,
+    timeout: Option<Duration>,
+) -> Read {
+    let next = match timeout {
+        Some(t) => match tokio::time::timeout(t, frames.next()).await {
+            Ok(n) => n,
+            Err(_) => return Read::Idle,
+        },
+        None => frames.next().await,
+    };
+    match next {
+        Some(Ok(f)) => Read::Frame(f),
+        Some(Err(e)) => Read::Failed(e),
+        None => Read::Eof,
+    }
+}
+
+fn frame_len(frame: &Frame) -> usize {
+    match frame {
+        Frame::Message(b) => b.len(),
+        Frame::Error { kept, .. } => kept.as_ref().map_or(0, |b| b.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(a: Admission) -> Registration {
+        match a {
+            Admission::Free(r) | Admission::Evicted(r, _) => r,
+            Admission::Full => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn a_full_table_closes_its_longest_idle_connection_never_a_busy_one() {
+        let table = Connections::new(2);
+        let a = registration(table.admit());
+        let b = registration(table.admit());
+        a.slot.last_active.store(10, Ordering::Relaxed);
+        b.slot.last_active.store(5, Ordering::Relaxed);
+        let c = match table.admit() {
+            Admission::Evicted(r, _) => r,
+            _ => panic!("a full table must evict"),
+        };
+        assert!(b.evicted().is_cancelled() && !a.evicted().is_cancelled());
+        // The evicted connection leaving does not free the newcomer's place.
+        drop(b);
+        assert_eq!(table.open.lock().unwrap().len(), 2);
+        a.busy();
+        c.busy();
+        assert!(matches!(table.admit(), Admission::Full));
+        c.active();
+        let d = registration(table.admit());
+        assert!(c.evicted().is_cancelled());
+        drop((a, c));
+        assert_eq!(table.open.lock().unwrap().len(), 1, "the newcomer holds its place");
+        drop(d);
+        assert!(table.open.lock().unwrap().is_empty());
+    }
+}
