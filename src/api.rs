@@ -2,11 +2,26 @@
 //!
 //! HTTP/1.1 only, served by hyper on the address of `[api]`. `/health` answers 200 with
 //! `{"status":"ok"}` while the pipeline runs, 503 once it is shutting down.
+//!
+//! ```toml
+//! [api]
+//! address = "127.0.0.1:9598"
+//! max_connections = 256              # further connections are closed at once
+//! header_read_timeout_secs = 10      # to send a request's headers, or to start the next one
+//! ```
+//!
+//! Connections are bounded so that clients cannot hold weir's file descriptors and memory:
+//! at most `max_connections` are served, and one that has not sent a whole request head
+//! within `header_read_timeout_secs` (a half-sent request, or a kept-alive connection with
+//! nothing more to ask) is closed. `weir_api_open_connections` counts the connections served;
+//! `weir_api_connections_closed_total{reason="header_timeout"|"max_connections"}` the
+//! connections closed before a first request and those refused, each logged at most every
+//! ten seconds with the number left out.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,9 +29,17 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::internal_events::RateLimit;
+use crate::metrics::Labels;
 
 /// Whether the pipeline is up, as `/health` reports it.
 #[derive(Clone, Default)]
@@ -32,33 +55,119 @@ impl Health {
     }
 }
 
+/// The API's connection series and rate-limited log lines.
+struct Telemetry {
+    open: Gauge,
+    header_timeout: Counter,
+    refused: Counter,
+    timeout_log: Mutex<RateLimit>,
+    refused_log: Mutex<RateLimit>,
+}
+
+impl Telemetry {
+    fn get() -> &'static Self {
+        static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
+        TELEMETRY.get_or_init(|| {
+            let registry = crate::metrics::global();
+            let open = Gauge::default();
+            registry.register(
+                "api_open_connections",
+                "Connections the API serves now",
+                open.clone(),
+            );
+            let closed = Family::<Labels, Counter>::default();
+            registry.register(
+                "api_connections_closed",
+                "Connections the API closed on its own, by reason",
+                closed.clone(),
+            );
+            let reason = |r: &str| closed.get_or_create_owned(&vec![("reason".into(), r.into())]);
+            Self {
+                open,
+                header_timeout: reason("header_timeout"),
+                refused: reason("max_connections"),
+                timeout_log: Mutex::default(),
+                refused_log: Mutex::default(),
+            }
+        })
+    }
+}
+
+/// `Some(suppressed)` when the line limited by `limit` may be logged now.
+fn allow(limit: &Mutex<RateLimit>) -> Option<u64> {
+    limit.lock().unwrap_or_else(|e| e.into_inner()).allow()
+}
+
 /// Binds the API address; the returned future serves until `stop` is cancelled.
 pub async fn serve(
-    address: SocketAddr,
+    api: &ApiConfig,
     health: Health,
     stop: CancellationToken,
-) -> Result<impl std::future::Future<Output = ()>, String> {
+) -> Result<impl std::future::Future<Output = ()> + use<>, String> {
+    let address = api.address;
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| format!("cannot listen on {address} for the API: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(address = %local, "API listening: GET /metrics, GET /health");
+    let limit = Arc::new(Semaphore::new(api.max_connections.get()));
+    let header_timeout = Duration::from_secs(api.header_read_timeout_secs.get());
+    let t = Telemetry::get();
     Ok(async move {
+        let mut accept_log = RateLimit::default();
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 _ = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "API accept failed");
+                        // Out of file descriptors, most likely: wait instead of spinning.
+                        if let Some(suppressed) = accept_log.allow() {
+                            tracing::warn!(error = %e, suppressed, "API accept failed");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                t.refused.inc();
+                if let Some(suppressed) = allow(&t.refused_log) {
+                    tracing::warn!(%peer, suppressed, "API max_connections reached; connection closed");
+                }
+                continue;
+            };
             let health = health.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, health.clone()));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _permit = permit;
+                t.open.inc();
+                // A kept-alive connection that asked for something is closed by the same
+                // timeout as a half-sent request, but that is the ordinary end of a client.
+                let asked = Arc::new(AtomicBool::new(false));
+                let asked_in = Arc::clone(&asked);
+                let service = service_fn(move |req| {
+                    asked_in.store(true, Ordering::Relaxed);
+                    handle(req, health.clone())
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                t.open.dec();
+                if let Err(e) = served
+                    && e.is_timeout()
+                    && !asked.load(Ordering::Relaxed)
+                {
+                    t.header_timeout.inc();
+                    if let Some(suppressed) = allow(&t.timeout_log) {
+                        tracing::info!(
+                            %peer,
+                            suppressed,
+                            "API connection closed: no request within header_read_timeout_secs"
+                        );
+                    }
+                }
             });
         }
     })

@@ -86,7 +86,7 @@ pub async fn run(config: Config) -> i32 {
     let api_stop = CancellationToken::new();
     let mut api_task = None;
     if let Some(api) = config.api.as_ref().filter(|a| a.enabled) {
-        match api::serve(api.address, health.clone(), api_stop.clone()).await {
+        match api::serve(api, health.clone(), api_stop.clone()).await {
             Ok(server) => api_task = Some(tokio::spawn(server)),
             Err(e) => {
                 tracing::error!("{e}");

@@ -194,6 +194,21 @@ pub struct ApiConfig {
     pub enabled: bool,
     #[serde(default = "default_api_address")]
     pub address: SocketAddr,
+    /// Most connections served at once; further ones are closed at once. Default 256.
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: std::num::NonZeroUsize,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may wait for its next request. Default 10.
+    #[serde(default = "default_api_header_read_timeout_secs")]
+    pub header_read_timeout_secs: std::num::NonZeroU64,
+}
+
+fn default_api_max_connections() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(256).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn default_api_header_read_timeout_secs() -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(10).unwrap_or(std::num::NonZeroU64::MIN)
 }
 
 fn default_api_enabled() -> bool {
