@@ -18,21 +18,33 @@ use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::transforms::TransformConfig;
 
-/// Maps byte offsets of one text to 1-based lines and columns (columns count characters).
+/// Maps byte offsets of a file's expanded text (`${VAR}` replaced) to 1-based lines and
+/// columns of the file as written (columns count characters).
 struct LineIndex<'a> {
     file: Arc<str>,
     text: &'a str,
     starts: Vec<usize>,
+    expansion: Option<&'a vars::Expansion>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(file: Arc<str>, text: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
-        Self { file, text, starts }
+        Self { file, text, starts, expansion: None }
+    }
+
+    /// Offsets given to `locate` are of `expansion`'s text, which was expanded from `text`.
+    fn expanded(mut self, expansion: &'a vars::Expansion) -> Self {
+        self.expansion = Some(expansion);
+        self
     }
 
     fn locate(&self, offset: usize) -> Location {
+        self.locate_original(self.expansion.map_or(offset, |x| x.original_offset(offset)))
+    }
+
+    fn locate_original(&self, offset: usize) -> Location {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
@@ -156,17 +168,14 @@ fn load_texts<'a>(
 
 fn gather_file(g: &mut Gathered, name: &str, original: &str) {
     let file: Arc<str> = Arc::from(name);
-    let (text, missing) = vars::interpolate(original, |n| std::env::var(n).ok());
-    if !missing.is_empty() {
-        let index = LineIndex::new(Arc::clone(&file), original);
-        g.errors.extend(missing.into_iter().map(|m| ConfigError {
-            location: Some(index.locate(m.offset)),
-            component: None,
-            message: m.message,
-        }));
-    }
-    let index = LineIndex::new(Arc::clone(&file), &text);
-    let doc = match Document::parse(text.as_str()) {
+    let expansion = vars::expand(original, |n| std::env::var(n).ok());
+    let index = LineIndex::new(Arc::clone(&file), original).expanded(&expansion);
+    g.errors.extend(expansion.errors.iter().map(|m| ConfigError {
+        location: Some(index.locate_original(m.offset)),
+        component: None,
+        message: m.message.clone(),
+    }));
+    let doc = match Document::parse(expansion.text.as_str()) {
         Ok(doc) => doc,
         Err(e) => {
             g.errors.push(ConfigError {

@@ -1,6 +1,8 @@
 //! Pipeline configuration: TOML files shaped like Vector's, checked in three steps.
 //!
-//! 1. **Text**: `${VAR}` / `${VAR:-default}` interpolation ([`vars`]).
+//! 1. **Text**: `${VAR}` / `${VAR:-default}` interpolation ([`vars`]); a value is written
+//!    as data where its reference stands (escaped in strings, a scalar outside them), so it
+//!    cannot add or change tables and keys.
 //! 2. **Components**: the TOML is parsed with spans kept (`toml_edit`); each component's table
 //!    is deserialized into its closed config type with `deny_unknown_fields`, and every error
 //!    is kept with the component id and `file:line:column` ([`loader`]).

@@ -216,3 +216,75 @@ fn a_missing_file_is_reported() {
     assert_eq!(code, 1);
     assert!(out.starts_with("error: cannot read /nonexistent/pipeline.toml: "), "{out}");
 }
+
+/// An environment value that would close its string and open a table of its own: in a
+/// string it stays the string's value (weir runs the pipeline as written, the value in the
+/// field, and no other component); outside quotes it is an error naming the variable.
+#[test]
+fn environment_values_cannot_add_components() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let injection = "x\" }\n[sinks.injected]\ntype = \"console\"\ninputs = [\"in\"]\n#";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        "[sources.in]\ntype = \"stdin\"\n\n[transforms.t]\ntype = \"set\"\ninputs = [\"in\"]\n\
+         fields = { \"note\" = \"${WEIR_TEST_INJECTION}\" }\n\n[sinks.out]\ntype = \"console\"\n\
+         inputs = [\"t\"]\nencoding.codec = \"json\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(crate::support::weir_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("WEIR_TEST_INJECTION", injection)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "one sink, one event: {events:#?}\n{stderr}");
+    assert_eq!(events[0]["note"], injection, "the value, exactly");
+    assert_eq!(events[0]["message"], "hello");
+
+    // Outside quotes a value must be a number, boolean or date-time.
+    std::fs::write(
+        &config,
+        "[sources.in]\ntype = \"demo\"\ninterval_ms = ${WEIR_TEST_INJECTION}\n\n[sinks.out]\n\
+         type = \"console\"\ninputs = [\"in\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(crate::support::weir_bin())
+        .arg("validate")
+        .arg(&config)
+        .env("WEIR_TEST_INJECTION", "5\n[sinks.injected]\ntype = \"console\"\ninputs = [\"in\"]")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "pipeline.toml:3:15: environment variable `WEIR_TEST_INJECTION` cannot be used here: \
+             outside quotes its value must be one TOML number, boolean or date-time"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("injected"), "the value is not repeated: {text}");
+    // A number outside quotes, as the default pipeline's `interval_ms`, still works.
+    let out = Command::new(crate::support::weir_bin())
+        .arg("validate")
+        .arg(&config)
+        .env("WEIR_TEST_INJECTION", "250")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Configuration OK\n");
+}
