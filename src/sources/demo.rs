@@ -115,7 +115,7 @@ impl DemoConfig {
                     let bytes = bytes::Bytes::from(line);
                     match agg.as_mut() {
                         Some(a) => a.push(bytes, (), instant, &mut groups),
-                        None => groups.push(Group { bytes, first: (), last: (), lines: 1 }),
+                        None => groups.push(Group::line(bytes, (), false)),
                     }
                 }
                 if let Some(a) = agg.as_mut() {

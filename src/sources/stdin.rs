@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Group, MultilineConfig};
-use super::util::{host_name, line_event, line_fields, sleep_until};
+use super::util::{group_event, host_name, line_fields, sleep_until};
 use crate::config::ConfigIssue;
 use crate::internal_events::LineTooLong;
 use crate::topology::{SourceContext, Task};
@@ -88,7 +88,7 @@ impl StdinConfig {
                 match agg.as_mut() {
                     Some(a) => {
                         for l in lines.drain(..) {
-                            a.push(l.bytes, (), instant, &mut groups);
+                            a.push_marked(l.bytes, l.truncated, (), instant, &mut groups);
                         }
                         if end {
                             a.flush(&mut groups);
@@ -96,16 +96,12 @@ impl StdinConfig {
                             a.flush_expired(instant, &mut groups);
                         }
                     }
-                    None => groups.extend(lines.drain(..).map(|l| Group {
-                        bytes: l.bytes,
-                        first: (),
-                        last: (),
-                        lines: 1,
-                    })),
+                    None => groups
+                        .extend(lines.drain(..).map(|l| Group::line(l.bytes, (), l.truncated))),
                 }
                 let now = chrono::Utc::now();
                 let events: Vec<_> =
-                    groups.drain(..).map(|g| line_event(g.bytes, now, &host)).collect();
+                    groups.drain(..).map(|g| group_event(g, now, &host, max)).collect();
                 cx.metrics.received(events.len(), 0);
                 if !cx.out.send(events).await || end {
                     break;

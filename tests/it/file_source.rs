@@ -376,3 +376,70 @@ fn a_file_deleted_while_read_is_finished_and_released() {
     assert!(weir.stop().success());
     assert_exactly_once(&out, 100_000);
 }
+
+/// A line cut at `max_line_bytes` carries `error.message` and `log.flags = ["truncated"]`,
+/// so that it can be routed apart (here by a `route` transform); the lines around it carry
+/// neither, and the cut is counted. Also when the cut line is part of a multi-line message.
+#[test]
+fn a_cut_line_is_marked_and_can_be_routed() {
+    let (dir, input, _) = setup();
+    let log = input.join("app.log");
+    let long = "y".repeat(5000);
+    std::fs::write(&log, format!("before\n{long}\n2024 start\n  {long}\nafter\n")).unwrap();
+    let pipeline = format!(
+        r#"
+[sources.files]
+type = "file"
+include = ["{}"]
+glob_interval_ms = 50
+max_line_bytes = 100
+multiline = {{ start_pattern = '^\S', condition_pattern = '^\s', mode = "continue_through", timeout_ms = 200 }}
+
+[transforms.r]
+type = "route"
+inputs = ["files"]
+route.cut = '.log.flags == ["truncated"]'
+
+[sinks.cut]
+type = "file"
+inputs = ["r.cut"]
+path = "{{{{dir}}}}/cut.log"
+encoding.codec = "json"
+
+[sinks.whole]
+type = "file"
+inputs = ["r._unmatched"]
+path = "{{{{dir}}}}/whole.log"
+encoding.codec = "json"
+"#,
+        log.display()
+    );
+    let weir = Weir::start(dir.path(), &pipeline);
+    let json = |name: &str| -> Vec<serde_json::Value> {
+        read_lines(&dir.path().join(name))
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let done = wait_for(TIMEOUT, || json("cut.log").len() + json("whole.log").len() >= 4);
+    assert!(done, "cut: {:?}, whole: {:?}\n{}", json("cut.log"), json("whole.log"), weir.stderr());
+    let cut = json("cut.log");
+    assert_eq!(cut.len(), 2, "{cut:#?}");
+    assert_eq!(cut[0]["message"].as_str().unwrap().len(), 100);
+    // The continuation does not fit the message's max_line_bytes either: left out, marked.
+    assert_eq!(cut[1]["message"], "2024 start", "{cut:#?}");
+    for e in &cut {
+        assert!(e["error"]["message"].as_str().unwrap().contains("max_line_bytes (100)"), "{e}");
+        assert_eq!(e["log"]["flags"], serde_json::json!(["truncated"]));
+        assert_eq!(e["log"]["file"]["path"], log.display().to_string(), "shared fields kept");
+    }
+    let whole: Vec<String> =
+        json("whole.log").iter().map(|e| e["message"].as_str().unwrap().to_string()).collect();
+    assert_eq!(whole, ["before", "after"]);
+    assert!(json("whole.log").iter().all(|e| e.get("error").is_none()));
+    let counted = weir.metric(
+        "weir_component_errors_total",
+        &[("component_id", "files"), ("error_type", "line_truncated")],
+    );
+    assert_eq!(counted, 2.0);
+}

@@ -17,6 +17,12 @@
 //!   at most 64 KiB (estimated), each waiting while the pipeline is full, so a slow sink slows
 //!   reading rather than growing a queue, and a read of short lines never holds all of its
 //!   events at once.
+//! - **Nothing cut silently.** A line over `max_line_bytes` (with `oversize = "truncate"`,
+//!   the default) keeps its first `max_line_bytes` bytes; its event carries `error.message`
+//!   and `log.flags = ["truncated"]` (Filebeat's flag, to route on), and the cut is counted
+//!   (`weir_component_errors_total{error_type="line_truncated"}`) and logged at a bounded
+//!   rate. A multi-line message with a cut line, or with lines left out because the message
+//!   reached `max_line_bytes`, is marked the same way.
 //!
 //! - **Raw shipping without events.** When every consumer writes lines as read (a file
 //!   sink with the text codec and a constant path), a read's complete lines go on as one
@@ -44,7 +50,7 @@ use serde::Deserialize;
 
 use super::util::lines::{LineFramer, Oversize};
 use super::util::multiline::{Aggregator, Group, MultilineConfig};
-use super::util::{host_name, line_event, line_fields};
+use super::util::{group_event, host_name, line_fields};
 use crate::config::ConfigIssue;
 use crate::event::{BatchNotifier, Event, EventStatus, LineBlock, SharedFields};
 use crate::internal_events::{LineTooLong, RateLimit};
@@ -549,15 +555,12 @@ impl Reader {
         match w.agg.as_mut() {
             Some(a) => {
                 for l in lines {
-                    a.push(l.bytes, (l.start, l.end), instant, &mut groups);
+                    a.push_marked(l.bytes, l.truncated, (l.start, l.end), instant, &mut groups);
                 }
             }
-            None => groups.extend(lines.into_iter().map(|l| Group {
-                bytes: l.bytes,
-                first: (l.start, l.end),
-                last: (l.start, l.end),
-                lines: 1,
-            })),
+            None => groups.extend(
+                lines.into_iter().map(|l| Group::line(l.bytes, (l.start, l.end), l.truncated)),
+            ),
         }
         let action = if self.config.oversize == Oversize::Truncate { "cut" } else { "dropped" };
         for _ in 0..over.truncated + over.dropped {
@@ -649,7 +652,7 @@ impl Reader {
             let mut events: Vec<Event> = Vec::new();
             let mut bytes = 0;
             for g in groups.by_ref() {
-                let e = line_event(g.bytes, now, &fields);
+                let e = group_event(g, now, &fields, self.config.max_line_bytes);
                 bytes += e.size();
                 events.push(e);
                 if bytes >= part_bytes {

@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use crate::event::{Event, SharedFields};
+use multiline::Group;
 
 /// The fields a line source has in common for all its lines: `host.name`, and for a file
 /// `log.file.path`. Built once per source or file and shared by its events.
@@ -46,6 +47,33 @@ pub fn line_fields(host: &Bytes, file_path: Option<&str>) -> Arc<SharedFields> {
 /// shared fields (see [`line_fields`]).
 pub fn line_event(message: Bytes, now: DateTime<Utc>, fields: &Arc<SharedFields>) -> Event {
     Event::line(message, now).with_shared(fields)
+}
+
+/// The event of a line or multi-line message. One that was cut carries `error.message` and
+/// `log.flags = ["truncated"]` (Filebeat's flag), so that it can be told apart and routed.
+pub fn group_event<T>(
+    group: Group<T>,
+    now: DateTime<Utc>,
+    fields: &Arc<SharedFields>,
+    max_line_bytes: usize,
+) -> Event {
+    let mut event = line_event(group.bytes, now, fields);
+    if group.truncated {
+        let set = |e: &mut Event, path: &str, value: Value| {
+            if let Ok(p) = crate::event::parse_path(path) {
+                e.insert(&p, value);
+            }
+        };
+        set(
+            &mut event,
+            "error.message",
+            Value::from(format!(
+                "line longer than max_line_bytes ({max_line_bytes}) was cut; the rest is not in                  this event"
+            )),
+        );
+        set(&mut event, "log.flags", Value::Array(vec![Value::from("truncated")]));
+    }
+    event
 }
 
 /// Sleeps until `deadline`, or forever when there is none (for `select!` arms).

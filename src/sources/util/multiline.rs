@@ -85,6 +85,16 @@ pub struct Group<T> {
     pub first: T,
     pub last: T,
     pub lines: usize,
+    /// Text was cut: one of its lines was over `max_line_bytes`, or the message over its
+    /// limit (lines past the limit are left out).
+    pub truncated: bool,
+}
+
+impl<T: Copy> Group<T> {
+    /// A message of one line.
+    pub fn line(bytes: Bytes, tag: T, truncated: bool) -> Self {
+        Self { bytes, first: tag, last: tag, lines: 1, truncated }
+    }
 }
 
 struct Pending<T> {
@@ -93,6 +103,7 @@ struct Pending<T> {
     first: T,
     last: T,
     lines: usize,
+    truncated: bool,
     updated: Instant,
 }
 
@@ -109,6 +120,18 @@ pub struct Aggregator<T> {
 impl<T: Copy> Aggregator<T> {
     /// Feeds one line; complete messages are pushed to `out`.
     pub fn push(&mut self, line: Bytes, tag: T, now: Instant, out: &mut Vec<Group<T>>) {
+        self.push_marked(line, false, tag, now, out);
+    }
+
+    /// As [`Aggregator::push`], for a line that may have been cut (`truncated`).
+    pub fn push_marked(
+        &mut self,
+        line: Bytes,
+        truncated: bool,
+        tag: T,
+        now: Instant,
+        out: &mut Vec<Group<T>>,
+    ) {
         if let Some(p) = self.pending.as_mut() {
             let matches = self.condition.is_match(&line);
             let (append, flush_after, flush_before) = match self.mode {
@@ -124,7 +147,10 @@ impl<T: Copy> Aggregator<T> {
                 if p.buf.len() + 1 + line.len() <= self.max_bytes {
                     p.buf.extend_from_slice(b"\n");
                     p.buf.extend_from_slice(&line);
+                } else {
+                    p.truncated = true;
                 }
+                p.truncated |= truncated;
                 p.last = tag;
                 p.lines += 1;
                 p.updated = now;
@@ -145,10 +171,11 @@ impl<T: Copy> Aggregator<T> {
                 first: tag,
                 last: tag,
                 lines: 1,
+                truncated,
                 updated: now,
             });
         } else {
-            out.push(Group { bytes: line, first: tag, last: tag, lines: 1 });
+            out.push(Group::line(line, tag, truncated));
         }
     }
 
@@ -164,7 +191,13 @@ impl<T: Copy> Aggregator<T> {
         if let Some(p) = self.pending.take() {
             // A one-line message keeps the line's own bytes: no copy.
             let bytes = if p.buf.is_empty() { p.first_line } else { p.buf.freeze() };
-            out.push(Group { bytes, first: p.first, last: p.last, lines: p.lines });
+            out.push(Group {
+                bytes,
+                first: p.first,
+                last: p.last,
+                lines: p.lines,
+                truncated: p.truncated,
+            });
         }
     }
 
@@ -245,5 +278,26 @@ mod tests {
         a.flush_expired(t0 + Duration::from_secs(1), &mut out);
         assert_eq!((out[0].first, out[0].last, out[0].lines), (10, 20, 2));
         assert_eq!(a.pending_first(), None);
+    }
+
+    #[test]
+    fn a_cut_line_or_a_message_over_its_limit_marks_the_message() {
+        let c: MultilineConfig = toml_edit::de::from_str(
+            "start_pattern = '^\\d'\ncondition_pattern = '^\\d'\nmode = \"halt_before\"",
+        )
+        .unwrap();
+        let mut a = c.build::<u32>(12).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for (i, (line, cut)) in
+            [("1 a", false), (" b", true), ("2 c", false), (" more than fits", false), ("3", false)]
+                .into_iter()
+                .enumerate()
+        {
+            a.push_marked(Bytes::from_static(line.as_bytes()), cut, i as u32, t0, &mut out);
+        }
+        a.flush(&mut out);
+        let marks: Vec<(&[u8], bool)> = out.iter().map(|g| (&g.bytes[..], g.truncated)).collect();
+        assert_eq!(marks, [(&b"1 a\n b"[..], true), (b"2 c", true), (b"3", false)]);
     }
 }
