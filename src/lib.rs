@@ -13,6 +13,7 @@ pub mod files;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;
+pub mod redact;
 pub mod setup;
 pub mod sinks;
 pub mod sources;

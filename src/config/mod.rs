@@ -67,7 +67,8 @@ impl fmt::Display for ConfigError {
         if let Some(c) = &self.component {
             write!(f, "{c}: ")?;
         }
-        f.write_str(&self.message)
+        // A message may quote a value of the file, such as an endpoint with its password.
+        f.write_str(&crate::redact::credentials(&self.message))
     }
 }
 

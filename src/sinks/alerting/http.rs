@@ -26,8 +26,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port][/base]`.
+    /// Parses `http://host[:port][/base]`. Errors show the URL with any password masked.
     pub fn parse(url: &str) -> Result<Self, String> {
+        let shown = crate::redact::url(url);
+        let url = shown.as_ref();
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             if url.starts_with("https://") {
                 format!("`{url}`: https is not supported yet by this sink; use http://")
@@ -39,6 +41,9 @@ impl Endpoint {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
+        if authority.contains('@') {
+            return Err(format!("`{url}`: credentials in the URL are not supported by this sink"));
+        }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
                 h.trim_start_matches('[').trim_end_matches(']'),
@@ -124,5 +129,7 @@ mod tests {
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("http://x:notaport").is_err());
         assert!(Endpoint::parse("http://:80").is_err());
+        let e = Endpoint::parse("http://u:pw@h:1").unwrap_err();
+        assert!(e.contains("u:***@h") && !e.contains("pw"), "{e}");
     }
 }

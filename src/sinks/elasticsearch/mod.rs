@@ -181,7 +181,7 @@ impl ElasticsearchConfig {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
                 issues.push(ConfigIssue::field(
                     "endpoints",
-                    format!("`{e}` is not an http:// or https:// URL"),
+                    format!("`{}` is not an http:// or https:// URL", crate::redact::url(e)),
                 ));
             }
         }

@@ -149,8 +149,13 @@ impl AuthConfig {
 }
 
 /// Several base URLs used in turn; one that fails to connect is passed over for a while.
+///
+/// A URL may hold credentials (`http://user:password@host`): [`Endpoints::url`] and
+/// [`Endpoints::all`] give the URLs as they may be shown (password masked, see
+/// [`crate::redact`]); only [`HttpClient::send`] uses them whole.
 pub struct Endpoints {
     urls: Vec<String>,
+    shown: Vec<String>,
     next: AtomicUsize,
     down_until: Mutex<Vec<Option<Instant>>>,
 }
@@ -160,7 +165,8 @@ impl Endpoints {
         let urls: Vec<String> =
             urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect();
         let n = urls.len();
-        Self { urls, next: AtomicUsize::new(0), down_until: Mutex::new(vec![None; n]) }
+        let shown = urls.iter().map(|u| crate::redact::credentials(u).into_owned()).collect();
+        Self { urls, shown, next: AtomicUsize::new(0), down_until: Mutex::new(vec![None; n]) }
     }
 
     /// The next endpoint in turn that is not marked down (or the next in turn when all are).
@@ -175,7 +181,13 @@ impl Endpoints {
             .unwrap_or(start % n)
     }
 
+    /// Endpoint `i` as it may be shown (its password masked).
     pub fn url(&self, i: usize) -> &str {
+        self.shown.get(i).map_or("", String::as_str)
+    }
+
+    /// Endpoint `i` whole, credentials included: for requests only, never for display.
+    fn target(&self, i: usize) -> &str {
         self.urls.get(i).map_or("", String::as_str)
     }
 
@@ -186,8 +198,9 @@ impl Endpoints {
         }
     }
 
+    /// Every endpoint as it may be shown (passwords masked).
     pub fn all(&self) -> &[String] {
-        &self.urls
+        &self.shown
     }
 }
 
@@ -287,7 +300,7 @@ impl HttpClient {
 
     /// Sends `req` to endpoint `i` and reads the whole response.
     pub async fn send(&self, i: usize, req: &HttpRequest) -> Result<HttpResponse, SendError> {
-        let url = format!("{}{}", self.endpoints.url(i), req.path);
+        let url = format!("{}{}", self.endpoints.target(i), req.path);
         let mut rb = self.client.request(req.method.clone(), url).timeout(self.timeout);
         if let Some(auth) = &self.auth {
             rb = rb.header(reqwest::header::AUTHORIZATION, auth.clone());
@@ -340,7 +353,8 @@ impl HttpClient {
     }
 }
 
-/// The error and its causes in one line ("error sending request: connection refused").
+/// The error and its causes in one line ("error sending request: connection refused"), any
+/// URL in it with its password masked.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
@@ -352,7 +366,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    s
+    crate::redact::credentials(&s).into_owned()
 }
 
 /// gzip of `data`. Level 1 ("fast"): on log lines it compresses about as well as the
@@ -428,6 +442,12 @@ mod tests {
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         assert_eq!(e.url(0), "http://a");
         e.mark_down(1);
+        let secret = Endpoints::new(vec!["https://u:pw@es:9200/".into()]);
+        assert_eq!(
+            (secret.url(0), secret.target(0)),
+            ("https://u:***@es:9200", "https://u:pw@es:9200")
+        );
+        assert_eq!(secret.all(), ["https://u:***@es:9200"]);
         assert!((0..6).all(|_| e.pick() != 1));
     }
 

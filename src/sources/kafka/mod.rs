@@ -416,6 +416,7 @@ struct KafkaContext {
 
 impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = crate::redact::credentials(message);
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -436,6 +437,8 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let error = crate::redact::credentials(&error.to_string()).into_owned();
+        let reason = crate::redact::credentials(reason);
         tracing::warn!(component = %self.id, error = %error, "kafka client error: {reason}");
     }
 
