@@ -1,0 +1,163 @@
+//! Connection hygiene of weir's servers under floods of idle and half-sent connections: the
+//! syslog TCP source keeps serving a real sender (`logger`) while 2,000 idle connections are
+//! open, and the API closes 1,500 half-sent requests within its header timeout, giving back
+//! its file descriptors. Both with the default settings.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{Weir, free_port, read_lines, wait_for};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Raises this process's soft limit of open files (inherited by weir) to at least `n`, or
+/// to the hard limit.
+fn raise_fd_limit(n: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n as libc::rlim_t {
+            lim.rlim_cur = lim.rlim_max.min(n as libc::rlim_t);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= n as libc::rlim_t,
+        "this test needs {n} open files; the limit is {}",
+        lim.rlim_max
+    );
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// `n` connections to `addr`, each of which has sent `greeting`.
+fn connect_many(addr: SocketAddr, n: usize, greeting: &[u8]) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            if !greeting.is_empty() {
+                s.write_all(greeting).unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn a_sender_gets_through_while_2000_idle_connections_are_open() {
+    raise_fd_limit(6000);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            "[sources.syslog]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n\
+             [sinks.out]\ntype = \"file\"\ninputs = [\"syslog\"]\npath = \"{{{{dir}}}}/out.log\"\n\
+             encoding.codec = \"json\"\n"
+        ),
+    );
+    let idle = connect_many(SocketAddr::from(([127, 0, 0, 1], port)), 2000, b"");
+    // Every connection was taken in: 1,024 served, the others made room (or, before weir
+    // closed the idlest for newcomers, were refused).
+    let flood_served = wait_for(WAIT, || {
+        let m = |name: &str, labels: &[(&str, &str)]| {
+            let mut l = vec![("component_id", "syslog")];
+            l.extend_from_slice(labels);
+            weir.metric(name, &l)
+        };
+        let open = m("weir_component_open_connections", &[]);
+        let evicted = m("weir_component_connections_closed_total", &[("reason", "evicted")]);
+        let refused = m("weir_component_errors_total", &[("error_type", "connection_refused")]);
+        open == 1024.0 && evicted + refused >= 976.0
+    });
+    assert!(flood_served, "weir did not take in the flood; metrics:\n{}", weir.metrics());
+
+    // A real sender, while the 2,000 connections are still open on the client's side.
+    let sent = Instant::now();
+    let out = Command::new("logger")
+        .args(["-n", "127.0.0.1", "-P", &port.to_string(), "-T", "--rfc5424", "-t", "app"])
+        .arg("legitimate message during the flood")
+        .output()
+        .expect("run logger (util-linux)");
+    assert!(out.status.success(), "logger: {}", String::from_utf8_lossy(&out.stderr));
+    let arrived = wait_for(Duration::from_secs(1), || {
+        read_lines(&dir.path().join("out.log"))
+            .iter()
+            .any(|l| l.contains("legitimate message during the flood"))
+    });
+    assert!(
+        arrived,
+        "the message did not arrive within a second of sending ({:?} now); weir stderr:\n{}",
+        sent.elapsed(),
+        weir.stderr()
+    );
+    assert!(weir.stderr().contains("the longest idle connection was closed"));
+    // At most max_connections are served.
+    assert!(
+        weir.metric("weir_component_open_connections", &[("component_id", "syslog")]) <= 1024.0
+    );
+    drop(idle);
+}
+
+#[test]
+fn half_sent_api_requests_are_closed_within_the_header_timeout() {
+    raise_fd_limit(6000);
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(
+        dir.path(),
+        "[sources.in]\ntype = \"demo\"\ninterval_ms = 1000\n\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"in\"]\n",
+    );
+    let pid = weir.child.id();
+    let before = open_fds(pid);
+    let started = Instant::now();
+    let mut half = connect_many(weir.api, 1500, b"GET /metrics HTTP/1.1\r\nHost: weir\r\n");
+    // The default header_read_timeout_secs is 10: every connection is closed by then (with a
+    // few seconds for a loaded machine), whether it was served or refused at the cap.
+    let deadline = started + Duration::from_secs(10 + 5);
+    for (i, s) in half.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                // A response to half a request would be a bug; keep reading to its end.
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!(
+                        "connection {i} still open {:?} after the flood began; weir has {} fds",
+                        started.elapsed(),
+                        open_fds(pid)
+                    )
+                }
+                Err(_) => break, // reset: closed too
+            }
+        }
+    }
+    drop(half);
+    assert!(
+        wait_for(WAIT, || open_fds(pid) <= before + 8),
+        "weir's descriptors did not come back down: {} before, {} now",
+        before,
+        open_fds(pid)
+    );
+    let closed =
+        |reason: &str| weir.metric("weir_api_connections_closed_total", &[("reason", reason)]);
+    assert_eq!(closed("header_timeout") + closed("max_connections"), 1500.0, "{}", weir.metrics());
+    assert!(closed("max_connections") >= 1500.0 - 256.0);
+    let err = weir.stderr();
+    assert!(
+        err.contains("API max_connections reached") && err.contains("header_read_timeout_secs"),
+        "{err}"
+    );
+    // Rate-limited: not a line per connection.
+    assert!(err.matches("API max_connections reached").count() < 10, "{err}");
+    // And the API still answers.
+    assert!(matches!(crate::support::http_get(weir.api, "/health"), Ok((200, _))));
+}
