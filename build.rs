@@ -1,50 +1,87 @@
 //! Link options of the weir binary.
 //!
-//! `-z pack-relative-relocs` stores the executable's ~75,000 relative relocations (pointers
-//! in `.data.rel.ro`, fixed up at every start of a position-independent executable) as a
-//! compact bitmap (DT_RELR, glibc 2.36 and GNU ld 2.38 onwards): 1.8 MB of relocation
-//! entries that every start read into memory become ~30 KB. `weir --version` peaks at 8.0
-//! instead of 9.7 MB resident (BENCHMARKS.md). Older linkers ignore the option with a
-//! warning.
+//! `-z pack-relative-relocs` stores the executable's relative relocations (pointers fixed up at
+//! every start of a position-independent executable) as a compact bitmap (DT_RELR, glibc 2.36
+//! and GNU ld 2.38 onwards), so a start reads kilobytes of them instead of megabytes. Older
+//! linkers ignore the option with a warning.
 //!
-//! `-z max-page-size=65536` aligns the executable's segments to 64 KiB, and with them the
-//! address the kernel loads it at (it honours the segments' alignment). The kernel maps a file
-//! 64 KiB around every page fault, in blocks aligned in memory: with 4 KiB alignment a range of
-//! code or data used together fell across a different pair of blocks at every start, and
-//! raw shipping kept 4.9 to 5.2 MiB of file pages resident; aligned, 4.5 to 4.6 (BENCHMARKS.md,
-//! 2026-12-05 (libm)). It costs the executable's load address 4 of its 28 random bits.
+//! `-z max-page-size=65536` aligns the executable's segments to 64 KiB, the block the kernel
+//! maps around a page fault, so the same blocks of code are resident at every start. It costs
+//! the executable's load address 4 of its 28 random bits.
 //!
-//! `--symbol-ordering-file=layout/symbol-order.txt` (release builds linked by lld) lays out
-//! the functions weir runs next to each other. The kernel maps an executable 64 KiB around
-//! every page fault, so code spread over all of `.text` keeps most of it resident: 6 to
-//! 8 MiB in benches/compare, against 1.7 to 2.6 MiB laid out (BENCHMARKS.md, 2026-12-04
-//! (layout)). The file is written by `benches/layout.py`; names it lists that a build does
-//! not have are skipped. GNU ld does not know the option, so it is passed only where rustc
-//! links with lld: x86_64 Linux from Rust 1.90 on, with no linker of the user's choosing.
+//! `WEIR_SYMBOL_ORDER=1` (opt-in, release builds linked by rustc's lld) also passes
+//! `--symbol-ordering-file=layout/symbol-order.txt`, which lays out the functions weir runs
+//! next to each other so that fewer pages of code are resident. The file names functions as
+//! one compiler and one set of dependencies mangle them, so it goes stale on any change of
+//! either: the linker then skips the names it does not find, which costs memory, never
+//! correctness. The build warns when the file was written by another compiler;
+//! `python3 benches/layout.py --check` counts the names a built binary resolves, and
+//! `python3 benches/layout.py` writes the file again.
 use std::env;
 use std::path::Path;
 use std::process::Command;
 
 const ORDER_FILE: &str = "layout/symbol-order.txt";
+const ORDER_SWITCH: &str = "WEIR_SYMBOL_ORDER";
 
 fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     println!("cargo:rustc-link-arg-bins=-Wl,-z,max-page-size=65536");
-    println!("cargo:rerun-if-changed={ORDER_FILE}");
+    println!("cargo:rerun-if-env-changed={ORDER_SWITCH}");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    if env::var("PROFILE").as_deref() == Ok("release") && links_with_lld() {
-        let dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
-        let order = Path::new(&dir).join(ORDER_FILE);
-        if order.is_file() {
-            println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
-            println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-        }
+    if env::var(ORDER_SWITCH).as_deref() == Ok("1") {
+        symbol_order();
     }
+}
+
+/// Passes the symbol order to the linker where it can take it, and warns where it cannot or
+/// where the file is likely stale.
+fn symbol_order() {
+    println!("cargo:rerun-if-changed={ORDER_FILE}");
+    if env::var("PROFILE").as_deref() != Ok("release") {
+        return;
+    }
+    let Some(rustc) = rustc_version() else {
+        println!("cargo:warning={ORDER_SWITCH}=1: cannot run rustc; no symbol order applied");
+        return;
+    };
+    if !links_with_lld(&rustc) {
+        println!(
+            "cargo:warning={ORDER_SWITCH}=1 needs rustc's own lld (x86_64 Linux, Rust 1.90 \
+             or later, no linker chosen); no symbol order applied"
+        );
+        return;
+    }
+    let dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let order = Path::new(&dir).join(ORDER_FILE);
+    let Ok(text) = std::fs::read_to_string(&order) else {
+        println!("cargo:warning={ORDER_SWITCH}=1: cannot read {ORDER_FILE}; no order applied");
+        return;
+    };
+    // The names carry hashes of the compiler and the dependencies: with another compiler
+    // most of them no longer resolve.
+    let written_by = text.lines().find_map(|l| l.strip_prefix("# written by: "));
+    if written_by != Some(rustc.as_str()) {
+        println!(
+            "cargo:warning={ORDER_FILE} was written by {} and this build uses {rustc}: most of \
+             its names will not resolve; run `python3 benches/layout.py` to write it again",
+            written_by.unwrap_or("an unrecorded compiler")
+        );
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
+
+/// `rustc --version`, e.g. "rustc 1.95.0 (59807616e 2026-04-14)".
+fn rustc_version() -> Option<String> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Whether rustc links this build with its own lld: its default for
 /// `x86_64-unknown-linux-gnu` since Rust 1.90, unless a linker or linker flavour is chosen.
-fn links_with_lld() -> bool {
+fn links_with_lld(rustc_version: &str) -> bool {
     if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") {
         return false;
     }
@@ -55,13 +92,7 @@ fn links_with_lld() -> bool {
     if flags.contains("linker") || flags.contains("link-self-contained") {
         return false;
     }
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let version = String::from_utf8_lossy(&out.stdout);
-    let mut parts = version.split_whitespace().nth(1).unwrap_or("").split('.');
+    let mut parts = rustc_version.split_whitespace().nth(1).unwrap_or("").split('.');
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     major > 1 || (major == 1 && minor >= 90)

@@ -2,6 +2,9 @@
 """Writes layout/symbol-order.txt: the functions weir runs, for the linker to lay out together.
 
     python3 benches/layout.py            # builds, profiles (a few minutes), rewrites the file
+    python3 benches/layout.py --check [BINARY]   # how many of the file's names BINARY has
+
+The order is applied only to release builds made with WEIR_SYMBOL_ORDER=1 (see build.rs).
 
 Why. The kernel maps an executable's pages around every page fault (64 KiB at a time), and
 every mapped page counts in the process's resident memory. With the code in the order the
@@ -18,7 +21,8 @@ come first (start-up, the runtime, the common data path), and each pipeline's ow
 follows in groups of its own. The names are the linker's (mangled): a name the next build no
 longer has (a dependency updated, another compiler) is skipped by the linker, and that
 function lands with the code nobody profiled, so a stale file costs memory, never
-correctness. Run this again after such changes.
+correctness. Run this again after such changes; `--check` says when it is due (most names
+of the file missing from a built binary).
 """
 
 import argparse
@@ -40,10 +44,11 @@ OUT = os.path.join(ROOT, "layout", "symbol-order.txt")
 
 HEADER = """\
 # Functions of the weir binary in the order the linker lays them out (lld
-# --symbol-ordering-file, passed by build.rs): what weir runs, together, so that fewer pages of
-# the executable are resident. Written by benches/layout.py from callgrind profiles of every
-# scenario of benches/compare and of the default pipeline; run it again to refresh. Names the
-# build does not have are skipped by the linker.
+# --symbol-ordering-file, passed by build.rs with WEIR_SYMBOL_ORDER=1): what weir runs,
+# together, so that fewer pages of the executable are resident. Written by benches/layout.py
+# from callgrind profiles of every scenario of benches/compare and of the default pipeline; run
+# it again to refresh. Names the build does not have are skipped by the linker.
+# written by: {rustc}
 """
 
 WRAPPER = """#!/bin/sh
@@ -98,15 +103,41 @@ def functions(path, binary):
     return ran
 
 
+def rustc_version():
+    out = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def check(binary, order_file):
+    """Prints how many names of the order file `binary` defines; false when under half."""
+    with open(order_file) as f:
+        names = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True,
+                         check=True).stdout
+    defined = {line.split()[-1] for line in out.splitlines() if line.split()}
+    found = sum(1 for n in names if n in defined)
+    share = found / len(names) if names else 0.0
+    log("%s: %d of the %d names of %s resolve (%.0f%%)" % (
+        binary, found, len(names), os.path.relpath(order_file, ROOT), share * 100))
+    if share < 0.5:
+        log("warning: most names no longer resolve; run `python3 benches/layout.py` to write "
+            "the order again (a stale order costs memory, not correctness)")
+    return share >= 0.5
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", nargs="?", const=os.path.join(TARGET, "release", "weir"),
+                    metavar="BINARY", help="count the file's names BINARY resolves, and stop")
     ap.add_argument("--size-mib", type=int, default=8, help="input size per scenario")
     ap.add_argument("--default-secs", type=float, default=20,
                     help="seconds the default pipeline runs")
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--keep", action="store_true", help="keep the callgrind profiles")
     args = ap.parse_args()
+    if args.check:
+        sys.exit(0 if check(args.check, args.out) else 1)
     if not shutil.which("valgrind"):
         sys.exit("valgrind is needed: apt-get install valgrind")
 
@@ -162,7 +193,7 @@ def main():
         order.extend(sorted(groups[g], key=lambda n: (-cost[n], n)))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write(HEADER)
+        f.write(HEADER.format(rustc=rustc_version()))
         f.write("".join(n + "\n" for n in order))
     log("%d functions from %d profiles written to %s" % (
         len(order), len(profiles), os.path.relpath(args.out, ROOT)))

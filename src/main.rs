@@ -6,12 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod math;
-
-/// Events are many small allocations freed on another thread than the one that made them.
-/// jemalloc, with the options below, holds less beside the live blocks than mimalloc did: in
-/// benches/compare, peak anonymous memory 9 to 11 MiB lower in scenario 5 and 3 to 4 MiB in
-/// scenario 4, at the same speed within the spread (BENCHMARKS.md, 2026-12-05 (allocator)).
+/// Events are many small allocations freed on another thread than the one that made them;
+/// jemalloc, with the options below, holds little beside the live blocks in that pattern, as
+/// in Vector's Linux builds.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -26,8 +23,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   default is 10 s), at once with `MADV_DONTNEED` (no lazily freed stage, which would count
 ///   as resident until the kernel needs the memory). Shorter decays do not return memory
 ///   sooner while the background thread purges (it wakes at most every 100 ms); without it,
-///   `background_thread:false,dirty_decay_ms:20` peaked 1 to 3 MiB lower in benches/compare
-///   for 5 to 20% more CPU (BENCHMARKS.md, 2026-12-05 (allocator)).
+///   shorter decays trade a little memory for noticeably more CPU (README, Memory).
 /// - `thp:never`: no transparent huge pages under the heap, where the system would otherwise
 ///   give them to every large enough range (`/sys/kernel/mm/transparent_hugepage/enabled` set
 ///   to `always`): a 2 MiB page is resident as a whole however little of it is in use.
