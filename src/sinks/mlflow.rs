@@ -11,33 +11,50 @@
 //! ```
 //!
 //! One run per model and version, named `<model>-<version>` (found by name, else created,
-//! tagged `model.name`, `model.version`). Each report of the `drift` transform logs
-//! `drift.<feature>.score`, `drift.<feature>.psi`, `drift.<feature>.detected` (0/1),
-//! `drift.dataset.share` and `drift.dataset.detected`; each report of the `accuracy` transform
-//! logs `quality.accuracy`, `quality.mae`, `quality.rmse`, `quality.label_coverage` and
-//! `quality.label_delay_seconds`. The step is the window's number in the run, the timestamp
-//! the window's end. Other events are ignored (acknowledged).
+//! tagged `model.name`, `model.version`). Each [`DriftReport`] logs `drift.<feature>.score`,
+//! `drift.<feature>.psi`, `drift.<feature>.detected` (0/1), `drift.dataset.share` and
+//! `drift.dataset.detected`; each [`QualityReport`] logs `quality.accuracy`, `quality.mae`,
+//! `quality.rmse`, `quality.label_coverage` and `quality.label_delay_seconds`. The step is the
+//! window's number in the run, the timestamp the window's end. Other events are ignored
+//! (acknowledged).
 //!
-//! Delivery: a batch's metrics are sent with `runs/log-batch` (at most 1000 per request, the
-//! API's limit). A failure (connection, 5xx) is retried with a growing pause, holding the
-//! input (backpressure); a rejection (4xx) marks the batch's events `Rejected`, counted and
-//! logged. Only plain `http://` for now (see `alerting::http`).
+//! Delivery goes through the request sinks' HTTP client (`sinks/util/http.rs`: `http://` or
+//! `https://`, `tls.*`, `auth.*`, the environment's proxy settings) with their backoff
+//! (`request.*`, `sinks/util/retry.rs`). A batch's reports are sent per run with
+//! `runs/log-batch` (at most 1000 metrics a request, the API's limit), each report settled on
+//! its own run's outcome: delivered; rejected (HTTP 4xx but 429) and handed with its
+//! acknowledgement handles to the dead-letter destination, counted in
+//! `weir_sink_rejected_events_total{reason="mlflow_rejected"}`; or, when a failure (connection,
+//! 5xx, timeout) outlasts `request.retry_attempts` or happens once shutdown has begun, marked
+//! errored, so the source reads it again after a restart. While it retries the sink holds its
+//! input (backpressure).
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
 
-use hyper::Method;
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde_json::json;
-use vrl::value::Value;
+use tokio::time::Instant;
 
-use super::alerting::http::Endpoint;
+use super::util::driver::Item;
+use super::util::http::{AuthConfig, HttpClient, HttpRequest, SendError, TlsConfig, check_url};
+use super::util::metrics::SinkMetrics;
+use super::util::retry::{Backoff, SerialRequestConfig};
 use crate::config::ConfigIssue;
+use crate::dead_letter::{Rejected, original_of};
 use crate::event::{Event, EventStatus, batch_size};
-use crate::topology::{SinkContext, Task};
+use crate::internal_events::RateLimit;
+use crate::monitoring::report::{DriftReport, ModelKey, QualityReport};
+use crate::topology::{ShutdownSignal, SinkContext, Task};
 
 /// Metrics per `log-batch` request (MLflow's limit).
 const MAX_METRICS_PER_REQUEST: usize = 1000;
+/// The rejection reason of events MLflow refused.
+const REJECTED: &str = "mlflow_rejected";
 
 /// `[sinks.<id>] type = "mlflow"`
 #[derive(Debug, Clone, Deserialize)]
@@ -48,80 +65,115 @@ pub struct MlflowConfig {
     /// The experiment the runs belong to.
     #[serde(default = "default_experiment")]
     pub experiment: String,
-    #[serde(default = "default_timeout")]
-    pub request_timeout_secs: u64,
+    /// Timeout and backoff of the requests.
+    #[serde(default)]
+    pub request: SerialRequestConfig,
+    pub auth: Option<AuthConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_experiment() -> String {
     "weir-monitoring".into()
 }
-fn default_timeout() -> u64 {
-    30
-}
 
 impl MlflowConfig {
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if let Err(e) = Endpoint::parse(&self.endpoint) {
+        if let Err(e) = check_url(&self.endpoint) {
             issues.push(ConfigIssue::field("endpoint", e));
         }
         if self.experiment.trim().is_empty() {
             issues.push(ConfigIssue::field("experiment", "must not be empty"));
         }
+        issues.extend(self.request.check());
+        issues.extend(self.auth.iter().flat_map(AuthConfig::check));
+        issues.extend(self.tls.iter().flat_map(TlsConfig::check));
         issues
     }
 
-    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
-        let endpoint = Endpoint::parse(&self.endpoint)?;
-        let experiment = self.experiment.clone();
-        let timeout = Duration::from_secs(self.request_timeout_secs);
-        Ok(Box::pin(async move {
-            let mut client =
-                Client { endpoint, timeout, experiment, experiment_id: None, runs: HashMap::new() };
-            let out = cx.metrics.output("_default");
-            let rejected = cx.metrics.error_counter("mlflow_rejected", "sending");
-            let failed = cx.metrics.error_counter("mlflow_request_failed", "sending");
-            while let Some(events) = cx.input.recv().await {
-                cx.metrics.received(events.len(), batch_size(&events));
-                // Each report is one step of its run, in arrival order.
-                let mut by_run: HashMap<(String, String), Vec<Vec<serde_json::Value>>> =
-                    HashMap::new();
-                for e in &events {
-                    if let Some((key, metrics)) = metrics_of(e) {
-                        by_run.entry(key).or_default().push(metrics);
+    pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
+        let http = HttpClient::new(
+            vec![self.endpoint.clone()],
+            self.tls.as_ref(),
+            self.auth.as_ref(),
+            self.request.timeout(),
+        )?;
+        let client = Client {
+            http,
+            metrics: SinkMetrics::new(&cx.metrics),
+            experiment: self.experiment.clone(),
+            experiment_id: None,
+            runs: HashMap::new(),
+        };
+        Ok(Box::pin(run(cx, client, self.request.backoff())))
+    }
+}
+
+/// A report waiting for its run's outcome: its metrics, the event (for its dead letter) and
+/// the event's acknowledgement handles (errored if dropped unsettled, as at an abort).
+struct Pending {
+    metrics: Vec<serde_json::Value>,
+    event: Event,
+    handles: Item<()>,
+}
+
+async fn run(mut cx: SinkContext, mut client: Client, backoff: Backoff) -> Result<(), ()> {
+    let out = cx.metrics.output("_default");
+    let exhausted = cx.metrics.error_counter("retries_exhausted", "sending");
+    let mut retry = Retry { backoff, rng: StdRng::from_os_rng(), log: RateLimit::default() };
+    while let Some(events) = cx.input.recv().await {
+        cx.metrics.received(events.len(), batch_size(&events));
+        // Each report is one step of its run, in arrival order; other events are dropped
+        // here, which acknowledges them.
+        let mut by_run: BTreeMap<ModelKey, Vec<Pending>> = BTreeMap::new();
+        for mut event in events {
+            if let Some((key, metrics)) = metrics_of(&event) {
+                let handles = Item::new((), 0, &mut event);
+                by_run.entry(key).or_default().push(Pending { metrics, event, handles });
+            }
+        }
+        for (key, reports) in by_run {
+            let result = {
+                let steps: Vec<&[serde_json::Value]> =
+                    reports.iter().map(|r| r.metrics.as_slice()).collect();
+                client.log_retrying(&key, &steps, &mut retry, &cx.shutdown, &cx.id).await
+            };
+            match result {
+                Ok(()) => {
+                    out.sent(reports.len(), 0);
+                    for r in reports {
+                        r.handles.finish(EventStatus::Delivered);
                     }
                 }
-                let mut pause = Duration::from_millis(500);
-                'runs: for (key, metrics) in by_run {
-                    loop {
-                        match client.log(&key, &metrics).await {
-                            Ok(()) => {
-                                out.sent(metrics.len(), 0);
-                                continue 'runs;
-                            }
-                            Err(Failure::Rejected(why)) => {
-                                for e in &events {
-                                    e.update_status(EventStatus::Rejected);
-                                }
-                                rejected.inc();
-                                tracing::error!(component = %cx.id, model = %key.0, error = %why,
-                                    "MLflow rejected the metrics; they are dropped");
-                                continue 'runs;
-                            }
-                            Err(Failure::Retry(why)) => {
-                                failed.inc();
-                                tracing::warn!(component = %cx.id, error = %why, retry_in = ?pause,
-                                    "cannot reach MLflow; retrying");
-                                tokio::time::sleep(pause).await;
-                                pause = (pause * 2).min(Duration::from_secs(30));
-                            }
-                        }
-                    }
+                Err(Failure::Rejected(why)) => {
+                    client.metrics.rejected(REJECTED, reports.len());
+                    tracing::error!(component = %cx.id, model = %key.name, version = %key.version,
+                        error = %why, count = reports.len(),
+                        "MLflow rejected the metrics; the reports go to the dead-letter destination");
+                    let dead = reports
+                        .into_iter()
+                        .map(|mut r| Rejected {
+                            finalizers: r.handles.take_finalizers(),
+                            original: original_of(&r.event),
+                            destination: Some(run_name(&key)),
+                            reason: REJECTED.to_string(),
+                            detail: why.clone(),
+                        })
+                        .collect();
+                    cx.dead_letter.send(dead).await;
+                }
+                Err(Failure::Retry(why)) => {
+                    // Dropping the reports' handles unsettled marks them errored.
+                    exhausted.inc();
+                    tracing::error!(component = %cx.id, model = %key.name, error = %why,
+                        count = reports.len(),
+                        "giving up on MLflow (retries exhausted or shutting down); these \
+                         reports are not delivered and will be read again after a restart");
                 }
             }
-            Ok(())
-        }))
+        }
     }
+    Ok(())
 }
 
 enum Failure {
@@ -129,13 +181,24 @@ enum Failure {
     Rejected(String),
 }
 
+/// The backoff of one sink and what its retries share.
+struct Retry {
+    backoff: Backoff,
+    rng: StdRng,
+    log: RateLimit,
+}
+
 struct Client {
-    endpoint: Endpoint,
-    timeout: Duration,
+    http: HttpClient,
+    metrics: SinkMetrics,
     experiment: String,
     experiment_id: Option<String>,
     /// Run id and the next step, per model and version.
-    runs: HashMap<(String, String), (String, i64)>,
+    runs: HashMap<ModelKey, (String, i64)>,
+}
+
+fn run_name(key: &ModelKey) -> String {
+    if key.version.is_empty() { key.name.clone() } else { format!("{}-{}", key.name, key.version) }
 }
 
 impl Client {
@@ -145,19 +208,66 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, Failure> {
-        let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
-        match self.endpoint.request(method, path, body, self.timeout).await {
-            Ok((status, body)) if (200..300).contains(&status) => {
-                Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+        let mut req =
+            HttpRequest { method, path: path.to_string(), headers: Vec::new(), body: Bytes::new() };
+        if let Some(body) = body {
+            req.headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+            req.body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        }
+        let started = Instant::now();
+        let resp = match self.http.send(self.http.endpoints.pick(), &req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.request(if matches!(e, SendError::Timeout) {
+                    "timeout"
+                } else {
+                    "error"
+                });
+                return Err(Failure::Retry(format!("{path}: {e}")));
             }
-            Ok((status, body)) if (400..500).contains(&status) && status != 429 => {
-                Err(Failure::Rejected(format!(
-                    "{path}: HTTP {status}: {}",
-                    String::from_utf8_lossy(&body)
-                )))
+        };
+        self.metrics.request(&resp.status.to_string());
+        self.metrics.latency.observe(started.elapsed().as_secs_f64());
+        match resp.status {
+            200..=299 => Ok(serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null)),
+            status @ 400..=499 if status != 429 => Err(Failure::Rejected(format!(
+                "{path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&resp.body)
+            ))),
+            status => Err(Failure::Retry(format!("{path}: HTTP {status}"))),
+        }
+    }
+
+    /// [`Self::log`], retried after failures with the backoff; gives up when the retries
+    /// are exhausted or once shutdown has begun, so a dead MLflow never holds weir's stop.
+    async fn log_retrying(
+        &mut self,
+        key: &ModelKey,
+        reports: &[&[serde_json::Value]],
+        retry: &mut Retry,
+        shutdown: &ShutdownSignal,
+        id: &str,
+    ) -> Result<(), Failure> {
+        let mut retries: u32 = 0;
+        loop {
+            let why = match self.log(key, reports).await {
+                Err(Failure::Retry(why)) => why,
+                done => return done,
+            };
+            if shutdown.is_cancelled() || !retry.backoff.allows(u64::from(retries)) {
+                return Err(Failure::Retry(why));
             }
-            Ok((status, _)) => Err(Failure::Retry(format!("{path}: HTTP {status}"))),
-            Err(e) => Err(Failure::Retry(e)),
+            let delay = retry.backoff.delay(retries, &mut retry.rng);
+            retries = retries.saturating_add(1);
+            self.metrics.retries.inc();
+            if let Some(suppressed) = retry.log.allow() {
+                tracing::warn!(component = %id, error = %why, retry = retries,
+                    delay_ms = delay.as_millis() as u64, suppressed, "cannot reach MLflow; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => return Err(Failure::Retry(why)),
+            }
         }
     }
 
@@ -199,13 +309,13 @@ impl Client {
         Ok(id)
     }
 
-    async fn run(&mut self, (model, version): &(String, String)) -> Result<(String, i64), Failure> {
-        if let Some(r) = self.runs.get(&(model.clone(), version.clone())) {
+    async fn run(&mut self, key: &ModelKey) -> Result<(String, i64), Failure> {
+        if let Some(r) = self.runs.get(key) {
             return Ok(r.clone());
         }
+        let (model, version) = (&key.name, &key.version);
         let experiment_id = self.experiment_id().await?;
-        let run_name =
-            if version.is_empty() { model.clone() } else { format!("{model}-{version}") };
+        let run_name = run_name(key);
         let search = self
             .call(
                 Method::POST,
@@ -251,15 +361,15 @@ impl Client {
                     .ok_or_else(|| Failure::Retry(format!("runs/create answered {v}")))?
             }
         };
-        self.runs.insert((model.clone(), version.clone()), (run_id.clone(), next_step));
+        self.runs.insert(key.clone(), (run_id.clone(), next_step));
         Ok((run_id, next_step))
     }
 
     /// Logs `reports` (each one step) into the run of `key`.
     async fn log(
         &mut self,
-        key: &(String, String),
-        reports: &[Vec<serde_json::Value>],
+        key: &ModelKey,
+        reports: &[&[serde_json::Value]],
     ) -> Result<(), Failure> {
         let (run_id, step) = self.run(key).await?;
         let with_step: Vec<serde_json::Value> = reports
@@ -274,12 +384,13 @@ impl Client {
             })
             .collect();
         for chunk in with_step.chunks(MAX_METRICS_PER_REQUEST) {
-            self.call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/log-batch",
-                Some(json!({"run_id": run_id, "metrics": chunk})),
-            )
-            .await?;
+            let body = json!({"run_id": run_id, "metrics": chunk});
+            let sent = self.call(Method::POST, "/api/2.0/mlflow/runs/log-batch", Some(body)).await;
+            if let Err(Failure::Rejected(_)) = &sent {
+                // The run may have been deleted or closed: look it up again next time.
+                self.runs.remove(key);
+            }
+            sent?;
         }
         if let Some(r) = self.runs.get_mut(key) {
             r.1 += reports.len() as i64;
@@ -307,57 +418,38 @@ fn metric_key(s: &str) -> String {
         .collect()
 }
 
-fn num(v: Option<&Value>) -> Option<f64> {
-    match v? {
-        Value::Float(f) => Some(f.into_inner()).filter(|f| f.is_finite()),
-        Value::Integer(i) => Some(*i as f64),
-        Value::Boolean(b) => Some(f64::from(u8::from(*b))),
-        _ => None,
-    }
-}
-
 /// The run key and the metrics of a drift or quality report; `None` for other events.
-fn metrics_of(e: &Event) -> Option<((String, String), Vec<serde_json::Value>)> {
-    let action = e.get_top("event")?.as_object()?.get("action")?;
-    let model = e.get_top("model")?.as_object()?;
-    let text = |v: Option<&Value>| match v {
-        Some(v) => v.to_str_lossy().map(|s| s.into_owned()).unwrap_or_default(),
-        None => String::new(),
-    };
-    let key = (text(model.get("name")), text(model.get("version")));
-    let ts = e.timestamp().unwrap_or_else(chrono::Utc::now).timestamp_millis();
+fn metrics_of(e: &Event) -> Option<(ModelKey, Vec<serde_json::Value>)> {
     let mut metrics = Vec::new();
-    let mut put = |k: String, v: Option<f64>| {
-        if let Some(v) = v {
-            metrics.push(json!({"key": metric_key(&k), "value": v, "timestamp": ts}));
+    let mut put = |k: String, v: Option<f64>, at: i64| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            metrics.push(json!({"key": metric_key(&k), "value": v, "timestamp": at}));
         }
     };
-    match action.to_str_lossy()?.as_ref() {
-        "drift_window" => {
-            let drift = e.get_top("drift")?.as_object()?;
-            if let Some(d) = drift.get("dataset").and_then(|d| d.as_object()) {
-                put("drift.dataset.share".into(), num(d.get("share")));
-                put("drift.dataset.detected".into(), num(d.get("drifted")));
-            }
-            for (name, f) in drift.get("features").and_then(|f| f.as_object()).into_iter().flatten()
-            {
-                let Some(f) = f.as_object() else { continue };
-                if f.get("tested") != Some(&Value::Boolean(true)) {
-                    continue;
-                }
-                put(format!("drift.{name}.score"), num(f.get("score")));
-                put(format!("drift.{name}.psi"), num(f.get("psi")));
-                put(format!("drift.{name}.detected"), num(f.get("drifted")));
-            }
+    let flag = |b: bool| Some(f64::from(u8::from(b)));
+    let millis = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.unwrap_or_else(chrono::Utc::now).timestamp_millis()
+    };
+    let key = if let Some(r) = DriftReport::from_event(e) {
+        let at = millis(r.window_end);
+        put("drift.dataset.share".into(), r.share, at);
+        put("drift.dataset.detected".into(), flag(r.dataset_drifted), at);
+        for f in r.features.iter().filter(|f| f.tested) {
+            put(format!("drift.{}.score", f.name), f.score, at);
+            put(format!("drift.{}.psi", f.name), f.psi, at);
+            put(format!("drift.{}.detected", f.name), flag(f.drifted), at);
         }
-        "quality_window" => {
-            let q = e.get_top("quality")?.as_object()?;
-            for k in ["accuracy", "mae", "rmse", "label_coverage", "label_delay_seconds"] {
-                put(format!("quality.{k}"), num(q.get(k)));
-            }
-        }
-        _ => return None,
-    }
+        r.model
+    } else {
+        let q = QualityReport::from_event(e)?;
+        let at = millis(q.window_end);
+        put("quality.accuracy".into(), q.accuracy, at);
+        put("quality.mae".into(), q.mae, at);
+        put("quality.rmse".into(), q.rmse, at);
+        put("quality.label_coverage".into(), q.label_coverage, at);
+        put("quality.label_delay_seconds".into(), q.label_delay_seconds, at);
+        q.model
+    };
     (!metrics.is_empty()).then_some((key, metrics))
 }
 
@@ -380,10 +472,10 @@ mod tests {
         })));
         e.insert_key(
             "@timestamp",
-            Value::Timestamp(chrono::DateTime::from_timestamp(1000, 0).unwrap()),
+            crate::event::Value::Timestamp(chrono::DateTime::from_timestamp(1000, 0).unwrap()),
         );
         let (key, m) = metrics_of(&e).unwrap();
-        assert_eq!(key, ("churn".to_string(), "3".to_string()));
+        assert_eq!(key, ModelKey { name: "churn".into(), version: "3".into() });
         let keys: Vec<&str> = m.iter().map(|m| m["key"].as_str().unwrap()).collect();
         assert_eq!(
             keys,

@@ -131,6 +131,9 @@ pub struct SinkContext {
     pub data_dir: PathBuf,
     /// Where the events the sink rejects for good go (see [`crate::dead_letter`]).
     pub dead_letter: DeadLetter,
+    /// Fires when weir begins to stop: a sink that retries outside the request driver stops
+    /// retrying then, so that a dead destination does not hold the stop until its timeout.
+    pub shutdown: ShutdownSignal,
 }
 
 /// A started pipeline.
@@ -275,6 +278,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             metrics,
             data_dir: config.data_dir.clone(),
             dead_letter,
+            shutdown: shutdown.clone(),
         };
         match def.inner.build(cx) {
             Ok(task) => tasks.push((id.clone(), ComponentKind::Sink, task)),

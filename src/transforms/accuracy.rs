@@ -36,7 +36,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
-use ordered_float::NotNan;
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use vrl::path::OwnedValuePath;
@@ -49,6 +48,7 @@ use crate::event::{Event, parse_path};
 use crate::internal_events::EventsDiscarded;
 use crate::metrics::ComponentMetrics;
 use crate::monitoring::gauges;
+use crate::monitoring::report::{ModelKey, QualityReport};
 
 /// The most model/version windows open at once.
 pub const MAX_WINDOWS: usize = 256;
@@ -202,10 +202,6 @@ fn number(v: &Value) -> Option<f64> {
         Value::Boolean(b) => Some(f64::from(u8::from(*b))),
         _ => None,
     }
-}
-
-fn float(f: f64) -> Value {
-    NotNan::new(f).map(Value::Float).unwrap_or(Value::Null)
 }
 
 impl Accuracy {
@@ -364,44 +360,40 @@ impl Accuracy {
         let labelled = w.labelled as f64;
         let coverage = if w.predictions > 0 { labelled / w.predictions as f64 } else { 0.0 };
         g.label_coverage.get_or_create(&l).set(coverage);
-        let mut e = Event::from_value(vrl::value!({
-            "event": {"kind": "metric", "action": "quality_window", "dataset": "weir.quality"},
-            "model": {"name": (model.as_str()), "version": (version.as_str())},
-            "quality": {
-                "predictions": (w.predictions as i64),
-                "labelled": (w.labelled as i64),
-            },
-        }));
-        e.insert_key("@timestamp", Value::Timestamp(now));
-        let mut put = |k: &str, v: Value| {
-            e.insert(&vrl::owned_value_path!("quality", k), v);
+        let mut report = QualityReport {
+            model: ModelKey { name: model.clone(), version: version.clone() },
+            window_start: w.started,
+            window_end: Some(now),
+            predictions: w.predictions,
+            labelled: w.labelled,
+            label_coverage: Some(coverage),
+            label_delay_seconds: None,
+            correct: None,
+            accuracy: None,
+            mae: None,
+            rmse: None,
         };
-        put("label_coverage", float(coverage));
         if w.labelled > 0 {
             let delay = w.delay / labelled;
             g.label_delay.get_or_create(&l).set(delay);
-            put("label_delay_seconds", float(delay));
+            report.label_delay_seconds = Some(delay);
             match self.task {
                 Task::Classification => {
                     let acc = w.correct as f64 / labelled;
                     g.accuracy.get_or_create(&l).set(acc);
-                    put("correct", Value::Integer(w.correct as i64));
-                    put("accuracy", float(acc));
+                    report.correct = Some(w.correct);
+                    report.accuracy = Some(acc);
                 }
                 Task::Regression => {
                     let (mae, rmse) = (w.abs_error / labelled, (w.sq_error / labelled).sqrt());
                     g.mae.get_or_create(&l).set(mae);
                     g.rmse.get_or_create(&l).set(rmse);
-                    put("mae", float(mae));
-                    put("rmse", float(rmse));
+                    report.mae = Some(mae);
+                    report.rmse = Some(rmse);
                 }
             }
         }
-        if let Some(t) = w.started {
-            e.insert(&vrl::owned_value_path!("quality", "window", "start"), Value::Timestamp(t));
-        }
-        e.recompute_size();
-        e
+        report.to_event()
     }
 }
 

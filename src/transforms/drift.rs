@@ -46,10 +46,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use ordered_float::NotNan;
 use serde::Deserialize;
 use vrl::path::OwnedValuePath;
-use vrl::value::{KeyString, ObjectMap, Value};
+use vrl::value::{ObjectMap, Value};
 
 use super::{Transform, TransformOutput};
 use crate::config::ConfigIssue;
@@ -58,6 +57,7 @@ use crate::internal_events::EventsDiscarded;
 use crate::metrics::ComponentMetrics;
 use crate::monitoring::gauges;
 use crate::monitoring::profile::{FeatureProfile, OTHER_CATEGORY, Profile};
+use crate::monitoring::report::{DriftReport, FeatureReport, ModelKey};
 use crate::monitoring::stats;
 
 /// The most model/version windows open at once.
@@ -67,8 +67,6 @@ pub const LARGE_REFERENCE_ROWS: u64 = 1000;
 /// Drift thresholds (Evidently's defaults).
 pub const DISTANCE_THRESHOLD: f64 = 0.1;
 pub const P_VALUE_THRESHOLD: f64 = 0.05;
-pub const PSI_WARNING: f64 = 0.1;
-pub const PSI_CRITICAL: f64 = 0.25;
 /// Points of the reference quantile function used for the Wasserstein distance.
 const REFERENCE_QUANTILES: usize = 1000;
 /// The most values a window may hold per feature, whatever `window.count` says.
@@ -404,10 +402,6 @@ fn category(v: &Value) -> Option<String> {
     }
 }
 
-fn float(f: f64) -> Value {
-    NotNan::new(f).map(Value::Float).unwrap_or(Value::Null)
-}
-
 /// The verdict on one feature in one window.
 #[derive(Debug, Clone)]
 pub struct FeatureDrift {
@@ -424,13 +418,21 @@ pub struct FeatureDrift {
     pub psi: Option<f64>,
 }
 
-fn psi_level(psi: f64) -> &'static str {
-    if psi >= PSI_CRITICAL {
-        "critical"
-    } else if psi >= PSI_WARNING {
-        "warning"
-    } else {
-        "ok"
+impl FeatureDrift {
+    fn report(&self) -> FeatureReport {
+        FeatureReport {
+            name: self.name.clone(),
+            categorical: self.categorical,
+            method: self.method.to_string(),
+            samples: self.samples as u64,
+            threshold: Some(self.threshold),
+            tested: self.score.is_some(),
+            score: self.score,
+            statistic: self.statistic,
+            p_value: self.p_value,
+            drifted: self.drifted,
+            psi: self.psi,
+        }
     }
 }
 
@@ -584,18 +586,18 @@ impl Drift {
             g.dataset_drift_detected.get_or_create(&l).set(if dataset_drift { 1.0 } else { 0.0 });
             g.dataset_drift_share.get_or_create(&l).set(share);
         }
-        drift_event(
-            &model,
-            &version,
-            w.started,
-            end,
-            w.events,
-            &results,
-            share,
-            dataset_drift,
-            tested,
-            drifted,
-        )
+        DriftReport {
+            model: ModelKey { name: model, version },
+            window_start: Some(w.started),
+            window_end: Some(end),
+            events: w.events as u64,
+            dataset_drifted: dataset_drift,
+            share: Some(share),
+            features_tested: tested as u64,
+            features_drifted: drifted as u64,
+            features: results.iter().map(FeatureDrift::report).collect(),
+        }
+        .to_event()
     }
 
     fn observe(&mut self, event: &Event, out: &mut TransformOutput) {
@@ -715,67 +717,6 @@ impl Drift {
             }
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn drift_event(
-    model: &str,
-    version: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    events: usize,
-    results: &[FeatureDrift],
-    share: f64,
-    dataset_drift: bool,
-    tested: usize,
-    drifted: usize,
-) -> Event {
-    let mut features = ObjectMap::new();
-    for r in results {
-        let mut f = ObjectMap::new();
-        let mut put = |k: &str, v: Value| {
-            f.insert(KeyString::from(k), v);
-        };
-        put("type", Value::from(if r.categorical { "categorical" } else { "numeric" }));
-        put("method", Value::from(r.method));
-        put("samples", Value::Integer(r.samples as i64));
-        put("threshold", float(r.threshold));
-        put("tested", Value::Boolean(r.score.is_some()));
-        put("drifted", Value::Boolean(r.drifted));
-        if let Some(s) = r.score {
-            put("score", float(s));
-        }
-        if let Some(s) = r.statistic {
-            put("statistic", float(s));
-        }
-        if let Some(p) = r.p_value {
-            put("p_value", float(p));
-        }
-        if let Some(p) = r.psi {
-            put("psi", float(p));
-            put("psi_level", Value::from(psi_level(p)));
-        }
-        features.insert(KeyString::from(r.name.as_str()), Value::Object(f));
-    }
-    let mut e = Event::from_value(vrl::value!({
-        "event": {"kind": "metric", "action": "drift_window", "dataset": "weir.drift"},
-        "model": {"name": model, "version": version},
-        "drift": {
-            "window": {"events": (events as i64)},
-            "dataset": {
-                "drifted": dataset_drift,
-                "features_tested": (tested as i64),
-                "features_drifted": (drifted as i64),
-            },
-        },
-    }));
-    e.insert_key("@timestamp", Value::Timestamp(end));
-    e.insert(&vrl::owned_value_path!("drift", "window", "start"), Value::Timestamp(start));
-    e.insert(&vrl::owned_value_path!("drift", "window", "end"), Value::Timestamp(end));
-    e.insert(&vrl::owned_value_path!("drift", "dataset", "share"), float(share));
-    e.insert(&vrl::owned_value_path!("drift", "features"), Value::Object(features));
-    e.recompute_size();
-    e
 }
 
 impl Transform for Drift {

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Peer, Weir, dechunk, free_port, http_get, http_post_json, require_command, test_python,
-    url_encode, wait_for, weir_bin,
+    Peer, Weir, dechunk, free_port, http_get, http_post_json, read_lines, require_command,
+    test_python, url_encode, wait_for, weir_bin,
 };
 
 fn loopback(port: u16) -> SocketAddr {
@@ -439,4 +439,195 @@ min_requests = 10
     assert_eq!(resolved["status"], "resolved", "{resolved}");
     assert_eq!(resolved["alerts"][0]["labels"], alert["labels"]);
     weir.stop();
+}
+
+/// A drift report of `model` version 1 as the `drift` transform writes it, as one JSON line
+/// (read back by `parse_json`).
+fn drift_report_line(model: &str, drifted: bool) -> String {
+    serde_json::json!({
+        "event": {"kind": "metric", "action": "drift_window", "dataset": "weir.drift"},
+        "model": {"name": model, "version": "1"},
+        "drift": {
+            "dataset": {"drifted": drifted, "share": if drifted { 1.0 } else { 0.0 }},
+            "features": {"x": {"tested": true, "drifted": drifted, "score": 0.5, "psi": 0.4}},
+        },
+    })
+    .to_string()
+}
+
+/// The `mlflow` sink reading report lines from `{{dir}}/reports.log`.
+fn mlflow_pipeline(endpoint: &str, extra: &str) -> String {
+    format!(
+        r#"
+shutdown_timeout_secs = 300
+
+[sources.reports]
+type = "file"
+include = ["{{{{dir}}}}/reports.log"]
+poll_interval_ms = 20
+
+[transforms.json]
+type = "parse_json"
+inputs = ["reports"]
+
+[sinks.tracking]
+type = "mlflow"
+inputs = ["json"]
+endpoint = "{endpoint}"
+experiment = "weir-it"
+{extra}
+"#
+    )
+}
+
+/// An MLflow that cannot be reached does not hold weir's stop: the sink stops retrying when
+/// shutdown begins (long before the 300 s shutdown timeout), and the report it could not
+/// deliver is not acknowledged, so the source hands it out again after a restart.
+#[test]
+fn the_mlflow_sink_stops_retrying_at_shutdown_and_keeps_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("reports.log"), &[drift_report_line("m", true)]);
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let backoff =
+        "request.retry_initial_backoff_secs = 0.05\nrequest.retry_max_duration_secs = 0.2";
+    let mut weir = Weir::start(dir.path(), &mlflow_pipeline(&nobody, backoff));
+    let failures = || {
+        weir.metric(
+            "weir_sink_requests_total",
+            &[("component_id", "tracking"), ("status", "error")],
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || failures() >= 3.0),
+        "the sink is not retrying; stderr:\n{}",
+        weir.stderr()
+    );
+    crate::support::signal(weir.child.id(), "TERM");
+    // Were the sink still retrying, weir would wait for the 300 s shutdown timeout.
+    let status = weir.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status}; stderr:\n{}", weir.stderr());
+    assert!(weir.stderr().contains("giving up on MLflow"), "{}", weir.stderr());
+    drop(weir);
+
+    // Same source, same data directory: the report was not acknowledged, so it comes again.
+    let again = Weir::start(
+        dir.path(),
+        r#"
+[sources.reports]
+type = "file"
+include = ["{{dir}}/reports.log"]
+poll_interval_ms = 20
+
+[sinks.out]
+type = "file"
+inputs = ["reports"]
+path = "{{dir}}/again.log"
+encoding.codec = "text"
+"#,
+    );
+    let out = dir.path().join("again.log");
+    let arrived = wait_for(Duration::from_secs(30), || read_lines(&out).len() == 1);
+    assert!(arrived, "the report was not read again; stderr:\n{}", again.stderr());
+    assert!(read_lines(&out)[0].contains("drift_window"));
+    assert!(again.stop().success());
+}
+
+/// The run id of `name` in experiment `weir-it` (active runs only), if it exists.
+fn mlflow_run_id(addr: SocketAddr, name: &str) -> Option<String> {
+    let (_, body) =
+        http_get(addr, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=weir-it").ok()?;
+    let exp: serde_json::Value = serde_json::from_str(&dechunk(&body)).ok()?;
+    let id = exp["experiment"]["experiment_id"].as_str()?.to_string();
+    let filter = format!("tags.`mlflow.runName` = '{name}'");
+    let query = serde_json::json!({"experiment_ids": [id], "filter": filter}).to_string();
+    let (_, body) = http_post_json(addr, "/api/2.0/mlflow/runs/search", &query).ok()?;
+    let runs: serde_json::Value = serde_json::from_str(&body).ok()?;
+    runs["runs"][0]["info"]["run_id"].as_str().map(str::to_string)
+}
+
+/// How many points `run_id` has of `drift.dataset.detected`.
+fn mlflow_points(addr: SocketAddr, run_id: &str) -> usize {
+    let path = format!(
+        "/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=drift.dataset.detected"
+    );
+    let Ok((200, body)) = http_get(addr, &path) else { return 0 };
+    let h: serde_json::Value = serde_json::from_str(&dechunk(&body)).unwrap_or_default();
+    h["metrics"].as_array().map_or(0, Vec::len)
+}
+
+/// MLflow refuses to log into a deleted run (400, "must be in the 'active' state"): the reports
+/// of that run, and only those, go to the dead-letter file, while the other model's reports
+/// of the same batches are logged.
+#[test]
+fn mlflow_rejects_one_run_and_only_its_reports_are_dead_letters() {
+    let python = test_python();
+    let mlflow = python.parent().unwrap().join("mlflow");
+    assert!(mlflow.exists(), "{} is missing: run ./scripts/test.sh", mlflow.display());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let peer = Peer::start(
+        dir.path(),
+        "mlflow",
+        Command::new(&mlflow)
+            .arg("server")
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"]),
+    );
+    let addr = loopback(port);
+    let ready =
+        wait_for(Duration::from_secs(120), || matches!(http_get(addr, "/health"), Ok((200, _))));
+    assert!(ready, "MLflow did not start:\n{}", peer.output());
+
+    let reports = dir.path().join("reports.log");
+    append(&reports, &[drift_report_line("keep", true), drift_report_line("gone", true)]);
+    let weir = Weir::start(dir.path(), &mlflow_pipeline(&format!("http://127.0.0.1:{port}"), ""));
+    let mut runs = None;
+    let logged = wait_for(Duration::from_secs(60), || {
+        runs = mlflow_run_id(addr, "keep-1").zip(mlflow_run_id(addr, "gone-1"));
+        runs.as_ref()
+            .is_some_and(|(k, g)| mlflow_points(addr, k) == 1 && mlflow_points(addr, g) == 1)
+    });
+    assert!(logged, "the first reports were not logged; weir:\n{}", weir.stderr());
+    let (keep, gone) = runs.unwrap();
+    let (status, body) = http_post_json(
+        addr,
+        "/api/2.0/mlflow/runs/delete",
+        &serde_json::json!({"run_id": gone}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    append(&reports, &[drift_report_line("keep", false), drift_report_line("gone", false)]);
+    let letters = || -> Vec<serde_json::Value> {
+        let Ok(files) = std::fs::read_dir(dir.path().join("data/dead_letter")) else {
+            return Vec::new();
+        };
+        files
+            .flatten()
+            .flat_map(|f| read_lines(&f.path()))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .collect()
+    };
+    let settled = wait_for(Duration::from_secs(60), || {
+        mlflow_points(addr, &keep) == 2 && !letters().is_empty()
+    });
+    assert!(settled, "keep has {} points; weir:\n{}", mlflow_points(addr, &keep), weir.stderr());
+    let letters = letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["error"]["type"], "mlflow_rejected");
+    assert_eq!(letters[0]["weir"]["dead_letter"]["destination"], "gone-1");
+    let original: serde_json::Value =
+        serde_json::from_str(letters[0]["event"]["original"].as_str().unwrap()).unwrap();
+    assert_eq!(original["model"]["name"], "gone");
+    assert_eq!(original["drift"]["dataset"]["drifted"], false);
+    assert_eq!(mlflow_points(addr, &gone), 1, "nothing more was logged into the deleted run");
+    assert_eq!(
+        weir.metric(
+            "weir_sink_rejected_events_total",
+            &[("component_id", "tracking"), ("reason", "mlflow_rejected")]
+        ),
+        1.0
+    );
+    assert!(weir.stop().success());
 }

@@ -40,26 +40,36 @@
 //! `endsAt` = now + 4 × `resend_interval_secs` (as Prometheus does), so they lapse on their own
 //! if weir stops; resolution sends `endsAt` = now.
 //!
-//! Delivery: events are acknowledged once the rules have read them. Notifications that cannot
-//! be delivered are kept and retried every `retry_secs`, at most [`MAX_QUEUED`] of them (older
-//! ones are dropped, counted and logged at ERROR); a rejected payload (HTTP 4xx) is dropped,
-//! counted and logged. Rule state is bounded by [`MAX_ALERT_KEYS`] model/version keys per sink.
-
-pub mod http;
+//! Delivery goes through the request sinks' HTTP client (`sinks/util/http.rs`: `http://` or
+//! `https://`, `tls.*`, `auth.*`, the environment's proxy settings) with their backoff
+//! (`request.*`, `sinks/util/retry.rs`). Events are acknowledged once the rules have read
+//! them: a notification is not an event, so the per-event settling and dead letters of the
+//! request driver do not apply. Notifications that cannot be delivered are kept and sent again
+//! after the backoff, at most [`MAX_QUEUED`] of them (older ones are dropped, counted and
+//! logged at ERROR); a rejected payload (HTTP 4xx but 429) or one that exhausted
+//! `request.retry_attempts` is dropped, counted and logged. Rule state is bounded by
+//! [`MAX_ALERT_KEYS`] model/version keys per sink.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use hyper::Method;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
+use tokio::time::Instant;
 use vrl::value::Value;
 
+use super::util::http::{AuthConfig, HttpClient, HttpRequest, TlsConfig, check_url};
+use super::util::metrics::SinkMetrics;
+use super::util::retry::SerialRequestConfig;
 use crate::config::ConfigIssue;
 use crate::event::{Event, batch_size};
 use crate::internal_events::RateLimit;
+use crate::monitoring::report::{DriftReport, PsiLevel};
 use crate::topology::{SinkContext, Task};
-use http::Endpoint;
 
 /// Notifications kept for retry at most.
 pub const MAX_QUEUED: usize = 1000;
@@ -73,8 +83,6 @@ pub struct AlertOptions {
     pub labels: BTreeMap<String, String>,
     pub resend_interval_secs: u64,
     pub evaluation_interval_secs: u64,
-    pub retry_secs: u64,
-    pub request_timeout_secs: u64,
 }
 
 fn default_resend() -> u64 {
@@ -82,12 +90,6 @@ fn default_resend() -> u64 {
 }
 fn default_tick() -> u64 {
     1
-}
-fn default_retry() -> u64 {
-    5
-}
-fn default_timeout() -> u64 {
-    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -180,12 +182,9 @@ impl AlertOptions {
                 bad("`window_secs` and `after_secs` must be at least 1".into());
             }
         }
-        if self.resend_interval_secs == 0
-            || self.evaluation_interval_secs == 0
-            || self.retry_secs == 0
-        {
+        if self.resend_interval_secs == 0 || self.evaluation_interval_secs == 0 {
             issues.push(ConfigIssue::general(
-                "resend_interval_secs, evaluation_interval_secs and retry_secs must be at least 1",
+                "resend_interval_secs and evaluation_interval_secs must be at least 1",
             ));
         }
         issues
@@ -384,6 +383,7 @@ impl AlertEngine {
         let version = text(event, &["model", "version"]).unwrap_or_default();
         let action = text(event, &["event", "action"]).unwrap_or_default();
         let ours = text(event, &["event", "dataset"]).is_some_and(|d| d.starts_with("weir."));
+        let drift = DriftReport::from_event(event);
         if !ours
             && (self.last_seen.len() < MAX_ALERT_KEYS
                 || self.last_seen.contains_key(&(model.clone(), version.clone())))
@@ -407,8 +407,10 @@ impl AlertEngine {
         }
         for i in 0..self.rules.len() {
             match self.rules[i].kind {
-                RuleKind::Drift if action == "drift_window" => {
-                    self.drift(i, event, &model, &version, now)
+                RuleKind::Drift => {
+                    if let Some(report) = &drift {
+                        self.drift(i, report, now)
+                    }
                 }
                 RuleKind::ErrorRate
                     if matches!(
@@ -430,69 +432,48 @@ impl AlertEngine {
         }
     }
 
-    fn drift(
-        &mut self,
-        rule: usize,
-        event: &Event,
-        model: &str,
-        version: &str,
-        now: DateTime<Utc>,
-    ) {
-        let features = event
-            .get_top("drift")
-            .and_then(|d| d.as_object())
-            .and_then(|d| d.get("features"))
-            .and_then(|f| f.as_object());
-        let mut drifted: Vec<(String, f64)> = Vec::new();
-        let mut tested: Vec<String> = Vec::new();
-        for (name, f) in features.into_iter().flatten() {
-            let Some(f) = f.as_object() else { continue };
-            if f.get("tested") != Some(&Value::Boolean(true)) {
-                continue;
-            }
-            tested.push(name.to_string());
-            if f.get("drifted") == Some(&Value::Boolean(true)) {
-                let psi = match f.get("psi") {
-                    Some(Value::Float(p)) => p.into_inner(),
-                    _ => 0.0,
-                };
-                drifted.push((name.to_string(), psi));
-            }
-        }
+    fn drift(&mut self, rule: usize, report: &DriftReport, now: DateTime<Utc>) {
+        let (model, version) = (&report.model.name, &report.model.version);
         let band = |psi: f64| {
-            if psi >= crate::transforms::drift::PSI_CRITICAL {
+            if PsiLevel::of(psi) == PsiLevel::Critical {
                 Severity::Critical
             } else {
                 Severity::Warning
             }
         };
+        let tested = report.features.iter().filter(|f| f.tested);
+        let drifted: Vec<(&str, f64)> = tested
+            .clone()
+            .filter(|f| f.drifted)
+            .map(|f| (&*f.name, f.psi.unwrap_or(0.0)))
+            .collect();
         if self.rules[rule].per_feature {
-            for name in tested {
-                let verdict = drifted.iter().find(|(n, _)| *n == name).map(|(n, psi)| {
-                    (band(*psi), format!("feature {n} of {model} {version} drifted from its training data (PSI {psi:.3})"))
+            for f in tested {
+                let verdict = f.drifted.then(|| {
+                    let psi = f.psi.unwrap_or(0.0);
+                    let summary = format!(
+                        "feature {} of {model} {version} drifted from its training data \
+                         (PSI {psi:.3})",
+                        f.name
+                    );
+                    (band(psi), summary)
                 });
-                let key =
-                    Key { rule, model: model.into(), version: version.into(), feature: Some(name) };
+                let key = Key {
+                    rule,
+                    model: model.clone(),
+                    version: version.clone(),
+                    feature: Some(f.name.clone()),
+                };
                 self.step(key, verdict, now);
             }
         } else {
-            let dataset = event
-                .get_top("drift")
-                .and_then(|d| d.as_object())
-                .and_then(|d| d.get("dataset"))
-                .and_then(|d| d.as_object())
-                .and_then(|d| d.get("drifted"))
-                == Some(&Value::Boolean(true));
-            let verdict = dataset.then(|| {
+            let verdict = report.dataset_drifted.then(|| {
                 let worst = drifted.iter().map(|(_, p)| *p).fold(0.0, f64::max);
-                let names: Vec<&str> = drifted.iter().map(|(n, _)| n.as_str()).collect();
+                let names: Vec<&str> = drifted.iter().map(|(n, _)| *n).collect();
                 (band(worst), format!("{model} {version}: input drift in {}", names.join(", ")))
             });
-            self.step(
-                Key { rule, model: model.into(), version: version.into(), feature: None },
-                verdict,
-                now,
-            );
+            let key = Key { rule, model: model.clone(), version: version.clone(), feature: None };
+            self.step(key, verdict, now);
         }
     }
 
@@ -602,37 +583,77 @@ impl AlertEngine {
 }
 
 /// Where an alert sink delivers.
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// `POST {endpoint}/api/v2/alerts` with a JSON array of alerts.
-    Alertmanager(Endpoint),
-    /// `POST {uri}` with `{"version":"4","status":...,"alerts":[...]}`.
-    Webhook(Endpoint),
+    Alertmanager,
+    /// `POST {endpoint}` with `{"version":"4","status":...,"alerts":[...]}`.
+    Webhook,
 }
 
 impl Target {
-    fn body(&self, alerts: &[Alert]) -> (String, Vec<u8>) {
-        match self {
-            Self::Alertmanager(_) => {
-                let list: Vec<serde_json::Value> = alerts.iter().map(Alert::to_json).collect();
-                ("/api/v2/alerts".into(), serde_json::to_vec(&list).unwrap_or_default())
-            }
-            Self::Webhook(_) => {
-                let status = if alerts.iter().any(|a| !a.resolved) { "firing" } else { "resolved" };
+    /// The request carrying `alerts`, relative to the endpoint.
+    fn request(self, alerts: &[Alert]) -> HttpRequest {
+        let alerts: Vec<serde_json::Value> = alerts.iter().map(Alert::to_json).collect();
+        let (path, body) = match self {
+            Self::Alertmanager => ("/api/v2/alerts", serde_json::Value::Array(alerts)),
+            Self::Webhook => {
+                let firing = alerts.iter().any(|a| a["status"] == "firing");
                 let body = serde_json::json!({
                     "version": "4",
                     "receiver": "weir",
-                    "status": status,
-                    "alerts": alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
+                    "status": if firing { "firing" } else { "resolved" },
+                    "alerts": alerts,
                 });
-                (String::new(), serde_json::to_vec(&body).unwrap_or_default())
+                ("", body)
             }
+        };
+        HttpRequest {
+            method: reqwest::Method::POST,
+            path: path.to_string(),
+            headers: vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         }
     }
+}
 
-    fn endpoint(&self) -> &Endpoint {
-        match self {
-            Self::Alertmanager(e) | Self::Webhook(e) => e,
+/// How a delivery attempt ended.
+enum Sent {
+    Delivered,
+    /// Refused for good (HTTP 4xx but 429): `status` and the receiver's words.
+    Rejected(u16, String),
+    /// Worth another attempt: why.
+    Retry(String),
+}
+
+/// One attempt at delivering `alerts`.
+async fn send(
+    client: &HttpClient,
+    metrics: &SinkMetrics,
+    target: Target,
+    alerts: &[Alert],
+) -> Sent {
+    let req = target.request(alerts);
+    let started = Instant::now();
+    match client.send(client.endpoints.pick(), &req).await {
+        Ok(resp) => {
+            metrics.request(&resp.status.to_string());
+            metrics.latency.observe(started.elapsed().as_secs_f64());
+            match resp.status {
+                200..=299 => Sent::Delivered,
+                400..=499 if resp.status != 429 => {
+                    Sent::Rejected(resp.status, String::from_utf8_lossy(&resp.body).into_owned())
+                }
+                status => Sent::Retry(format!("HTTP {status}")),
+            }
+        }
+        Err(e) => {
+            metrics.request(if matches!(e, super::util::http::SendError::Timeout) {
+                "timeout"
+            } else {
+                "error"
+            });
+            Sent::Retry(e.to_string())
         }
     }
 }
@@ -641,24 +662,29 @@ impl Target {
 pub fn build_sink(
     options: &AlertOptions,
     target: Target,
+    client: HttpClient,
+    request: &SerialRequestConfig,
     mut cx: SinkContext,
 ) -> Result<Task, String> {
     if let Some(issue) = options.check().into_iter().next() {
         return Err(issue.message);
     }
     let options = options.clone();
+    let backoff = request.backoff();
     Ok(Box::pin(async move {
         let mut engine = AlertEngine::new(&options, Utc::now());
         let mut queue: VecDeque<Alert> = VecDeque::new();
         let mut tick = tokio::time::interval(Duration::from_secs(options.evaluation_interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let retry = Duration::from_secs(options.retry_secs);
-        let timeout = Duration::from_secs(options.request_timeout_secs);
-        let mut next_attempt = tokio::time::Instant::now();
+        let mut rng = StdRng::from_os_rng();
+        let mut retries: u32 = 0;
+        let mut next_attempt = Instant::now();
+        let metrics = SinkMetrics::new(&cx.metrics);
         let sent_metrics = cx.metrics.output("_default");
         let dropped = cx.metrics.discarded_counter("alert_queue_full");
         let rejected = cx.metrics.error_counter("alert_rejected", "sending");
         let failed = cx.metrics.error_counter("alert_send_failed", "sending");
+        let exhausted = cx.metrics.error_counter("retries_exhausted", "sending");
         let mut log_limit = RateLimit::default();
         loop {
             let closed = tokio::select! {
@@ -686,33 +712,38 @@ pub fn build_sink(
                     tracing::error!(component = %cx.id, suppressed, "alert queue full: the oldest undelivered notification was dropped");
                 }
             }
-            if !queue.is_empty() && (closed || tokio::time::Instant::now() >= next_attempt) {
+            if !queue.is_empty() && (closed || Instant::now() >= next_attempt) {
                 let batch: Vec<Alert> = queue.iter().cloned().collect();
-                let (path, body) = target.body(&batch);
-                let len = body.len();
-                match target.endpoint().request(Method::POST, &path, Some(body), timeout).await {
-                    Ok((status, _)) if (200..300).contains(&status) => {
+                match send(&client, &metrics, target, &batch).await {
+                    Sent::Delivered => {
                         queue.clear();
-                        sent_metrics.sent(batch.len(), len);
+                        retries = 0;
+                        sent_metrics.sent(batch.len(), 0);
                     }
-                    Ok((status, body)) if (400..500).contains(&status) && status != 429 => {
+                    Sent::Rejected(status, response) => {
                         queue.clear();
+                        retries = 0;
                         rejected.inc_by(batch.len() as u64);
-                        tracing::error!(component = %cx.id, status, response = %String::from_utf8_lossy(&body),
+                        tracing::error!(component = %cx.id, status, %response,
                             count = batch.len(), "alerts rejected by the receiver; dropped");
                     }
-                    Ok((status, _)) => {
-                        failed.inc();
-                        next_attempt = tokio::time::Instant::now() + retry;
-                        if let Some(suppressed) = log_limit.allow() {
-                            tracing::warn!(component = %cx.id, status, suppressed, "alert receiver answered with an error; will retry");
-                        }
+                    Sent::Retry(why) if !backoff.allows(u64::from(retries)) => {
+                        queue.clear();
+                        retries = 0;
+                        exhausted.inc();
+                        tracing::error!(component = %cx.id, error = %why, count = batch.len(),
+                            "alerts not delivered after request.retry_attempts; dropped");
                     }
-                    Err(e) => {
+                    Sent::Retry(why) => {
                         failed.inc();
-                        next_attempt = tokio::time::Instant::now() + retry;
+                        metrics.retries.inc();
+                        let delay = backoff.delay(retries, &mut rng);
+                        retries = retries.saturating_add(1);
+                        next_attempt = Instant::now() + delay;
                         if let Some(suppressed) = log_limit.allow() {
-                            tracing::warn!(component = %cx.id, error = %e, suppressed, "cannot send alerts; will retry");
+                            tracing::warn!(component = %cx.id, error = %why, suppressed,
+                                retry_in_ms = delay.as_millis() as u64,
+                                "cannot deliver alerts; will retry");
                         }
                     }
                 }
@@ -749,11 +780,11 @@ pub struct AlertSinkConfig {
     /// How often time-based rules (error-rate windows, no data) are evaluated. Default 1.
     #[serde(default = "default_tick")]
     pub evaluation_interval_secs: u64,
-    /// Wait between delivery attempts after a failure. Default 5.
-    #[serde(default = "default_retry")]
-    pub retry_secs: u64,
-    #[serde(default = "default_timeout")]
-    pub request_timeout_secs: u64,
+    /// Timeout and backoff of the requests.
+    #[serde(default)]
+    pub request: SerialRequestConfig,
+    pub auth: Option<AuthConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 impl AlertSinkConfig {
@@ -763,25 +794,36 @@ impl AlertSinkConfig {
             labels: self.labels.clone(),
             resend_interval_secs: self.resend_interval_secs,
             evaluation_interval_secs: self.evaluation_interval_secs,
-            retry_secs: self.retry_secs,
-            request_timeout_secs: self.request_timeout_secs,
         }
     }
 
     pub fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = self.options().check();
-        if let Err(e) = Endpoint::parse(&self.endpoint) {
+        if let Err(e) = check_url(&self.endpoint) {
             issues.push(ConfigIssue::field("endpoint", e));
         }
+        issues.extend(self.request.check());
+        issues.extend(self.auth.iter().flat_map(AuthConfig::check));
+        issues.extend(self.tls.iter().flat_map(TlsConfig::check));
         issues
     }
 
+    /// The HTTP client of this sink (reads TLS and secret files).
+    fn client(&self) -> Result<HttpClient, String> {
+        HttpClient::new(
+            vec![self.endpoint.clone()],
+            self.tls.as_ref(),
+            self.auth.as_ref(),
+            self.request.timeout(),
+        )
+    }
+
     pub fn build_alertmanager(&self, cx: SinkContext) -> Result<Task, String> {
-        build_sink(&self.options(), Target::Alertmanager(Endpoint::parse(&self.endpoint)?), cx)
+        build_sink(&self.options(), Target::Alertmanager, self.client()?, &self.request, cx)
     }
 
     pub fn build_webhook(&self, cx: SinkContext) -> Result<Task, String> {
-        build_sink(&self.options(), Target::Webhook(Endpoint::parse(&self.endpoint)?), cx)
+        build_sink(&self.options(), Target::Webhook, self.client()?, &self.request, cx)
     }
 }
 

@@ -182,26 +182,32 @@ fn payloads() {
         ends_at: t(60),
         resolved: false,
     };
-    let target = Target::Alertmanager(Endpoint::parse("http://127.0.0.1:9093").unwrap());
-    let (path, body) = target.body(std::slice::from_ref(&a));
-    assert_eq!(path, "/api/v2/alerts");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let req = Target::Alertmanager.request(std::slice::from_ref(&a));
+    assert_eq!(req.path, "/api/v2/alerts");
+    assert_eq!(req.method, reqwest::Method::POST);
+    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(v[0]["labels"]["alertname"], "X");
     assert_eq!(v[0]["startsAt"], "2027-01-15T08:00:00.000Z");
     assert_eq!(v[0]["endsAt"], "2027-01-15T08:01:00.000Z");
-    let target = Target::Webhook(Endpoint::parse("http://127.0.0.1:1/hook").unwrap());
-    let (_, body) = target.body(&[a]);
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let req = Target::Webhook.request(&[a]);
+    assert_eq!(req.path, "");
+    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(v["status"], "firing");
     assert_eq!(v["alerts"][0]["status"], "firing");
 }
 
 #[test]
 fn config_errors() {
+    // https is accepted (the shared client speaks TLS); a URL without a scheme is not.
     let c: AlertSinkConfig = toml_edit::de::from_str("endpoint = \"https://am\"").unwrap();
     let issues = c.check();
     assert!(issues.iter().any(|i| i.message.contains("at least one [[rules]]")));
-    assert!(issues.iter().any(|i| i.field.as_deref() == Some("endpoint")));
+    assert!(!issues.iter().any(|i| i.field.as_deref() == Some("endpoint")), "{issues:?}");
+    let c: AlertSinkConfig = toml_edit::de::from_str("endpoint = \"am:9093\"").unwrap();
+    assert!(c.check().iter().any(|i| i.field.as_deref() == Some("endpoint")));
+    let c: AlertSinkConfig =
+        toml_edit::de::from_str("endpoint = \"http://am\"\nrequest.timeout_secs = 0").unwrap();
+    assert!(c.check().iter().any(|i| i.message.contains("request.timeout_secs")));
     let c: AlertSinkConfig = toml_edit::de::from_str(
         "endpoint = \"http://am\"\n[[rules]]\nname = \"E\"\nkind = \"error_rate\"\nwarning = 0.5\ncritical = 0.1",
     )

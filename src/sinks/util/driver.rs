@@ -74,7 +74,7 @@ impl<P> Item<P> {
 
     /// Takes the item's handles out (for its dead letter, which settles the outcome); the
     /// item can then be dropped without marking anything.
-    fn take_finalizers(&mut self) -> EventFinalizers {
+    pub fn take_finalizers(&mut self) -> EventFinalizers {
         std::mem::take(&mut self.finalizers)
     }
 }

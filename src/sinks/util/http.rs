@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Bodies are compressed here (gzip with flate2, snappy with snap) rather than by the client
-//! library: reqwest only decompresses responses, and compressing once per batch lets a retry
-//! resend the same bytes without compressing again.
+//! library, which only decompresses responses. The driver builds a request again for every
+//! attempt (a retry may carry only the items still to go), so a retried body is compressed
+//! again.
 //!
 //! Invariant: a response body is read up to [`MAX_RESPONSE_BYTES`]; a larger one is an error,
 //! never an unbounded allocation.
@@ -146,6 +147,20 @@ impl AuthConfig {
         v.set_sensitive(true);
         Ok(v)
     }
+}
+
+/// Checks that `url` is an absolute `http://` or `https://` URL with a host (for `check`);
+/// errors show it with any password masked.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = crate::redact::credentials(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("`{shown}` is not an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{shown}` has no host"));
+    }
+    Ok(())
 }
 
 /// Several base URLs used in turn; one that fails to connect is passed over for a while.
@@ -433,6 +448,17 @@ mod tests {
         assert!(HttpClient::new(vec![], Some(&tls(None, false)), None, t).is_ok());
         let half = TlsConfig { crt_file: Some("c.pem".into()), ..tls(None, true) };
         assert!(half.check()[0].message.contains("go together"));
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:9093").is_ok());
+        assert!(check_url("https://hooks.example.com/base/").is_ok());
+        assert!(check_url("ftp://x").unwrap_err().contains("http://"));
+        assert!(check_url("http://x:notaport").is_err());
+        assert!(check_url("127.0.0.1:9093").is_err());
+        let e = check_url("ftp://u:pw@h:1").unwrap_err();
+        assert!(e.contains("u:***@h") && !e.contains("pw"), "{e}");
     }
 
     #[test]

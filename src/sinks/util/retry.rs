@@ -12,6 +12,9 @@
 use std::time::Duration;
 
 use rand::Rng;
+use serde::Deserialize;
+
+use crate::config::ConfigIssue;
 
 /// The backoff schedule of one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +45,75 @@ impl Backoff {
     /// Whether retry number `n` (0-based) may still be made.
     pub fn allows(&self, n: u64) -> bool {
         self.max_retries.is_none_or(|m| n < m)
+    }
+}
+
+/// `request` of a sink that sends one request at a time (the alerting and MLflow sinks): the
+/// timeout and backoff of the batching sinks' `request` table, under the same names, without
+/// concurrency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialRequestConfig {
+    /// Time allowed for one request, response included. Default 30.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+    /// First backoff ceiling. Default 1.
+    #[serde(default = "default_initial_backoff")]
+    pub retry_initial_backoff_secs: f64,
+    /// Largest backoff ceiling. Default 30.
+    #[serde(default = "default_max_backoff")]
+    pub retry_max_duration_secs: f64,
+    /// Retries after the first attempt; unset (the default) retries as long as weir runs.
+    pub retry_attempts: Option<u64>,
+}
+
+fn default_timeout() -> f64 {
+    30.0
+}
+fn default_initial_backoff() -> f64 {
+    1.0
+}
+fn default_max_backoff() -> f64 {
+    30.0
+}
+
+impl Default for SerialRequestConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: default_timeout(),
+            retry_initial_backoff_secs: default_initial_backoff(),
+            retry_max_duration_secs: default_max_backoff(),
+            retry_attempts: None,
+        }
+    }
+}
+
+impl SerialRequestConfig {
+    pub fn check(&self) -> Vec<ConfigIssue> {
+        let secs_ok = |v: f64| v.is_finite() && v > 0.0 && v <= 86_400.0;
+        [
+            ("request.timeout_secs", self.timeout_secs),
+            ("request.retry_initial_backoff_secs", self.retry_initial_backoff_secs),
+            ("request.retry_max_duration_secs", self.retry_max_duration_secs),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !secs_ok(*v))
+        .map(|(name, _)| {
+            ConfigIssue::field(name, format!("{name} must be a number of seconds above 0"))
+        })
+        .collect()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs.clamp(0.001, 86_400.0))
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_secs_f64(self.retry_initial_backoff_secs.clamp(0.0, 86_400.0)),
+            max: Duration::from_secs_f64(self.retry_max_duration_secs.clamp(0.0, 86_400.0)),
+            max_retries: self.retry_attempts,
+        }
     }
 }
 
