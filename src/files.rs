@@ -2,15 +2,10 @@
 
 use std::io::{self, Write};
 
-/// The most one `write(2)` hands the kernel. Larger writes were often slow on the 2-vCPU
-/// guests weir is benchmarked on: `dd` of 256 MiB to a new file, eight rounds, took 93 to
-/// 101 ms at 64 KiB a write but once 238, and 86 to 780 ms at 512 KiB, over 300 in four
-/// rounds; 32 KiB was never slow but 10% slower at best. The time goes to the kernel's copy
-/// into new page-cache pages: the likely cause is that a larger write gets folios of a higher
-/// order (ext4 with large folios, Linux 6.x), taken from the large free blocks the guest's
-/// balloon has handed back to the host (free page reporting), whose first touch faults in
-/// the host. The regex scenario of `benches/compare` (writes of up to 256 KiB before) ran
-/// 1.6 times as fast (BENCHMARKS.md); the extra system calls cost little.
+/// The most one `write(2)` hands the kernel. On virtual machines that hand free memory back
+/// to their host, a larger write into new page-cache pages is often much slower (its larger
+/// folios fault in the host on first touch), while the extra system calls of 64 KiB writes
+/// cost little.
 pub const MAX_WRITE_BYTES: usize = 64 * 1024;
 
 /// `write_all`, at most [`MAX_WRITE_BYTES`] per system call.

@@ -226,7 +226,7 @@ fn default_api_address() -> SocketAddr {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GlobalOptions {
-    /// Where checkpoints (and later buffers) are kept. Default `/var/lib/weir`.
+    /// Where checkpoints and disk buffers are kept. Default `/var/lib/weir`.
     pub data_dir: Option<PathBuf>,
     /// Read separately (its errors are reported as `api: ...`).
     #[serde(skip)]

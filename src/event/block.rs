@@ -2,10 +2,9 @@
 //!
 //! Raw shipping (a file source feeding a file sink that writes each line's `message` as it
 //! is) needs no event per line: building one per line, batching them, then encoding each
-//! back into a buffer was most of the work of the raw scenario of `benches/compare`
-//! (BENCHMARKS.md), and it cost atomic reference-count traffic per line between the
-//! reading thread and the sink (the read buffer, the file's shared fields, the
-//! acknowledgement handle). No crate models this; it is a handful of lines.
+//! back into a buffer would be most of its work, with atomic reference-count traffic per
+//! line between the reading thread and the sink. No crate models this; it is a handful of
+//! lines.
 //!
 //! A block reaches only consumers that declared they write lines as read
 //! (`topology::channel::BatchSender::with_lines`); anything else that receives one turns it

@@ -198,12 +198,9 @@ impl FileSinkConfig {
         if !raw {
             return Ok(Box::pin(sink));
         }
-        // Writing lines as read, the sink runs on a thread of its own and writes there,
-        // waiting for its input with `block_on`: a hand-off to the blocking pool per write,
-        // and back, kept the writes from overlapping with the file source's reads (raw
-        // shipping 25% faster). Encoding events, it stays on the runtime's workers: on a
-        // thread of its own it was no faster, and its peak was 4 MiB higher in the regex
-        // scenario (median of six runs; BENCHMARKS.md).
+        // Writing lines as read, the sink runs on a thread of its own so that its writes
+        // overlap with the file source's reads instead of handing off to the blocking pool
+        // for each one; encoding events, it gains nothing there and stays on the workers.
         let handle = tokio::runtime::Handle::current();
         Ok(Box::pin(async move {
             match tokio::task::spawn_blocking(move || handle.block_on(sink)).await {
@@ -219,8 +216,8 @@ impl FileSinkConfig {
 
 /// Encoded bytes gathered from queued batches before they are written.
 const WRITE_BYTES: usize = 256 * 1024;
-/// The same for blocks of lines, which are written without being copied. Against 1 MiB, the
-/// raw scenario ran as fast with a peak RSS lower by 3 MiB (BENCHMARKS.md).
+/// The same for blocks of lines, which are written without being copied; larger gathers
+/// were no faster and held more memory.
 const RAW_WRITE_BYTES: usize = 512 * 1024;
 /// Written buffers kept for reuse (one per file written in a batch, usually one).
 const SPARE_BUFFERS: usize = 1;

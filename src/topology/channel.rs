@@ -24,19 +24,13 @@ pub const MAX_QUEUED_BATCHES: usize = 1024;
 /// Default byte capacity of a sink's input buffer (`buffer.max_bytes` of a memory buffer).
 /// Small on purpose: it holds a few parts of a file read (at most 64 KiB each), a request-based
 /// sink moves events out of it into its batches at once, and memory is what a slow sink
-/// costs. In `benches/compare`, 512 KiB against 2 MiB: raw shipping peaked about 1 MiB lower
-/// at the same speed; scenarios 2 to 4 (Elasticsearch, regex to a file, Loki) ran as fast at
-/// the same peak (BENCHMARKS.md, 2026-12-04 (late)). Raise `buffer.max_bytes` to absorb
-/// longer bursts.
+/// costs; larger buffers did not make the benchmarks faster. Raise `buffer.max_bytes` to
+/// absorb longer bursts.
 pub const DEFAULT_BUFFER_BYTES: usize = 512 * 1024;
 
 /// Byte capacity of a transform's input. A transform works on what it is handed at once and
 /// waits on nothing but the next hop, so its queue only evens out its pace against the
-/// source's: a few file-source parts. Against 2 MiB, the regex scenario of `benches/compare`
-/// ran as fast with about 8 MiB less peak memory, and the JSON scenarios no slower
-/// (BENCHMARKS.md); 256 KiB against 512 KiB, peaks 0.5 to 1 MiB lower in the JSON to
-/// Elasticsearch scenario and 0.4 to 0.6 in the regex one, at the same speed within the
-/// spread (BENCHMARKS.md, 2026-12-05 (libm)).
+/// source's: a few file-source parts are enough, and more would only hold memory.
 pub const TRANSFORM_BUFFER_BYTES: usize = 256 * 1024;
 
 /// What a full buffer does to the sender.

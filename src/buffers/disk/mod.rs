@@ -102,16 +102,12 @@ pub const MIN_MAX_BYTES: usize = 1024 * 1024;
 
 /// Estimated bytes of events in the memory channel in front of the writer (the upstream
 /// waits when it is full). A group commit takes what waits there, so this also sizes the
-/// groups under load. 512 KiB against 2 MiB: scenario 5 of `benches/compare` peaked about
-/// 10 MiB lower, its throughput within the noise (BENCHMARKS.md, 2026-12-05).
+/// groups under load; larger groups were no faster and held more memory.
 pub const WRITER_INPUT_BYTES: usize = 512 * 1024;
 
 /// Estimated bytes of events between the reader and the sink. The reader refills it from the
-/// page cache far faster than a sink empties it, so more would only hold memory: 8 MiB here,
-/// with records of 1 MiB read 1 MiB at a time, put scenario 5 of `benches/compare` at ~115 MiB
-/// of peak memory; this alone (with 256 KiB records and reads) at ~85, and with the writer's
-/// sizes halved too at ~75, at the same speed (BENCHMARKS.md). 512 KiB, as a memory buffer,
-/// with 64 KiB records and reads: about 5 MiB lower again (BENCHMARKS.md, 2026-12-05).
+/// page cache far faster than a sink empties it, so more would only hold memory; this is the
+/// size of a sink's memory buffer.
 const READER_OUTPUT_BYTES: usize = 512 * 1024;
 
 /// Estimated bytes of events the writer takes for one group commit.

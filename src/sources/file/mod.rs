@@ -106,10 +106,8 @@ pub struct FileConfig {
     /// stops growing. Default 5000.
     #[serde(default = "default_rotate_wait_ms")]
     pub rotate_wait_ms: u64,
-    /// Most bytes read from one file at a time, before the next file gets a turn. Default
-    /// 128 KiB: against 256 KiB, raw shipping in `benches/compare` peaked 0.3 MiB lower and the
-    /// regex scenario 0.2 MiB lower and no slower; the JSON scenarios the same (BENCHMARKS.md,
-    /// 2026-12-05 (libm)).
+    /// Most bytes read from one file at a time, before the next file gets a turn (which keeps
+    /// one busy file from starving the others). Default 128 KiB.
     #[serde(default = "default_max_read_bytes")]
     pub max_read_bytes: usize,
     /// How often checkpoints are written. Default 1000.
@@ -208,16 +206,13 @@ impl FileConfig {
 /// Most estimated bytes of events sent downstream at once (see `send_groups`), when a
 /// consumer builds on the events. A line's estimate is its bytes; parsed, its fields take
 /// several times that by the next hop, and every hop holds a whole part (a channel admits a
-/// part larger than its room when it is empty). 64 KiB parts against 256 KiB: peak RSS about
-/// 10 MiB lower in `benches/compare`'s JSON-to-Elasticsearch scenario at the same speed, and
-/// 7 MiB lower in the regex one for about 8% more CPU (BENCHMARKS.md, 2026-12-05).
+/// part larger than its room when it is empty), so parts are kept small.
 const SEND_BYTES: usize = 64 * 1024;
 
 /// The same when every consumer writes lines as read: their events are not built on, so
 /// larger parts cost no more memory downstream, and they are rare (the read's block goes
-/// whole; only lines that need a change are sent as events). Parts of 1 MiB made their
-/// event vectors large allocations that the allocator kept long after they were freed
-/// (BENCHMARKS.md, 2026-12-04).
+/// whole; only lines that need a change are sent as events). Much larger parts make their
+/// event vectors large allocations, which the allocator keeps long after they are freed.
 const SEND_BYTES_AS_READ: usize = 256 * 1024;
 
 /// One open file.

@@ -74,9 +74,8 @@ use framing::{Frame, FramingError};
 use parse::Zone;
 
 /// Most events a connection hands to the pipeline in one batch. A connection's batch, the
-/// one queued and the one a sink is taking apart are alive at once: 1,024 kept about 3,000
-/// events (5 MiB) in flight in `benches/compare`'s Loki scenario; 256 lowered its peak by a
-/// few MiB at the same speed (BENCHMARKS.md, 2026-12-05).
+/// one queued and the one a sink is taking apart are alive at once, so larger batches hold
+/// more memory without being faster.
 const MAX_BATCH_EVENTS: usize = 256;
 /// Most message bytes a connection gathers into one batch.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
