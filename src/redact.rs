@@ -35,12 +35,9 @@ pub fn credentials(text: &str) -> Cow<'_, str> {
         match authority.rfind('@') {
             Some(userinfo_end) => {
                 let userinfo = &authority[..userinfo_end];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => {
-                        out.push_str(user);
-                        out.push(':');
-                    }
-                    None => {}
+                if let Some((user, _)) = userinfo.split_once(':') {
+                    out.push_str(user);
+                    out.push(':');
                 }
                 out.push_str(MASK);
                 out.push_str(&authority[userinfo_end..]);
