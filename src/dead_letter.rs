@@ -251,7 +251,10 @@ pub fn file_writer(dir: PathBuf, mut input: BatchReceiver, metrics: ComponentMet
                     for ev in &events {
                         ev.update_status(EventStatus::Errored);
                     }
-                    metrics.error("write_failed", "sending");
+                    metrics.error(
+                        crate::metrics::error_type::WRITE_FAILED,
+                        crate::metrics::Stage::Sending,
+                    );
                     if let Some(suppressed) = log.allow() {
                         tracing::error!(
                             dir = %dir.display(), error = %e, events = events.len(), suppressed,

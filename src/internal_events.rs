@@ -52,7 +52,10 @@ pub struct ParseFailed {
 impl ParseFailed {
     pub fn new(metrics: &ComponentMetrics) -> Self {
         Self {
-            counter: metrics.error_counter("parse_failed", "processing"),
+            counter: metrics.error_counter(
+                crate::metrics::error_type::PARSE_FAILED,
+                crate::metrics::Stage::Processing,
+            ),
             limit: RateLimit::default(),
             component: metrics.id().to_string(),
         }
@@ -81,7 +84,10 @@ pub struct ProgramFailed {
 impl ProgramFailed {
     pub fn new(metrics: &ComponentMetrics) -> Self {
         Self {
-            counter: metrics.error_counter("program_failed", "processing"),
+            counter: metrics.error_counter(
+                crate::metrics::error_type::PROGRAM_FAILED,
+                crate::metrics::Stage::Processing,
+            ),
             limit: RateLimit::default(),
             component: metrics.id().to_string(),
         }
@@ -123,9 +129,12 @@ impl LineTooLong {
     pub fn new(metrics: &ComponentMetrics, truncated: bool) -> Self {
         Self {
             counter: if truncated {
-                metrics.error_counter("line_truncated", "receiving")
+                metrics.error_counter(
+                    crate::metrics::error_type::LINE_TRUNCATED,
+                    crate::metrics::Stage::Receiving,
+                )
             } else {
-                metrics.discarded_counter("line_too_long")
+                metrics.discarded_counter(crate::metrics::discard_reason::LINE_TOO_LONG)
             },
             limit: RateLimit::default(),
             component: metrics.id().to_string(),

@@ -197,16 +197,16 @@ impl ComponentMetrics {
         }
     }
 
-    pub fn error(&self, error_type: &str, stage: &str) {
+    pub fn error(&self, error_type: &str, stage: Stage) {
         let mut l = self.labels.with("error_type", error_type);
-        l.push(("stage".into(), stage.into()));
+        l.push(("stage".into(), stage.as_str().into()));
         global().errors.get_or_create(&l).inc();
     }
 
     /// A handle for an error series that is hit often (resolved once).
-    pub fn error_counter(&self, error_type: &str, stage: &str) -> Counter {
+    pub fn error_counter(&self, error_type: &str, stage: Stage) -> Counter {
         let mut l = self.labels.with("error_type", error_type);
-        l.push(("stage".into(), stage.into()));
+        l.push(("stage".into(), stage.as_str().into()));
         global().errors.get_or_create_owned(&l)
     }
 
@@ -251,4 +251,100 @@ pub struct BufferGauges {
     pub events: Gauge,
     pub bytes: Gauge,
     pub max_bytes: Gauge,
+}
+
+/// Where in a component an error happened: the `stage` label of
+/// `weir_component_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Receiving,
+    Processing,
+    Sending,
+    Buffering,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receiving => "receiving",
+            Self::Processing => "processing",
+            Self::Sending => "sending",
+            Self::Buffering => "buffering",
+        }
+    }
+}
+
+/// The `error_type` values of `weir_component_errors_total`: one list for dashboards and
+/// alerts to read.
+pub mod error_type {
+    /// An alert receiver refused a notification for good.
+    pub const ALERT_REJECTED: &str = "alert_rejected";
+    /// An alert notification could not be sent (it is retried).
+    pub const ALERT_SEND_FAILED: &str = "alert_send_failed";
+    /// A disk buffer could not write or sync a segment.
+    pub const BUFFER_WRITE_FAILED: &str = "buffer_write_failed";
+    /// A file checkpoint could not be written.
+    pub const CHECKPOINT_WRITE_FAILED: &str = "checkpoint_write_failed";
+    /// Kafka offsets could not be committed.
+    pub const COMMIT_FAILED: &str = "commit_failed";
+    /// A connection over the limit was refused.
+    pub const CONNECTION_REFUSED: &str = "connection_refused";
+    /// Kafka reported an error while consuming.
+    pub const CONSUME_FAILED: &str = "consume_failed";
+    /// A destination answered so that the sink cannot go on (credentials refused).
+    pub const FATAL_RESPONSE: &str = "fatal_response";
+    /// A line longer than `max_line_bytes` was cut.
+    pub const LINE_TRUNCATED: &str = "line_truncated";
+    /// A syslog frame could not be read.
+    pub const MALFORMED_FRAME: &str = "malformed_frame";
+    /// A syslog message was longer than the limit.
+    pub const MESSAGE_TOO_LONG: &str = "message_too_long";
+    /// A parser could not read an event or a message.
+    pub const PARSE_FAILED: &str = "parse_failed";
+    /// A VRL program failed on an event.
+    pub const PROGRAM_FAILED: &str = "program_failed";
+    /// Reading a file or a connection failed.
+    pub const READ_FAILED: &str = "read_failed";
+    /// A request was given up after `request.retry_attempts`.
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// A Loki stream over the cap of streams was folded.
+    pub const STREAM_CARDINALITY_CAPPED: &str = "stream_cardinality_capped";
+    /// A path template could not be rendered for an event.
+    pub const TEMPLATE_FAILED: &str = "template_failed";
+    /// A TLS handshake failed.
+    pub const TLS_HANDSHAKE_FAILED: &str = "tls_handshake_failed";
+    /// A metric value was not a number.
+    pub const VALUE_NOT_NUMERIC: &str = "value_not_numeric";
+    /// Writing to a file or the console failed.
+    pub const WRITE_FAILED: &str = "write_failed";
+}
+
+/// The `reason` values of `weir_component_discarded_events_total`.
+pub mod discard_reason {
+    /// A VRL program aborted on the event.
+    pub const ABORTED: &str = "aborted";
+    /// The oldest undelivered alert notification made room for a newer one.
+    pub const ALERT_QUEUE_FULL: &str = "alert_queue_full";
+    /// A full buffer with `when_full = "drop_newest"` (or UDP) refused the event.
+    pub const BUFFER_FULL: &str = "buffer_full";
+    /// A disk buffer whose file system is full dropped the event (`drop_newest`).
+    pub const DISK_FULL: &str = "disk_full";
+    /// The drift transform had too many open windows for another model.
+    pub const DRIFT_WINDOW_REFUSED: &str = "drift_window_refused";
+    /// An event larger than a disk buffer can hold.
+    pub const EVENT_TOO_LARGE: &str = "event_too_large";
+    /// A filter condition did not match.
+    pub const FILTERED: &str = "filtered";
+    /// The kernel dropped UDP datagrams before weir read them.
+    pub const KERNEL_BUFFER_FULL: &str = "kernel_buffer_full";
+    /// A line longer than `max_line_bytes` was skipped.
+    pub const LINE_TOO_LONG: &str = "line_too_long";
+    /// A syslog message longer than the limit was dropped.
+    pub const MESSAGE_TOO_LONG: &str = "message_too_long";
+    /// A transform output that nothing reads.
+    pub const OUTPUT_NOT_CONSUMED: &str = "output_not_consumed";
+    /// The accuracy transform had too many open windows for another model.
+    pub const QUALITY_WINDOW_REFUSED: &str = "quality_window_refused";
+    /// Left out by sampling.
+    pub const SAMPLED: &str = "sampled";
 }

@@ -37,7 +37,10 @@ impl ConsoleConfig {
                     for ev in &events {
                         ev.update_status(EventStatus::Errored);
                     }
-                    cx.metrics.error("write_failed", "sending");
+                    cx.metrics.error(
+                        crate::metrics::error_type::WRITE_FAILED,
+                        crate::metrics::Stage::Sending,
+                    );
                     tracing::error!(component = %cx.id, error = %e, "cannot write to standard output; sink stops");
                     return Err(());
                 }

@@ -133,7 +133,10 @@ impl FileSinkConfig {
                                     ..Default::default()
                                 }),
                                 Err(missing) => {
-                                    cx.metrics.error("template_failed", "processing");
+                                    cx.metrics.error(
+                                        crate::metrics::error_type::TEMPLATE_FAILED,
+                                        crate::metrics::Stage::Processing,
+                                    );
                                     if let Some(suppressed) = log_limit.allow() {
                                         tracing::error!(component = %cx.id, field = %missing.0,
                                         suppressed,
@@ -185,7 +188,10 @@ impl FileSinkConfig {
                         Err(e) => {
                             lines.finalizers.update_status(EventStatus::Errored);
                             files.remove(&path);
-                            cx.metrics.error("write_failed", "sending");
+                            cx.metrics.error(
+                                crate::metrics::error_type::WRITE_FAILED,
+                                crate::metrics::Stage::Sending,
+                            );
                             tracing::error!(component = %cx.id, path = %path, error = %e,
                                 "cannot write; these events will be read again after a restart");
                         }

@@ -119,7 +119,10 @@ struct Pending {
 
 async fn run(mut cx: SinkContext, mut client: Client, backoff: Backoff) -> Result<(), ()> {
     let out = cx.metrics.output("_default");
-    let exhausted = cx.metrics.error_counter("retries_exhausted", "sending");
+    let exhausted = cx.metrics.error_counter(
+        crate::metrics::error_type::RETRIES_EXHAUSTED,
+        crate::metrics::Stage::Sending,
+    );
     let mut retry = Retry { backoff, rng: StdRng::from_os_rng(), log: RateLimit::default() };
     while let Some(events) = cx.input.recv().await {
         cx.metrics.received(events.len(), batch_size(&events));

@@ -165,7 +165,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             buffer_bytes,
             when_full,
             gauges.then(|| metrics.buffer_gauges()),
-            Some(metrics.discarded_counter("buffer_full")),
+            Some(metrics.discarded_counter(crate::metrics::discard_reason::BUFFER_FULL)),
         );
         let tx = tx.with_lines(lines);
         for input in from {
@@ -415,7 +415,7 @@ async fn run_transform(
 ) -> Result<(), ()> {
     let primary_metrics = metrics.output("_default");
     let mut out = TransformOutput::new(named.len());
-    let unconsumed = metrics.discarded_counter("output_not_consumed");
+    let unconsumed = metrics.discarded_counter(crate::metrics::discard_reason::OUTPUT_NOT_CONSUMED);
     while let Some(batch) = input.recv().await {
         metrics.received(batch.len(), batch_size(&batch));
         transform.transform(batch, &mut out);

@@ -129,7 +129,10 @@ impl AccuracyConfig {
             windows: HashMap::new(),
             evicted_expired: evicted("expired"),
             evicted_capacity: evicted("capacity"),
-            refused: EventsDiscarded::new(metrics, "quality_window_refused"),
+            refused: EventsDiscarded::new(
+                metrics,
+                crate::metrics::discard_reason::QUALITY_WINDOW_REFUSED,
+            ),
             now: Utc::now,
         })
     }

@@ -188,7 +188,10 @@ impl DriftConfig {
             min_samples: self.min_samples,
             drift_share: self.drift_share,
             windows: HashMap::new(),
-            refused: EventsDiscarded::new(metrics, "drift_window_refused"),
+            refused: EventsDiscarded::new(
+                metrics,
+                crate::metrics::discard_reason::DRIFT_WINDOW_REFUSED,
+            ),
             now: Utc::now,
             baseline_events: self.baseline_events,
             only: self.features.clone(),

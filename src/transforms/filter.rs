@@ -39,7 +39,7 @@ impl FilterConfig {
         Ok(Filter {
             condition: VrlRunner::new(program),
             failed: ProgramFailed::new(metrics),
-            discarded: EventsDiscarded::new(metrics, "filtered"),
+            discarded: EventsDiscarded::new(metrics, crate::metrics::discard_reason::FILTERED),
         })
     }
 }

@@ -492,7 +492,10 @@ impl LogToMetricConfig {
             max_series: self.max_series_per_metric,
             component: metrics.id().to_string(),
             failed: ProgramFailed::new(metrics),
-            not_numeric: metrics.error_counter("value_not_numeric", "processing"),
+            not_numeric: metrics.error_counter(
+                crate::metrics::error_type::VALUE_NOT_NUMERIC,
+                crate::metrics::Stage::Processing,
+            ),
             not_numeric_log: RateLimit::default(),
         })
     }

@@ -56,7 +56,7 @@ impl RemapConfig {
             drop_on_error: self.drop_on_error,
             drop_on_abort: self.drop_on_abort,
             failed: ProgramFailed::new(metrics),
-            aborted: EventsDiscarded::new(metrics, "aborted"),
+            aborted: EventsDiscarded::new(metrics, crate::metrics::discard_reason::ABORTED),
         })
     }
 }

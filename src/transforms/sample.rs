@@ -60,7 +60,7 @@ impl SampleConfig {
             key,
             exclude,
             counter: 0,
-            discarded: EventsDiscarded::new(metrics, "sampled"),
+            discarded: EventsDiscarded::new(metrics, crate::metrics::discard_reason::SAMPLED),
         })
     }
 }

@@ -194,10 +194,15 @@ impl BufferMetrics {
             gauges: component.buffer_gauges(),
             corrupted_records: f.corrupted_records.get_or_create_owned(&l),
             corrupted_bytes: f.corrupted_bytes.get_or_create_owned(&l),
-            discarded_full: component.discarded_counter("buffer_full"),
-            discarded_disk: component.discarded_counter("disk_full"),
-            discarded_large: component.discarded_counter("event_too_large"),
-            write_errors: component.error_counter("buffer_write_failed", "buffering"),
+            discarded_full: component
+                .discarded_counter(crate::metrics::discard_reason::BUFFER_FULL),
+            discarded_disk: component.discarded_counter(crate::metrics::discard_reason::DISK_FULL),
+            discarded_large: component
+                .discarded_counter(crate::metrics::discard_reason::EVENT_TOO_LARGE),
+            write_errors: component.error_counter(
+                crate::metrics::error_type::BUFFER_WRITE_FAILED,
+                crate::metrics::Stage::Buffering,
+            ),
         }
     }
 }

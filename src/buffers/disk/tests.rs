@@ -276,7 +276,10 @@ async fn drop_newest_rejects_what_does_not_fit_and_counts_it() {
         }
     }
     assert!(delivered > 0 && rejected > 0, "{delivered} delivered, {rejected} rejected");
-    assert_eq!(b.metrics.discarded_counter("buffer_full").get(), rejected * 10);
+    assert_eq!(
+        b.metrics.discarded_counter(crate::metrics::discard_reason::BUFFER_FULL).get(),
+        rejected * 10
+    );
     let gauges = b.metrics.buffer_gauges();
     assert!(gauges.bytes.get() as u64 <= max);
     // What was kept arrives.

@@ -681,10 +681,20 @@ pub fn build_sink(
         let mut next_attempt = Instant::now();
         let metrics = SinkMetrics::new(&cx.metrics);
         let sent_metrics = cx.metrics.output("_default");
-        let dropped = cx.metrics.discarded_counter("alert_queue_full");
-        let rejected = cx.metrics.error_counter("alert_rejected", "sending");
-        let failed = cx.metrics.error_counter("alert_send_failed", "sending");
-        let exhausted = cx.metrics.error_counter("retries_exhausted", "sending");
+        let dropped =
+            cx.metrics.discarded_counter(crate::metrics::discard_reason::ALERT_QUEUE_FULL);
+        let rejected = cx.metrics.error_counter(
+            crate::metrics::error_type::ALERT_REJECTED,
+            crate::metrics::Stage::Sending,
+        );
+        let failed = cx.metrics.error_counter(
+            crate::metrics::error_type::ALERT_SEND_FAILED,
+            crate::metrics::Stage::Sending,
+        );
+        let exhausted = cx.metrics.error_counter(
+            crate::metrics::error_type::RETRIES_EXHAUSTED,
+            crate::metrics::Stage::Sending,
+        );
         let mut log_limit = RateLimit::default();
         loop {
             let closed = tokio::select! {

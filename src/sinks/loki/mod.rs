@@ -209,7 +209,10 @@ impl LokiConfig {
 
     pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
         let mut inner = self.encoder()?;
-        let capped = cx.metrics.error_counter("stream_cardinality_capped", "processing");
+        let capped = cx.metrics.error_counter(
+            crate::metrics::error_type::STREAM_CARDINALITY_CAPPED,
+            crate::metrics::Stage::Processing,
+        );
         inner.on_capped = Box::new(move |_| {
             capped.inc();
         });

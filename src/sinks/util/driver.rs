@@ -538,14 +538,20 @@ async fn deliver<S: Service>(
                     continue 'chunks;
                 }
                 Verdict::Fatal(message) => {
-                    shared.component.error("fatal_response", "sending");
+                    shared.component.error(
+                        crate::metrics::error_type::FATAL_RESPONSE,
+                        crate::metrics::Stage::Sending,
+                    );
                     tracing::error!(component = %shared.id, "{message}; the sink stops");
                     shared.stop.cancel();
                     return;
                 }
             };
             if !shared.backoff.allows(u64::from(retries)) {
-                shared.component.error("retries_exhausted", "sending");
+                shared.component.error(
+                    crate::metrics::error_type::RETRIES_EXHAUSTED,
+                    crate::metrics::Stage::Sending,
+                );
                 tracing::error!(
                     component = %shared.id,
                     events = items.len(),

@@ -364,7 +364,10 @@ impl Reader {
 
     fn write_checkpoints(&self) {
         if let Err(e) = self.checkpoints.write() {
-            self.metrics.error("checkpoint_write_failed", "processing");
+            self.metrics.error(
+                crate::metrics::error_type::CHECKPOINT_WRITE_FAILED,
+                crate::metrics::Stage::Processing,
+            );
             tracing::error!(component = %self.id, error = %e, "cannot write checkpoints; will retry");
         }
     }
@@ -496,7 +499,8 @@ impl Reader {
         if e.kind() == std::io::ErrorKind::NotFound {
             return;
         }
-        self.metrics.error("read_failed", "receiving");
+        self.metrics
+            .error(crate::metrics::error_type::READ_FAILED, crate::metrics::Stage::Receiving);
         if let Some(suppressed) = self.read_error_log.allow() {
             tracing::warn!(component = %self.id, path, error = %e, suppressed, "cannot read file");
         }

@@ -384,8 +384,14 @@ fn assigned_family() -> &'static Family<Labels, Gauge> {
 impl Telemetry {
     fn new(metrics: &ComponentMetrics) -> Self {
         Self {
-            commit_failed: metrics.error_counter("commit_failed", "receiving"),
-            consume_failed: metrics.error_counter("consume_failed", "receiving"),
+            commit_failed: metrics.error_counter(
+                crate::metrics::error_type::COMMIT_FAILED,
+                crate::metrics::Stage::Receiving,
+            ),
+            consume_failed: metrics.error_counter(
+                crate::metrics::error_type::CONSUME_FAILED,
+                crate::metrics::Stage::Receiving,
+            ),
             assigned: assigned_family().get_or_create_owned(&metrics.labels.labels()),
             commit_log: Mutex::default(),
             consume_log: Mutex::default(),

@@ -267,19 +267,39 @@ impl Telemetry {
         Self {
             open_connections: open_connections_family()
                 .get_or_create_owned(&metrics.labels.labels()),
-            parse_failed: metrics.error_counter("parse_failed", "processing"),
-            too_long: metrics.error_counter("message_too_long", "receiving"),
-            malformed: metrics.error_counter("malformed_frame", "receiving"),
-            dropped_too_long: metrics.discarded_counter("message_too_long"),
-            refused: metrics.error_counter("connection_refused", "receiving"),
+            parse_failed: metrics.error_counter(
+                crate::metrics::error_type::PARSE_FAILED,
+                crate::metrics::Stage::Processing,
+            ),
+            too_long: metrics.error_counter(
+                crate::metrics::error_type::MESSAGE_TOO_LONG,
+                crate::metrics::Stage::Receiving,
+            ),
+            malformed: metrics.error_counter(
+                crate::metrics::error_type::MALFORMED_FRAME,
+                crate::metrics::Stage::Receiving,
+            ),
+            dropped_too_long: metrics
+                .discarded_counter(crate::metrics::discard_reason::MESSAGE_TOO_LONG),
+            refused: metrics.error_counter(
+                crate::metrics::error_type::CONNECTION_REFUSED,
+                crate::metrics::Stage::Receiving,
+            ),
             evicted: closed_connections_family()
                 .get_or_create_owned(&metrics.labels.with("reason", "evicted")),
             idle_closed: closed_connections_family()
                 .get_or_create_owned(&metrics.labels.with("reason", "idle_timeout")),
-            handshake_failed: metrics.error_counter("tls_handshake_failed", "receiving"),
-            read_failed: metrics.error_counter("read_failed", "receiving"),
-            udp_dropped: metrics.discarded_counter("buffer_full"),
-            kernel_dropped: metrics.discarded_counter("kernel_buffer_full"),
+            handshake_failed: metrics.error_counter(
+                crate::metrics::error_type::TLS_HANDSHAKE_FAILED,
+                crate::metrics::Stage::Receiving,
+            ),
+            read_failed: metrics.error_counter(
+                crate::metrics::error_type::READ_FAILED,
+                crate::metrics::Stage::Receiving,
+            ),
+            udp_dropped: metrics.discarded_counter(crate::metrics::discard_reason::BUFFER_FULL),
+            kernel_dropped: metrics
+                .discarded_counter(crate::metrics::discard_reason::KERNEL_BUFFER_FULL),
             parse_log: Mutex::default(),
             refused_log: Mutex::default(),
             evicted_log: Mutex::default(),
