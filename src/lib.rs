@@ -10,6 +10,8 @@ pub mod config;
 pub mod dead_letter;
 pub mod event;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;

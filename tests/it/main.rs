@@ -11,6 +11,7 @@ mod deploy;
 mod elasticsearch;
 mod es_server;
 mod file_source;
+mod fuzz_corpora;
 mod grok_loghub;
 mod kafka;
 mod kibana_server;
