@@ -207,7 +207,18 @@ impl Decoder for SyslogDecoder {
             Header::Line { digit_first: true } => {
                 Frame::Error { error: FramingError::BadOctetCount, kept: Some(trim_cr(rest)) }
             }
-            Header::Line { digit_first: false } | Header::NeedMore => Frame::Message(trim_cr(rest)),
+            Header::Line { digit_first: false } | Header::NeedMore => {
+                let rest = trim_cr(rest);
+                // Only digits still waiting for their space can be longer than the limit (up
+                // to ten): they are cut as any other message.
+                if rest.len() > self.max {
+                    return Ok(Some(match self.oversize {
+                        Oversize::Truncate => self.too_long(None, Some(rest.slice(..self.max))),
+                        Oversize::Drop => self.too_long(None, None),
+                    }));
+                }
+                Frame::Message(rest)
+            }
         }))
     }
 }
@@ -423,6 +434,19 @@ mod tests {
             }]
         );
         assert_eq!(decode_all(b"123", 1, 100, Oversize::Truncate), vec![msg("123")]);
+    }
+
+    /// Found by the `syslog_framing` fuzz target: digits with no space after them, at the end
+    /// of the stream, were handed on whole, past a limit under ten bytes.
+    #[test]
+    fn digits_at_the_end_of_the_stream_stay_within_the_limit() {
+        let cut = |kept: Option<&'static [u8]>| Frame::Error {
+            error: FramingError::TooLong { length: None },
+            kept: kept.map(Bytes::from_static),
+        };
+        assert_eq!(decode_all(b"12345", 2, 3, Oversize::Truncate), vec![cut(Some(b"123"))]);
+        assert_eq!(decode_all(b"12345", 5, 3, Oversize::Drop), vec![cut(None)]);
+        assert_eq!(decode_all(b"123", 1, 3, Oversize::Truncate), vec![msg("123")]);
     }
 
     #[test]
