@@ -134,12 +134,13 @@ pub fn line_framer(data: &[u8]) {
     let mut taken = 0u64;
     for piece in stream.chunks(chunk) {
         framer.extend(piece);
+        // Where the block would start: dropped lines and skipped tails end no line.
+        let at = framer.consumed_offset() as usize;
         if blocks && let Some((block, count)) = framer.take_block() {
-            let at = taken as usize;
             assert_eq!(&stream[at..at + block.len()], &block[..], "a block is the stream's bytes");
             assert_eq!(count, block.iter().filter(|b| **b == b'\n').count());
             assert!(block.split(|b| *b == b'\n').all(|l| l.len() <= max));
-            taken += block.len() as u64;
+            taken = (at + block.len()) as u64;
             assert_eq!(framer.consumed_offset(), taken);
             continue;
         }
