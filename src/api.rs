@@ -1,7 +1,19 @@
-//! The HTTP API: `GET /metrics` (Prometheus text format) and `GET /health`.
+//! The HTTP API: `GET /metrics` (Prometheus text format), `GET /health` (readiness) and
+//! `GET /health/live` (liveness).
 //!
-//! HTTP/1.1 only, served by hyper on the address of `[api]`. `/health` answers 200 with
-//! `{"status":"ok"}` while the pipeline runs, 503 once it is shutting down.
+//! HTTP/1.1 only, served by hyper on the address of `[api]`.
+//!
+//! - `/health/live` answers 200 `{"status":"alive"}` whenever the API answers at all: the
+//!   process runs and its runtime is not stuck. It reads nothing else, so a liveness probe
+//!   never restarts weir for a destination's outage (restarting would not fix it).
+//! - `/health` (and its alias `/health/ready`) answers 200 when every component is healthy,
+//!   with each component's state:
+//!   `{"status":"ok","components":{"sinks.es":{"type":"elasticsearch","state":"healthy"},...}}`;
+//!   503 naming the components that are not, `{"status":"unhealthy","unhealthy":["sinks.es"],
+//!   "components":{"sinks.es":{...,"state":"unhealthy","reason":"..."}}}`, when a sink's last
+//!   requests failed or its health check did, a source cannot read, or a component failed
+//!   (see [`crate::health`] and [`crate::sinks::util::driver`]); 503 `"stopping"` once weir
+//!   is shutting down.
 //!
 //! ```toml
 //! [api]
@@ -109,7 +121,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {address} for the API: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, "API listening: GET /metrics, GET /health");
+    tracing::info!(address = %local, "API listening: GET /metrics, GET /health, GET /health/live");
     let limit = Arc::new(Semaphore::new(api.max_connections.get()));
     let header_timeout = Duration::from_secs(api.header_read_timeout_secs.get());
     let t = Telemetry::get();
@@ -173,6 +185,23 @@ pub async fn serve(
     })
 }
 
+/// The readiness answer: 200 when weir runs and every component is healthy, else 503.
+fn readiness(up: bool, report: &crate::health::Report) -> (StatusCode, Bytes) {
+    let (status, code) = match (up, report.ready) {
+        (false, _) => ("stopping", StatusCode::SERVICE_UNAVAILABLE),
+        (true, true) => ("ok", StatusCode::OK),
+        (true, false) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let mut body = serde_json::json!({ "status": status });
+    if !report.faults.is_empty() {
+        body["unhealthy"] = serde_json::Value::from(report.faults.clone());
+    }
+    body["components"] = report.components.clone();
+    let mut text = body.to_string();
+    text.push('\n');
+    (code, Bytes::from(text))
+}
+
 async fn handle(
     req: Request<Incoming>,
     health: Health,
@@ -191,20 +220,52 @@ async fn handle(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Bytes::from(crate::metrics::global().encode()),
         ),
-        (&Method::GET, "/health") if health.is_up() => response(
+        (&Method::GET, "/health/live") => response(
             StatusCode::OK,
             "application/json",
-            Bytes::from_static(b"{\"status\":\"ok\"}\n"),
+            Bytes::from_static(b"{\"status\":\"alive\"}\n"),
         ),
-        (&Method::GET, "/health") => response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "application/json",
-            Bytes::from_static(b"{\"status\":\"stopping\"}\n"),
-        ),
+        (&Method::GET, "/health" | "/health/ready") => {
+            let (status, body) = readiness(health.is_up(), &crate::health::global().report());
+            response(status, "application/json", body)
+        }
         _ => response(
             StatusCode::NOT_FOUND,
             "text/plain",
-            Bytes::from_static(b"not found: try /metrics or /health\n"),
+            Bytes::from_static(b"not found: try /metrics, /health or /health/live\n"),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Registry;
+    use crate::metrics::ComponentLabels;
+
+    #[test]
+    fn readiness_names_the_unhealthy_components() {
+        let r = Registry::default();
+        let es = r.register(&ComponentLabels::new("es", "sink", "elasticsearch"));
+        r.register(&ComponentLabels::new("in", "source", "file"));
+        let (code, body) = readiness(true, &r.report());
+        assert_eq!(code, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["components"]["sources.in"]["state"], "healthy");
+        assert!(v.get("unhealthy").is_none());
+        es.unhealthy("credentials refused");
+        let (code, body) = readiness(true, &r.report());
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), &v["unhealthy"]),
+            (Some("unhealthy"), &serde_json::json!(["sinks.es"]))
+        );
+        assert_eq!(v["components"]["sinks.es"]["reason"], "credentials refused");
+        es.healthy();
+        let (code, body) = readiness(false, &r.report());
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("\"stopping\""));
+    }
 }

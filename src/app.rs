@@ -74,6 +74,8 @@ pub enum Ending {
     Signal,
     /// Every source finished on its own (stdin reached its end, demo `count` reached).
     SourcesFinished,
+    /// A component ended with an error and will not run again.
+    ComponentFailed,
 }
 
 /// `weir run`: starts the pipeline and runs it until a signal or until every source has
@@ -113,6 +115,7 @@ pub async fn run(config: Config) -> i32 {
     let ending = tokio::select! {
         _ = shutdown_signal() => Ending::Signal,
         _ = topology.sources_finished() => Ending::SourcesFinished,
+        _ = topology.component_failed() => Ending::ComponentFailed,
     };
     health.set(false);
     match ending {
@@ -121,13 +124,19 @@ pub async fn run(config: Config) -> i32 {
                 timeout_secs = config.shutdown_timeout.as_secs(),
                 "stopping: draining in-flight events (a second signal exits at once)"
             );
-            tokio::spawn(async {
-                shutdown_signal().await;
-                tracing::warn!("second signal: exiting now");
-                std::process::exit(130);
-            });
         }
         Ending::SourcesFinished => tracing::info!("all sources finished; draining"),
+        Ending::ComponentFailed => tracing::error!(
+            "a component failed and will not run again; stopping, and exiting non-zero so \
+             that a supervisor restarts weir"
+        ),
+    }
+    if !matches!(ending, Ending::SourcesFinished) {
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
     }
     let clean = topology.stop().await;
     api_stop.cancel();

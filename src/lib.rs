@@ -12,6 +12,7 @@ pub mod event;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;

@@ -141,6 +141,8 @@ pub struct RunningTopology {
     tracker: TaskTracker,
     shutdown: ShutdownSignal,
     sources_done: CancellationToken,
+    /// Cancelled when a component's task ends with an error.
+    failed: CancellationToken,
     running: Arc<Mutex<BTreeMap<String, &'static str>>>,
     timeout: Duration,
 }
@@ -337,18 +339,37 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
 
     let source_count = tasks.iter().filter(|t| t.1 == ComponentKind::Source).count();
     let remaining_sources = Arc::new(std::sync::atomic::AtomicUsize::new(source_count));
+    let failed = CancellationToken::new();
+    // The states `/health` reports, by the names the log uses (`sinks.es`).
+    let type_names: BTreeMap<String, &str> = (config.sources.iter())
+        .map(|(id, d)| (format!("sources.{id}"), d.inner.type_name()))
+        .chain(
+            config
+                .transforms
+                .iter()
+                .map(|(id, d)| (format!("transforms.{id}"), d.inner.type_name())),
+        )
+        .chain(config.sinks.iter().map(|(id, d)| (format!("sinks.{id}"), d.inner.type_name())))
+        .collect();
     for (id, kind, task) in tasks {
         let name = format!("{}.{id}", kind.table());
         running.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), kind.name());
+        let type_name = type_names.get(&name).copied().unwrap_or("internal");
+        let health =
+            crate::health::global().register(&ComponentLabels::new(&id, kind.name(), type_name));
         let running = Arc::clone(&running);
         let remaining = Arc::clone(&remaining_sources);
         let sources_done = sources_done.clone();
+        let failed = failed.clone();
         tracker.spawn(async move {
             let result = task.await;
             if result.is_err() {
                 tracing::error!(component = %name, "component failed");
+                health.failed();
+                failed.cancel();
             } else {
                 tracing::debug!(component = %name, "component finished");
+                health.finished();
             }
             running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
             if kind == ComponentKind::Source
@@ -363,6 +384,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
         tracker,
         shutdown,
         sources_done,
+        failed,
         running,
         timeout: config.shutdown_timeout,
     })
@@ -374,17 +396,24 @@ impl RunningTopology {
         self.sources_done.cancelled().await;
     }
 
+    /// Resolves when a component has failed (its task ended with an error): it will not run
+    /// again, so weir should stop and exit non-zero for its supervisor to restart it.
+    pub async fn component_failed(&self) {
+        self.failed.cancelled().await;
+    }
+
     /// Resolves when every task has finished.
     pub async fn finished(&self) {
         self.tracker.wait().await;
     }
 
     /// Stops the sources and waits for the pipeline to drain, up to the shutdown timeout.
-    /// Returns `false` if components were still running when time ran out.
+    /// Returns `false` if components were still running when time ran out, or if a
+    /// component failed (then or before): weir's exit code says so.
     pub async fn stop(self) -> bool {
         self.shutdown.trigger(self.timeout);
         match tokio::time::timeout(self.timeout, self.tracker.wait()).await {
-            Ok(()) => true,
+            Ok(()) => !self.failed.is_cancelled(),
             Err(_) => {
                 let still: Vec<String> = self
                     .running

@@ -181,6 +181,8 @@ impl FileConfig {
             watchers: Vec::new(),
             too_long: LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate),
             read_error_log: RateLimit::default(),
+            health: crate::health::global().handle(&cx.metrics.labels),
+            unreadable: (0, None),
             metrics: cx.metrics,
             lines_only: cx.out.accepts_lines(),
             out: Some(cx.out),
@@ -255,6 +257,11 @@ struct Reader {
     watchers: Vec<Watcher>,
     too_long: LineTooLong,
     read_error_log: RateLimit,
+    /// `/health`: the source is unhealthy while files it found cannot be read.
+    health: crate::health::Handle<'static>,
+    /// Files that could not be opened or read since the last scan began, and the first one's
+    /// error.
+    unreadable: (usize, Option<String>),
     metrics: ComponentMetrics,
     /// Every consumer writes lines as read: reads go on as blocks of lines.
     lines_only: bool,
@@ -375,6 +382,8 @@ impl Reader {
     /// Evaluates the globs: new files get a watcher, known ones are matched by inode.
     fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
+        let was_unreadable = self.unreadable.0 > 0;
+        self.unreadable = (0, None);
         let found = self.glob();
         for w in &mut self.watchers {
             w.in_scan = false;
@@ -433,6 +442,9 @@ impl Reader {
             }
         }
         self.first_scan = false;
+        if was_unreadable && self.unreadable.0 == 0 {
+            self.health.healthy();
+        }
     }
 
     fn open_watcher(
@@ -501,6 +513,10 @@ impl Reader {
         }
         self.metrics
             .error(crate::metrics::error_type::READ_FAILED, crate::metrics::Stage::Receiving);
+        let (count, first) = &mut self.unreadable;
+        *count += 1;
+        let first = first.get_or_insert_with(|| format!("{path}: {e}"));
+        self.health.unhealthy(format!("cannot read {count} file(s); first: {first}"));
         if let Some(suppressed) = self.read_error_log.allow() {
             tracing::warn!(component = %self.id, path, error = %e, suppressed, "cannot read file");
         }
