@@ -291,8 +291,8 @@ pub mod error_type {
     pub const CONNECTION_REFUSED: &str = "connection_refused";
     /// Kafka reported an error while consuming.
     pub const CONSUME_FAILED: &str = "consume_failed";
-    /// A destination answered so that the sink cannot go on (credentials refused).
-    pub const FATAL_RESPONSE: &str = "fatal_response";
+    /// A destination refused a sink's credentials (401, 403); the request is sent again.
+    pub const CREDENTIALS_REFUSED: &str = "credentials_refused";
     /// A line longer than `max_line_bytes` was cut.
     pub const LINE_TRUNCATED: &str = "line_truncated";
     /// A syslog frame could not be read.

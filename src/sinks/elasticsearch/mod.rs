@@ -23,15 +23,20 @@
 //! per index go through the shared driver ([`crate::sinks::util::driver`]); [`service`] reads
 //! the response item by item: 429 and 5xx items are sent again alone with backoff, 409 on
 //! `create` counts as delivered, 400/404 items are rejected with Elasticsearch's `error.type`
-//! and `error.reason` (counted in `weir_sink_rejected_events_total{reason}`, logged, and sent
-//! to the dead-letter destination), 413 splits the batch, 401/403 stop the sink and keep the
-//! events for a restart. Give documents an `_id` (`id_key` or `id_from_content`) and retries
-//! never duplicate; without one, a retry after a broken connection may index a document twice
-//! (never zero times).
+//! and `error.reason` (counted in `weir_sink_rejected_events_total{reason}`, logged, and
+//! sent to the dead-letter destination), 413 splits the batch. Whole-request answers: a 400 or
+//! 404 (and any other 4xx but 401, 403, 408, 413 and 429) sends the request's events to the
+//! dead-letter destination with the status and Elasticsearch's reason, and the sink goes on;
+//! 401/403 are sent again with backoff until the credentials are accepted, the sink reported
+//! unhealthy on `/health` meanwhile (the table in [`service`]). Give documents an `_id`
+//! (`id_key` or `id_from_content`) and retries never duplicate; without one, a retry after a
+//! broken connection may index a document twice (never zero times).
 //!
 //! At start-up a health check (`GET /` on each endpoint) reads `version.number` and the
 //! `X-elastic-product` header and logs what it found; it never holds the pipeline back: events
-//! wait in batches and retries while Elasticsearch is unreachable.
+//! wait in batches and retries while Elasticsearch is unreachable. While no endpoint answers
+//! as Elasticsearch (and no request has got through) the sink is unhealthy on `/health`, and
+//! the check is made again every 30 seconds.
 //!
 //! Why not the official `elasticsearch` crate: it is published only as alpha releases
 //! (9.1.0-alpha.1 when this was written); it enables reqwest's response decompression and
@@ -286,13 +291,16 @@ impl ElasticsearchConfig {
             request: self.request.clone(),
             client: Arc::clone(&client),
         };
-        let side: Option<driver::SideTask> = self.healthcheck.then(|| {
+        let check: Option<driver::HealthCheck> = self.healthcheck.then(|| {
             let id = cx.id.clone();
             let data_stream = self.mode == Mode::DataStream;
-            Box::pin(async move { healthcheck(&id, &client, data_stream).await })
-                as driver::SideTask
+            Box::new(move || {
+                let (id, client) = (id.clone(), Arc::clone(&client));
+                Box::pin(async move { healthcheck(&id, &client, data_stream).await })
+                    as driver::HealthCheckRun
+            }) as driver::HealthCheck
         });
-        Ok(Box::pin(driver::run(cx, encoder, service, settings, side)))
+        Ok(Box::pin(driver::run(cx, encoder, service, settings, check)))
     }
 }
 
@@ -339,25 +347,44 @@ pub fn node_info(headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<No
     Ok(NodeInfo { version, major, minor, product })
 }
 
-/// Checks every endpoint once and logs what it found. Never fails the sink.
-async fn healthcheck(id: &str, client: &HttpClient, data_stream: bool) {
-    for (i, url) in client.endpoints.all().iter().enumerate() {
-        match client.get(i, "/").await {
-            Err(e) => tracing::error!(
-                component = id, endpoint = %url, error = %e,
-                "health check: Elasticsearch unreachable; events wait and are retried"
-            ),
-            Ok(r) if r.status == 401 || r.status == 403 => tracing::error!(
-                component = id, endpoint = %url, status = r.status,
-                "health check: Elasticsearch refused the credentials; check `auth`"
-            ),
-            Ok(r) if r.status != 200 => tracing::error!(
-                component = id, endpoint = %url, status = r.status,
-                "health check: unexpected answer to GET /"
-            ),
+/// Checks every endpoint once and logs what it found. Never fails the sink; `Err` (the sink
+/// is reported unhealthy) when no endpoint answered as a usable Elasticsearch.
+async fn healthcheck(id: &str, client: &HttpClient, data_stream: bool) -> Result<(), String> {
+    let mut failures = Vec::new();
+    let mut usable = false;
+    for (i, endpoint) in client.endpoints.all().iter().enumerate() {
+        // As it may be shown: a password in the URL is masked.
+        let endpoint = endpoint.as_str();
+        match client.get_small(i, "/").await {
+            Err(e) => {
+                tracing::error!(
+                    component = id, endpoint = %endpoint, error = %e,
+                    "health check: Elasticsearch unreachable; events wait and are retried"
+                );
+                failures.push(format!("{endpoint} unreachable: {e}"));
+            }
+            Ok(r) if r.status == 401 || r.status == 403 => {
+                tracing::error!(
+                    component = id,
+                    endpoint,
+                    status = r.status,
+                    "health check: Elasticsearch refused the credentials; check `auth`"
+                );
+                failures.push(format!("{endpoint} refused the credentials (HTTP {})", r.status));
+            }
+            Ok(r) if r.status != 200 => {
+                tracing::error!(
+                    component = id,
+                    endpoint,
+                    status = r.status,
+                    "health check: unexpected answer to GET /"
+                );
+                failures.push(format!("{endpoint} answered HTTP {} to GET /", r.status));
+            }
             Ok(r) => match node_info(&r.headers, &r.body) {
                 Err(e) => {
-                    tracing::error!(component = id, endpoint = %url, error = %e, "health check")
+                    tracing::error!(component = id, endpoint = %endpoint, error = %e, "health check");
+                    failures.push(format!("{endpoint}: {e}"));
                 }
                 Ok(info) => {
                     let supported = (7..=9).contains(&info.major);
@@ -368,31 +395,34 @@ async fn healthcheck(id: &str, client: &HttpClient, data_stream: bool) {
                     };
                     if !genuine {
                         tracing::error!(
-                            component = id, endpoint = %url, version = %info.version,
+                            component = id, endpoint = %endpoint, version = %info.version,
                             product = info.product.as_deref().unwrap_or("none"),
                             "health check: this server does not say it is Elasticsearch \
                              (X-elastic-product); bulk responses may differ"
                         );
                     } else if !supported {
                         tracing::warn!(
-                            component = id, endpoint = %url, version = %info.version,
+                            component = id, endpoint = %endpoint, version = %info.version,
                             "health check: weir supports Elasticsearch 7.x to 9.x"
                         );
                     } else if data_stream && info.major == 7 && info.minor < 9 {
                         tracing::error!(
-                            component = id, endpoint = %url, version = %info.version,
+                            component = id, endpoint = %endpoint, version = %info.version,
                             "health check: data streams need Elasticsearch 7.9 or later"
                         );
                     } else {
                         tracing::info!(
-                            component = id, endpoint = %url, version = %info.version,
+                            component = id, endpoint = %endpoint, version = %info.version,
                             "health check: Elasticsearch is reachable"
                         );
                     }
+                    // A server that answers is usable; what it lacks was logged above.
+                    usable = true;
                 }
             },
         }
     }
+    if usable { Ok(()) } else { Err(failures.join("; ")) }
 }
 
 #[cfg(test)]

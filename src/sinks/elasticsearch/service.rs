@@ -8,9 +8,14 @@
 //! | 200, `errors: false` | every item delivered |
 //! | 200, `errors: true` | each item in request order: 2xx delivered; 409 on `create` delivered (the document is already there); 429 and 5xx sent again alone; any other status rejected with its `error.type` and `error.reason` |
 //! | 413 | the request is split in halves |
-//! | 429, 5xx, no response | the whole request again after a backoff |
-//! | 401, 403 | the sink stops: credentials refused; events kept for a restart |
-//! | other | the sink stops: the request itself is wrong (a missing ingest pipeline, a wrong path) |
+//! | 408, 429, 5xx, no response, an unreadable or too large body | the whole request again after a backoff |
+//! | 401, 403 | credentials refused: the whole request again after a backoff, for as long as weir runs; the sink is unhealthy and says so in an ERROR at a bounded rate |
+//! | any other 4xx (400, 404: a missing ingest pipeline, a wrong path, a body refused) | every event of the request to the dead-letter destination, reason `http_<status>`, the body's `error.type: error.reason` as the message; the sink goes on |
+//! | 1xx, 3xx | the whole request again after a backoff |
+//!
+//! A response is read up to [`response_limit`] bytes: [`RESPONSE_BASE_BYTES`] and
+//! [`RESPONSE_BYTES_PER_ITEM`] for each action of the request (with `filter_path` an item
+//! answers with its status, and its error when it failed).
 //!
 //! Invariant: an `errors: true` response whose item count differs from the request's is not
 //! guessed at: the whole request is sent again (ids make that safe; without ids it may
@@ -23,6 +28,19 @@ use serde::Deserialize;
 use super::encoder::{BulkItem, Op};
 use crate::sinks::util::driver::{Item, ItemOutcome, Service, Verdict};
 use crate::sinks::util::http::{HttpRequest, HttpResponse, gzip};
+
+/// What any `_bulk` response may hold besides its items (an error body, the envelope).
+pub const RESPONSE_BASE_BYTES: usize = 64 * 1024;
+
+/// What one item of a `_bulk` response may hold: its status and, when it failed, an error
+/// (type, reason with a preview of the field's value, `caused_by`), a few hundred bytes in
+/// practice.
+pub const RESPONSE_BYTES_PER_ITEM: usize = 4 * 1024;
+
+/// The most bytes read of the response to a request of `items` actions.
+pub fn response_limit(items: usize) -> usize {
+    RESPONSE_BASE_BYTES.saturating_add(items.saturating_mul(RESPONSE_BYTES_PER_ITEM))
+}
 
 /// Builds `_bulk` requests.
 pub struct BulkService {
@@ -82,6 +100,10 @@ impl Service for BulkService {
     fn classify(&self, response: &HttpResponse, items: &[Item<BulkItem>]) -> Verdict {
         let ops: Vec<Op> = items.iter().map(|i| i.payload.op).collect();
         classify(response.status, &response.body, &ops)
+    }
+
+    fn response_limit(&self, items: &[Item<BulkItem>]) -> usize {
+        response_limit(items.len())
     }
 
     /// The index, and the document line (the action line is left out).
@@ -157,13 +179,12 @@ pub fn classify(status: u16, body: &[u8], ops: &[Op]) -> Verdict {
         200..=299 => {}
         413 => return Verdict::Split,
         401 | 403 => {
-            return Verdict::Fatal(format!(
-                "Elasticsearch refused the credentials (HTTP {status}: {}); fix `auth` and \
-                 restart weir, the events will be read again",
+            return Verdict::Unauthorized(format!(
+                "Elasticsearch refused the credentials (HTTP {status}: {}); check `auth`",
                 request_error(body)
             ));
         }
-        429 | 502..=504 => {
+        408 | 429 | 502..=504 => {
             return Verdict::RetryAll {
                 reason: format!("HTTP {status}: {}", request_error(body)),
                 throttled: status == 429 || status == 503,
@@ -175,12 +196,17 @@ pub fn classify(status: u16, body: &[u8], ops: &[Op]) -> Verdict {
                 throttled: false,
             };
         }
+        400..=499 => {
+            return Verdict::RejectAll {
+                reason: format!("http_{status}"),
+                detail: format!("HTTP {status}: {}", request_error(body)),
+            };
+        }
         _ => {
-            return Verdict::Fatal(format!(
-                "_bulk answered HTTP {status} ({}): the request itself is refused; check \
-                 `endpoints`, `pipeline` and `index`",
-                request_error(body)
-            ));
+            return Verdict::RetryAll {
+                reason: format!("unexpected HTTP {status} to _bulk: {}", request_error(body)),
+                throttled: false,
+            };
         }
     }
     let unreadable = |e: serde_json::Error| Verdict::RetryAll {
@@ -340,10 +366,13 @@ mod tests {
     fn whole_request_statuses() {
         assert_eq!(classify(413, b"", &[Op::Index]), Verdict::Split);
         match classify(401, UNAUTHORIZED.as_bytes(), &[Op::Index]) {
-            Verdict::Fatal(m) => assert!(m.contains("missing authentication credentials"), "{m}"),
+            Verdict::Unauthorized(m) => {
+                assert!(m.contains("missing authentication credentials"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(classify(403, b"{}", &[Op::Index]), Verdict::Fatal(_)));
+        assert!(matches!(classify(403, b"{}", &[Op::Index]), Verdict::Unauthorized(_)));
+        assert!(matches!(classify(408, b"", &[Op::Index]), Verdict::RetryAll { .. }));
         match classify(429, TOO_MANY.as_bytes(), &[Op::Index]) {
             Verdict::RetryAll { reason, throttled: true } => {
                 assert!(reason.contains("es_rejected_execution_exception"))
@@ -359,9 +388,41 @@ mod tests {
             Verdict::RetryAll { throttled: true, .. }
         ));
         match classify(400, NO_NEWLINE.as_bytes(), &[Op::Index]) {
-            Verdict::Fatal(m) => assert!(m.contains("terminated by a newline"), "{m}"),
+            Verdict::RejectAll { reason, detail } => {
+                assert_eq!(reason, "http_400");
+                assert_eq!(
+                    detail,
+                    "HTTP 400: illegal_argument_exception: The bulk request must be terminated \
+                     by a newline [\\n]"
+                );
+            }
             other => panic!("{other:?}"),
         }
+        let missing = r#"{"error":{"root_cause":[{"type":"index_not_found_exception","reason":"no such index [x]"}],"type":"index_not_found_exception","reason":"no such index [x]"},"status":404}"#;
+        assert_eq!(
+            classify(404, missing.as_bytes(), &[Op::Index]),
+            Verdict::RejectAll {
+                reason: "http_404".into(),
+                detail: "HTTP 404: index_not_found_exception: no such index [x]".into()
+            }
+        );
+        // Not Elasticsearch's JSON (a proxy's page): the start of the body, as text.
+        assert!(matches!(
+            classify(404, b"<html>404 Not Found</html>", &[Op::Index]),
+            Verdict::RejectAll { detail, .. } if detail == "HTTP 404: <html>404 Not Found</html>"
+        ));
+        assert!(matches!(classify(302, b"", &[Op::Index]), Verdict::RetryAll { .. }));
+    }
+
+    #[test]
+    fn responses_are_bounded_by_the_items_of_the_request() {
+        assert_eq!(response_limit(0), RESPONSE_BASE_BYTES);
+        assert_eq!(response_limit(1000), 64 * 1024 + 1000 * 4 * 1024);
+        assert_eq!(response_limit(usize::MAX), usize::MAX);
+        // Elasticsearch's answer to a thousand failed items fits with room to spare.
+        let item = r#"{"create":{"status":400,"error":{"type":"document_parsing_exception","reason":"[1:52] failed to parse field [http.response.status_code] of type [long] in document with id 'a4'. Preview of field's value: 'OK'","caused_by":{"type":"illegal_argument_exception","reason":"For input string: \"OK\""}}}}"#;
+        let body = format!("{{\"errors\":true,\"items\":[{}]}}", vec![item; 1000].join(","));
+        assert!(body.len() * 4 < response_limit(1000), "{}", body.len());
     }
 
     #[test]

@@ -26,8 +26,9 @@
 //! JSON, entries sorted by time within each stream, and reads Loki's answers: 2xx delivered,
 //! 429/5xx retried with backoff (events hold their place and backpressure reaches the source),
 //! 400 is partial acceptance (the ignored entries are counted by reason in
-//! `weir_sink_rejected_events_total` and logged, never resent), 401/403 stop the sink and keep
-//! the events for a restart.
+//! `weir_sink_rejected_events_total` and logged, never resent), 401/403 are sent again with
+//! backoff while the sink reports itself unhealthy, and other 4xx (404: a wrong `endpoint`)
+//! send the request's events to the dead-letter destination.
 //!
 //! Batches are per tenant, as Vector and Promtail do: one request carries many streams, which
 //! keeps requests large when label sets are many.
@@ -228,11 +229,14 @@ impl LokiConfig {
             request: self.request.clone(),
             client: Arc::clone(&client),
         };
-        let side: Option<driver::SideTask> = self.healthcheck.then(|| {
+        let check: Option<driver::HealthCheck> = self.healthcheck.then(|| {
             let id = cx.id.clone();
-            Box::pin(async move { healthcheck(&id, &client).await }) as driver::SideTask
+            Box::new(move || {
+                let (id, client) = (id.clone(), Arc::clone(&client));
+                Box::pin(async move { healthcheck(&id, &client).await }) as driver::HealthCheckRun
+            }) as driver::HealthCheck
         });
-        Ok(Box::pin(driver::run(cx, LokiSinkEncoder { inner }, service, settings, side)))
+        Ok(Box::pin(driver::run(cx, LokiSinkEncoder { inner }, service, settings, check)))
     }
 }
 
@@ -256,22 +260,29 @@ impl Encoder for LokiSinkEncoder {
     }
 }
 
-/// `GET /ready` once; logs what it found. Never fails the sink.
-async fn healthcheck(id: &str, client: &HttpClient) {
-    let url = client.endpoints.url(0).to_string();
-    match client.get(0, "/ready").await {
+/// `GET /ready` once; logs what it found. Never fails the sink; `Err` (the sink is reported
+/// unhealthy) when Loki is not ready. The log names no URL: it may carry credentials.
+async fn healthcheck(id: &str, client: &HttpClient) -> Result<(), String> {
+    match client.get_small(0, "/ready").await {
         Ok(r) if r.status == 200 => {
-            tracing::info!(component = id, endpoint = %url, "health check: Loki is ready")
+            tracing::info!(component = id, "health check: Loki is ready");
+            Ok(())
         }
-        Ok(r) => tracing::error!(
-            component = id, endpoint = %url, status = r.status,
-            body = %String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).trim(),
-            "health check: Loki is not ready; events wait and are retried"
-        ),
-        Err(e) => tracing::error!(
-            component = id, endpoint = %url, error = %e,
-            "health check: Loki unreachable; events wait and are retried"
-        ),
+        Ok(r) => {
+            let body = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).trim().to_string();
+            tracing::error!(
+                component = id, status = r.status, body = %body,
+                "health check: Loki is not ready; events wait and are retried"
+            );
+            Err(format!("Loki is not ready (HTTP {}: {body})", r.status))
+        }
+        Err(e) => {
+            tracing::error!(
+                component = id, error = %e,
+                "health check: Loki unreachable; events wait and are retried"
+            );
+            Err(format!("Loki unreachable: {e}"))
+        }
     }
 }
 

@@ -4,8 +4,11 @@
 //! Entries are grouped by stream and sorted by time within each stream of a request (stable,
 //! so equal timestamps keep their order), which is what Loki's ordering rules expect.
 //!
-//! Responses: 2xx delivered; 429 and 5xx sent again with backoff; 413 split; 401/403 stop the
-//! sink. A 400 is partial acceptance, not a reason to resend: Loki stored the other entries
+//! Responses: 2xx delivered; 408, 429 and 5xx sent again with backoff; 413 split; 401/403
+//! sent again with backoff, the sink unhealthy meanwhile (see the driver); any other 4xx
+//! (404: a wrong `endpoint`) rejects the request's entries, reason `http_<status>`, with the
+//! body's start as the message. Bodies are read up to [`response_limit`] bytes.
+//! A 400 is partial acceptance, not a reason to resend: Loki stored the other entries
 //! and names the ones it ignored, up to ten per stream, as
 //! `entry with timestamp <t> ignored, reason: '<why>'` followed by
 //! `user '<tenant>', total ignored: <n> out of <m> for stream: <labels>` (Loki 3; Loki 2 puts
@@ -13,7 +16,8 @@
 //! rejected with their reason (`entry_out_of_order`, `entry_too_far_behind`,
 //! `greater_than_max_sample_age`); ignored entries beyond those named cannot be told apart, so
 //! they are counted under the same reason and logged, and the request's other entries count
-//! as delivered.
+//! as delivered. A 400 that names nothing weir can read rejects every entry of the request
+//! (`http_400`): resending could store twice what Loki kept.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -205,6 +209,10 @@ impl Service for PushService {
         })
     }
 
+    fn response_limit(&self, items: &[Item<LokiEntry>]) -> usize {
+        response_limit(items.iter().map(|i| i.payload.stream.text.as_str()))
+    }
+
     fn classify(&self, response: &HttpResponse, items: &[Item<LokiEntry>]) -> Verdict {
         let entries: Vec<&LokiEntry> = items.iter().map(|i| &i.payload).collect();
         let (verdict, unidentified) = classify(response.status, &response.body, &entries);
@@ -222,6 +230,23 @@ impl Service for PushService {
         };
         (Some(stream), entry.line.clone())
     }
+}
+
+/// What any push response may hold besides what it says per stream.
+pub const RESPONSE_BASE_BYTES: usize = 64 * 1024;
+
+/// What a 400 may say of one stream besides its labels: up to ten ignored entries (a timestamp
+/// and a reason each) and a summary line.
+pub const RESPONSE_BYTES_PER_STREAM: usize = 4 * 1024;
+
+/// The most bytes read of the response to a push of entries in `streams` (each entry's
+/// stream labels, repeats allowed): the base, and per distinct stream its allowance and its
+/// labels twice (a summary line and a whole-stream message may each name them).
+pub fn response_limit<'a>(streams: impl Iterator<Item = &'a str>) -> usize {
+    let distinct: std::collections::HashSet<&str> = streams.collect();
+    distinct.iter().fold(RESPONSE_BASE_BYTES, |limit, labels| {
+        limit.saturating_add(RESPONSE_BYTES_PER_STREAM + 2 * labels.len())
+    })
 }
 
 /// A reason of Loki's in the metric's words.
@@ -315,24 +340,34 @@ pub fn classify(
     if status == 400 {
         return classify_400(&String::from_utf8_lossy(body), entries);
     }
-    let text = || String::from_utf8_lossy(&body[..body.len().min(2000)]).trim().to_string();
+    let text = || String::from_utf8_lossy(&body[..body.len().min(1000)]).trim().to_string();
     let verdict = match status {
         200..=299 => Verdict::Items {
             outcomes: vec![ItemOutcome::Delivered; entries.len()],
             throttled: false,
         },
         413 => Verdict::Split,
-        429 => Verdict::RetryAll { reason: format!("HTTP 429: {}", text()), throttled: true },
+        408 | 429 => Verdict::RetryAll {
+            reason: format!("HTTP {status}: {}", text()),
+            throttled: status == 429,
+        },
         500..=599 => Verdict::RetryAll {
             reason: format!("HTTP {status}: {}", text()),
             throttled: status == 503,
         },
-        401 | 403 => Verdict::Fatal(format!(
-            "Loki refused the credentials or tenant (HTTP {status}: {}); fix `auth`/`tenant_id` \
-             and restart weir, the events will be read again",
+        401 | 403 => Verdict::Unauthorized(format!(
+            "Loki refused the credentials or tenant (HTTP {status}: {}); check `auth` and \
+             `tenant_id`",
             text()
         )),
-        _ => Verdict::Fatal(format!("push answered HTTP {status} ({}): check `endpoint`", text())),
+        400..=499 => Verdict::RejectAll {
+            reason: format!("http_{status}"),
+            detail: format!("HTTP {status}: {}", text()),
+        },
+        _ => Verdict::RetryAll {
+            reason: format!("unexpected HTTP {status} to a push: {}", text()),
+            throttled: false,
+        },
     };
     (verdict, None)
 }
@@ -376,9 +411,9 @@ fn classify_400(body: &str, entries: &[&LokiEntry]) -> (Verdict, Option<(&'stati
         // A 400 weir cannot read: nothing tells which entries Loki kept. Resending could
         // repeat what was stored; the request's entries are rejected with Loki's words.
         let detail = body.trim().chars().take(500).collect::<String>();
-        let outcomes =
-            vec![ItemOutcome::Rejected { reason: "loki_rejected".into(), detail }; entries.len()];
-        return (Verdict::Items { outcomes, throttled: false }, None);
+        let verdict =
+            Verdict::RejectAll { reason: "http_400".into(), detail: format!("HTTP 400: {detail}") };
+        return (verdict, None);
     }
     let mut unidentified = None;
     if total > matched {
@@ -482,14 +517,38 @@ mod tests {
             Verdict::RetryAll { throttled: true, .. }
         ));
         assert!(matches!(classify(500, b"", &[&a]).0, Verdict::RetryAll { .. }));
-        assert!(
-            matches!(classify(401, b"no org id", &[&a]).0, Verdict::Fatal(m) if m.contains("no org id"))
-        );
-        assert_eq!(classify(413, b"", &[&a]).0, Verdict::Split);
         assert!(matches!(
-            classify(400, b"something else", &[&a]).0,
-            Verdict::Items { outcomes, .. } if matches!(&outcomes[0], ItemOutcome::Rejected { reason, .. } if reason == "loki_rejected")
+            classify(401, b"no org id", &[&a]).0,
+            Verdict::Unauthorized(m) if m.contains("no org id")
         ));
+        assert!(matches!(classify(403, b"", &[&a]).0, Verdict::Unauthorized(_)));
+        assert!(matches!(classify(408, b"", &[&a]).0, Verdict::RetryAll { .. }));
+        assert_eq!(classify(413, b"", &[&a]).0, Verdict::Split);
+        assert_eq!(
+            classify(400, b"something else\n", &[&a]).0,
+            Verdict::RejectAll {
+                reason: "http_400".into(),
+                detail: "HTTP 400: something else".into()
+            }
+        );
+        assert_eq!(
+            classify(404, b"404 page not found\n", &[&a]).0,
+            Verdict::RejectAll {
+                reason: "http_404".into(),
+                detail: "HTTP 404: 404 page not found".into()
+            }
+        );
+        assert!(matches!(classify(301, b"", &[&a]).0, Verdict::RetryAll { .. }));
+    }
+
+    #[test]
+    fn responses_are_bounded_by_the_streams_of_the_request() {
+        let labels = ["{job=\"a\"}", "{job=\"b\"}", "{job=\"a\"}"];
+        assert_eq!(response_limit([].into_iter()), RESPONSE_BASE_BYTES);
+        assert_eq!(
+            response_limit(labels.into_iter()),
+            RESPONSE_BASE_BYTES + 2 * (RESPONSE_BYTES_PER_STREAM + 2 * labels[0].len())
+        );
     }
 
     /// The request as the derived messages of `proto` encode it.

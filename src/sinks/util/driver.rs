@@ -17,12 +17,26 @@
 //!   ([`crate::dead_letter`]), so that its source moves past it only once that has it;
 //! - too large (413): the request is split in halves; a single item still too large is
 //!   rejected;
-//! - fatal (401, 403, a request the destination cannot accept whatever it holds): the sink
-//!   stops with an ERROR naming the cause; every event it holds is marked errored, so the
-//!   source reads it again after a restart.
+//! - the whole request refused for good (400, 404 and every other 4xx but 401, 403, 408, 413
+//!   and 429): each of its events is rejected as above with reason `http_<status>` and the
+//!   destination's words (bounded, [`MAX_DETAIL_BYTES`]), and the sink goes on with the next
+//!   batch; one wrong request never stops a sink;
+//! - credentials refused (401, 403): retried with capped backoff like a 503, for as long as
+//!   weir runs (credentials get fixed, certificates rotate), with an ERROR at most every ten
+//!   seconds and `weir_component_errors_total{error_type="credentials_refused"}`; the sink is
+//!   unhealthy meanwhile. Once weir is stopping (the sink's input has closed) such a request
+//!   waits no longer: its events are marked errored (read again after a restart) and the sink
+//!   ends with an error, so weir exits non-zero.
+//!
+//! Health ([`crate::health`], `/health`): a sink is unhealthy once its last
+//! [`UNHEALTHY_AFTER_FAILED_REQUESTS`] requests have failed (no response, 408, 429, 5xx, a
+//! whole-request refusal), at once when its credentials are refused, and while its health
+//! check fails (checked again every [`HEALTH_RECHECK`] until it passes) before any request got
+//! through. A request the destination answers item by item makes it healthy again.
 //!
 //! Invariants: memory is bounded by the input buffer, the open batches
-//! ([`super::batch`]: at most twice `batch.max_bytes`) and at most one batch per request slot.
+//! ([`super::batch`]: at most twice `batch.max_bytes`), at most one batch per request slot,
+//! and per request the response body the service allows ([`Service::response_limit`]).
 //! An [`Item`] that is dropped without an outcome (a stop, a task aborted at shutdown) marks
 //! its event errored, never delivered.
 
@@ -31,6 +45,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, BatchSettings, Batcher, ByteSize};
 use super::concurrency::{Concurrency, Limiter, Permit};
-use super::http::{HttpClient, HttpRequest, HttpResponse, SendError};
+use super::http::{HttpClient, HttpRequest, HttpResponse, MAX_RESPONSE_BYTES, SendError};
 use super::metrics::SinkMetrics;
 use super::retry::Backoff;
 use crate::dead_letter::{DeadLetter, Rejected, original_of};
@@ -131,8 +146,12 @@ pub enum Verdict {
     RetryAll { reason: String, throttled: bool },
     /// The request was too large: send it again in halves.
     Split,
-    /// The sink cannot go on (credentials refused, a request the destination will never take).
-    Fatal(String),
+    /// The destination refused the whole request for good (a 400, a 404): every item is
+    /// rejected with `reason` (`http_404`) and `detail` (the destination's words).
+    RejectAll { reason: String, detail: String },
+    /// The destination refused the credentials (401, 403): send again after a backoff, and
+    /// report the sink unhealthy until it takes them.
+    Unauthorized(String),
 }
 
 impl Verdict {
@@ -161,7 +180,23 @@ pub trait Service: Send + Sync + 'static {
     /// What a rejected item's dead letter records: where it was going (an index, a stream),
     /// and what was sent, as text.
     fn dead_letter(&self, key: &Self::Key, payload: &Self::Payload) -> (Option<String>, String);
+
+    /// The most response bytes read for a request carrying `items` (a larger response is an
+    /// error, and the request is sent again). Services bound it by what the items need.
+    fn response_limit(&self, items: &[Item<Self::Payload>]) -> usize {
+        let _ = items;
+        MAX_RESPONSE_BYTES
+    }
 }
+
+/// Consecutive failed requests after which a sink is reported unhealthy.
+pub const UNHEALTHY_AFTER_FAILED_REQUESTS: u32 = 3;
+
+/// How often a failed health check is made again (until it passes or a request gets through).
+pub const HEALTH_RECHECK: Duration = Duration::from_secs(30);
+
+/// Longest destination's reason kept in a dead letter of a whole-request refusal.
+pub const MAX_DETAIL_BYTES: usize = 1024;
 
 /// `request` of a sink.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -251,8 +286,13 @@ impl RequestConfig {
     }
 }
 
-/// A task the driver starts beside the sink (a health check): it must not block sending.
-pub type SideTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// A sink's health check (a request to the destination that says whether it can take events;
+/// it logs what it found). The driver runs it beside the sink, never blocking sending, and
+/// again every [`HEALTH_RECHECK`] while it fails.
+pub type HealthCheck = Box<dyn Fn() -> HealthCheckRun + Send + Sync>;
+
+/// One run of a [`HealthCheck`]: `Err` says why the destination cannot take events.
+pub type HealthCheckRun = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// Everything the driver needs besides the encoder and the service.
 pub struct DriverSettings {
@@ -269,21 +309,86 @@ struct Shared<S: Service> {
     metrics: SinkMetrics,
     component: ComponentMetrics,
     out: OutputMetrics,
-    /// Cancelled when the sink must stop (a fatal response).
-    stop: CancellationToken,
+    /// Cancelled when the input has closed: weir is stopping (or every source ended).
+    draining: CancellationToken,
+    /// Set when events were given up while draining (the sink then ends with an error).
+    gave_up: AtomicBool,
+    health: SinkHealth,
     retry_log: Mutex<RateLimit>,
     reject_log: Mutex<RateLimit>,
+    auth_log: Mutex<RateLimit>,
     dead_letter: DeadLetter,
 }
 
-/// Runs a sink until its input ends (then flushes and waits for every request) or a fatal
-/// response stops it (then returns `Err`).
+/// What a sink tells `/health`, from its requests and its health check.
+struct SinkHealth {
+    handle: crate::health::Handle<'static>,
+    inner: Mutex<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    /// Consecutive failed requests, and the last one's error.
+    failed: u32,
+    last_error: String,
+    /// Why the credentials were refused, since the last request that got through.
+    refused: Option<String>,
+    /// A request got through (from then on requests, not the health check, tell).
+    delivered: bool,
+    check: Option<String>,
+}
+
+impl SinkHealth {
+    fn update(&self, change: impl FnOnce(&mut HealthInner)) {
+        let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut h);
+        if let Some(refused) = &h.refused {
+            self.handle.unhealthy(refused.clone());
+        } else if h.failed >= UNHEALTHY_AFTER_FAILED_REQUESTS {
+            self.handle.unhealthy(format!(
+                "the last {} requests failed; last: {}",
+                h.failed, h.last_error
+            ));
+        } else if let (false, Some(check)) = (h.delivered, &h.check) {
+            self.handle.unhealthy(format!("health check failed: {check}"));
+        } else {
+            self.handle.healthy();
+        }
+    }
+
+    fn succeeded(&self) {
+        self.update(|h| {
+            (h.failed, h.refused, h.delivered) = (0, None, true);
+        });
+    }
+
+    fn failed(&self, error: &str, refused: bool) {
+        self.update(|h| {
+            h.failed = h.failed.saturating_add(1);
+            h.last_error = error.to_string();
+            if refused {
+                h.refused = Some(error.to_string());
+            }
+        });
+    }
+
+    fn checked(&self, result: Result<(), String>) {
+        self.update(|h| h.check = result.err());
+    }
+
+    fn delivered(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).delivered
+    }
+}
+
+/// Runs a sink until its input ends, then flushes and waits for every request. Returns `Err`
+/// when events had to be given up while stopping (credentials still refused).
 pub async fn run<E, S>(
     mut cx: SinkContext,
     mut encoder: E,
     service: S,
     settings: DriverSettings,
-    side: Option<SideTask>,
+    health_check: Option<HealthCheck>,
 ) -> Result<(), ()>
 where
     E: Encoder,
@@ -304,17 +409,28 @@ where
         metrics: metrics.clone(),
         out: cx.metrics.output("_default"),
         component: cx.metrics.clone(),
-        stop: CancellationToken::new(),
+        draining: CancellationToken::new(),
+        gave_up: AtomicBool::new(false),
+        health: SinkHealth {
+            handle: crate::health::global().handle(&cx.metrics.labels),
+            inner: Mutex::default(),
+        },
         retry_log: Mutex::new(RateLimit::default()),
         reject_log: Mutex::new(RateLimit::default()),
+        auth_log: Mutex::new(RateLimit::default()),
         dead_letter: cx.dead_letter.clone(),
     });
-    let side = side.map(|task| {
-        let stop = shared.stop.clone();
+    let checker = health_check.map(|check| {
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            tokio::select! {
-                _ = task => {}
-                _ = stop.cancelled() => {}
+            loop {
+                let result = check().await;
+                let passed = result.is_ok();
+                shared.health.checked(result);
+                if passed || shared.health.delivered() {
+                    break;
+                }
+                tokio::time::sleep(HEALTH_RECHECK).await;
             }
         })
     });
@@ -326,40 +442,30 @@ where
     let idle_timeout = settings.batch.idle_timeout;
     let mut last_input = Instant::now();
 
-    let result = loop {
+    loop {
         // Send what is ready; waiting for a slot here is what holds the input back.
-        let mut stopped = false;
         for batch in std::mem::take(&mut ready) {
-            let permit = tokio::select! {
-                p = limiter.acquire() => p,
-                _ = shared.stop.cancelled() => { stopped = true; break; }
-            };
+            let permit = limiter.acquire().await;
             metrics.batch_events.observe(batch.items.len() as f64);
             metrics.batch_bytes.observe(batch.bytes as f64);
             tasks.spawn(deliver(Arc::clone(&shared), batch, permit));
         }
         while tasks.try_join_next().is_some() {}
-        if stopped || shared.stop.is_cancelled() {
-            break Err(());
-        }
         if !input_open {
             // Flushed: wait for the requests in flight.
-            let all_done = async { while tasks.join_next().await.is_some() {} };
-            tokio::select! {
-                _ = all_done => break if shared.stop.is_cancelled() { Err(()) } else { Ok(()) },
-                _ = shared.stop.cancelled() => break Err(()),
-            }
+            while tasks.join_next().await.is_some() {}
+            break;
         }
         let deadline = batcher.next_deadline();
         // Open batches go at once when the input has been quiet for the idle timeout.
         let idle = (!batcher.is_empty()).then(|| last_input + idle_timeout);
         tokio::select! {
             biased;
-            _ = shared.stop.cancelled() => break Err(()),
             _ = sleep_until(deadline) => batcher.take_expired(Instant::now(), &mut ready),
             events = cx.input.recv() => match events {
                 None => {
                     input_open = false;
+                    shared.draining.cancel();
                     batcher.take_all(&mut ready);
                 }
                 Some(events) => {
@@ -391,24 +497,11 @@ where
             },
             _ = sleep_until(idle) => batcher.take_all(&mut ready),
         }
-    };
-    if result.is_err() {
-        // Whatever is still held is marked errored as it is dropped (see `Item`).
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let mut held = Vec::new();
-        batcher.take_all(&mut held);
-        let count: usize = held.iter().chain(ready.iter()).map(|b| b.items.len()).sum::<usize>();
-        tracing::error!(
-            component = %cx.id,
-            held_events = count,
-            "sink stopped; the events it held are not delivered and will be read again after a restart"
-        );
     }
-    if let Some(side) = side {
-        side.abort();
+    if let Some(checker) = checker {
+        checker.abort();
     }
-    result
+    if shared.gave_up.load(Ordering::Acquire) { Err(()) } else { Ok(()) }
 }
 
 /// Rate-limited log of events the encoder refused, by reason.
@@ -451,9 +544,6 @@ async fn deliver<S: Service>(
     'chunks: while let Some(mut items) = chunks.pop() {
         let mut retries: u32 = 0;
         loop {
-            if shared.stop.is_cancelled() {
-                return;
-            }
             let req = match shared.service.build(&key, &mut items) {
                 Ok(r) => r,
                 Err(e) => {
@@ -464,7 +554,8 @@ async fn deliver<S: Service>(
             };
             let endpoint = shared.client.endpoints.pick();
             let started = Instant::now();
-            let response = shared.client.send(endpoint, &req).await;
+            let limit = shared.service.response_limit(&items);
+            let response = shared.client.send_limited(endpoint, &req, limit).await;
             let rtt = started.elapsed();
             let verdict = match &response {
                 Ok(resp) => {
@@ -484,8 +575,10 @@ async fn deliver<S: Service>(
                 }
             };
             permit.record(rtt, verdict.throttled());
+            let mut credentials_refused = false;
             let reason = match verdict {
                 Verdict::Items { outcomes, .. } => {
+                    shared.health.succeeded();
                     if outcomes.len() != items.len() {
                         // The service promises one outcome per item; resend rather than guess.
                         format!("{} outcomes for {} items", outcomes.len(), items.len())
@@ -519,7 +612,21 @@ async fn deliver<S: Service>(
                         format!("{} items to send again", items.len())
                     }
                 }
-                Verdict::RetryAll { reason, .. } => reason,
+                Verdict::RetryAll { reason, .. } => {
+                    shared.health.failed(&reason, false);
+                    reason
+                }
+                Verdict::RejectAll { reason, detail } => {
+                    let detail = bounded(detail, MAX_DETAIL_BYTES);
+                    shared.health.failed(&detail, false);
+                    shared.reject_all(&key, items, &reason, &detail).await;
+                    continue 'chunks;
+                }
+                Verdict::Unauthorized(message) => {
+                    credentials_refused = true;
+                    shared.refused(&message);
+                    message
+                }
                 Verdict::Split => {
                     if items.len() <= 1 {
                         shared
@@ -536,15 +643,6 @@ async fn deliver<S: Service>(
                         chunks.push(items);
                     }
                     continue 'chunks;
-                }
-                Verdict::Fatal(message) => {
-                    shared.component.error(
-                        crate::metrics::error_type::FATAL_RESPONSE,
-                        crate::metrics::Stage::Sending,
-                    );
-                    tracing::error!(component = %shared.id, "{message}; the sink stops");
-                    shared.stop.cancel();
-                    return;
                 }
             };
             if !shared.backoff.allows(u64::from(retries)) {
@@ -565,6 +663,24 @@ async fn deliver<S: Service>(
             let delay = shared.backoff.delay(retries, &mut rng);
             retries = retries.saturating_add(1);
             shared.metrics.retries.inc();
+            if credentials_refused {
+                // Logged as an ERROR by `refused`; weir stopping ends the wait.
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(delay) => false,
+                    _ = shared.draining.cancelled() => true,
+                };
+                if !stopping {
+                    continue;
+                }
+                shared.gave_up.store(true, Ordering::Release);
+                tracing::error!(
+                    component = %shared.id,
+                    events = items.len(),
+                    "weir is stopping and the destination still refuses the credentials: these \
+                     events are not delivered and will be read again after a restart"
+                );
+                return;
+            }
             if let Some(suppressed) =
                 shared.retry_log.lock().unwrap_or_else(|e| e.into_inner()).allow()
             {
@@ -577,16 +693,41 @@ async fn deliver<S: Service>(
                     "request failed; retrying"
                 );
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shared.stop.cancelled() => return,
-            }
+            tokio::time::sleep(delay).await;
         }
     }
     drop(permit);
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 impl<S: Service> Shared<S> {
+    /// Counts, logs (at a bounded rate) and reports refused credentials.
+    fn refused(&self, message: &str) {
+        self.health.failed(message, true);
+        self.component
+            .error(crate::metrics::error_type::CREDENTIALS_REFUSED, crate::metrics::Stage::Sending);
+        if let Some(suppressed) = self.auth_log.lock().unwrap_or_else(|e| e.into_inner()).allow() {
+            tracing::error!(
+                component = %self.id,
+                suppressed,
+                "{message}; the sink is unhealthy and sends again with backoff until the \
+                 credentials are accepted"
+            );
+        }
+    }
+
     /// Counts and logs a rejection; returns the item's dead letter.
     fn reject(
         &self,

@@ -17,8 +17,10 @@
 //! attempt (a retry may carry only the items still to go), so a retried body is compressed
 //! again.
 //!
-//! Invariant: a response body is read up to [`MAX_RESPONSE_BYTES`]; a larger one is an error,
-//! never an unbounded allocation.
+//! Invariant: a response body is read up to the limit its request allows
+//! ([`HttpClient::send_limited`]: what a sink's service computes from the items it sent, at
+//! most [`MAX_RESPONSE_BYTES`]); a larger one is an error naming the limit, never an unbounded
+//! allocation.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -33,8 +35,11 @@ use tokio::time::Instant;
 
 use crate::config::ConfigIssue;
 
-/// Largest response body read.
+/// Largest response body read for any request.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest response body read for a health check or another small request.
+pub const SMALL_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// How long an endpoint that refused connections is passed over.
 const ENDPOINT_DOWN_FOR: Duration = Duration::from_secs(5);
@@ -313,8 +318,21 @@ impl HttpClient {
         Ok(Self { client, auth, endpoints: Endpoints::new(endpoints), timeout })
     }
 
-    /// Sends `req` to endpoint `i` and reads the whole response.
+    /// Sends `req` to endpoint `i` and reads the whole response (up to
+    /// [`MAX_RESPONSE_BYTES`]).
     pub async fn send(&self, i: usize, req: &HttpRequest) -> Result<HttpResponse, SendError> {
+        self.send_limited(i, req, MAX_RESPONSE_BYTES).await
+    }
+
+    /// Sends `req` to endpoint `i` and reads the whole response if it holds at most `limit`
+    /// bytes (and at most [`MAX_RESPONSE_BYTES`]); a larger one is an error, read no further.
+    pub async fn send_limited(
+        &self,
+        i: usize,
+        req: &HttpRequest,
+        limit: usize,
+    ) -> Result<HttpResponse, SendError> {
+        let limit = limit.min(MAX_RESPONSE_BYTES);
         let url = format!("{}{}", self.endpoints.target(i), req.path);
         let mut rb = self.client.request(req.method.clone(), url).timeout(self.timeout);
         if let Some(auth) = &self.auth {
@@ -344,12 +362,23 @@ impl HttpClient {
         })?;
         let status = resp.status().as_u16();
         let headers = std::mem::take(resp.headers_mut());
+        let too_large = || {
+            SendError::Other(format!(
+                "HTTP {status} response body larger than the {limit} bytes weir reads for this \
+                 request; not read"
+            ))
+        };
+        let declared = headers
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(SendError::Other(format!(
-                    "response body larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
@@ -365,6 +394,18 @@ impl HttpClient {
             body: Bytes::new(),
         };
         self.send(i, &req).await
+    }
+
+    /// A GET on endpoint `i` whose answer is small (a health check): read up to
+    /// [`SMALL_RESPONSE_BYTES`].
+    pub async fn get_small(&self, i: usize, path: &str) -> Result<HttpResponse, SendError> {
+        let req = HttpRequest {
+            method: reqwest::Method::GET,
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        };
+        self.send_limited(i, &req, SMALL_RESPONSE_BYTES).await
     }
 }
 
@@ -475,6 +516,62 @@ mod tests {
         );
         assert_eq!(secret.all(), ["https://u:***@es:9200"]);
         assert!((0..6).all(|_| e.pick() != 1));
+    }
+
+    /// Serves each raw response once, on its own connection, from a loopback port.
+    async fn serve_raw(responses: Vec<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for response in responses {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).await.unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = conn.write_all(&response).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_response_larger_than_its_request_allows_is_an_error_not_an_allocation() {
+        let body = vec![b'x'; 100_000];
+        let mut declared = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        declared.extend_from_slice(&body);
+        // No length given: read in chunks until the limit is passed.
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in body.chunks(10_000) {
+            chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            chunked.extend_from_slice(part);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let small = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        let url = serve_raw(vec![declared, chunked, small]).await;
+        let client = HttpClient::new(vec![url], None, None, Duration::from_secs(5)).unwrap();
+        let req = HttpRequest {
+            method: reqwest::Method::POST,
+            path: "/_bulk".into(),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"{}\n"),
+        };
+        for _ in 0..2 {
+            match client.send_limited(0, &req, 50_000).await {
+                Err(SendError::Other(e)) => assert_eq!(
+                    e,
+                    "HTTP 200 response body larger than the 50000 bytes weir reads for this \
+                     request; not read"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        let ok = client.send_limited(0, &req, 50_000).await.unwrap();
+        assert_eq!((ok.status, &ok.body[..]), (200, &b"{}"[..]));
     }
 
     #[test]
