@@ -671,8 +671,9 @@ fn a_full_file_system_under_a_disk_buffer_blocks_and_recovers() {
         )
     };
     assert!(errors(&weir) >= 1.0);
-    // Still running, nothing panicked, and the source is held back.
-    assert!(crate::support::http_get(weir.api, "/health").is_ok_and(|(s, _)| s == 200));
+    // Still running (alive; not ready, its requests fail), nothing panicked, and the source
+    // is held back.
+    assert!(crate::support::http_get(weir.api, "/health/live").is_ok_and(|(s, _)| s == 200));
     let total = std::fs::metadata(_dir.path().join("input.log")).unwrap().len() as f64;
     assert!(weir.metric("weir_component_received_bytes_total", &[("component_id", "in")]) < total);
     es.state().always = None;

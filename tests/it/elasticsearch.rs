@@ -265,38 +265,6 @@ fn too_large_requests_are_split() {
 }
 
 #[test]
-fn refused_credentials_stop_the_sink_and_keep_the_events_for_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = EsState {
-        // elastic:right
-        credentials: Some("Basic ZWxhc3RpYzpyaWdodA==".into()),
-        ..EsState::default()
-    };
-    let es = EsServer::start_with(state);
-    let ids = write_input(dir.path(), 500, None);
-    let auth = |pw: &str| {
-        format!(
-            "index = \"weir\"\nid_key = \"id\"\nauth.strategy = \"basic\"\nauth.user = \"elastic\"\n\
-             auth.password = \"{pw}\""
-        )
-    };
-    let weir = Weir::start(dir.path(), &pipeline(&[es.url()], &auth("wrong")));
-    assert!(
-        wait_for(Duration::from_secs(20), || weir.stderr().contains("refused the credentials")),
-        "{}",
-        weir.stderr()
-    );
-    assert!(wait_for(Duration::from_secs(20), || weir.stderr().contains("the sink stops")));
-    assert_eq!(es.state().doc_count(), 0);
-    weir.stop();
-    // With the right password, the same data directory: every event arrives.
-    let weir = Weir::start(dir.path(), &pipeline(&[es.url()], &auth("right")));
-    let counts = wait_for_docs(&es, &weir, ids.len());
-    assert_each_once(&counts, &ids);
-    assert!(weir.stop().success());
-}
-
-#[test]
 fn data_stream_mode_uses_create_and_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let es = EsServer::start();

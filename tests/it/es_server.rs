@@ -27,7 +27,8 @@ use crate::stand_in::{Reset, Resp, StandIn};
 /// What one bulk request suffers.
 #[derive(Debug, Clone)]
 pub enum Fault {
-    /// The whole request answers this status (with an Elasticsearch error body).
+    /// The whole request answers this status (with an Elasticsearch error body: its type and
+    /// reason as Elasticsearch words them for 400, 401, 403, 404, 413, 429 and 503).
     Status(u16),
     /// Every `every`-th item (0, every, 2*every, ...) answers `status` and is not indexed.
     Items { every: usize, status: u16 },
@@ -182,6 +183,16 @@ fn status_error(status: u16) -> Resp {
             "action [indices:data/write/bulk] is unauthorized for user [weir]",
         ),
         503 => ("cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/2/no master];"),
+        // A request Elasticsearch refuses whole: an unknown query parameter, a missing index
+        // (with `action.auto_create_index` off), as the REST layer words them.
+        400 => (
+            "illegal_argument_exception",
+            "request [/_bulk] contains unrecognized parameter: [pipline]",
+        ),
+        404 => (
+            "index_not_found_exception",
+            "no such index [weir] and [action.auto_create_index] is [false]",
+        ),
         _ => ("internal_server_error", "injected failure"),
     };
     json_response(status, &error_body(status, kind, reason))

@@ -270,25 +270,3 @@ fn label_sets_breaking_loki_rules_are_rejected_before_sending() {
     assert!(weir.stderr().contains("too_many_labels"));
     assert!(weir.stop().success());
 }
-
-#[test]
-fn a_missing_tenant_stops_the_sink_and_keeps_the_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let loki = LokiServer::start_with(LokiState { require_tenant: true, ..LokiState::default() });
-    let ids = append_input(dir.path(), "t", 200, chrono::Duration::zero(), |_| String::new());
-    let weir = Weir::start(dir.path(), &pipeline(&loki.url(), "labels.job = \"weir\""));
-    assert!(
-        wait_for(Duration::from_secs(20), || weir.stderr().contains("no org id")),
-        "{}",
-        weir.stderr()
-    );
-    assert!(wait_for(Duration::from_secs(20), || weir.stderr().contains("the sink stops")));
-    weir.stop();
-    let weir = Weir::start(
-        dir.path(),
-        &pipeline(&loki.url(), "labels.job = \"weir\"\ntenant_id = \"ml\""),
-    );
-    wait_for_entries(&loki, &weir, ids.len());
-    assert_each_once(&loki.state().count_by_line_field("id"), &ids);
-    assert!(weir.stop().success());
-}

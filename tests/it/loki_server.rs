@@ -253,10 +253,15 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<LokiState>>) -> Result<
         Some(Fault::Status(s)) => {
             return Ok(text(
                 s,
-                if s == 429 {
-                    "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '100' lines totaling '10000' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n"
-                } else {
-                    "injected failure\n"
+                match s {
+                    429 => {
+                        "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '100' lines totaling '10000' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n"
+                    }
+                    // Go's mux for a path nothing serves (a wrong `endpoint`, a proxy's prefix).
+                    404 => "404 page not found\n",
+                    // A whole push refused by the distributor's validation.
+                    400 => "error at least one label pair is required per stream\n",
+                    _ => "injected failure\n",
                 },
             ));
         }

@@ -23,5 +23,6 @@ mod monitoring_peers;
 mod pipelines;
 mod secrets;
 mod setup;
+mod sink_health;
 mod stand_in;
 mod syslog;

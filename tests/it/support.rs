@@ -112,11 +112,27 @@ impl Weir {
         weir
     }
 
+    /// Waits until weir is alive (`/health/live`; `/health` for builds without it). Not until
+    /// it is ready: a test may start weir against a destination that is down on purpose.
     fn wait_healthy(&self) {
         let ok = wait_for(Duration::from_secs(30), || {
-            matches!(http_get(self.api, "/health"), Ok((200, _)))
+            matches!(http_get(self.api, "/health/live"), Ok((200, _)))
+                || matches!(http_get(self.api, "/health"), Ok((200, _)))
         });
-        assert!(ok, "weir did not become healthy; stderr:\n{}", self.stderr());
+        assert!(ok, "weir did not start; stderr:\n{}", self.stderr());
+    }
+
+    /// `/health`: (status, body as JSON; null when it is not JSON).
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        match http_get(self.api, "/health") {
+            Ok((status, body)) => (status, serde_json::from_str(&body).unwrap_or_default()),
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn stderr(&self) -> String {
