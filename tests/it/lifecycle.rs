@@ -19,10 +19,15 @@ fn the_embedded_default_pipeline_runs_and_serves_metrics() {
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let stdout = child.stdout.take().unwrap();
     // Read until a traceback arrives joined into one parsed event, with the JSON predictions
-    // and TorchServe access lines around it parsed too.
+    // and TorchServe access lines around it parsed too; then keep reading to the end (a closed
+    // standard output fails the console sink, and weir with it).
+    let (found_tx, found) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let (mut traceback, mut prediction, mut access) = (false, false, false);
         for line in BufReader::new(stdout).lines() {
+            if traceback && prediction && access {
+                continue;
+            }
             let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
             assert!(event.get("error").is_none(), "unparsed event: {event}");
             assert_eq!(event["service"]["name"], "model-serving");
@@ -32,15 +37,17 @@ fn the_embedded_default_pipeline_runs_and_serves_metrics() {
             prediction |= event["features"]["monthly_charges"].is_number();
             access |= event["http"]["response"]["status_code"].is_number();
             if traceback && prediction && access {
-                return true;
+                let _ = found_tx.send(());
             }
         }
-        false
     });
     let healthy =
         wait_for(Duration::from_secs(30), || matches!(http_get(api, "/health"), Ok((200, _))));
     assert!(healthy);
-    assert!(reader.join().unwrap(), "the demo output lacked a kind of event");
+    assert!(
+        found.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the demo output lacked a kind of event"
+    );
     let (status, metrics) = http_get(api, "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(
@@ -60,6 +67,7 @@ fn the_embedded_default_pipeline_runs_and_serves_metrics() {
     signal(child.id(), "INT");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    reader.join().unwrap();
 }
 
 #[test]
