@@ -12,8 +12,8 @@
 //!   503 naming the components that are not, `{"status":"unhealthy","unhealthy":["sinks.es"],
 //!   "components":{"sinks.es":{...,"state":"unhealthy","reason":"..."}}}`, when a sink's last
 //!   requests failed or its health check did, a source cannot read, or a component failed
-//!   (see [`crate::health`] and [`crate::sinks::util::driver`]); 503 `"stopping"` once weir
-//!   is shutting down.
+//!   (see [`crate::health`] and [`crate::sinks::util::driver`]); 503 `"starting"` until the
+//!   pipeline has started, 503 `"stopping"` once weir is shutting down.
 //!
 //! ```toml
 //! [api]
@@ -53,18 +53,35 @@ use crate::config::ApiConfig;
 use crate::internal_events::RateLimit;
 use crate::metrics::Labels;
 
-/// Whether the pipeline is up, as `/health` reports it.
+/// Whether the pipeline is up, as `/health` reports it: starting, running, stopping.
 #[derive(Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health {
+    up: Arc<AtomicBool>,
+    started: Arc<AtomicBool>,
+}
 
 impl Health {
     pub fn set(&self, up: bool) {
-        self.0.store(up, Ordering::Release);
+        if up {
+            self.started.store(true, Ordering::Release);
+        }
+        self.up.store(up, Ordering::Release);
     }
 
-    fn is_up(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    fn phase(&self) -> Phase {
+        match (self.up.load(Ordering::Acquire), self.started.load(Ordering::Acquire)) {
+            (true, _) => Phase::Running,
+            (false, false) => Phase::Starting,
+            (false, true) => Phase::Stopping,
+        }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Starting,
+    Running,
+    Stopping,
 }
 
 /// The API's connection series and rate-limited log lines.
@@ -186,11 +203,12 @@ pub async fn serve(
 }
 
 /// The readiness answer: 200 when weir runs and every component is healthy, else 503.
-fn readiness(up: bool, report: &crate::health::Report) -> (StatusCode, Bytes) {
-    let (status, code) = match (up, report.ready) {
-        (false, _) => ("stopping", StatusCode::SERVICE_UNAVAILABLE),
-        (true, true) => ("ok", StatusCode::OK),
-        (true, false) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
+fn readiness(phase: Phase, report: &crate::health::Report) -> (StatusCode, Bytes) {
+    let (status, code) = match (phase, report.ready) {
+        (Phase::Starting, _) => ("starting", StatusCode::SERVICE_UNAVAILABLE),
+        (Phase::Stopping, _) => ("stopping", StatusCode::SERVICE_UNAVAILABLE),
+        (Phase::Running, true) => ("ok", StatusCode::OK),
+        (Phase::Running, false) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
     };
     let mut body = serde_json::json!({ "status": status });
     if !report.faults.is_empty() {
@@ -226,7 +244,7 @@ async fn handle(
             Bytes::from_static(b"{\"status\":\"alive\"}\n"),
         ),
         (&Method::GET, "/health" | "/health/ready") => {
-            let (status, body) = readiness(health.is_up(), &crate::health::global().report());
+            let (status, body) = readiness(health.phase(), &crate::health::global().report());
             response(status, "application/json", body)
         }
         _ => response(
@@ -248,14 +266,14 @@ mod tests {
         let r = Registry::default();
         let es = r.register(&ComponentLabels::new("es", "sink", "elasticsearch"));
         r.register(&ComponentLabels::new("in", "source", "file"));
-        let (code, body) = readiness(true, &r.report());
+        let (code, body) = readiness(Phase::Running, &r.report());
         assert_eq!(code, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], "ok");
         assert_eq!(v["components"]["sources.in"]["state"], "healthy");
         assert!(v.get("unhealthy").is_none());
         es.unhealthy("credentials refused");
-        let (code, body) = readiness(true, &r.report());
+        let (code, body) = readiness(Phase::Running, &r.report());
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
@@ -264,8 +282,14 @@ mod tests {
         );
         assert_eq!(v["components"]["sinks.es"]["reason"], "credentials refused");
         es.healthy();
-        let (code, body) = readiness(false, &r.report());
+        let (code, body) = readiness(Phase::Stopping, &r.report());
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(String::from_utf8_lossy(&body).contains("\"stopping\""));
+        let health = Health::default();
+        assert_eq!(health.phase(), Phase::Starting);
+        health.set(true);
+        assert_eq!(health.phase(), Phase::Running);
+        health.set(false);
+        assert_eq!(health.phase(), Phase::Stopping);
     }
 }

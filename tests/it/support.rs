@@ -112,12 +112,14 @@ impl Weir {
         weir
     }
 
-    /// Waits until weir is alive (`/health/live`; `/health` for builds without it). Not until
-    /// it is ready: a test may start weir against a destination that is down on purpose.
+    /// Waits until weir's pipeline has started (alive, and `/health` no longer "starting"; a
+    /// 200 from `/health` for builds without `/health/live`). Not until it is ready: a test
+    /// may start weir against a destination that is down on purpose.
     fn wait_healthy(&self) {
         let ok = wait_for(Duration::from_secs(30), || {
-            matches!(http_get(self.api, "/health/live"), Ok((200, _)))
-                || matches!(http_get(self.api, "/health"), Ok((200, _)))
+            let started = matches!(http_get(self.api, "/health/live"), Ok((200, _)))
+                && self.health().1["status"] != "starting";
+            started || matches!(http_get(self.api, "/health"), Ok((200, _)))
         });
         assert!(ok, "weir did not start; stderr:\n{}", self.stderr());
     }
