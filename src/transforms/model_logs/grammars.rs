@@ -11,6 +11,7 @@ use ordered_float::NotNan;
 use regex::Regex;
 use vrl::value::{ObjectMap, Value};
 
+use super::python_format::{self, PythonFormat, Style};
 use super::python_literal;
 use crate::transforms::parse_json::parse_json;
 use crate::transforms::parse_timestamp::TimestampParser;
@@ -27,12 +28,16 @@ pub enum Grammar {
     RayserveAccess,
     RayserveJson,
     Kserve,
+    Uvicorn,
+    Gunicorn,
+    Flask,
+    Django,
     JsonPrediction,
     PythonLogging,
 }
 
 impl Grammar {
-    pub const ALL: [Grammar; 11] = [
+    pub const ALL: [Grammar; 15] = [
         Self::TorchserveAccess,
         Self::TorchserveMetrics,
         Self::Triton,
@@ -42,6 +47,10 @@ impl Grammar {
         Self::RayserveJson,
         Self::BentomlMonitoring,
         Self::Kserve,
+        Self::Uvicorn,
+        Self::Gunicorn,
+        Self::Flask,
+        Self::Django,
         Self::JsonPrediction,
         Self::PythonLogging,
     ];
@@ -58,6 +67,10 @@ impl Grammar {
             Self::RayserveAccess => "rayserve_access",
             Self::RayserveJson => "rayserve_json",
             Self::Kserve => "kserve",
+            Self::Uvicorn => "uvicorn",
+            Self::Gunicorn => "gunicorn",
+            Self::Flask => "flask",
+            Self::Django => "django",
             Self::JsonPrediction => "json_prediction",
             Self::PythonLogging => "python_logging",
         }
@@ -72,6 +85,10 @@ impl Grammar {
             Self::BentomlAccess | Self::BentomlMonitoring => "bentoml",
             Self::RayserveAccess | Self::RayserveJson => "ray_serve",
             Self::Kserve => "kserve",
+            Self::Uvicorn => "uvicorn",
+            Self::Gunicorn => "gunicorn",
+            Self::Flask => "flask",
+            Self::Django => "django",
             Self::JsonPrediction => "model_server",
             Self::PythonLogging => "python",
         }
@@ -150,12 +167,41 @@ impl Parsed {
         self.str("log.level", level);
     }
 
+    /// The caller; an IPv6 address may come in brackets (`[::1]`, as TorchServe writes it).
     fn client(&mut self, address: &str, port: &str) {
+        let address =
+            address.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(address);
         self.str("client.address", address);
         if address.parse::<std::net::IpAddr>().is_ok() {
             self.str("client.ip", address);
         }
         self.int("client.port", port);
+    }
+
+    /// `ip:port` as uvicorn and gunicorn write it (IPv6 unbracketed: the last colon splits).
+    fn client_addr(&mut self, addr: &str) {
+        match addr.rsplit_once(':') {
+            Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty() => {
+                self.client(ip, port)
+            }
+            _ => self.client(addr, ""),
+        }
+    }
+
+    /// `GET /path HTTP/1.1`: method, path (and model) and protocol version.
+    fn request_line(&mut self, line: &str) {
+        let mut parts = line.split(' ');
+        if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
+            self.str("http.request.method", method);
+            self.path(path);
+            if let Some(v) = parts.next().and_then(|p| p.strip_prefix("HTTP/")) {
+                self.str("http.version", v);
+            }
+        }
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.fields.iter().any(|(k, _)| *k == path)
     }
 
     /// `url.path` (query removed) and, when the path names one, the model and its version.
@@ -180,8 +226,14 @@ impl Parsed {
         }
     }
 
+    /// A request id; placeholders (`<id_unknown>`, `-`, `None`) are not ids.
     fn request_id(&mut self, id: &str) {
-        self.str("http.request.id", id);
+        let id = id.trim();
+        let placeholder = (id.starts_with('<') && id.ends_with('>'))
+            || matches!(id, "" | "-" | "None" | "null" | "unknown");
+        if !placeholder {
+            self.str("http.request.id", id);
+        }
     }
 }
 
@@ -256,8 +308,26 @@ pub struct Grammars {
     bentoml_access: Regex,
     rayserve_access: Regex,
     ray_access_message: Regex,
-    kserve: Regex,
-    python_logging: Regex,
+    kserve_claim: Regex,
+    kserve: Vec<PythonFormat>,
+    kserve_trace: Regex,
+    torchserve_access_claim: Regex,
+    torchserve_metrics_claim: Regex,
+    triton_iso: Regex,
+    vllm_claim: Regex,
+    openai_path: Regex,
+    uvicorn: [PythonFormat; 2],
+    gunicorn_access: Regex,
+    gunicorn_error: Regex,
+    werkzeug: Regex,
+    flask_app: PythonFormat,
+    django: Regex,
+    status_tail: Regex,
+    rayserve_claim: Regex,
+    /// `format = "python"`'s own format (`python.format`), tried before the presets.
+    python_custom: Option<PythonFormat>,
+    /// The formats Python applications write without configuring anything.
+    python_presets: Vec<PythonFormat>,
     python_label: Regex,
     latency_text: Regex,
     /// Python's `2018-10-15 13:56:18,976` and its `T` variant, with or without a zone.
@@ -276,8 +346,59 @@ fn re(pattern: &str) -> Regex {
 const PY_TS: &str = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[,.]\d{1,6})?";
 
 impl Grammars {
-    /// Compiles everything; `timezone` is for timestamps that carry no zone.
-    pub fn new(timezone: Option<&str>) -> Result<Self, String> {
+    /// Compiles everything; `timezone` is for timestamps that carry no zone; `custom` is an
+    /// application's own `logging.Formatter` format.
+    pub fn new(timezone: Option<&str>, custom: Option<PythonFormat>) -> Result<Self, String> {
+        let py = |fmt: &str, datefmt: Option<&str>| {
+            PythonFormat::new(fmt, Style::Percent, datefmt, timezone)
+        };
+        // kserve/kserve python/kserve/kserve/logging.py: KSERVE_LOGGER_FORMAT (with and,
+        // in older releases, without the file name), KSERVE_TRACE_LOGGER_FORMAT and the
+        // uvicorn formatters of KSERVE_LOG_CONFIG (with the process id in newer releases, as
+        // the trace format), all with KSERVE_LOGGER_DATE_FORMAT.
+        let kserve_date = Some("%Y-%m-%d %H:%M:%S");
+        let kserve = vec![
+            py(
+                "%(asctime)s.%(msecs)03d %(name)s %(levelprefix)s %(client_addr)s %(process)s - \"%(request_line)s\" %(status_code)s",
+                kserve_date,
+            )?,
+            py(
+                "%(asctime)s.%(msecs)03d %(name)s %(levelprefix)s %(client_addr)s - \"%(request_line)s\" %(status_code)s",
+                kserve_date,
+            )?,
+            py(
+                "%(asctime)s.%(msecs)03d %(process)s %(name)s %(levelname)s [%(filename)s:%(funcName)s():%(lineno)s] %(message)s",
+                kserve_date,
+            )?,
+            py(
+                "%(asctime)s.%(msecs)03d %(process)s %(name)s %(levelname)s [%(funcName)s():%(lineno)s] %(message)s",
+                kserve_date,
+            )?,
+            py(
+                "%(asctime)s.%(msecs)03d %(process)s %(name)s %(levelprefix)s %(message)s",
+                kserve_date,
+            )?,
+            py("%(asctime)s.%(msecs)03d %(name)s %(levelprefix)s %(message)s", kserve_date)?,
+            py("%(asctime)s.%(msecs)03d %(process)s %(name)s %(message)s", kserve_date)?,
+            py("%(asctime)s.%(msecs)03d %(name)s %(message)s", kserve_date)?,
+        ];
+        // encode/uvicorn uvicorn/config.py LOGGING_CONFIG: the default and access formatters.
+        let uvicorn = [
+            py("%(levelprefix)s %(client_addr)s - \"%(request_line)s\" %(status_code)s", None)?,
+            py("%(levelprefix)s %(message)s", None)?,
+        ];
+        let python_presets = vec![
+            // weir's long-standing shape (TorchServe's model log writes the same).
+            py("%(asctime)s [%(levelname)-5s] %(name)s: %(message)s", None)?,
+            // The logging cookbook's and most tutorials' format.
+            py("%(asctime)s - %(name)s - %(levelname)s - %(message)s", None)?,
+            py("%(asctime)s - %(levelname)s - %(message)s", None)?,
+            py("%(asctime)s %(levelname)s %(name)s: %(message)s", None)?,
+            py("%(asctime)s %(levelname)-8s %(name)s %(message)s", None)?,
+            py("[%(asctime)s] [%(levelname)s] %(name)s: %(message)s", None)?,
+            // logging.BASIC_FORMAT, what `logging.basicConfig()` writes.
+            py("%(levelname)s:%(name)s:%(message)s", None)?,
+        ];
         let python_time = TimestampParser::new(
             &[
                 "%Y-%m-%d %H:%M:%S,%3f",
@@ -292,8 +413,11 @@ impl Grammars {
             torchserve_access: re(&format!(
                 r#"^(?P<ts>{PY_TS})(?: \[(?P<level>[A-Z]+)\s*\] (?P<thread>\S+) ACCESS_LOG)? - /(?P<ip>\S+):(?P<port>\d+) "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{{3}}) (?P<ms>\d+(?:\.\d+)?)\s*$"#
             )),
+            // pytorch/serve frontend/server/src/main/resources/log4j2.xml: `ts_metrics.log` and
+            // `model_metrics.log` are `%d{ISO8601} - %m%n`, the console `%d{ISO8601} [%-5p] %t
+            // %c - %m%n`; the message is docs/metrics.md's `Name.Unit:Value|#dims|#tags`.
             torchserve_metrics: re(&format!(
-                r"^(?P<ts>{PY_TS}) \[(?P<level>[A-Z]+)\s*\] (?P<thread>\S+) (?:MODEL_METRICS|TS_METRICS) - (?P<name>[^|:\s]+)\.(?P<unit>[A-Za-z]+):(?P<value>[-+0-9.eE]+)\|#(?P<dims>[^|]*)\|#(?P<tags>.*?)\s*$"
+                r"^(?:(?P<ts>{PY_TS})(?: \[(?P<level>[A-Z]+)\s*\] (?P<thread>\S+) (?:MODEL_METRICS|TS_METRICS))? - )?(?P<name>[^|:\s]+)\.(?P<unit>[A-Za-z]+):(?P<value>[-+0-9.eE]+)\|#(?P<dims>[^|]*)(?:\|#(?P<tags>.*?))?\s*$"
             )),
             torchserve_worker: re(r"^W-\d+-(?P<model>.+)_(?P<version>[^_]+?)(?:-stdout|-stderr)?$"),
             triton: re(
@@ -320,18 +444,72 @@ impl Grammars {
             bentoml_access: re(
                 r"^(?P<ts>\S+) \[(?P<level>[A-Z]+)\] \[(?P<comp>[^\]]*)\] (?P<client>\S+?)(?::(?P<port>\d+))? \((?P<req>[^)]*)\) \((?P<resp>[^)]*)\) (?P<lat>[\d.]+)(?P<unit>ms|s|us|µs) \((?P<trace>[^)]*)\)\s*$",
             ),
+            // ray-project/ray python/ray/serve/_private/logging_utils.py ServeFormatter and
+            // constants.py SERVE_LOG_RECORD_FORMAT: `%(levelname)s %(asctime)s {component_name}
+            // {component_id} ` then, when the record has them, `%(request_id)s` and (before 2.10)
+            // `%(route)s`, then `-- %(message)s` (2.10 on) or `%(filename)s:%(lineno)d -
+            // %(message)s` (before).
             rayserve_access: re(
-                r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) (?P<dep>\S+) (?P<replica>\S+) (?P<rid>\S+) -- (?P<msg>.*)$",
+                r"(?s)^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) (?P<comp>\S+) (?P<cid>\S+) (?:(?P<rid>[^\s/]\S*) )?(?:(?P<route>/\S*) )?(?:-- |(?P<file>[\w.-]+\.py):(?P<line>\d+) - )(?P<msg>.*)$",
             ),
+            // The access message: `GET / 200 4.1ms`, `CALL method OK 1.3ms` for handle calls,
+            // `__CALL__ OK 30.7ms` before 2.10.
             ray_access_message: re(
-                r"^(?P<method>[A-Z]+) (?P<route>\S+) (?P<status>\d{3}|OK|ERROR) (?P<lat>[\d.]+)(?P<unit>ms|s|us)$",
+                r"^(?:(?P<method>[A-Z]+) )?(?P<route>\S+) (?P<status>\d{3}|OK|ERROR) (?P<lat>[\d.]+)(?P<unit>ms|s|us)$",
             ),
-            kserve: re(
-                r#"^(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[.,]\d{3}) (?P<logger>\S+) (?P<level>[A-Z]+):\s+(?P<ip>\S+):(?P<port>\d+) (?:(?P<pid>\d+) )?- "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})(?: .*)?$"#,
+            kserve_claim: re(
+                r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} (?:\d+ )?(?:kserve|uvicorn)[.\w]* ",
             ),
-            python_logging: re(&format!(
-                r"(?s)^(?P<ts>{PY_TS}) \[(?P<level>[A-Z]+)\s*\] (?P<logger>[^\s:\[\]]+): (?P<msg>.*)$"
+            kserve,
+            // kserve/kserve python/kserve/kserve/model.py: the trace logger's per-request line.
+            kserve_trace: re(
+                r"requestId: (?P<rid>[^,]+), preprocess_ms: (?P<pre>[\d.]+), explain_ms: (?P<exp>[\d.]+), predict_ms: (?P<pred>[\d.]+), postprocess_ms: (?P<post>[\d.]+)",
+            ),
+            torchserve_access_claim: re(&format!(
+                r#"^{PY_TS}(?: \[[A-Z]+\s*\] \S+ ACCESS_LOG)? - /\S+:\d+ "[A-Z]+ "#
             )),
+            torchserve_metrics_claim: re(r"^(?:[^|]* - )?[\w-]+\.[A-Za-z]+:[-+\d.eE]+\|#"),
+            // triton-inference-server/core src/logging.cc, LogMessage with `--log-format
+            // ISO8601`: `YYYY-MM-DDThh:mm:ssZ <severity> <pid> <file>:<line>] <message>`.
+            triton_iso: re(
+                r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (?P<sev>[IWEFV]) (?P<tid>\d+) (?P<file>[^:\s]+):(?P<line>\d+)\] (?P<msg>.*)$",
+            ),
+            vllm_claim: re(
+                r"^(?:\([\w-]+ pid=\d+\) |(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{2}-\d{2} \d{2}:\d{2}:\d{2})",
+            ),
+            // vLLM's OpenAI-compatible server (vllm/entrypoints/openai/api_server.py) routes.
+            openai_path: re(
+                r#" - "[A-Z]+ /(?:v1/(?:chat/completions|completions|embeddings|responses|score|rerank|audio/\S+|models)|tokenize|detokenize|invocations|pooling|classify)[?/ "]"#,
+            ),
+            uvicorn,
+            // benoitc/gunicorn gunicorn/config.py AccessLogFormat default:
+            // `%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"`.
+            gunicorn_access: re(
+                r#"^(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [-+]\d{4})\] "(?P<r>[^"]*)" (?P<s>\d{3}) (?P<b>\d+|-)(?: "(?P<f>[^"]*)" "(?P<a>[^"]*)")?(?: (?P<rest>.*))?$"#,
+            ),
+            // gunicorn/glogging.py: `%(asctime)s [%(process)d] [%(levelname)s] %(message)s`
+            // with datefmt `[%Y-%m-%d %H:%M:%S %z]`.
+            gunicorn_error: re(
+                r"(?s)^\[(?P<t>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [-+]\d{4})\] \[(?P<pid>\d+)\] \[(?P<level>[A-Z]+)\] (?P<msg>.*)$",
+            ),
+            // pallets/werkzeug src/werkzeug/serving.py WSGIRequestHandler.log:
+            // `%s - - [%s] %s` with `log_date_time_string()`, then `"%s" %s %s`.
+            werkzeug: re(
+                r#"^(?P<ip>\S+) - - \[(?P<t>\d{2}/\w{3}/\d{4} \d{2}:\d{2}:\d{2})\] "(?P<r>[^"]*)" (?P<s>\d{3}) (?P<b>\d+|-)\s*$"#,
+            ),
+            // pallets/flask src/flask/logging.py default_handler.
+            flask_app: py("[%(asctime)s] %(levelname)s in %(module)s: %(message)s", None)?,
+            // django/django django/utils/log.py DEFAULT_LOGGING `django.server` formatter:
+            // `[{server_time}] {message}`, the message `"%s" %s %s` (core/servers/basehttp.py).
+            django: re(
+                r#"^\[(?P<t>\d{2}/\w{3}/\d{4} \d{2}:\d{2}:\d{2})\] "(?P<r>[^"]*)" (?P<s>\d{3}) (?P<b>\d+|-)\s*$"#,
+            ),
+            status_tail: re(r"^(?P<code>\d{3})"),
+            rayserve_claim: re(
+                r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \S+ \S+ ",
+            ),
+            python_custom: custom,
+            python_presets,
             python_label: re(
                 r"(?i)(?:^|\|\s*|,\s*)(?P<label>input data|inputs?|features|prediction|predicted|output|latency|duration|inference time|model version|model|version|request[ _]id|probability|score|confidence)\s*[:=]\s*",
             ),
@@ -364,49 +542,84 @@ impl Grammars {
         self
     }
 
-    /// Whether `text` looks like `grammar`'s format, cheaply: `auto` tries the grammars that
-    /// claim a line, and blames the first of them when none parses it.
-    pub fn claims(&self, grammar: Grammar, text: &str) -> bool {
+    /// How surely `text` is of `grammar`'s format, by what makes a line that grammar's own:
+    /// 0 not at all, 1 a generic shape (any JSON, any Python line), 2 a server's default shape
+    /// that others share (uvicorn's access line), 3 a mark no other server writes. `auto`
+    /// tries the grammars that claim a line, the surest first, and blames the first of them
+    /// when none reads it.
+    pub fn claims(&self, grammar: Grammar, text: &str) -> u8 {
         let json = text.trim_start().starts_with('{');
+        let sure = |b: bool| if b { 3 } else { 0 };
         match grammar {
             Grammar::TorchserveAccess => {
-                text.contains("ACCESS_LOG") || text.contains("/predictions/")
+                if text.contains("ACCESS_LOG - ") || self.torchserve_access_claim.is_match(text) {
+                    3
+                } else {
+                    u8::from(text.contains("/predictions/"))
+                }
             }
-            Grammar::TorchserveMetrics => text.contains("_METRICS - "),
+            Grammar::TorchserveMetrics => {
+                sure(text.contains("_METRICS - ") || self.torchserve_metrics_claim.is_match(text))
+            }
             Grammar::Triton => {
                 let b = text.as_bytes();
-                b.len() > 22
+                let glog = b.len() > 22
                     && matches!(b[0], b'I' | b'W' | b'E' | b'F')
                     && b[1..5].iter().all(u8::is_ascii_digit)
-                    && b[5] == b' '
+                    && b[5] == b' ';
+                sure(glog || self.triton_iso.is_match(text))
             }
-            Grammar::Vllm => {
-                text.starts_with('(')
-                    || ["INFO ", "WARNING ", "ERROR ", "DEBUG ", "CRITICAL "].iter().any(|l| {
-                        text.strip_prefix(l)
-                            .is_some_and(|r| r.as_bytes().get(2) == Some(&b'-') && r.len() > 5)
-                    })
-            }
-            Grammar::BentomlAccess => text.contains("(scheme="),
+            Grammar::Vllm => sure(
+                self.vllm_claim.is_match(text)
+                    || (self.openai_path.is_match(text) && !text.contains(":predict")),
+            ),
+            Grammar::BentomlAccess => sure(text.contains("(scheme=")),
             // BentoML's records are flat: no feature object, no logging fields.
             Grammar::BentomlMonitoring => {
-                json && [
-                    "\"features\"",
-                    "\"inputs\"",
-                    "\"replica\"",
-                    "\"model",
-                    "\"level",
-                    "\"message\"",
-                ]
-                .iter()
-                .all(|k| !text.contains(k))
+                let flat = json
+                    && [
+                        "\"features\"",
+                        "\"inputs\"",
+                        "\"replica\"",
+                        "\"model",
+                        "\"level",
+                        "\"message\"",
+                        "\"event\"",
+                    ]
+                    .iter()
+                    .all(|k| !text.contains(k));
+                if flat { 2 } else { 0 }
             }
-            Grammar::RayserveAccess => text.contains(" -- "),
-            Grammar::RayserveJson => json && text.contains("\"replica\""),
-            Grammar::Kserve => text.contains("uvicorn") || text.contains(" - \"") && !json,
-            Grammar::JsonPrediction => json,
+            Grammar::RayserveAccess => sure(self.rayserve_claim.is_match(text)),
+            // ServeJSONFormatter (ray python/ray/serve/_private/logging_utils.py): replicas
+            // write `replica`, every component `component_name`.
+            Grammar::RayserveJson => {
+                sure(json && (text.contains("\"replica\"") || text.contains("\"component_name\"")))
+            }
+            Grammar::Kserve => sure(self.kserve_claim.is_match(text)),
+            Grammar::Uvicorn => {
+                let b = text.as_bytes();
+                let level = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+                if level >= 4 && b.get(level) == Some(&b':') && b.get(level + 1) == Some(&b' ') {
+                    2
+                } else {
+                    0
+                }
+            }
+            Grammar::Gunicorn => {
+                sure(self.gunicorn_access.is_match(text) || self.gunicorn_error.is_match(text))
+            }
+            Grammar::Flask => {
+                sure(self.werkzeug.is_match(text) || self.flask_app.read(text).is_some())
+            }
+            Grammar::Django => sure(self.django.is_match(text)),
+            Grammar::JsonPrediction => u8::from(json),
             Grammar::PythonLogging => {
-                text.len() > 24 && text.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+                if self.python_custom.as_ref().is_some_and(|f| f.read(text).is_some()) {
+                    4
+                } else {
+                    u8::from(!json && text.len() > 8)
+                }
             }
         }
     }
@@ -424,8 +637,27 @@ impl Grammars {
             Grammar::RayserveAccess => self.rayserve_access(text, &mut p)?,
             Grammar::RayserveJson => self.json(text, &mut p, JsonShape::RayServe)?,
             Grammar::Kserve => self.kserve(text, &mut p)?,
+            Grammar::Uvicorn => self.uvicorn(text, &mut p)?,
+            Grammar::Gunicorn => self.gunicorn(text, &mut p)?,
+            Grammar::Flask => self.flask(text, &mut p)?,
+            Grammar::Django => self.django(text, &mut p)?,
             Grammar::JsonPrediction => self.json(text, &mut p, JsonShape::Prediction)?,
             Grammar::PythonLogging => self.python_logging(text, &mut p)?,
+        }
+        // An error about a request is a failed request.
+        let error = p.fields.iter().any(|(k, v)| {
+            *k == "log.level"
+                && matches!(v.to_str_lossy().as_deref(), Some("ERROR" | "CRITICAL" | "FATAL"))
+        });
+        let about_request = p.has("http.request.id")
+            || p.fields.iter().any(|(k, v)| {
+                *k == "event.action"
+                    && v.to_str_lossy()
+                        .is_some_and(|a| a.starts_with("request") || a.starts_with("predict"))
+            });
+        if error && about_request && !p.has("event.outcome") {
+            p.str("inference.status_class", "error");
+            p.str("event.outcome", "failure");
         }
         p.str("service.name", grammar.server());
         p.str("event.dataset", grammar.name());
@@ -452,9 +684,16 @@ impl Grammars {
 
     fn torchserve_metrics(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
         let c = self.torchserve_metrics.captures(text).ok_or("not a TorchServe metrics line")?;
-        p.time(self.python_time.parse_text(&c["ts"]));
-        p.level(&c["level"]);
-        p.str("process.thread.name", &c["thread"]);
+        if let Some(ts) = c.name("ts") {
+            p.time(self.python_time.parse_text(ts.as_str()));
+        }
+        if let Some(level) = c.name("level") {
+            p.level(level.as_str());
+        }
+        let thread = c.name("thread").map_or("", |m| m.as_str());
+        if !thread.is_empty() {
+            p.str("process.thread.name", thread);
+        }
         let value: f64 = c["value"]
             .parse()
             .map_err(|_| format!("metric value `{}` is not a number", &c["value"]))?;
@@ -476,8 +715,17 @@ impl Grammars {
             }
         }
         let (mut model, mut version) = (None, None);
-        for (k, v) in kv_pairs(&c["dims"], ',', ':').chain(kv_pairs(&c["tags"], ',', ':')) {
+        let tags = c.name("tags").map_or("", |m| m.as_str());
+        let mut dimensions = ObjectMap::new();
+        for (k, v) in kv_pairs(&c["dims"], ',', ':').chain(kv_pairs(tags, ',', ':')) {
+            if k != "timestamp" {
+                dimensions.insert(k.into(), Value::from(v.to_string()));
+            }
             match k {
+                // A metrics file's own time, when the line has no log4j date before it.
+                "timestamp" if !p.has("@timestamp") => {
+                    p.time(v.parse::<i64>().ok().and_then(|t| DateTime::from_timestamp(t, 0)))
+                }
                 "ModelName" | "model_name" => model = Some(v),
                 "ModelVersion" | "model_version" => version = Some(v),
                 "Level" => p.str("inference.metric.level", v),
@@ -486,7 +734,10 @@ impl Grammars {
                 _ => {}
             }
         }
-        if let Some(w) = self.torchserve_worker.captures(&c["thread"]) {
+        if !dimensions.is_empty() {
+            p.set("inference.metric.dimensions", Value::Object(dimensions));
+        }
+        if let Some(w) = self.torchserve_worker.captures(thread) {
             model = model.or(w.name("model").map(|m| m.as_str()));
             version = version.or(w.name("version").map(|m| m.as_str()));
         }
@@ -502,9 +753,18 @@ impl Grammars {
     }
 
     fn triton(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
-        let c = self.triton.captures(text).ok_or("not a Triton (glog) line")?;
+        let (c, iso) = match self.triton.captures(text) {
+            Some(c) => (c, false),
+            None => {
+                (self.triton_iso.captures(text).ok_or("not a Triton (glog or ISO8601) line")?, true)
+            }
+        };
         p.level(&c["sev"]);
-        p.time(self.glog_time.parse_text(&c["ts"]));
+        if iso {
+            p.time(self.iso_time.parse_text(&c["ts"]));
+        } else {
+            p.time(self.glog_time.parse_text(&c["ts"]));
+        }
         p.int("process.thread.id", &c["tid"]);
         p.str("log.origin.file.name", &c["file"]);
         p.int("log.origin.file.line", &c["line"]);
@@ -659,9 +919,35 @@ impl Grammars {
         let c = self.rayserve_access.captures(text).ok_or("not a Ray Serve log line")?;
         p.level(&c["level"]);
         p.time(self.python_time.parse_text(&c["ts"]));
-        p.str("model.name", &c["dep"]);
-        p.str("inference.replica", &c["replica"]);
-        p.request_id(&c["rid"]);
+        let (comp, cid) = (&c["comp"], &c["cid"]);
+        match comp {
+            // The controller's id is its process id; a proxy's is its node's address.
+            "controller" => {
+                p.str("inference.component", "controller");
+                p.int("process.pid", cid);
+            }
+            "proxy" | "http_proxy" | "grpc_proxy" => {
+                p.str("inference.component", "proxy");
+                if cid.parse::<std::net::IpAddr>().is_ok() {
+                    p.str("host.ip", cid);
+                }
+            }
+            deployment => {
+                p.str("inference.component", "replica");
+                p.str("model.name", deployment);
+                p.str("inference.replica", cid);
+            }
+        }
+        if let Some(rid) = c.name("rid") {
+            p.request_id(rid.as_str());
+        }
+        if let Some(route) = c.name("route") {
+            p.str("url.path", route.as_str());
+        }
+        if let Some(file) = c.name("file") {
+            p.str("log.origin.file.name", file.as_str());
+            p.int("log.origin.file.line", &c["line"]);
+        }
         self.ray_message(&c["msg"], p);
         Ok(())
     }
@@ -670,11 +956,14 @@ impl Grammars {
     fn ray_message(&self, msg: &str, p: &mut Parsed) {
         match self.ray_access_message.captures(msg) {
             Some(a) => {
-                if &a["method"] == "CALL" {
-                    p.str("inference.call", &a["route"]);
-                } else {
-                    p.str("http.request.method", &a["method"]);
-                    p.str("url.path", &a["route"]);
+                match a.name("method").map(|m| m.as_str()) {
+                    Some("CALL") | None => p.str("inference.call", &a["route"]),
+                    Some(method) => {
+                        p.str("http.request.method", method);
+                        if !p.has("url.path") {
+                            p.str("url.path", &a["route"]);
+                        }
+                    }
                 }
                 match a["status"].parse::<u16>() {
                     Ok(_) => p.http_status(&a["status"]),
@@ -688,45 +977,169 @@ impl Grammars {
     }
 
     fn kserve(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
-        let c = self.kserve.captures(text).ok_or("not a KServe (uvicorn) access line")?;
-        p.time(self.python_time.parse_text(&c["ts"]));
-        p.str("log.logger", &c["logger"]);
-        p.level(&c["level"]);
-        p.client(&c["ip"], &c["port"]);
-        if let Some(pid) = c.name("pid") {
-            p.int("process.pid", pid.as_str());
+        let (f, r) = self
+            .kserve
+            .iter()
+            .find_map(|f| f.read(text).map(|r| (f, r)))
+            .ok_or("not a KServe log line")?;
+        let logger = r.get("name").unwrap_or_default();
+        if !(logger.starts_with("kserve") || logger.starts_with("uvicorn")) {
+            return Err(format!("logger `{logger}` is not KServe's"));
         }
-        p.str("http.request.method", &c["method"]);
-        p.path(&c["path"]);
-        p.http_status(&c["status"]);
-        p.str("event.action", "request");
+        self.python_record(f, &r, p);
+        if logger == "kserve.trace"
+            && let Some(t) = r.get("message").and_then(|m| self.kserve_trace.captures(m))
+        {
+            p.request_id(&t["rid"]);
+            let total: f64 = ["pre", "exp", "pred", "post"]
+                .iter()
+                .filter_map(|k| t[*k].parse::<f64>().ok())
+                .sum();
+            // The request's time in the model server: the sum of its stages.
+            p.float("inference.latency_seconds", total * 1e-3);
+            p.fields.retain(|(k, _)| *k != "event.action");
+            p.str("event.action", "request");
+        }
         Ok(())
     }
 
-    fn python_logging(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
-        let c = self.python_logging.captures(text).ok_or("not a Python logging line")?;
-        p.time(self.python_time.parse_text(&c["ts"]));
+    /// uvicorn's default formats, as FastAPI apps run under it write them.
+    fn uvicorn(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
+        let (f, r) = self
+            .uvicorn
+            .iter()
+            .find_map(|f| f.read(text).map(|r| (f, r)))
+            .ok_or("not a uvicorn log line")?;
+        self.python_record(f, &r, p);
+        Ok(())
+    }
+
+    fn gunicorn(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
+        if let Some(c) = self.gunicorn_access.captures(text) {
+            p.time(self.iso_time.parse_text(&c["t"]).or_else(|| {
+                DateTime::parse_from_str(&c["t"], "%d/%b/%Y:%H:%M:%S %z").ok().map(|d| d.to_utc())
+            }));
+            p.client_addr(&c["h"]);
+            if &c["u"] != "-" {
+                p.str("user.name", &c["u"]);
+            }
+            p.request_line(&c["r"]);
+            p.http_status(&c["s"]);
+            p.int("http.response.body.bytes", &c["b"]);
+            if let Some(f) = c.name("f").filter(|f| f.as_str() != "-") {
+                p.str("http.request.referrer", f.as_str());
+            }
+            if let Some(a) = c.name("a").filter(|a| a.as_str() != "-") {
+                p.str("user_agent.original", a.as_str());
+            }
+            p.str("event.action", "request");
+            return Ok(());
+        }
+        let c = self.gunicorn_error.captures(text).ok_or("not a gunicorn log line")?;
+        p.time(DateTime::parse_from_str(&c["t"], "%Y-%m-%d %H:%M:%S %z").ok().map(|d| d.to_utc()));
+        p.int("process.pid", &c["pid"]);
         p.level(&c["level"]);
-        p.str("log.logger", &c["logger"]);
-        let msg = &c["msg"];
+        self.message(&c["msg"], p);
+        Ok(())
+    }
+
+    /// Flask: the werkzeug development server's access line, and Flask's default app log.
+    fn flask(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
+        if let Some(c) = self.werkzeug.captures(text) {
+            p.time(self.clf_time(&c["t"]));
+            p.client(&c["ip"], "");
+            self.access_tail(&c["r"], &c["s"], &c["b"], p);
+            return Ok(());
+        }
+        let r = self.flask_app.read(text).ok_or("not a Flask log line")?;
+        self.python_record(&self.flask_app, &r, p);
+        Ok(())
+    }
+
+    fn django(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
+        let c = self.django.captures(text).ok_or("not a Django runserver line")?;
+        p.time(self.clf_time(&c["t"]));
+        self.access_tail(&c["r"], &c["s"], &c["b"], p);
+        Ok(())
+    }
+
+    /// `07/Dec/2026 04:10:00`: `BaseHTTPRequestHandler.log_date_time_string()`, local time.
+    fn clf_time(&self, text: &str) -> Option<DateTime<Utc>> {
+        let naive = chrono::NaiveDateTime::parse_from_str(text, "%d/%b/%Y %H:%M:%S").ok()?;
+        self.iso_time.parse_text(&naive.format("%Y-%m-%dT%H:%M:%S").to_string())
+    }
+
+    fn access_tail(&self, request: &str, status: &str, bytes: &str, p: &mut Parsed) {
+        p.request_line(request);
+        p.http_status(status);
+        p.int("http.response.body.bytes", bytes);
+        p.str("event.action", "request");
+    }
+
+    /// A record read by a Python format: its attributes as ECS fields, then what its message
+    /// says (an access line, labelled prediction values, a traceback).
+    fn python_record(&self, f: &PythonFormat, r: &python_format::Record, p: &mut Parsed) {
+        p.time(f.time(r));
+        for (name, value) in &r.attrs {
+            match *name {
+                "asctime" | "created" | "message" => {}
+                "levelprefix" => p.level(value.trim_end().trim_end_matches(':')),
+                "client_addr" => p.client_addr(value),
+                "request_line" => p.request_line(value),
+                "status_code" => {
+                    if let Some(c) = self.status_tail.captures(value) {
+                        p.http_status(&c["code"]);
+                    }
+                    p.str("event.action", "request");
+                }
+                "levelname" => p.level(value),
+                other => match python_format::ecs_field(other) {
+                    Some((path, kind)) => {
+                        if let Some(v) = python_format::typed(value, kind) {
+                            p.set(path, v);
+                        }
+                    }
+                    None => {
+                        p.extra.insert(other.into(), Value::from(value.to_string()));
+                    }
+                },
+            }
+        }
+        if !p.has("log.level")
+            && let Some(no) = r.get("levelno").and_then(|n| n.parse::<u32>().ok())
+        {
+            let name = match no {
+                50 => "CRITICAL",
+                40 => "ERROR",
+                30 => "WARNING",
+                20 => "INFO",
+                10 => "DEBUG",
+                _ => "",
+            };
+            if !name.is_empty() {
+                p.str("log.level", name);
+            }
+        }
+        if let Some(msg) = r.get("message") {
+            p.str("message", msg);
+            if !p.has("event.action") {
+                self.message(msg, p);
+            }
+        }
+        if let Some(tb) = r.trace {
+            self.traceback(tb, p);
+        }
+    }
+
+    /// A free-text message: labelled prediction values, or a plain log line.
+    fn message(&self, msg: &str, p: &mut Parsed) {
         let (first, traceback) = match msg.find("\nTraceback (most recent call last):") {
             Some(i) => (&msg[..i], Some(&msg[i + 1..])),
             None => (msg, None),
         };
         let found = self.labelled_values(first, p);
         if let Some(tb) = traceback {
-            p.str("error.stack_trace", tb);
-            let last = tb.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-            p.str("error.message", last);
-            if let Some((ty, _)) = last.split_once(':')
-                && !ty.is_empty()
-                && ty.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.')
-            {
-                p.str("error.type", ty);
-            }
-            p.str("inference.status_class", "error");
-            p.str("event.outcome", "failure");
-            p.str("event.action", "prediction_failed");
+            self.traceback(tb, p);
         } else if found {
             // A logged prediction is a request that succeeded.
             p.word_status("ok");
@@ -734,6 +1147,45 @@ impl Grammars {
         } else {
             p.str("event.action", "log");
         }
+    }
+
+    /// A Python traceback: the error's type and message from its last line.
+    fn traceback(&self, tb: &str, p: &mut Parsed) {
+        p.str("error.stack_trace", tb);
+        let last = tb.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+        p.str("error.message", last);
+        if let Some((ty, _)) = last.split_once(':')
+            && !ty.is_empty()
+            && ty.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.')
+        {
+            p.str("error.type", ty);
+        }
+        p.fields.retain(|(k, _)| {
+            !matches!(*k, "event.action" | "event.outcome" | "inference.status_class")
+        });
+        p.str("inference.status_class", "error");
+        p.str("event.outcome", "failure");
+        p.str("event.action", "prediction_failed");
+    }
+
+    /// Reads `text` with one Python format (the property test drives this directly).
+    pub fn parse_python(&self, f: &PythonFormat, text: &str) -> Result<Parsed, String> {
+        let r = f.read(text).ok_or("the line is not of this format")?;
+        let mut p = Parsed::default();
+        self.python_record(f, &r, &mut p);
+        Ok(p)
+    }
+
+    /// The application's own format if it declared one, else the formats Python writes
+    /// without configuration.
+    fn python_logging(&self, text: &str, p: &mut Parsed) -> Result<(), String> {
+        let (f, r) = self
+            .python_custom
+            .iter()
+            .chain(&self.python_presets)
+            .find_map(|f| f.read(text).map(|r| (f, r)))
+            .ok_or("not a Python logging line of a known format")?;
+        self.python_record(f, &r, p);
         Ok(())
     }
 
@@ -797,8 +1249,22 @@ impl Grammars {
         let Value::Object(mut map) = value else {
             return Err("the JSON is not an object".into());
         };
-        if shape == JsonShape::RayServe && !map.contains_key("replica") {
-            return Err("not a Ray Serve JSON log: no `replica`".into());
+        if shape == JsonShape::RayServe
+            && !map.contains_key("replica")
+            && !map.contains_key("component_name")
+        {
+            return Err("not a Ray Serve JSON log: no `replica` nor `component_name`".into());
+        }
+        if shape == JsonShape::RayServe {
+            if let Some(Value::Bytes(c)) = map.remove("component_name") {
+                let c = String::from_utf8_lossy(&c).into_owned();
+                if let Some(id) = map.remove("component_id") {
+                    if c == "controller" {
+                        p.int("process.pid", &stringify(id).to_string_lossy());
+                    }
+                }
+                p.str("inference.component", &c);
+            }
         }
         let mut take = |keys: &[&str]| keys.iter().find_map(|k| map.remove(*k));
         if let Some(t) = take(&["timestamp", "@timestamp", "time", "ts", "asctime"]) {
@@ -889,12 +1355,53 @@ impl Grammars {
         if let Some(v) = take(&["score", "probability", "confidence"]) {
             p.set("inference.score", v);
         }
-        if let Some(e) = take(&["error", "exception", "error_message"]) {
-            p.set("error.message", stringify(e));
-            p.str("event.outcome", "failure");
-            p.str("inference.status_class", "error");
+        // Python JSON loggers: python-json-logger writes the LogRecord attributes its format
+        // names, structlog's JSONRenderer the message as `event` and a traceback as
+        // `exception` (format_exc_info).
+        for attr in [
+            "funcName",
+            "lineno",
+            "filename",
+            "pathname",
+            "module",
+            "process",
+            "processName",
+            "thread",
+            "threadName",
+            "taskName",
+            "levelno",
+        ] {
+            if let (Some((path, kind)), Some(v)) = (python_format::ecs_field(attr), take(&[attr])) {
+                let text = stringify(v).to_str_lossy().map(|t| t.into_owned()).unwrap_or_default();
+                if let Some(v) = python_format::typed(&text, kind) {
+                    p.set(path, v);
+                }
+            }
         }
-        if let Some(Value::Bytes(m)) = take(&["message", "msg"]) {
+        let mut traceback = None;
+        if let Some(e) = take(&["error", "exception", "error_message", "exc_info"]) {
+            match e {
+                Value::Bytes(b) if b.starts_with(b"Traceback (most recent call last):") => {
+                    traceback = Some(String::from_utf8_lossy(&b).into_owned());
+                }
+                e => {
+                    p.set("error.message", stringify(e));
+                    p.str("event.outcome", "failure");
+                    p.str("inference.status_class", "error");
+                }
+            }
+        }
+        let message = match take(&["message", "msg"]) {
+            Some(m) => Some(m),
+            None if shape == JsonShape::Prediction => {
+                take(&["event"]).filter(|v| matches!(v, Value::Bytes(_)))
+            }
+            None => None,
+        };
+        if let Some(tb) = traceback {
+            self.traceback(&tb, p);
+        }
+        if let Some(Value::Bytes(m)) = message {
             let m = String::from_utf8_lossy(&m).into_owned();
             if shape == JsonShape::RayServe {
                 self.ray_message(&m, p);

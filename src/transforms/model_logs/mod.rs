@@ -9,13 +9,41 @@
 //! timezone = "UTC"         # for timestamps written without a zone (default: local)
 //! ```
 //!
-//! Grammars (`format`): `torchserve_access`, `torchserve_metrics`, `triton` (glog lines and
-//! verbose request lines), `vllm` (engine stats V0 and V1, request lines, the API server's
-//! uvicorn access lines), `bentoml_access`, `bentoml_monitoring` (JSON), `rayserve_access`
-//! (text), `rayserve_json`, `kserve` (uvicorn access lines), `json_prediction` (generic JSON
-//! prediction logs) and `python_logging` (`%(asctime)s [%(levelname)s] %(name)s: %(message)s`,
-//! including `Input Data: {'f1': 0.75} | Prediction: class_A` messages and tracebacks).
-//! `auto` tries the grammars whose format the line resembles, in that order.
+//! Grammars (`format`), each with the upstream file or page that defines its lines cited at
+//! its pattern in [`grammars`]: `torchserve_access` (the access log, with or without the
+//! log4j level and thread, any path), `torchserve_metrics` (`ts_metrics.log` and
+//! `model_metrics.log` lines, with or without their log4j prefix, as metric events),
+//! `triton` (glog lines, `--log-format ISO8601` lines, verbose request lines), `vllm` (engine
+//! stats V0 and V1, request lines, the API server's uvicorn access lines with or without the
+//! `(APIServer pid=N)` prefix), `bentoml_access`, `bentoml_monitoring` (JSON),
+//! `rayserve_access` (2.10's `--` lines and the earlier `file.py:line -` lines, replicas,
+//! proxies and the controller), `rayserve_json`, `kserve` (KServe's own logger, its
+//! `kserve.trace` lines, its uvicorn access and error lines), `uvicorn` (uvicorn's default
+//! access and error formats, as FastAPI apps write them), `gunicorn` (the default access log
+//! and the error log), `flask` (werkzeug's access lines, Flask's default app log), `django`
+//! (`runserver`'s access lines), `json_prediction` (JSON prediction logs, and JSON logs of
+//! Python's python-json-logger and structlog) and `python_logging` (Python `logging` lines:
+//! the application's own format when `python.format` is given, else the formats Python
+//! writes unconfigured: `logging.basicConfig`'s, the cookbook's `%(asctime)s - %(name)s -
+//! %(levelname)s - %(message)s` and a few more; messages of the shape `Input Data: {'f1':
+//! 0.75} | Prediction: class_A` give features and predictions; tracebacks give errors).
+//!
+//! `auto` tries only the grammars that claim a line, by what makes a line theirs (a marker
+//! only that server writes, such as TorchServe's `ACCESS_LOG` or vLLM's OpenAI routes, or a
+//! shape shared with others, or a generic shape); the surest claims are tried first, so an
+//! ambiguous line goes to the most specific grammar (a uvicorn access line of
+//! `/v1/chat/completions` is vLLM's; of `/predict`, uvicorn's).
+//!
+//! An application's own Python format, as written in its code (see [`python_format`]):
+//!
+//! ```toml
+//! [transforms.app_logs]
+//! type = "parse_model_log"
+//! inputs = ["app"]
+//! python.format = "%(asctime)s %(levelname)-8s [%(name)s:%(lineno)d] %(message)s"
+//! python.datefmt = "%Y-%m-%dT%H:%M:%S"     # as given to logging.Formatter (default: Python's)
+//! python.style = "%"                        # or "{" or "$"
+//! ```
 //!
 //! # The inference event schema
 //!
@@ -29,9 +57,9 @@
 //! | `event.dataset` | the grammar that read the line |
 //! | `event.action` | `request` (a finished request), `request_received`, `request_prepared`, `request_finished`, `request_aborted`, `prediction`, `prediction_failed`, `metric`, `stats`, `model_load`, `log` |
 //! | `event.kind` | `metric` for metric and engine-stats lines (else unset: an event) |
-//! | `event.outcome` | `success` or `failure` (HTTP status ≥ 400, `ERROR`, a traceback, an `error` field) |
+//! | `event.outcome` | `success` or `failure` (HTTP status ≥ 400, a traceback, an `error` field, `ERROR`/`CRITICAL` on a line about a request) |
 //! | `model.name`, `model.version` | from the line, the request path (`/predictions/{m}/{v}`, `/v1/models/{m}:predict`, `/v2/models/{m}/versions/{v}/infer`) or the worker name |
-//! | `http.request.id` | the request id, always a string, exact (a `u64` beyond `i64::MAX` is not rounded) |
+//! | `http.request.id` | the request id, always a string, exact (a `u64` beyond `i64::MAX` is not rounded); placeholders such as Triton's `<id_unknown>` are left out |
 //! | `http.request.method`, `url.path`, `url.scheme`, `http.response.status_code`, `http.response.mime_type`, `http.response.body.bytes` | HTTP access fields |
 //! | `inference.status_class` | `2xx`, `4xx`, `5xx` ... for HTTP statuses, `ok` / `error` otherwise (a bounded label for metrics) |
 //! | `client.address`, `client.ip`, `client.port` | the caller (`client.ip` only when the address is an IP) |
@@ -39,10 +67,12 @@
 //! | `inference.tokens.prompt`, `inference.tokens.completion` | token counts |
 //! | `inference.features.*` | the request's feature values (JSON objects, Python dict literals, BentoML's flat records) |
 //! | `inference.prediction`, `inference.score` | the model's output and its score |
-//! | `inference.metric.name`, `.value`, `.unit` | a TorchServe metric line (time units converted to seconds) |
+//! | `inference.metric.name`, `.value`, `.unit`, `.dimensions` | a TorchServe metric line (time units converted to seconds; dimensions and tags as text) |
 //! | `inference.throughput.prompt_tokens_per_second`, `.generation_tokens_per_second`, `inference.requests.running`, `.waiting`, `.swapped`, `inference.gpu_kv_cache_usage`, `inference.cpu_kv_cache_usage`, `inference.prefix_cache_hit_rate` | vLLM engine stats (percentages as ratios 0..1) |
 //! | `inference.batch_size`, `inference.timeout_seconds`, `inference.replica`, `inference.application`, `inference.component`, `inference.call`, `inference.engine` | server-specific details |
-//! | `log.level`, `log.logger`, `log.origin.file.name`, `log.origin.file.line`, `process.pid`, `process.name`, `process.thread.id`, `process.thread.name`, `host.name`, `trace.id`, `span.id` | ECS log and process fields |
+//! | `log.level`, `log.logger`, `log.origin.function`, `log.origin.file.name`, `log.origin.file.line`, `process.pid`, `process.name`, `process.thread.id`, `process.thread.name`, `host.name`, `host.ip`, `trace.id`, `span.id` | ECS log and process fields |
+//! | `message` | a Python record's message (without its traceback) |
+//! | `http.version`, `user.name`, `user_agent.original`, `http.request.referrer` | access-log fields (gunicorn) |
 //! | `error.message`, `error.type`, `error.stack_trace` | the error, from a traceback's last line or an `error` field |
 //!
 //! JSON logs keep the keys the schema does not name, at the top level.
@@ -58,6 +88,7 @@
 //! `weir_model_log_parsed_events_total{grammar}`.
 
 pub mod grammars;
+pub mod python_format;
 pub mod python_literal;
 
 use std::collections::HashMap;
@@ -98,6 +129,26 @@ pub struct ParseModelLogConfig {
     /// Send lines no grammar reads to `<id>.errors` instead of passing them on.
     #[serde(default)]
     pub drop_on_error: bool,
+    /// The application's own Python `logging` format, as written in its code.
+    #[serde(default)]
+    pub python: Option<PythonFormatConfig>,
+}
+
+/// `python.format`, `python.datefmt`, `python.style`: the arguments of the application's
+/// `logging.Formatter(fmt, datefmt, style)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonFormatConfig {
+    pub format: String,
+    #[serde(default)]
+    pub datefmt: Option<String>,
+    /// `%` (default), `{` or `$`.
+    #[serde(default = "default_style")]
+    pub style: String,
+}
+
+fn default_style() -> String {
+    "%".into()
 }
 
 fn default_format() -> String {
@@ -147,7 +198,27 @@ impl ParseModelLogConfig {
                 )
             })?),
         };
-        let grammars = Grammars::new(self.timezone.as_deref()).map_err(|e| {
+        let custom = match &self.python {
+            None => None,
+            Some(py) => {
+                let style = python_format::Style::from_name(&py.style).ok_or_else(|| {
+                    ConfigIssue::field(
+                        "python.style",
+                        format!("unknown style `{}`: use `%`, `{{` or `$`", py.style),
+                    )
+                })?;
+                Some(
+                    python_format::PythonFormat::new(
+                        &py.format,
+                        style,
+                        py.datefmt.as_deref(),
+                        self.timezone.as_deref(),
+                    )
+                    .map_err(|e| ConfigIssue::field("python.format", e))?,
+                )
+            }
+        };
+        let grammars = Grammars::new(self.timezone.as_deref(), custom).map_err(|e| {
             ConfigIssue::field("timezone", format!("{e}: use `local`, `UTC` or an IANA name"))
         })?;
         let counters = grammar_counters();
@@ -198,7 +269,7 @@ pub struct ParseModelLog {
 }
 
 /// Why a line was not read, and which grammar it counts against (`None`: no grammar claimed
-/// it).
+/// it by more than a generic shape).
 pub struct Failure {
     pub grammar: Option<Grammar>,
     pub reason: String,
@@ -208,6 +279,14 @@ impl ParseModelLog {
     /// Reads one line: with a fixed format that grammar; with `auto` each grammar that claims
     /// the line, in order, the first success winning.
     pub fn parse_line(&self, text: &str) -> Result<(Grammar, Parsed), Failure> {
+        // werkzeug colours its 4xx and 5xx access lines even into a file.
+        let plain;
+        let text = if text.contains('\x1b') {
+            plain = strip_ansi(text);
+            plain.as_str()
+        } else {
+            text
+        };
         if let Some(g) = self.choice {
             return self
                 .grammars
@@ -216,17 +295,19 @@ impl ParseModelLog {
                 .map_err(|reason| Failure { grammar: Some(g), reason });
         }
         let mut blamed = None;
-        for g in Grammar::ALL {
-            if !self.grammars.claims(g, text) {
-                continue;
-            }
+        let mut claimed: Vec<(u8, Grammar)> = Grammar::ALL
+            .iter()
+            .map(|g| (self.grammars.claims(*g, text), *g))
+            .filter(|(surety, _)| *surety > 0)
+            .collect();
+        // The surest first; among equals, the order of `Grammar::ALL`.
+        claimed.sort_by_key(|(surety, _)| std::cmp::Reverse(*surety));
+        for (surety, g) in claimed {
             match self.grammars.parse(g, text) {
                 Ok(p) => return Ok((g, p)),
-                Err(reason) => {
-                    if blamed.is_none() {
-                        blamed = Some((g, reason));
-                    }
-                }
+                // A generic shape (any JSON, any text) is not a claim worth blaming.
+                Err(reason) if surety > 1 && blamed.is_none() => blamed = Some((g, reason)),
+                Err(_) => {}
             }
         }
         Err(match blamed {
@@ -270,6 +351,26 @@ impl ParseModelLog {
         }
         event.recompute_size();
     }
+}
+
+/// `text` without ANSI colour and style sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("\x1b[") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find(|c: char| !(c.is_ascii_digit() || c == ';'));
+        match end {
+            Some(e) if after[e..].starts_with('m') => rest = &after[e + 1..],
+            _ => {
+                out.push_str("\x1b[");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `@timestamp` needs quoting as a path segment; dotted schema names do not.
@@ -325,5 +426,7 @@ impl Transform for ParseModelLog {
     }
 }
 
+#[cfg(test)]
+mod python_property;
 #[cfg(test)]
 mod tests;

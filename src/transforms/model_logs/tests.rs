@@ -494,3 +494,186 @@ fn hostile_bytes_do_not_panic() {
     let (out, _) = run(&mut t, 1, events);
     assert_eq!(out.len(), 7);
 }
+
+/// Lines of each new shape, with the grammar `auto` must give them to and fields they must
+/// give. Each is written from the format its server's source defines (cited in `grammars`).
+#[test]
+fn auto_routes_each_shape_to_its_own_grammar() {
+    let mut t = transform("auto");
+    let cases: Vec<(&str, &str, Json)> = vec![
+        (
+            r#"INFO:     10.0.3.14:53722 - "POST /predict HTTP/1.1" 200 OK"#,
+            "uvicorn",
+            json!({"client.ip": "10.0.3.14", "client.port": 53722, "url.path": "/predict",
+                   "http.response.status_code": 200, "log.level": "INFO", "event.action": "request"}),
+        ),
+        (
+            "INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
+            "uvicorn",
+            json!({"message": "Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
+                   "event.action": "log"}),
+        ),
+        (
+            r#"INFO:     ::1:53144 - "GET /metrics HTTP/1.1" 200 OK"#,
+            "uvicorn",
+            json!({"client.ip": "::1", "client.port": 53144}),
+        ),
+        (
+            r#"INFO:     10.80.23.18:51408 - "POST /v1/chat/completions HTTP/1.1" 200 OK"#,
+            "vllm",
+            json!({"client.ip": "10.80.23.18", "url.path": "/v1/chat/completions"}),
+        ),
+        (
+            "2025-05-14 17:45:09.812 1 kserve INFO [model_server.py:register_model():402] Registering model: sklearn-iris",
+            "kserve",
+            json!({"@timestamp": "2025-05-14T17:45:09.812Z", "process.pid": 1,
+                   "log.logger": "kserve", "log.level": "INFO",
+                   "log.origin.file.name": "model_server.py",
+                   "log.origin.function": "register_model", "log.origin.file.line": 402,
+                   "message": "Registering model: sklearn-iris"}),
+        ),
+        (
+            "2025-05-14 17:45:10.900 1 kserve.trace requestId: 2f4c, preprocess_ms: 0.5, explain_ms: 0, predict_ms: 3.25, postprocess_ms: 0.25",
+            "kserve",
+            json!({"http.request.id": "2f4c", "inference.latency_seconds": 0.004,
+                   "event.action": "request"}),
+        ),
+        (
+            "2025-05-14 17:45:10.901 1 uvicorn.error INFO:     Application startup complete.",
+            "kserve",
+            json!({"log.logger": "uvicorn.error", "log.level": "INFO",
+                   "message": "Application startup complete."}),
+        ),
+        (
+            "2024-11-27T10:00:10Z I 1 model_lifecycle.cc:818] successfully loaded 'densenet_onnx'",
+            "triton",
+            json!({"@timestamp": "2024-11-27T10:00:10Z", "log.level": "INFO",
+                   "log.origin.file.name": "model_lifecycle.cc", "log.origin.file.line": 818}),
+        ),
+        (
+            "I1127 10:00:20.000001 1 infer_request.cc:131] [request id: <id_unknown>] prepared: [0x0x7f] request id: <id_unknown>, model: simple, requested version: -1, actual version: 1, flags: 0x0, correlation id: 0, batch size: 1, priority: 0, timeout (us): 0",
+            "triton",
+            json!({"http.request.id": null, "model.name": "simple"}),
+        ),
+        (
+            "CPUUtilization.Percent:37.5|#Level:Host|#hostname:ts-0,timestamp:1710148500",
+            "torchserve_metrics",
+            json!({"@timestamp": "2024-03-11T09:15:00Z", "inference.metric.name": "CPUUtilization",
+                   "inference.metric.unit": "Percent", "inference.metric.value": 37.5,
+                   "inference.metric.dimensions": {"Level": "Host", "hostname": "ts-0"},
+                   "host.name": "ts-0", "event.kind": "metric"}),
+        ),
+        (
+            "2024-03-11T09:15:01,450 - HandlerTime.Milliseconds:41.72|#ModelName:densenet161,Level:Model|#hostname:ts-0,requestID:3f1e,timestamp:1710148501",
+            "torchserve_metrics",
+            json!({"@timestamp": "2024-03-11T09:15:01.450Z", "model.name": "densenet161",
+                   "inference.metric.value": 0.04172, "http.request.id": "3f1e"}),
+        ),
+        (
+            r#"2026-11-27T10:00:02,007 - /127.0.0.1:60122 "GET /ping HTTP/1.1" 200 1"#,
+            "torchserve_access",
+            json!({"url.path": "/ping", "http.response.status_code": 200,
+                   "inference.latency_seconds": 0.001}),
+        ),
+        (
+            r#"2026-11-27T10:00:08,200 - /[0:0:0:0:0:0:0:1]:49920 "GET /metrics HTTP/1.1" 200 5"#,
+            "torchserve_access",
+            json!({"client.ip": "0:0:0:0:0:0:0:1", "client.port": 49920}),
+        ),
+        (
+            "INFO 2023-06-05 14:03:01,440 Translator Translator#kPpQxW aXbYcZ123 /translate replica.py:523 - __CALL__ OK 30.7ms",
+            "rayserve_access",
+            json!({"model.name": "Translator", "inference.replica": "Translator#kPpQxW",
+                   "http.request.id": "aXbYcZ123", "url.path": "/translate",
+                   "log.origin.file.name": "replica.py", "inference.call": "__CALL__",
+                   "inference.latency_seconds": 0.0307, "event.outcome": "success"}),
+        ),
+        (
+            "INFO 2024-11-20 13:50:05,118 controller 4242 -- Adding 2 replicas to Deployment(name='Classifier', app='default').",
+            "rayserve_access",
+            json!({"inference.component": "controller", "process.pid": 4242, "event.action": "log"}),
+        ),
+        (
+            "(APIServer pid=2211) ERROR 11-27 10:06:00 [serving_chat.py:210] Error in request chatcmpl-1: prompt too long",
+            "vllm",
+            json!({"log.level": "ERROR"}),
+        ),
+        (
+            r#"10.2.0.15 - - [02/Apr/2026:08:01:12 +0000] "POST /predict HTTP/1.1" 200 57 "-" "python-requests/2.32.3""#,
+            "gunicorn",
+            json!({"@timestamp": "2026-04-02T08:01:12Z", "client.ip": "10.2.0.15",
+                   "http.response.body.bytes": 57, "user_agent.original": "python-requests/2.32.3"}),
+        ),
+        (
+            "[2026-04-02 08:00:00 +0000] [7] [INFO] Starting gunicorn 23.0.0",
+            "gunicorn",
+            json!({"process.pid": 7, "log.level": "INFO"}),
+        ),
+        (
+            "127.0.0.1 - - [02/Apr/2026 08:10:05] \"\u{1b}[33mPOST /predict HTTP/1.1\u{1b}[0m\" 400 -",
+            "flask",
+            json!({"http.response.status_code": 400, "url.path": "/predict",
+                   "event.outcome": "failure"}),
+        ),
+        (
+            "[2026-04-02 08:10:09,117] ERROR in app: Exception on /predict [POST]",
+            "flask",
+            json!({"log.level": "ERROR", "log.origin.module": "app",
+                   "message": "Exception on /predict [POST]"}),
+        ),
+        (
+            r#"[02/Apr/2026 08:20:03] "POST /api/predict/ HTTP/1.1" 201 88"#,
+            "django",
+            json!({"http.response.status_code": 201, "http.response.body.bytes": 88}),
+        ),
+        (
+            "WARNING:app.features:feature 'tenure' missing",
+            "python_logging",
+            json!({"log.level": "WARNING", "log.logger": "app.features",
+                   "message": "feature 'tenure' missing"}),
+        ),
+        (
+            "2026-03-14 09:12:44,301 - inference - INFO - Model loaded in 2.31s",
+            "python_logging",
+            json!({"@timestamp": "2026-03-14T09:12:44.301Z", "log.logger": "inference",
+                   "log.level": "INFO"}),
+        ),
+        (
+            r#"{"event": "prediction served", "level": "info", "logger": "api", "timestamp": "2026-03-14T09:12:44.301Z", "lineno": 42, "funcName": "predict"}"#,
+            "json_prediction",
+            json!({"message": "prediction served", "log.origin.file.line": 42,
+                   "log.origin.function": "predict"}),
+        ),
+    ];
+    for (line, grammar, want) in cases {
+        let e = parse(&mut t, line);
+        assert_eq!(e["event"]["dataset"], grammar, "{line}\n{e}");
+        check(&e, &want, line);
+    }
+}
+
+#[test]
+fn the_applications_own_python_format() {
+    let c: ParseModelLogConfig = toml_edit::de::from_str(
+        "python.format = \"%(asctime)s.%(msecs)03d %(levelname)-8s [%(name)s:%(lineno)d] %(message)s\"\npython.datefmt = \"%d/%m/%Y %H:%M:%S\"\ntimezone = \"UTC\"",
+    )
+    .unwrap();
+    let mut t = c.build(&metrics()).unwrap();
+    let e = parse(
+        &mut t,
+        "14/03/2026 09:12:44.301 ERROR    [app.api:88] request 7 failed\nTraceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nKeyError: 'tenure'",
+    );
+    check(
+        &e,
+        &json!({"@timestamp": "2026-03-14T09:12:44.301Z", "log.level": "ERROR",
+                "log.logger": "app.api", "log.origin.file.line": 88,
+                "message": "request 7 failed", "error.type": "KeyError",
+                "event.outcome": "failure", "event.dataset": "python_logging"}),
+        "own format",
+    );
+    let c: ParseModelLogConfig = toml_edit::de::from_str("python.format = \"%(name\"").unwrap();
+    assert_eq!(c.build(&metrics()).err().unwrap().field.as_deref(), Some("python.format"));
+    let c: ParseModelLogConfig =
+        toml_edit::de::from_str("python.format = \"x\"\npython.style = \"#\"").unwrap();
+    assert_eq!(c.build(&metrics()).err().unwrap().field.as_deref(), Some("python.style"));
+}
