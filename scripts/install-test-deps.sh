@@ -40,11 +40,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python peers, in a virtual environment of the project's own: SciPy (the reference for the
-# drift statistics) and an MLflow tracking server. The tests find it as .venv/bin/python.
-if ! .venv/bin/python -c 'import scipy, mlflow' >/dev/null 2>&1; then
-  echo "creating .venv with scipy and mlflow"
+# drift statistics), an MLflow tracking server, and the Python servers whose logs
+# parse_model_log reads (FastAPI under uvicorn, Flask under gunicorn and werkzeug). The tests
+# find it as .venv/bin/python.
+if ! .venv/bin/python -c 'import scipy, mlflow, fastapi, uvicorn, gunicorn, flask' >/dev/null 2>&1; then
+  echo "creating .venv with scipy, mlflow, fastapi, uvicorn, gunicorn and flask"
   python3 -m venv .venv
-  .venv/bin/pip install -q scipy numpy mlflow
+  .venv/bin/pip install -q scipy numpy mlflow fastapi uvicorn gunicorn flask
 fi
 
 # The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory

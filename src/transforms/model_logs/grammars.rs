@@ -1039,6 +1039,7 @@ impl Grammars {
         p.time(DateTime::parse_from_str(&c["t"], "%Y-%m-%d %H:%M:%S %z").ok().map(|d| d.to_utc()));
         p.int("process.pid", &c["pid"]);
         p.level(&c["level"]);
+        p.str("message", &c["msg"]);
         self.message(&c["msg"], p);
         Ok(())
     }
