@@ -89,6 +89,9 @@ enum Command {
         /// Features to treat as categorical even when their values are numbers.
         #[arg(long, value_delimiter = ',')]
         categorical: Vec<String>,
+        /// Features to treat as numeric even when they look categorical (few integer values).
+        #[arg(long, value_delimiter = ',')]
+        numeric: Vec<String>,
         /// The model the profile describes (matched against `model.name`).
         #[arg(long)]
         model: Option<String>,
@@ -154,7 +157,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Profile { input, features, categorical, model, model_version, out } => {
+        Command::Profile { input, features, categorical, numeric, model, model_version, out } => {
             let model = model
                 .map(|name| weir::monitoring::profile::ModelId { name, version: model_version });
             weir::app::profile(
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                     input: &input,
                     features: &features,
                     categorical: &categorical,
+                    numeric: &numeric,
                     model,
                 },
                 &out,

@@ -6,10 +6,18 @@
 //! - numeric: count, missing, mean, standard deviation (population), min, max, the decile
 //!   edges of the reference with the reference's proportion in each of the ten bins (for PSI),
 //!   a DDSketch quantile sketch (`sketches-ddsketch`, relative accuracy 0.1%) for the
-//!   Wasserstein distance, and, when the reference has at most [`RAW_SAMPLE_MAX`] values, the
-//!   values themselves (the KS test is then exact, as Evidently runs it on raw data);
+//!   Wasserstein distance, the count of each value when there are at most
+//!   [`FEW_VALUES`] distinct ones, and, when the reference has at most [`RAW_SAMPLE_MAX`]
+//!   values, the values themselves: KS and Wasserstein are then computed on the raw data as
+//!   Evidently computes them (scores equal to 1e-9); above, the Wasserstein distance comes
+//!   from the sketch's quantiles (see `drift`'s documentation for its measured error);
 //! - categorical: the frequency of each category (the [`MAX_CATEGORIES`] most frequent; the
 //!   rest are summed under `other`).
+//!
+//! Column types follow Evidently 0.7's inference (`evidently/core/datasets.py`,
+//! `infer_column_type`): text is categorical; numbers written as integers with at most
+//! [`INTEGER_CARDINALITY_LIMIT`] distinct values (a class label, a flag) are categorical;
+//! other numbers are numeric. `--categorical` and `--numeric` override it per feature.
 //!
 //! Invariant: a profile's size is bounded by its number of features, not by the number of
 //! training rows. Building one (`weir profile`, a command run beside the pipeline, not on its
@@ -26,9 +34,15 @@ use super::stats::mean_std;
 
 /// The format version written and read.
 pub const PROFILE_VERSION: u32 = 1;
-/// At most this many reference values are kept raw (Evidently's switch from KS/chi-square to
-/// Wasserstein/Jensen-Shannon is above 1,000 rows).
-pub const RAW_SAMPLE_MAX: usize = 1000;
+/// At most this many reference values are kept raw (800 KB per feature at most), so that
+/// scores are Evidently's own up to references of this size.
+pub const RAW_SAMPLE_MAX: usize = 100_000;
+/// Numbers written as integers with at most this many distinct values are categorical
+/// (Evidently's `INTEGER_CARDINALITY_LIMIT`).
+pub const INTEGER_CARDINALITY_LIMIT: usize = 10;
+/// Evidently tests a numeric feature with at most this many distinct values (reference and
+/// current together) as categories; the profile keeps the counts of so few values.
+pub const FEW_VALUES: usize = 5;
 /// Categories kept per feature.
 pub const MAX_CATEGORIES: usize = 1000;
 /// The name the drift transform gives to categories beyond the kept ones.
@@ -82,6 +96,9 @@ pub struct NumericProfile {
     /// Every value, sorted, when there are at most [`RAW_SAMPLE_MAX`].
     #[serde(default)]
     pub sample: Option<Vec<f64>>,
+    /// Each distinct value and its count, when there are at most [`FEW_VALUES`].
+    #[serde(default)]
+    pub few_values: Option<Vec<(f64, u64)>>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -114,6 +131,18 @@ impl NumericProfile {
             (1..10).map(|k| values[(k as f64 / 10.0 * (n - 1) as f64) as usize]).collect();
         edges.dedup();
         let bin_proportions = super::stats::bin_proportions(&edges, &values);
+        let mut few_values: Vec<(f64, u64)> = Vec::new();
+        for v in &values {
+            if let Some((last, c)) = few_values.last_mut()
+                && *last == *v
+            {
+                *c += 1;
+            } else if few_values.len() > FEW_VALUES {
+                break;
+            } else {
+                few_values.push((*v, 1));
+            }
+        }
         Some(Self {
             count: n as u64,
             missing,
@@ -125,6 +154,7 @@ impl NumericProfile {
             bin_proportions,
             sketch,
             sample: (n <= RAW_SAMPLE_MAX).then_some(values),
+            few_values: (few_values.len() <= FEW_VALUES).then_some(few_values),
         })
     }
 }
@@ -165,13 +195,16 @@ pub struct ProfileRequest<'a> {
     pub features: &'a [String],
     /// Features to treat as categorical even when their values are numbers.
     pub categorical: &'a [String],
+    /// Features to treat as numeric even when they look categorical (few integers).
+    pub numeric: &'a [String],
     pub model: Option<ModelId>,
 }
 
 /// A cell as read from the input.
 enum Cell {
     Missing,
-    Number(f64),
+    /// A number, and whether it was written as an integer.
+    Number(f64, bool),
     Text(String),
 }
 
@@ -181,7 +214,7 @@ fn cell_from_text(s: &str) -> Cell {
         return Cell::Missing;
     }
     match t.parse::<f64>() {
-        Ok(f) if f.is_finite() => Cell::Number(f),
+        Ok(f) if f.is_finite() => Cell::Number(f, t.parse::<i64>().is_ok()),
         _ => Cell::Text(t.to_string()),
     }
 }
@@ -189,7 +222,9 @@ fn cell_from_text(s: &str) -> Cell {
 fn cell_from_json(v: &serde_json::Value) -> Cell {
     match v {
         serde_json::Value::Null => Cell::Missing,
-        serde_json::Value::Number(n) => n.as_f64().map_or(Cell::Missing, Cell::Number),
+        serde_json::Value::Number(n) => {
+            n.as_f64().map_or(Cell::Missing, |f| Cell::Number(f, n.is_i64() || n.is_u64()))
+        }
         serde_json::Value::String(s) => Cell::Text(s.clone()),
         serde_json::Value::Bool(b) => Cell::Text(b.to_string()),
         other => Cell::Text(other.to_string()),
@@ -203,6 +238,8 @@ struct Column {
     texts: HashMap<String, u64>,
     /// Numbers seen, as text, for when the column turns out categorical.
     number_texts: HashMap<String, u64>,
+    /// Some number was written with a fraction or an exponent.
+    fractional: bool,
     missing: u64,
 }
 
@@ -210,7 +247,8 @@ impl Column {
     fn push(&mut self, cell: Cell, raw: impl FnOnce() -> String) {
         match cell {
             Cell::Missing => self.missing += 1,
-            Cell::Number(f) => {
+            Cell::Number(f, integral) => {
+                self.fractional |= !integral;
                 self.numbers.push(f);
                 *self.number_texts.entry(raw()).or_default() += 1;
             }
@@ -288,7 +326,15 @@ pub fn build(req: &ProfileRequest<'_>) -> Result<Profile, String> {
         // Rows that lacked the key count as missing.
         let seen = col.numbers.len() as u64 + col.texts.values().sum::<u64>() + col.missing;
         col.missing += rows.saturating_sub(seen);
-        let categorical = !col.texts.is_empty() || req.categorical.contains(&fname);
+        let few_integers = !col.fractional && col.number_texts.len() <= INTEGER_CARDINALITY_LIMIT;
+        let categorical = req.categorical.contains(&fname)
+            || (!req.numeric.contains(&fname) && (!col.texts.is_empty() || few_integers));
+        if categorical && req.numeric.contains(&fname) {
+            return Err(format!("feature `{fname}` is both --categorical and --numeric"));
+        }
+        if !col.texts.is_empty() && req.numeric.contains(&fname) {
+            return Err(format!("feature `{fname}` has text values and cannot be --numeric"));
+        }
         let profile = if categorical {
             let mut counts = col.texts;
             for (t, c) in col.number_texts {
@@ -325,6 +371,7 @@ mod tests {
             input: &csv,
             features: &features,
             categorical: &["flag".to_string()],
+            numeric: &[],
             model: Some(ModelId { name: "m".into(), version: Some("1".into()) }),
         })
         .unwrap();
@@ -334,7 +381,7 @@ mod tests {
         assert_eq!((x.count, x.missing, x.min, x.max), (2000, 1, 0.0, 199.9));
         assert_eq!(x.bin_edges.len(), 9);
         assert!((x.bin_proportions.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!(x.sample.is_none(), "over 1000 values: sketch only");
+        assert_eq!(x.sample.as_ref().map(Vec::len), Some(2000), "kept exactly");
         let median = x.sketch.quantile(0.5).unwrap().unwrap();
         assert!((median - 99.95).abs() < 0.2, "{median}");
         let FeatureProfile::Categorical(plan) = &p.features["plan"] else { panic!() };
@@ -352,9 +399,14 @@ mod tests {
         let jsonl = dir.path().join("train.jsonl");
         std::fs::write(&jsonl, "{\"features\": {\"a\": 1.5, \"b\": \"x\"}}\n{\"a\": 2.5}\n\n")
             .unwrap();
-        let p =
-            build(&ProfileRequest { input: &jsonl, features: &[], categorical: &[], model: None })
-                .unwrap();
+        let p = build(&ProfileRequest {
+            input: &jsonl,
+            features: &[],
+            categorical: &[],
+            numeric: &[],
+            model: None,
+        })
+        .unwrap();
         let FeatureProfile::Numeric(a) = &p.features["a"] else { panic!() };
         assert_eq!(a.sample.as_deref(), Some(&[1.5, 2.5][..]));
         let FeatureProfile::Categorical(b) = &p.features["b"] else { panic!() };
@@ -367,7 +419,13 @@ mod tests {
         let bad = dir.path().join("x.txt");
         std::fs::write(&bad, "a").unwrap();
         let req = |p: &Path| {
-            build(&ProfileRequest { input: p, features: &[], categorical: &[], model: None })
+            build(&ProfileRequest {
+                input: p,
+                features: &[],
+                categorical: &[],
+                numeric: &[],
+                model: None,
+            })
         };
         assert!(req(&bad).err().unwrap().contains(".csv or .jsonl"));
         let j = dir.path().join("x.jsonl");

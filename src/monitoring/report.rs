@@ -84,7 +84,7 @@ pub struct DriftReport {
 pub struct FeatureReport {
     pub name: String,
     pub categorical: bool,
-    /// The test used (`wasserstein`, `ks`, `jensen_shannon`, `chi_square`).
+    /// The test used, by Evidently's name (`wasserstein`, `ks`, `jensenshannon`, `chisquare`, `z`).
     pub method: String,
     /// Values of the feature in the window.
     pub samples: u64,

@@ -11,12 +11,15 @@
 //! - [`chi_square`]: Pearson's statistic and its p-value, as `scipy.stats.chisquare`.
 //! - [`psi`]: the population stability index over given proportions, empty bins filled with
 //!   0.0001 as Evidently does.
+//! - [`z_test`]: the two-proportion Z-test Evidently runs on binary categorical features
+//!   (`evidently/legacy/calculations/stattests/z_stattest.py`: pooled proportion, two-sided
+//!   p-value `2·(1 - Φ(|z|))`).
 //!
 //! Written here rather than taken from a crate: `statrs` supplies the chi-square distribution,
 //! but no maintained Rust crate has the two-sample KS exact distribution or these distances.
 //! Each function names the reference it follows.
 
-use statrs::distribution::{ChiSquared, ContinuousCDF};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 /// Up to this many values per sample the KS p-value is exact (SciPy's `MAX_AUTO_N`).
 pub const KS_EXACT_MAX_N: usize = 10_000;
@@ -221,6 +224,24 @@ pub fn chi_square(observed: &[f64], expected: &[f64]) -> Option<TestResult> {
     Some(TestResult { statistic: stat, p_value: dist.sf(stat).clamp(0.0, 1.0) })
 }
 
+/// Two-proportion Z-test: `k1` of `n1` reference values and `k2` of `n2` current values are
+/// of the second category (of two). When both samples hold one and the same category the
+/// p-value is 1, as in Evidently.
+pub fn z_test(k1: f64, n1: f64, k2: f64, n2: f64) -> Option<TestResult> {
+    if n1 <= 0.0 || n2 <= 0.0 {
+        return None;
+    }
+    let (p1, p2) = (k1 / n1, k2 / n2);
+    let pooled = (k1 + k2) / (n1 + n2);
+    let var = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2);
+    if var <= 0.0 {
+        return Some(TestResult { statistic: 0.0, p_value: 1.0 });
+    }
+    let z = (p1 - p2) / var.sqrt();
+    let normal = Normal::new(0.0, 1.0).ok()?;
+    Some(TestResult { statistic: z, p_value: (2.0 * (1.0 - normal.cdf(z.abs()))).clamp(0.0, 1.0) })
+}
+
 /// Population stability index Σ (c - r)·ln(c / r) over bin proportions, empty bins set to
 /// [`PSI_EMPTY_BIN`].
 pub fn psi(reference: &[f64], current: &[f64]) -> f64 {
@@ -278,6 +299,15 @@ mod tests {
     fn wasserstein_by_hand() {
         assert_eq!(wasserstein(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]), Some(5.0));
         assert_eq!(wasserstein(&[0.0], &[0.0, 2.0]), Some(1.0));
+    }
+
+    #[test]
+    fn z_test_by_hand() {
+        // 60/100 against 40/100: pooled 0.5, z = 0.2 / sqrt(0.25 · 0.02) = 2.828...
+        let r = z_test(60.0, 100.0, 40.0, 100.0).unwrap();
+        assert!((r.statistic - 2.828_427_124_746_19).abs() < 1e-12);
+        assert!((r.p_value - 0.004_677_734_981_047_3).abs() < 1e-9, "{}", r.p_value);
+        assert_eq!(z_test(0.0, 10.0, 0.0, 5.0).unwrap().p_value, 1.0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod delivery;
 mod deploy;
 mod elasticsearch;
 mod es_server;
+mod evidently_drift;
 mod file_source;
 mod fuzz_corpora;
 mod grok_loghub;
