@@ -44,7 +44,7 @@ fn written(peer: Peer, last: &str) -> String {
     text
 }
 
-fn find<'a>(events: &'a [Value], what: impl Fn(&Value) -> bool) -> &'a Value {
+fn find(events: &[Value], what: impl Fn(&Value) -> bool) -> &Value {
     events.iter().find(|e| what(e)).unwrap_or_else(|| {
         panic!("no such event in {}", serde_json::to_string_pretty(events).unwrap())
     })

@@ -1256,16 +1256,16 @@ impl Grammars {
         {
             return Err("not a Ray Serve JSON log: no `replica` nor `component_name`".into());
         }
-        if shape == JsonShape::RayServe {
-            if let Some(Value::Bytes(c)) = map.remove("component_name") {
-                let c = String::from_utf8_lossy(&c).into_owned();
-                if let Some(id) = map.remove("component_id") {
-                    if c == "controller" {
-                        p.int("process.pid", &stringify(id).to_string_lossy());
-                    }
-                }
-                p.str("inference.component", &c);
+        if shape == JsonShape::RayServe
+            && let Some(Value::Bytes(c)) = map.remove("component_name")
+        {
+            let c = String::from_utf8_lossy(&c).into_owned();
+            if let Some(id) = map.remove("component_id")
+                && c == "controller"
+            {
+                p.int("process.pid", &stringify(id).to_string_lossy());
             }
+            p.str("inference.component", &c);
         }
         let mut take = |keys: &[&str]| keys.iter().find_map(|k| map.remove(*k));
         if let Some(t) = take(&["timestamp", "@timestamp", "time", "ts", "asctime"]) {
