@@ -29,8 +29,11 @@ use crate::sources::util::lines::{LineFramer, Oversize};
 use crate::sources::util::multiline::{Group, Mode, MultilineConfig};
 use crate::transforms::{Transform, TransformOutput};
 
+/// A target's entry: one input, any bytes.
+pub type Entry = fn(&[u8]);
+
 /// The targets, by the name of their `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("syslog_framing", syslog_framing),
     ("syslog_parse", syslog_parse),
     ("line_framer", line_framer),

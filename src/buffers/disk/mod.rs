@@ -343,11 +343,16 @@ fn recover(settings: &Settings, metrics: &BufferMetrics) -> Result<Recovered, St
     Ok(out)
 }
 
+/// What a recovery found: the reader's start, the segments kept (id, bytes) and the records
+/// counted from the start.
+#[doc(hidden)]
+pub type RecoveryFound = (Position, Vec<(u64, u64)>, u64);
+
 /// Recovers the buffer directory `dir` as a start does, for the fuzz target over arbitrary
 /// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
 /// the records counted from the start.
 #[doc(hidden)]
-pub fn recover_for_fuzzing(dir: &Path) -> Result<(Position, Vec<(u64, u64)>, u64), String> {
+pub fn recover_for_fuzzing(dir: &Path) -> Result<RecoveryFound, String> {
     thread_local! {
         static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
             crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
