@@ -29,7 +29,7 @@ fn parsed_batch() -> Vec<Event> {
     let de = toml_edit::Value::InlineTable(toml_edit::InlineTable::new()).into_deserializer();
     let config = TransformConfig::deserialize_typed("parse_json", de).unwrap().unwrap();
     let metrics = ComponentMetrics::new(ComponentLabels::new("bench", "transform", "parse_json"));
-    let mut t = config.build("bench", &metrics).map_err(|e| e.message).unwrap();
+    let mut t = config.build(&metrics).map_err(|e| e.message).unwrap();
     let line = Bytes::from_static(JSON_LINE.as_bytes());
     let events = (0..BATCH).map(|_| Event::from_message(line.clone())).collect();
     let mut out = TransformOutput::new(0);

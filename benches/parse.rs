@@ -31,7 +31,7 @@ fn transform(toml: &str) -> Box<dyn Transform> {
     let de = toml_edit::Value::InlineTable(table.into_inline_table()).into_deserializer();
     let config = TransformConfig::deserialize_typed(&ty, de).unwrap().unwrap();
     let metrics = ComponentMetrics::new(ComponentLabels::new("bench", "transform", &ty));
-    config.build("bench", &metrics).map_err(|e| e.message).unwrap()
+    config.build(&metrics).map_err(|e| e.message).unwrap()
 }
 
 fn batch(line: &str, n: usize) -> Vec<Event> {

@@ -42,12 +42,12 @@ use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use vrl::value::{KeyString, ObjectMap, Value};
 
+use crate::channel::{BatchReceiver, BatchSender, Closed};
+use crate::error::Task;
 use crate::event::{Event, EventFinalizers, EventStatus};
 use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, Labels};
-use crate::topology::Task;
-use crate::topology::channel::{BatchReceiver, BatchSender, Closed};
 
 /// The id under which the default dead-letter file writer runs (reserved).
 pub const FILE_WRITER_ID: &str = "_dead_letter";
@@ -287,9 +287,9 @@ fn write_all(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::{WhenFull, channel};
     use crate::event::{BatchNotifier, BatchStatus};
     use crate::metrics::ComponentLabels;
-    use crate::topology::channel::{WhenFull, channel};
 
     fn rejected(n: &BatchNotifier, reason: &str) -> Rejected {
         let mut e = Event::from_message("x").with_notifier(n);

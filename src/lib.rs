@@ -6,8 +6,13 @@
 pub mod api;
 pub mod app;
 pub mod buffers;
+pub mod channel;
+pub mod component;
 pub mod config;
+#[cfg(test)]
+pub mod contract;
 pub mod dead_letter;
+pub mod error;
 pub mod event;
 pub mod files;
 #[doc(hidden)]

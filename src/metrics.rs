@@ -231,6 +231,26 @@ impl ComponentMetrics {
     }
 }
 
+/// What a component's counters say, read back (for the contract tests, [`crate::contract`]).
+#[cfg(test)]
+impl ComponentMetrics {
+    pub fn received_events(&self) -> u64 {
+        self.received_events.get()
+    }
+
+    pub fn sent_events(&self, output: &str) -> u64 {
+        global().sent_events.get_or_create(&self.labels.with("output", output)).get()
+    }
+
+    pub fn errors(&self, error_type: &str, stage: Stage) -> u64 {
+        self.error_counter(error_type, stage).get()
+    }
+
+    pub fn discarded_events(&self, reason: &str) -> u64 {
+        self.discarded_counter(reason).get()
+    }
+}
+
 /// Sent-events counters of one output.
 #[derive(Clone)]
 pub struct OutputMetrics {

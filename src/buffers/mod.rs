@@ -1,4 +1,4 @@
-//! Buffers in front of sinks other than the in-memory channel of [`crate::topology::channel`]:
+//! Buffers in front of sinks other than the in-memory channel of [`crate::channel`]:
 //! the disk buffer ([`disk`]).
 
 pub mod disk;

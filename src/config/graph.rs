@@ -47,9 +47,27 @@ pub(super) fn check(
     broken: &BTreeSet<String>,
     broken_consumers: &[Consumer],
 ) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    // The dead-letter sink may have no inputs of its own.
-    let dead_letter_sink = config.dead_letter.sink.clone();
+    let Resolved { edges, consumed, mut errors } = resolve(config, broken, broken_consumers);
+    errors.extend(find_cycles(config, &edges));
+    let warnings = unread_outputs(config, &consumed);
+    config.warnings.extend(warnings);
+    errors
+}
+
+/// The graph's edges as the inputs name them, and what is wrong with those inputs.
+struct Resolved {
+    /// From each component to the components reading one of its outputs.
+    edges: BTreeMap<String, Vec<String>>,
+    /// Every output some component reads.
+    consumed: BTreeSet<OutputId>,
+    errors: Vec<ConfigError>,
+}
+
+/// Resolves the inputs of every transform and sink (and of the broken ones, whose inputs
+/// still parsed) to the outputs they name.
+fn resolve(config: &Config, broken: &BTreeSet<String>, broken_consumers: &[Consumer]) -> Resolved {
+    let mut resolved =
+        Resolved { edges: BTreeMap::new(), consumed: BTreeSet::new(), errors: Vec::new() };
     // Outputs each upstream component offers.
     let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for id in config.sources.keys() {
@@ -59,9 +77,6 @@ pub(super) fn check(
         offers.insert(id, def.inner.outputs());
     }
     let sink_ids: BTreeSet<&str> = config.sinks.keys().map(String::as_str).collect();
-
-    let mut consumed: BTreeSet<OutputId> = BTreeSet::new();
-    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let consumers = config
         .transforms
         .iter()
@@ -74,76 +89,72 @@ pub(super) fn check(
         )
         .chain(broken_consumers.iter().map(|c| (c.kind, &c.id, &c.inputs, c.location.clone())));
     for (kind, id, inputs, location) in consumers {
-        let component = Some(format!("{}.{id}", kind.table()));
+        let error = |message: String| ConfigError {
+            location: Some(location.clone()),
+            component: Some(format!("{}.{id}", kind.table())),
+            message,
+        };
+        // The dead-letter sink may have no inputs of its own.
         let dead_letter_only =
-            kind == ComponentKind::Sink && dead_letter_sink.as_deref() == Some(id.as_str());
+            kind == ComponentKind::Sink && config.dead_letter.sink.as_deref() == Some(id.as_str());
         if inputs.is_empty() && !dead_letter_only {
-            errors.push(ConfigError {
-                location: Some(location.clone()),
-                component: component.clone(),
-                message: format!("`inputs` is empty: a {} needs at least one input", kind.name()),
-            });
+            let message = format!("`inputs` is empty: a {} needs at least one input", kind.name());
+            resolved.errors.push(error(message));
         }
         for input in inputs {
             let out = parse_input(input);
             if broken.contains(&out.component) {
                 continue;
             }
-            let Some(ports) = offers.get(out.component.as_str()) else {
-                let message = if sink_ids.contains(out.component.as_str()) {
-                    format!(
-                        "input \"{input}\" is a sink; only sources and transforms can be inputs"
-                    )
-                } else {
-                    let hint = did_you_mean(&out.component, offers.keys().copied())
-                        .map(|s| format!(" (did you mean \"{s}\"?)"))
-                        .unwrap_or_default();
-                    format!("input \"{input}\" names no source or transform{hint}")
-                };
-                errors.push(ConfigError {
-                    location: Some(location.clone()),
-                    component: component.clone(),
-                    message,
-                });
-                continue;
-            };
-            if let Some(port) = &out.port
-                && !ports.contains(port)
-            {
-                let offered = if ports.is_empty() {
-                    format!("`{}` has no named outputs", out.component)
-                } else {
-                    format!(
-                        "`{}` has the outputs {}",
-                        out.component,
-                        ports
-                            .iter()
-                            .map(|p| format!("\"{}.{p}\"", out.component))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                errors.push(ConfigError {
-                    location: Some(location.clone()),
-                    component: component.clone(),
-                    message: format!("input \"{input}\" names no output: {offered}"),
-                });
+            if let Some(message) = input_problem(input, &out, id, &offers, &sink_ids) {
+                resolved.errors.push(error(message));
                 continue;
             }
-            if id == &out.component {
-                errors.push(ConfigError {
-                    location: Some(location.clone()),
-                    component: component.clone(),
-                    message: format!("input \"{input}\" is the component itself (a cycle)"),
-                });
-                continue;
-            }
-            edges.entry(out.component.clone()).or_default().push(id.clone());
-            consumed.insert(out);
+            resolved.edges.entry(out.component.clone()).or_default().push(id.clone());
+            resolved.consumed.insert(out);
         }
     }
+    resolved
+}
 
-    // Cycles through transforms: depth-first search with colours.
+/// What is wrong with `input` of component `id`, if anything: it names a sink, nothing, an
+/// output its component does not have, or the component itself.
+fn input_problem(
+    input: &str,
+    out: &OutputId,
+    id: &str,
+    offers: &BTreeMap<&str, Vec<String>>,
+    sink_ids: &BTreeSet<&str>,
+) -> Option<String> {
+    let Some(ports) = offers.get(out.component.as_str()) else {
+        if sink_ids.contains(out.component.as_str()) {
+            return Some(format!(
+                "input \"{input}\" is a sink; only sources and transforms can be inputs"
+            ));
+        }
+        let hint = did_you_mean(&out.component, offers.keys().copied())
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        return Some(format!("input \"{input}\" names no source or transform{hint}"));
+    };
+    if let Some(port) = &out.port
+        && !ports.contains(port)
+    {
+        let offered = if ports.is_empty() {
+            format!("`{}` has no named outputs", out.component)
+        } else {
+            let names: Vec<String> =
+                ports.iter().map(|p| format!("\"{}.{p}\"", out.component)).collect();
+            format!("`{}` has the outputs {}", out.component, names.join(", "))
+        };
+        return Some(format!("input \"{input}\" names no output: {offered}"));
+    }
+    (id == out.component).then(|| format!("input \"{input}\" is the component itself (a cycle)"))
+}
+
+/// Cycles through transforms: depth-first search with colours, each cycle reported once.
+fn find_cycles(config: &Config, edges: &BTreeMap<String, Vec<String>>) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
     let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = on stack, 2 = done
     let mut reported = BTreeSet::new();
     for start in config.transforms.keys() {
@@ -154,43 +165,46 @@ pub(super) fn check(
         state.insert(start, 1);
         while let Some((node, next)) = stack.last().cloned() {
             let children = edges.get(node).map(Vec::as_slice).unwrap_or(&[]);
-            if next < children.len() {
-                if let Some(top) = stack.last_mut() {
-                    top.1 += 1;
-                }
-                let child = children[next].as_str();
-                if !config.transforms.contains_key(child) {
-                    continue;
-                }
-                match state.get(child).copied() {
-                    Some(1) => {
-                        let pos = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
-                        let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| *n).collect();
-                        cycle.push(child);
-                        let key: BTreeSet<&str> = cycle.iter().copied().collect();
-                        if reported.insert(key.into_iter().collect::<Vec<_>>().join(",")) {
-                            let def = &config.transforms[child];
-                            errors.push(ConfigError {
-                                location: Some(def.locate(Some("inputs"))),
-                                component: Some(format!("transforms.{child}")),
-                                message: format!("the inputs form a cycle: {}", cycle.join(" -> ")),
-                            });
-                        }
-                    }
-                    Some(2) => {}
-                    _ => {
-                        state.insert(child, 1);
-                        stack.push((child, 0));
-                    }
-                }
-            } else {
+            if next >= children.len() {
                 state.insert(node, 2);
                 stack.pop();
+                continue;
+            }
+            if let Some(top) = stack.last_mut() {
+                top.1 += 1;
+            }
+            let child = children[next].as_str();
+            if !config.transforms.contains_key(child) {
+                continue;
+            }
+            match state.get(child).copied() {
+                Some(1) => {
+                    let pos = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
+                    let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| *n).collect();
+                    cycle.push(child);
+                    let key: BTreeSet<&str> = cycle.iter().copied().collect();
+                    if reported.insert(key.into_iter().collect::<Vec<_>>().join(",")) {
+                        let def = &config.transforms[child];
+                        errors.push(ConfigError {
+                            location: Some(def.locate(Some("inputs"))),
+                            component: Some(format!("transforms.{child}")),
+                            message: format!("the inputs form a cycle: {}", cycle.join(" -> ")),
+                        });
+                    }
+                }
+                Some(2) => {}
+                _ => {
+                    state.insert(child, 1);
+                    stack.push((child, 0));
+                }
             }
         }
     }
+    errors
+}
 
-    // Warnings: outputs nobody reads.
+/// Warnings: outputs nobody reads.
+fn unread_outputs(config: &Config, consumed: &BTreeSet<OutputId>) -> Vec<String> {
     let mut warnings = Vec::new();
     for id in config.sources.keys() {
         let out = OutputId { component: id.clone(), port: None };
@@ -204,6 +218,5 @@ pub(super) fn check(
             warnings.push(format!("transforms.{id}: no component reads its output"));
         }
     }
-    config.warnings.extend(warnings);
-    errors
+    warnings
 }

@@ -14,6 +14,7 @@ use super::{
     BufferConfig, ComponentDef, ComponentKind, Config, ConfigError, DEFAULT_DATA_DIR,
     DEFAULT_SHUTDOWN_TIMEOUT, GlobalOptions, Location, did_you_mean, graph, vars,
 };
+use crate::metrics::{ComponentLabels, ComponentMetrics};
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::transforms::TransformConfig;
@@ -446,8 +447,45 @@ fn gather_component(
     let mut problems = Problems::new();
     let mut field_locations = BTreeMap::new();
     record_locations(index, table, "", &mut field_locations);
+    let type_name = read_type(index, table, &mut problems);
+    let inputs = match kind {
+        ComponentKind::Source => Vec::new(),
+        _ => read_inputs(index, table, kind, &mut problems),
+    };
+    let buffer = match kind {
+        ComponentKind::Sink => read_buffer(index, table, &mut problems),
+        _ => BufferConfig::default(),
+    };
+    let inputs_location =
+        index.span(table.key("inputs").and_then(Key::span)).unwrap_or_else(|| location.clone());
+    let failed_inputs = (kind != ComponentKind::Source && table.get("inputs").is_some())
+        .then(|| (inputs.clone(), inputs_location));
+    let Some(type_name) = type_name else {
+        return Err((problems, failed_inputs));
+    };
+    if let Err(problem) = known_type(index, table, kind, &type_name) {
+        problems.push(problem);
+        return Err((problems, failed_inputs));
+    }
+    let parts =
+        ComponentDef { inner: (), inputs, buffer, location: location.clone(), field_locations };
+    match deserialize(kind, &type_name, own_options(table, kind), parts) {
+        Some(Ok(gotten)) if problems.is_empty() => Ok(gotten),
+        Some(Ok(_)) | None => Err((problems, failed_inputs)),
+        Some(Err(e)) => {
+            problems.push((friendly(e.message()), index.span(e.span())));
+            Err((problems, failed_inputs))
+        }
+    }
+}
 
-    let type_name = match table.get("type") {
+/// The component's `type`, as a string.
+fn read_type(
+    index: &LineIndex<'_>,
+    table: &dyn TableLike,
+    problems: &mut Problems,
+) -> Option<String> {
+    match table.get("type") {
         None => {
             problems.push(("missing `type`".into(), None));
             None
@@ -459,50 +497,61 @@ fn gather_component(
                 None
             }
         },
-    };
+    }
+}
 
+/// The `inputs` of a transform or sink: a list of strings.
+fn read_inputs(
+    index: &LineIndex<'_>,
+    table: &dyn TableLike,
+    kind: ComponentKind,
+    problems: &mut Problems,
+) -> Vec<String> {
     let mut inputs = Vec::new();
-    if kind != ComponentKind::Source {
-        match table.get("inputs") {
+    let Some(item) = table.get("inputs") else {
+        let message = format!("missing `inputs`: a {} needs at least one input", kind.name());
+        problems.push((message, None));
+        return inputs;
+    };
+    let Some(arr) = item.as_array() else {
+        problems.push((
+            "`inputs` must be a list of component ids, like inputs = [\"my_source\"]".into(),
+            index.span(item.span()),
+        ));
+        return inputs;
+    };
+    for v in arr.iter() {
+        match v.as_str() {
+            Some(s) => inputs.push(s.to_string()),
             None => problems.push((
-                format!("missing `inputs`: a {} needs at least one input", kind.name()),
-                None,
+                "`inputs` must be a list of component ids (strings)".into(),
+                index.span(v.span()),
             )),
-            Some(item) => match item.as_array() {
-                Some(arr) => {
-                    for v in arr.iter() {
-                        match v.as_str() {
-                            Some(s) => inputs.push(s.to_string()),
-                            None => problems.push((
-                                "`inputs` must be a list of component ids (strings)".into(),
-                                index.span(v.span()),
-                            )),
-                        }
-                    }
-                }
-                None => problems.push((
-                    "`inputs` must be a list of component ids, like inputs = [\"my_source\"]"
-                        .into(),
-                    index.span(item.span()),
-                )),
-            },
         }
     }
+    inputs
+}
 
-    let mut buffer = BufferConfig::default();
-    if kind == ComponentKind::Sink
-        && let Some(item) = table.get("buffer")
-    {
-        match item_to_value(item.clone()).map(|v| BufferConfig::deserialize(v.into_deserializer()))
-        {
-            Some(Ok(b)) => buffer = b,
-            Some(Err(e)) => problems
-                .push((format!("buffer: {}", e.message()), index.span(e.span().or(item.span())))),
-            None => {}
+/// The `buffer` table of a sink.
+fn read_buffer(
+    index: &LineIndex<'_>,
+    table: &dyn TableLike,
+    problems: &mut Problems,
+) -> BufferConfig {
+    let Some(item) = table.get("buffer") else { return BufferConfig::default() };
+    match item_to_value(item.clone()).map(|v| BufferConfig::deserialize(v.into_deserializer())) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            let at = index.span(e.span().or(item.span()));
+            problems.push((format!("buffer: {}", e.message()), at));
+            BufferConfig::default()
         }
+        None => BufferConfig::default(),
     }
+}
 
-    // The rest of the table is the type's own options.
+/// The rest of the table: the type's own options.
+fn own_options(table: &dyn TableLike, kind: ComponentKind) -> InlineTable {
     let mut rest = InlineTable::new();
     for (key, item) in table.iter() {
         let generic = key == "type"
@@ -516,88 +565,64 @@ fn gather_component(
             rest.insert_formatted(&k, v);
         }
     }
+    rest
+}
 
-    let inputs_location =
-        index.span(table.key("inputs").and_then(Key::span)).unwrap_or_else(|| location.clone());
-    let failed_inputs = (kind != ComponentKind::Source && table.get("inputs").is_some())
-        .then(|| (inputs.clone(), inputs_location));
-    let Some(type_name) = type_name else {
-        return Err((problems, failed_inputs));
-    };
+/// Is `type_name` a type of this kind? If not, the problem, with a "did you mean".
+fn known_type(
+    index: &LineIndex<'_>,
+    table: &dyn TableLike,
+    kind: ComponentKind,
+    type_name: &str,
+) -> Result<(), (String, Option<Location>)> {
     let types: &[&str] = match kind {
         ComponentKind::Source => SourceConfig::TYPES,
         ComponentKind::Transform => TransformConfig::TYPES,
         ComponentKind::Sink => SinkConfig::TYPES,
     };
-    if !types.contains(&type_name.as_str()) {
-        let hint = did_you_mean(&type_name, types.iter().copied())
-            .map(|s| format!("did you mean `{s}`? "))
-            .unwrap_or_default();
-        problems.push((
-            format!(
-                "unknown {} type `{type_name}`; {hint}known types: {}",
-                kind.name(),
-                types.join(", ")
-            ),
-            index.span(table.get("type").and_then(Item::span)),
-        ));
-        return Err((problems, failed_inputs));
+    if types.contains(&type_name) {
+        return Ok(());
     }
-    let de = TomlValue::InlineTable(rest).into_deserializer();
-    let typed = match kind {
-        ComponentKind::Source => SourceConfig::deserialize_typed(&type_name, de).map(|r| {
-            r.map(|c| {
-                Gotten::Source(def(
-                    c,
-                    Vec::new(),
-                    BufferConfig::default(),
-                    location,
-                    field_locations.clone(),
-                ))
-            })
-        }),
-        ComponentKind::Transform => TransformConfig::deserialize_typed(&type_name, de).map(|r| {
-            r.map(|c| {
-                Gotten::Transform(def(
-                    c,
-                    inputs.clone(),
-                    BufferConfig::default(),
-                    location,
-                    field_locations.clone(),
-                ))
-            })
-        }),
-        ComponentKind::Sink => SinkConfig::deserialize_typed(&type_name, de).map(|r| {
-            r.map(|c| {
-                Gotten::Sink(def(
-                    c,
-                    inputs.clone(),
-                    buffer.clone(),
-                    location,
-                    field_locations.clone(),
-                ))
-            })
-        }),
-    };
-    match typed {
-        Some(Ok(gotten)) if problems.is_empty() => Ok(gotten),
-        Some(Ok(_)) => Err((problems, failed_inputs)),
-        Some(Err(e)) => {
-            problems.push((friendly(e.message()), index.span(e.span())));
-            Err((problems, failed_inputs))
-        }
-        None => Err((problems, failed_inputs)),
-    }
+    let hint = did_you_mean(type_name, types.iter().copied())
+        .map(|s| format!("did you mean `{s}`? "))
+        .unwrap_or_default();
+    Err((
+        format!(
+            "unknown {} type `{type_name}`; {hint}known types: {}",
+            kind.name(),
+            types.join(", ")
+        ),
+        index.span(table.get("type").and_then(Item::span)),
+    ))
 }
 
-fn def<T>(
-    inner: T,
-    inputs: Vec<String>,
-    buffer: BufferConfig,
-    location: &Location,
-    field_locations: BTreeMap<String, Location>,
-) -> ComponentDef<T> {
-    ComponentDef { inner, inputs, buffer, location: location.clone(), field_locations }
+/// Deserializes the type's own options into its closed config enum; `parts` holds the keys
+/// every component of the kind has.
+fn deserialize(
+    kind: ComponentKind,
+    type_name: &str,
+    options: InlineTable,
+    parts: ComponentDef<()>,
+) -> Option<Result<Gotten, toml_edit::de::Error>> {
+    let de = TomlValue::InlineTable(options).into_deserializer();
+    Some(match kind {
+        ComponentKind::Source => {
+            SourceConfig::deserialize_typed(type_name, de)?.map(|c| Gotten::Source(parts.with(c)))
+        }
+        ComponentKind::Transform => TransformConfig::deserialize_typed(type_name, de)?
+            .map(|c| Gotten::Transform(parts.with(c))),
+        ComponentKind::Sink => {
+            SinkConfig::deserialize_typed(type_name, de)?.map(|c| Gotten::Sink(parts.with(c)))
+        }
+    })
+}
+
+impl ComponentDef<()> {
+    /// The same component with its typed config.
+    fn with<T>(self, inner: T) -> ComponentDef<T> {
+        let ComponentDef { inner: (), inputs, buffer, location, field_locations } = self;
+        ComponentDef { inner, inputs, buffer, location, field_locations }
+    }
 }
 
 /// Serde's messages, with the wording tuned for people writing TOML.
@@ -666,7 +691,8 @@ fn check_components(config: &Config) -> Vec<ConfigError> {
         }
     }
     for (id, def) in &config.transforms {
-        for issue in def.inner.check(id) {
+        let labels = ComponentLabels::new(id, "transform", def.inner.type_name());
+        for issue in def.inner.check(&ComponentMetrics::new(labels)) {
             errors.push(ConfigError {
                 location: Some(def.locate(issue.field.as_deref())),
                 component: Some(format!("transforms.{id}")),

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::channel::{DEFAULT_BUFFER_BYTES, WhenFull};
+pub use crate::error::ConfigIssue;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
-use crate::topology::channel::{DEFAULT_BUFFER_BYTES, WhenFull};
 use crate::transforms::TransformConfig;
 
 pub use loader::{load_from_paths, load_from_str};
@@ -72,23 +73,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A problem found by a component's own check, located by the field it concerns.
-#[derive(Clone, Debug)]
-pub struct ConfigIssue {
-    /// The field (dotted for nested tables, e.g. `multiline.start_pattern`), if one is to blame.
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl ConfigIssue {
-    pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self { field: Some(field.to_string()), message: message.into() }
-    }
-
-    pub fn general(message: impl Into<String>) -> Self {
-        Self { field: None, message: message.into() }
-    }
-}
+impl std::error::Error for ConfigError {}
 
 /// The kind of a component, as written in the TOML tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -282,40 +267,4 @@ pub(crate) fn did_you_mean<'a>(
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// Declares a closed enum of component configs, one variant per `type`, with the dispatch
-/// from the `type` string to the variant's `deny_unknown_fields` struct.
-#[macro_export]
-macro_rules! component_enum {
-    ($(#[$meta:meta])* $name:ident { $($tag:literal => $variant:ident($ty:ty)),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone)]
-        pub enum $name {
-            $($variant($ty)),*
-        }
-
-        impl $name {
-            /// Every `type` this kind accepts.
-            pub const TYPES: &'static [&'static str] = &[$($tag),*];
-
-            /// The `type` as written in the TOML.
-            pub fn type_name(&self) -> &'static str {
-                match self {
-                    $(Self::$variant(_) => $tag),*
-                }
-            }
-
-            /// Deserializes the table of a component of type `ty`; `None` for an unknown type.
-            pub fn deserialize_typed<'de, D: serde::Deserializer<'de>>(
-                ty: &str,
-                de: D,
-            ) -> Option<Result<Self, D::Error>> {
-                match ty {
-                    $($tag => Some(<$ty as serde::Deserialize>::deserialize(de).map(Self::$variant)),)*
-                    _ => None,
-                }
-            }
-        }
-    };
 }

@@ -7,7 +7,7 @@
 //! lines.
 //!
 //! A block reaches only consumers that declared they write lines as read
-//! (`topology::channel::BatchSender::with_lines`); anything else that receives one turns it
+//! (`channel::BatchSender::with_lines`); anything else that receives one turns it
 //! into exactly the events the source would have built ([`LineBlock::into_events`]), so a
 //! block is never seen as anything but those events.
 

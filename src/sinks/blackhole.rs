@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::topology::{SinkContext, Task};
+use crate::component::{SinkComponent, SinkContext};
+use crate::error::{BuildError, ConfigIssue, Task};
 
 /// `[sinks.<id>] type = "blackhole"`
 #[derive(Debug, Clone, Deserialize)]
@@ -15,8 +16,14 @@ pub struct BlackholeConfig {
     pub print_interval_secs: u64,
 }
 
-impl BlackholeConfig {
-    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
+impl SinkComponent for BlackholeConfig {
+    type Checked = ();
+
+    fn check(&self) -> Result<(), Vec<ConfigIssue>> {
+        Ok(())
+    }
+
+    fn build(&self, (): (), mut cx: SinkContext) -> Result<Task, BuildError> {
         let every = Duration::from_secs(self.print_interval_secs);
         Ok(Box::pin(async move {
             let out = cx.metrics.output("_default");
@@ -37,5 +44,30 @@ impl BlackholeConfig {
             tracing::info!(component = %cx.id, events = events_total, "blackhole received its last event");
             Ok(())
         }))
+    }
+
+    /// Blocks of lines are counted as they came.
+    fn writes_lines_as_read(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Expect, events, run_sink};
+    use crate::event::BatchStatus;
+
+    #[tokio::test]
+    async fn keeps_the_sink_contract() {
+        let (input, acks) = events(&["a", "b"]);
+        let run = run_sink(&BlackholeConfig { print_interval_secs: 0 }, "blackhole", input).await;
+        let expect = Expect {
+            received: 2,
+            sent: 2,
+            status: Some(BatchStatus::Delivered),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
     }
 }

@@ -4,8 +4,9 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::util::encoding::EncodingConfig;
+use crate::component::{SinkComponent, SinkContext};
+use crate::error::{BuildError, ComponentError, ConfigIssue, Task};
 use crate::event::{EventStatus, batch_size};
-use crate::topology::{SinkContext, Task};
 
 /// `[sinks.<id>] type = "console"`
 #[derive(Debug, Clone, Deserialize)]
@@ -15,8 +16,14 @@ pub struct ConsoleConfig {
     pub encoding: EncodingConfig,
 }
 
-impl ConsoleConfig {
-    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
+impl SinkComponent for ConsoleConfig {
+    type Checked = ();
+
+    fn check(&self) -> Result<(), Vec<ConfigIssue>> {
+        Ok(())
+    }
+
+    fn build(&self, (): (), mut cx: SinkContext) -> Result<Task, BuildError> {
         let encoding = self.encoding;
         Ok(Box::pin(async move {
             let mut stdout = tokio::io::stdout();
@@ -41,8 +48,7 @@ impl ConsoleConfig {
                         crate::metrics::error_type::WRITE_FAILED,
                         crate::metrics::Stage::Sending,
                     );
-                    tracing::error!(component = %cx.id, error = %e, "cannot write to standard output; sink stops");
-                    return Err(());
+                    return Err(ComponentError::io("cannot write to standard output", e));
                 }
                 out.sent(events.len(), buf.len());
             }

@@ -25,14 +25,15 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::util::encoding::{Codec, EncodingConfig};
-use crate::config::ConfigIssue;
+use crate::channel::Batch;
+use crate::component::{SinkComponent, SinkContext};
 use crate::dead_letter::{Rejected, original_of};
+use crate::error::ConfigIssue;
+use crate::error::{BuildError, ComponentError, Task};
 use crate::event::{Event, EventFinalizers, EventStatus, batch_size};
 use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::template::Template;
-use crate::topology::channel::Batch;
-use crate::topology::{SinkContext, Task};
 
 /// `[sinks.<id>] type = "file"`
 #[derive(Debug, Clone, Deserialize)]
@@ -51,24 +52,14 @@ fn default_idle() -> u64 {
     30
 }
 
-impl FileSinkConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
-        match Template::parse(&self.path) {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![ConfigIssue::field("path", e)],
-        }
+impl SinkComponent for FileSinkConfig {
+    type Checked = Template;
+
+    fn check(&self) -> Result<Template, Vec<ConfigIssue>> {
+        Template::parse(&self.path).map_err(|e| vec![ConfigIssue::field("path", e)])
     }
 
-    /// A constant path and the text codec: a block of lines is written as it was read.
-    pub fn writes_lines_as_read(&self) -> bool {
-        self.encoding.codec == Codec::Text
-            && Template::parse(&self.path).is_ok_and(|t| t.is_static())
-    }
-
-    pub fn build(&self, mut cx: SinkContext) -> Result<Task, String> {
-        let template = Template::parse(&self.path)?;
-        let encoding = self.encoding;
-        let idle = Duration::from_secs(self.idle_timeout_secs);
+    fn build(&self, template: Template, cx: SinkContext) -> Result<Task, BuildError> {
         // A path without fields or dates is the same for every event: rendered once.
         let fixed = template
             .is_static()
@@ -76,147 +67,198 @@ impl FileSinkConfig {
             .flatten();
         // Blocks of lines reach the sink exactly when the topology asked for them.
         let raw = self.writes_lines_as_read() && fixed.is_some();
-        let sink = async move {
-            let out = cx.metrics.output("_default");
-            let mut files: HashMap<String, (Arc<std::fs::File>, Instant)> = HashMap::new();
-            let mut log_limit = RateLimit::default();
-            // Encoded lines, the acknowledgement handles of their events and their number,
-            // by file; an event itself is dropped once encoded.
-            let mut by_path: HashMap<String, Lines> = HashMap::new();
-            // Written buffers, kept for the next batches: a fresh buffer of megabytes would
-            // be faulted in page by page on every write.
-            let mut spare: Vec<Vec<u8>> = Vec::new();
-            while let Some(first) = cx.input.recv_batch().await {
-                let now = chrono::Utc::now();
-                let mut refused = Vec::new();
-                let mut constant =
-                    Lines { bytes: spare.pop().unwrap_or_default(), ..Default::default() };
-                // Batches already queued join this write, up to WRITE_BYTES: fewer, larger
-                // writes when the source is ahead, no waiting when it is not.
-                let mut next = Some(first);
-                let mut encoded = 0;
-                // Blocks are written from the queue's own buffers, so more of them join a
-                // write: fewer hand-offs to the blocking pool for no copy.
-                let write_bytes = if raw { RAW_WRITE_BYTES } else { WRITE_BYTES };
-                while let Some(batch) = next.take() {
-                    let events = match batch {
-                        // A block of lines for a constant path is its own encoding: each
-                        // line and its newline, as the text codec writes them.
-                        Batch::Lines(block) if raw => {
-                            // Written from the block itself, after what was encoded
-                            // before it: no copy.
-                            cx.metrics.received(block.len(), block.size());
-                            if !constant.bytes.is_empty() {
-                                let before = std::mem::take(&mut constant.bytes);
-                                constant.written.push(Bytes::from(before));
-                            }
-                            constant.written.push(block.data().clone());
-                            encoded += block.size();
-                            constant.events += block.len();
-                            constant.finalizers.absorb(block.into_finalizers());
-                            Vec::new()
-                        }
-                        other => {
-                            let events = other.into_events();
-                            cx.metrics.received(events.len(), batch_size(&events));
-                            events
-                        }
-                    };
-                    for mut e in events {
-                        // The constant path's lines gather outside the map (no hashing per event)
-                        // and join it after the batch.
-                        let entry = match &fixed {
-                            Some(_) => &mut constant,
-                            None => match template.render(&e, now) {
-                                Ok(path) => by_path.entry(path).or_insert_with(|| Lines {
-                                    bytes: spare.pop().unwrap_or_default(),
-                                    ..Default::default()
-                                }),
-                                Err(missing) => {
-                                    cx.metrics.error(
-                                        crate::metrics::error_type::TEMPLATE_FAILED,
-                                        crate::metrics::Stage::Processing,
-                                    );
-                                    if let Some(suppressed) = log_limit.allow() {
-                                        tracing::error!(component = %cx.id, field = %missing.0,
-                                        suppressed,
-                                        "event lacks a field of the path template; event \
-                                         rejected and sent to the dead-letter destination");
-                                    }
-                                    refused.push(Rejected {
-                                        original: original_of(&e),
-                                        finalizers: std::mem::take(e.finalizers_mut()),
-                                        destination: None,
-                                        reason: "missing_field".into(),
-                                        detail: format!(
-                                            "the path template needs the field `{}`",
-                                            missing.0
-                                        ),
-                                    });
-                                    continue;
-                                }
-                            },
-                        };
-                        let before = entry.bytes.len();
-                        encoding.encode_line(&e, &mut entry.bytes);
-                        encoded += entry.bytes.len() - before;
-                        entry.finalizers.absorb(std::mem::take(e.finalizers_mut()));
-                        entry.events += 1;
-                    }
-                    if encoded < write_bytes {
-                        next = cx.input.try_recv_batch();
-                    }
-                }
-                if let Some(p) = &fixed
-                    && constant.events > 0
-                {
-                    by_path.insert(p.clone(), constant);
-                }
-                cx.dead_letter.send(refused).await;
-                for (path, lines) in by_path.drain() {
-                    let bytes =
-                        lines.bytes.len() + lines.written.iter().map(Bytes::len).sum::<usize>();
-                    let events = lines.events;
-                    match write(&mut files, &path, lines.written, lines.bytes, raw).await {
-                        Ok(mut buf) => {
-                            out.sent(events, bytes);
-                            if spare.len() < SPARE_BUFFERS {
-                                buf.clear();
-                                spare.push(buf);
-                            }
-                        }
-                        Err(e) => {
-                            lines.finalizers.update_status(EventStatus::Errored);
-                            files.remove(&path);
-                            cx.metrics.error(
-                                crate::metrics::error_type::WRITE_FAILED,
-                                crate::metrics::Stage::Sending,
-                            );
-                            tracing::error!(component = %cx.id, path = %path, error = %e,
-                                "cannot write; these events will be read again after a restart");
-                        }
-                    }
-                }
-                files.retain(|_, (_, last)| last.elapsed() < idle);
-            }
-            Ok(())
+        let sink = FileSink {
+            template,
+            fixed,
+            encoding: self.encoding,
+            idle: Duration::from_secs(self.idle_timeout_secs),
+            raw,
+            cx,
+            files: HashMap::new(),
+            by_path: HashMap::new(),
+            log_limit: RateLimit::default(),
+            spare: Vec::new(),
         };
         if !raw {
-            return Ok(Box::pin(sink));
+            return Ok(Box::pin(sink.run()));
         }
         // Writing lines as read, the sink runs on a thread of its own so that its writes
         // overlap with the file source's reads instead of handing off to the blocking pool
         // for each one; encoding events, it gains nothing there and stays on the workers.
         let handle = tokio::runtime::Handle::current();
         Ok(Box::pin(async move {
-            match tokio::task::spawn_blocking(move || handle.block_on(sink)).await {
+            match tokio::task::spawn_blocking(move || handle.block_on(sink.run())).await {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "file sink thread failed");
-                    Err(())
-                }
+                Err(e) => Err(ComponentError::Thread(e.to_string())),
             }
         }))
+    }
+
+    /// A constant path and the text codec: a block of lines is written as it was read.
+    fn writes_lines_as_read(&self) -> bool {
+        self.encoding.codec == Codec::Text
+            && Template::parse(&self.path).is_ok_and(|t| t.is_static())
+    }
+}
+
+/// The running sink.
+struct FileSink {
+    template: Template,
+    /// The path, when it is the same for every event.
+    fixed: Option<String>,
+    encoding: EncodingConfig,
+    idle: Duration,
+    /// Blocks of lines are written as they are, on the sink's own thread.
+    raw: bool,
+    cx: SinkContext,
+    /// Open files and when each was last written; closed after `idle`.
+    files: HashMap<String, (Arc<std::fs::File>, Instant)>,
+    /// Encoded lines, the acknowledgement handles of their events and their number, by
+    /// file; an event itself is dropped once encoded.
+    by_path: HashMap<String, Lines>,
+    log_limit: RateLimit,
+    /// Written buffers, kept for the next batches: a fresh buffer of megabytes would be
+    /// faulted in page by page on every write.
+    spare: Vec<Vec<u8>>,
+}
+
+impl FileSink {
+    async fn run(mut self) -> Result<(), ComponentError> {
+        let out = self.cx.metrics.output("_default");
+        while let Some(first) = self.cx.input.recv_batch().await {
+            let refused = self.gather(first);
+            self.cx.dead_letter.send(refused).await;
+            self.write_gathered(&out).await;
+            let idle = self.idle;
+            self.files.retain(|_, (_, last)| last.elapsed() < idle);
+        }
+        Ok(())
+    }
+
+    /// Encodes `first` and the batches already queued behind it, up to the write size, into
+    /// `by_path`: fewer, larger writes when the source is ahead, no waiting when it is not.
+    /// Returns the events whose path could not be rendered.
+    fn gather(&mut self, first: Batch) -> Vec<Rejected> {
+        let now = chrono::Utc::now();
+        let mut refused = Vec::new();
+        let mut constant =
+            Lines { bytes: self.spare.pop().unwrap_or_default(), ..Default::default() };
+        let mut next = Some(first);
+        let mut encoded = 0;
+        // Blocks are written from the queue's own buffers, so more of them join a write.
+        let write_bytes = if self.raw { RAW_WRITE_BYTES } else { WRITE_BYTES };
+        while let Some(batch) = next.take() {
+            let events = match batch {
+                // A block of lines for a constant path is its own encoding: each line and its
+                // newline, as the text codec writes them; written from the block itself,
+                // after what was encoded before it.
+                Batch::Lines(block) if self.raw => {
+                    self.cx.metrics.received(block.len(), block.size());
+                    if !constant.bytes.is_empty() {
+                        let before = std::mem::take(&mut constant.bytes);
+                        constant.written.push(Bytes::from(before));
+                    }
+                    constant.written.push(block.data().clone());
+                    encoded += block.size();
+                    constant.events += block.len();
+                    constant.finalizers.absorb(block.into_finalizers());
+                    Vec::new()
+                }
+                other => {
+                    let events = other.into_events();
+                    self.cx.metrics.received(events.len(), batch_size(&events));
+                    events
+                }
+            };
+            for e in events {
+                encoded += self.encode(e, now, &mut constant, &mut refused);
+            }
+            if encoded < write_bytes {
+                next = self.cx.input.try_recv_batch();
+            }
+        }
+        if let Some(p) = &self.fixed
+            && constant.events > 0
+        {
+            self.by_path.insert(p.clone(), constant);
+        }
+        refused
+    }
+
+    /// Encodes one event into the lines of its file (the constant path's gather outside the
+    /// map, no hashing per event); returns the bytes added.
+    fn encode(
+        &mut self,
+        mut e: Event,
+        now: chrono::DateTime<chrono::Utc>,
+        constant: &mut Lines,
+        refused: &mut Vec<Rejected>,
+    ) -> usize {
+        let entry = match &self.fixed {
+            Some(_) => constant,
+            None => match self.template.render(&e, now) {
+                Ok(path) => {
+                    let spare = &mut self.spare;
+                    self.by_path.entry(path).or_insert_with(|| Lines {
+                        bytes: spare.pop().unwrap_or_default(),
+                        ..Default::default()
+                    })
+                }
+                Err(missing) => {
+                    self.cx.metrics.error(
+                        crate::metrics::error_type::TEMPLATE_FAILED,
+                        crate::metrics::Stage::Processing,
+                    );
+                    if let Some(suppressed) = self.log_limit.allow() {
+                        tracing::error!(component = %self.cx.id, field = %missing.0, suppressed,
+                            "event lacks a field of the path template; event rejected and sent \
+                             to the dead-letter destination");
+                    }
+                    refused.push(Rejected {
+                        original: original_of(&e),
+                        finalizers: std::mem::take(e.finalizers_mut()),
+                        destination: None,
+                        reason: "missing_field".into(),
+                        detail: format!("the path template needs the field `{}`", missing.0),
+                    });
+                    return 0;
+                }
+            },
+        };
+        let before = entry.bytes.len();
+        self.encoding.encode_line(&e, &mut entry.bytes);
+        entry.finalizers.absorb(std::mem::take(e.finalizers_mut()));
+        entry.events += 1;
+        entry.bytes.len() - before
+    }
+
+    /// Writes what `gather` collected, file by file. A failed write marks its events errored
+    /// (read again after a restart) and the sink goes on.
+    async fn write_gathered(&mut self, out: &crate::metrics::OutputMetrics) {
+        let gathered: Vec<(String, Lines)> = self.by_path.drain().collect();
+        for (path, lines) in gathered {
+            let bytes = lines.bytes.len() + lines.written.iter().map(Bytes::len).sum::<usize>();
+            let events = lines.events;
+            match write(&mut self.files, &path, lines.written, lines.bytes, self.raw).await {
+                Ok(mut buf) => {
+                    out.sent(events, bytes);
+                    if self.spare.len() < SPARE_BUFFERS {
+                        buf.clear();
+                        self.spare.push(buf);
+                    }
+                }
+                Err(e) => {
+                    lines.finalizers.update_status(EventStatus::Errored);
+                    self.files.remove(&path);
+                    self.cx.metrics.error(
+                        crate::metrics::error_type::WRITE_FAILED,
+                        crate::metrics::Stage::Sending,
+                    );
+                    tracing::error!(component = %self.cx.id, path = %path, error = %e,
+                        "cannot write; these events will be read again after a restart");
+                }
+            }
+        }
     }
 }
 
@@ -274,4 +316,55 @@ async fn write(
     };
     *last = Instant::now();
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Expect, events, run_sink};
+    use crate::event::BatchStatus;
+
+    #[tokio::test]
+    async fn writes_lines_and_keeps_the_sink_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let c = FileSinkConfig {
+            path: path.display().to_string(),
+            encoding: EncodingConfig::default(),
+            idle_timeout_secs: 30,
+        };
+        let (input, acks) = events(&["one", "two", "three"]);
+        let run = run_sink(&c, "file", input).await;
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written.lines().count(), 3, "{written}");
+        assert!(written.contains("\"message\":\"two\""), "{written}");
+        let expect = Expect {
+            received: 3,
+            sent: 3,
+            status: Some(BatchStatus::Delivered),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
+    }
+
+    #[tokio::test]
+    async fn an_event_without_the_paths_field_is_a_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = FileSinkConfig {
+            path: format!("{}/{{{{ service }}}}.log", dir.path().display()),
+            encoding: EncodingConfig::default(),
+            idle_timeout_secs: 30,
+        };
+        let (input, acks) = events(&["no service field"]);
+        let run = run_sink(&c, "file", input).await;
+        assert_eq!(run.dead_letters.len(), 1);
+        let expect = Expect {
+            received: 1,
+            sent: 0,
+            errors: vec![("template_failed", crate::metrics::Stage::Processing, 1)],
+            status: Some(BatchStatus::Rejected),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
+    }
 }

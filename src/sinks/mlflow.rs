@@ -44,12 +44,12 @@ use super::util::driver::Item;
 use super::util::http::{AuthConfig, HttpClient, HttpRequest, SendError, TlsConfig, check_url};
 use super::util::metrics::SinkMetrics;
 use super::util::retry::{Backoff, SerialRequestConfig};
-use crate::config::ConfigIssue;
+use crate::component::{ShutdownSignal, SinkComponent, SinkContext};
 use crate::dead_letter::{Rejected, original_of};
+use crate::error::{BuildError, ComponentError, ConfigIssue, Task};
 use crate::event::{Event, EventStatus, batch_size};
 use crate::internal_events::RateLimit;
 use crate::monitoring::report::{DriftReport, ModelKey, QualityReport};
-use crate::topology::{ShutdownSignal, SinkContext, Task};
 
 /// Metrics per `log-batch` request (MLflow's limit).
 const MAX_METRICS_PER_REQUEST: usize = 1000;
@@ -76,8 +76,11 @@ fn default_experiment() -> String {
     "weir-monitoring".into()
 }
 
-impl MlflowConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+impl SinkComponent for MlflowConfig {
+    /// Nothing compiled: the HTTP client takes the settings as they are.
+    type Checked = ();
+
+    fn check(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if let Err(e) = check_url(&self.endpoint) {
             issues.push(ConfigIssue::field("endpoint", e));
@@ -88,16 +91,17 @@ impl MlflowConfig {
         issues.extend(self.request.check());
         issues.extend(self.auth.iter().flat_map(AuthConfig::check));
         issues.extend(self.tls.iter().flat_map(TlsConfig::check));
-        issues
+        if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 
-    pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
+    fn build(&self, (): (), cx: SinkContext) -> Result<Task, BuildError> {
         let http = HttpClient::new(
             vec![self.endpoint.clone()],
             self.tls.as_ref(),
             self.auth.as_ref(),
             self.request.timeout(),
-        )?;
+        )
+        .map_err(|message| BuildError::Client { what: "HTTP client", message })?;
         let client = Client {
             http,
             metrics: SinkMetrics::new(&cx.metrics),
@@ -117,7 +121,11 @@ struct Pending {
     handles: Item<()>,
 }
 
-async fn run(mut cx: SinkContext, mut client: Client, backoff: Backoff) -> Result<(), ()> {
+async fn run(
+    mut cx: SinkContext,
+    mut client: Client,
+    backoff: Backoff,
+) -> Result<(), ComponentError> {
     let out = cx.metrics.output("_default");
     let exhausted = cx.metrics.error_counter(
         crate::metrics::error_type::RETRIES_EXHAUSTED,

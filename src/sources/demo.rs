@@ -18,10 +18,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use super::util::multiline::{Group, MultilineConfig};
+use super::util::multiline::{Group, Multiline, MultilineConfig};
 use super::util::{host_name, line_event, line_fields, sleep_until};
-use crate::config::ConfigIssue;
-use crate::topology::{SourceContext, Task};
+use crate::component::{SourceComponent, SourceContext};
+use crate::error::{BuildError, ConfigIssue, Task};
 
 /// `[sources.<id>] type = "demo"`
 #[derive(Debug, Clone, Deserialize)]
@@ -52,16 +52,20 @@ const MODELS: &[(&str, &str)] =
 const CONTRACTS: &[&str] = &["month-to-month", "one-year", "two-year"];
 const BATCH_LINES: usize = 512;
 
-impl DemoConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
-        self.multiline.as_ref().map(MultilineConfig::check).unwrap_or_default()
+impl SourceComponent for DemoConfig {
+    /// The compiled `multiline` options, if set.
+    type Checked = Option<Multiline>;
+
+    fn check(&self) -> Result<Option<Multiline>, Vec<ConfigIssue>> {
+        self.multiline.as_ref().map(MultilineConfig::check).transpose()
     }
 
-    pub fn build(&self, mut cx: SourceContext) -> Result<Task, String> {
-        let mut agg = match &self.multiline {
-            Some(m) => Some(m.build::<()>(1 << 20)?),
-            None => None,
-        };
+    fn build(
+        &self,
+        multiline: Option<Multiline>,
+        mut cx: SourceContext,
+    ) -> Result<Task, BuildError> {
+        let mut agg = multiline.map(|m| m.aggregator::<()>(1 << 20));
         let interval = Duration::from_millis(self.interval_ms);
         let count = self.count;
         let drift_after = self.drift_after_secs.map(Duration::from_secs);

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use super::util::lines::{LineFramer, Oversize};
-use super::util::multiline::{Group, MultilineConfig};
+use super::util::multiline::{Group, Multiline, MultilineConfig};
 use super::util::{group_event, host_name, line_fields, sleep_until};
-use crate::config::ConfigIssue;
+use crate::component::{SourceComponent, SourceContext};
+use crate::error::{BuildError, ConfigIssue, Task};
 use crate::internal_events::LineTooLong;
-use crate::topology::{SourceContext, Task};
 
 /// `[sources.<id>] type = "stdin"`
 #[derive(Debug, Clone, Deserialize)]
@@ -35,17 +35,21 @@ pub(crate) fn default_max_line_bytes() -> usize {
 
 const READ_CHUNK: usize = 64 * 1024;
 
-impl StdinConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
-        self.multiline.as_ref().map(MultilineConfig::check).unwrap_or_default()
+impl SourceComponent for StdinConfig {
+    /// The compiled `multiline` options, if set.
+    type Checked = Option<Multiline>;
+
+    fn check(&self) -> Result<Option<Multiline>, Vec<ConfigIssue>> {
+        self.multiline.as_ref().map(MultilineConfig::check).transpose()
     }
 
-    pub fn build(&self, mut cx: SourceContext) -> Result<Task, String> {
+    fn build(
+        &self,
+        multiline: Option<Multiline>,
+        mut cx: SourceContext,
+    ) -> Result<Task, BuildError> {
         let mut framer = LineFramer::new(0, self.max_line_bytes, self.oversize);
-        let mut agg = match &self.multiline {
-            Some(m) => Some(m.build::<()>(self.max_line_bytes)?),
-            None => None,
-        };
+        let mut agg = multiline.map(|m| m.aggregator::<()>(self.max_line_bytes));
         let mut too_long = LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate);
         let max = self.max_line_bytes;
         let action = if self.oversize == Oversize::Truncate { "cut" } else { "dropped" };

@@ -13,127 +13,32 @@
 //! Invariant: no component holds a sender to its own input, so inputs close exactly when every
 //! upstream has finished.
 
-pub mod channel;
-pub mod fanout;
-
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::buffers::disk;
+use crate::channel::{self, BatchReceiver, BatchSender, DEFAULT_BUFFER_BYTES, Fanout, WhenFull};
+use crate::component::{ShutdownSignal, SinkContext, SourceContext, SourceSender};
 use crate::config::graph::{OutputId, parse_input};
-use crate::config::{BufferType, ComponentKind, Config};
+use crate::config::{BufferType, ComponentDef, ComponentKind, Config};
 use crate::dead_letter::{self, DeadLetter};
-use crate::event::{Event, batch_size};
-use crate::metrics::{ComponentLabels, ComponentMetrics, OutputMetrics};
-use crate::transforms::{Transform, TransformOutput};
-use channel::{BatchReceiver, BatchSender, DEFAULT_BUFFER_BYTES, WhenFull};
-pub use fanout::Fanout;
+use crate::error::{BuildError, ComponentError, Task};
+use crate::metrics::{ComponentLabels, ComponentMetrics};
+use crate::sinks::SinkConfig;
 
-/// A component's task. `Err(())` means it failed; it has logged why.
-pub type Task = Pin<Box<dyn Future<Output = Result<(), ()>> + Send + 'static>>;
-
-/// Tells a source to stop, and by when everything must be done.
-#[derive(Clone)]
-pub struct ShutdownSignal {
-    token: CancellationToken,
-    deadline: Arc<OnceLock<Instant>>,
-}
-
-impl ShutdownSignal {
-    pub fn new() -> Self {
-        Self { token: CancellationToken::new(), deadline: Arc::new(OnceLock::new()) }
-    }
-
-    /// Resolves when the source must stop reading.
-    pub async fn cancelled(&self) {
-        self.token.cancelled().await;
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    /// When the graceful shutdown gives up (known once shutdown has begun).
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline.get().copied()
-    }
-
-    pub(crate) fn trigger(&self, timeout: Duration) {
-        let _ = self.deadline.set(Instant::now() + timeout);
-        self.token.cancel();
-    }
-}
-
-impl Default for ShutdownSignal {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The output of a source. Clones share the same consumers: a source that reads several
-/// connections at once gives each its own clone, and each clone waits on its own when the
-/// consumers are full.
-#[derive(Clone)]
-pub struct SourceSender {
-    fanout: Fanout,
-    metrics: OutputMetrics,
-}
-
-impl SourceSender {
-    pub fn new(fanout: Fanout, metrics: OutputMetrics) -> Self {
-        Self { fanout, metrics }
-    }
-
-    /// Sends a batch downstream, waiting while the consumers' buffers are full.
-    /// Returns `false` when no consumer is left (the source should stop).
-    pub async fn send(&mut self, events: Vec<Event>) -> bool {
-        self.send_batch(channel::Batch::Events(events)).await
-    }
-
-    /// Do all consumers take blocks of lines as they are ([`crate::event::LineBlock`])?
-    pub fn accepts_lines(&self) -> bool {
-        self.fanout.accepts_lines()
-    }
-
-    /// Sends events or a block of lines downstream, as [`SourceSender::send`]. A block is
-    /// for sources that checked [`SourceSender::accepts_lines`]; a consumer that does not
-    /// take blocks would still get its events.
-    pub async fn send_batch(&mut self, batch: channel::Batch) -> bool {
-        if batch.is_empty() {
-            return true;
-        }
-        self.metrics.sent(batch.len(), batch.size());
-        self.fanout.send_batch(batch).await
-    }
-}
-
-/// What a source is given when it is built.
-pub struct SourceContext {
-    pub id: String,
-    pub out: SourceSender,
-    pub shutdown: ShutdownSignal,
-    pub data_dir: PathBuf,
-    pub metrics: ComponentMetrics,
-}
-
-/// What a sink is given when it is built.
-pub struct SinkContext {
-    pub id: String,
-    pub input: BatchReceiver,
-    pub metrics: ComponentMetrics,
-    pub data_dir: PathBuf,
-    /// Where the events the sink rejects for good go (see [`crate::dead_letter`]).
-    pub dead_letter: DeadLetter,
-    /// Fires when weir begins to stop: a sink that retries outside the request driver stops
-    /// retrying then, so that a dead destination does not hold the stop until its timeout.
-    pub shutdown: ShutdownSignal,
+/// A component that could not be built, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{component}: {error}")]
+pub struct StartError {
+    /// `sources.<id>`, `transforms.<id>` or `sinks.<id>`.
+    pub component: String,
+    #[source]
+    pub error: BuildError,
 }
 
 /// A started pipeline.
@@ -148,21 +53,89 @@ pub struct RunningTopology {
 }
 
 /// Builds every component and starts its task. Errors are build failures (a directory that
-/// cannot be created, a port in use), one line each.
-pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
-    let mut errors = Vec::new();
-    let mut inputs: BTreeMap<OutputId, Vec<(String, BatchSender)>> = BTreeMap::new();
-    let mut receivers: BTreeMap<String, BatchReceiver> = BTreeMap::new();
+/// cannot be created, a port in use), one per component.
+pub fn start(config: &Config) -> Result<RunningTopology, Vec<StartError>> {
+    let mut builder = Builder::new(config);
+    builder.connect_inputs();
+    builder.build_sinks();
+    builder.build_transforms();
+    builder.build_sources();
+    builder.spawn()
+}
 
-    let mut connect = |id: &str,
-                       kind: &'static str,
-                       type_name: &str,
-                       buffer_bytes: usize,
-                       when_full: WhenFull,
-                       gauges: bool,
-                       lines: bool,
-                       from: &[String]| {
-        let metrics = ComponentMetrics::new(ComponentLabels::new(id, kind, type_name));
+/// The state of a start: the channels made so far, the tasks built and the errors met.
+struct Builder<'a> {
+    config: &'a Config,
+    /// The senders into each input that names an output; dropped before the tasks run, or
+    /// inputs would never close.
+    inputs: BTreeMap<OutputId, Vec<(String, BatchSender)>>,
+    /// The input of each transform and sink, taken when it is built.
+    receivers: BTreeMap<String, BatchReceiver>,
+    /// The input of the dead-letter destination: a configured sink's, or the default file's.
+    dead_letter_input: Option<BatchSender>,
+    shutdown: ShutdownSignal,
+    tasks: Vec<(String, ComponentKind, Task)>,
+    errors: Vec<StartError>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(config: &'a Config) -> Self {
+        Self {
+            config,
+            inputs: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            dead_letter_input: None,
+            shutdown: ShutdownSignal::new(),
+            tasks: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn failed(&mut self, kind: ComponentKind, id: &str, error: impl Into<BuildError>) {
+        let component = format!("{}.{id}", kind.table());
+        self.errors.push(StartError { component, error: error.into() });
+    }
+
+    /// Makes the bounded input channel of every sink and transform and registers it with the
+    /// outputs it reads.
+    fn connect_inputs(&mut self) {
+        let config = self.config;
+        for (id, def) in &config.sinks {
+            // A disk buffer puts its writer behind a small memory channel and reports the
+            // buffer's own fill level.
+            let (bytes, when_full, gauges, lines) = match def.buffer.kind {
+                BufferType::Memory => (
+                    def.buffer.max_bytes(),
+                    def.buffer.when_full,
+                    true,
+                    def.inner.writes_lines_as_read(),
+                ),
+                BufferType::Disk => (disk::WRITER_INPUT_BYTES, WhenFull::Block, false, false),
+            };
+            let metrics = metrics_of(id, ComponentKind::Sink, def.inner.type_name());
+            let tx = self.connect(id, &def.inputs, &metrics, bytes, when_full, gauges, lines);
+            if config.dead_letter.sink.as_deref() == Some(id.as_str()) {
+                self.dead_letter_input = Some(tx);
+            }
+        }
+        for (id, def) in &config.transforms {
+            let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
+            let bytes = channel::TRANSFORM_BUFFER_BYTES;
+            self.connect(id, &def.inputs, &metrics, bytes, WhenFull::Block, true, false);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        &mut self,
+        id: &str,
+        from: &[String],
+        metrics: &ComponentMetrics,
+        buffer_bytes: usize,
+        when_full: WhenFull,
+        gauges: bool,
+        lines: bool,
+    ) -> BatchSender {
         let (tx, rx) = channel::channel(
             buffer_bytes,
             when_full,
@@ -171,63 +144,37 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
         );
         let tx = tx.with_lines(lines);
         for input in from {
-            inputs.entry(parse_input(input)).or_default().push((id.to_string(), tx.clone()));
+            let senders = self.inputs.entry(parse_input(input)).or_default();
+            senders.push((id.to_string(), tx.clone()));
         }
-        receivers.insert(id.to_string(), rx);
+        self.receivers.insert(id.to_string(), rx);
         tx
-    };
-    // The input of the dead-letter destination: a configured sink's, or the default file's.
-    let mut dead_letter_input = None;
-    for (id, def) in &config.sinks {
-        // A disk buffer puts its writer behind a small memory channel and reports the
-        // buffer's own fill level.
-        let tx = match def.buffer.kind {
-            BufferType::Memory => connect(
-                id,
-                "sink",
-                def.inner.type_name(),
-                def.buffer.max_bytes(),
-                def.buffer.when_full,
-                true,
-                def.inner.writes_lines_as_read(),
-                &def.inputs,
-            ),
-            BufferType::Disk => connect(
-                id,
-                "sink",
-                def.inner.type_name(),
-                disk::WRITER_INPUT_BYTES,
-                WhenFull::Block,
-                false,
-                false,
-                &def.inputs,
-            ),
-        };
-        if config.dead_letter.sink.as_deref() == Some(id.as_str()) {
-            dead_letter_input = Some(tx);
+    }
+
+    /// The fan-out of one output over the inputs that name it.
+    fn fanout(&self, component: &str, port: Option<String>) -> Fanout {
+        let out = OutputId { component: component.to_string(), port };
+        Fanout::new(self.inputs.get(&out).cloned().unwrap_or_default())
+    }
+
+    /// Builds the sinks, and the default dead-letter file writer unless a sink takes its
+    /// place.
+    fn build_sinks(&mut self) {
+        let config = self.config;
+        if config.dead_letter.sink.is_none() {
+            self.build_dead_letter_file();
         }
+        for (id, def) in &config.sinks {
+            let Some(input) = self.receivers.remove(id) else { continue };
+            if let Err(error) = self.build_sink(id, def, input) {
+                self.failed(ComponentKind::Sink, id, error);
+            }
+        }
+        // Only the sinks' contexts hold it now: the destination's input closes after them.
+        self.dead_letter_input = None;
     }
-    for (id, def) in &config.transforms {
-        connect(
-            id,
-            "transform",
-            def.inner.type_name(),
-            channel::TRANSFORM_BUFFER_BYTES,
-            WhenFull::Block,
-            true,
-            false,
-            &def.inputs,
-        );
-    }
-    let fanout_for = |out: OutputId| Fanout::new(inputs.get(&out).cloned().unwrap_or_default());
 
-    let tracker = TaskTracker::new();
-    let shutdown = ShutdownSignal::new();
-    let sources_done = CancellationToken::new();
-    let running: Arc<Mutex<BTreeMap<String, &'static str>>> = Arc::default();
-    let mut tasks: Vec<(String, ComponentKind, Task)> = Vec::new();
-
-    if config.dead_letter.sink.is_none() {
+    fn build_dead_letter_file(&mut self) {
         let id = dead_letter::FILE_WRITER_ID;
         let metrics = ComponentMetrics::new(ComponentLabels::new(id, "sink", "dead_letter_file"));
         let (tx, rx) = channel::channel(
@@ -236,158 +183,169 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<String>> {
             Some(metrics.buffer_gauges()),
             None,
         );
-        let dir = config.data_dir.join("dead_letter");
-        tasks.push((
-            id.to_string(),
-            ComponentKind::Sink,
-            dead_letter::file_writer(dir, rx, metrics),
-        ));
-        dead_letter_input = Some(tx);
+        let dir = self.config.data_dir.join("dead_letter");
+        let task = dead_letter::file_writer(dir, rx, metrics);
+        self.tasks.push((id.to_string(), ComponentKind::Sink, task));
+        self.dead_letter_input = Some(tx);
     }
-    for (id, def) in &config.sinks {
-        let metrics =
-            ComponentMetrics::new(ComponentLabels::new(id, "sink", def.inner.type_name()));
-        let Some(mut input) = receivers.remove(id) else { continue };
+
+    fn build_sink(
+        &mut self,
+        id: &str,
+        def: &ComponentDef<SinkConfig>,
+        mut input: BatchReceiver,
+    ) -> Result<(), BuildError> {
+        let config = self.config;
+        let metrics = metrics_of(id, ComponentKind::Sink, def.inner.type_name());
         if def.buffer.kind == BufferType::Disk {
             let settings = disk::Settings {
-                id: id.clone(),
+                id: id.to_string(),
                 dir: disk::dir_for(&config.data_dir, id),
                 max_bytes: def.buffer.max_bytes() as u64,
                 when_full: def.buffer.when_full,
                 shutdown_timeout: config.shutdown_timeout,
             };
-            match disk::start(settings, input, &metrics, shutdown.clone()) {
-                Ok((sink_input, buffer_tasks)) => {
-                    input = sink_input;
-                    tasks
-                        .extend(buffer_tasks.into_iter().map(|(n, t)| (n, ComponentKind::Sink, t)));
-                }
-                Err(e) => {
-                    errors.push(format!("sinks.{id}: {e}"));
-                    continue;
-                }
-            }
+            let (sink_input, buffer_tasks) =
+                disk::start(settings, input, &metrics, self.shutdown.clone())?;
+            input = sink_input;
+            self.tasks.extend(buffer_tasks.into_iter().map(|(n, t)| (n, ComponentKind::Sink, t)));
         }
         // The dead-letter sink does not send to itself (its input would never close).
-        let is_destination = config.dead_letter.sink.as_deref() == Some(id.as_str());
-        let dead_letter = DeadLetter::new(
-            &metrics,
-            if is_destination { None } else { dead_letter_input.clone() },
-        );
+        let is_destination = config.dead_letter.sink.as_deref() == Some(id);
+        let destination = if is_destination { None } else { self.dead_letter_input.clone() };
+        let dead_letter = DeadLetter::new(&metrics, destination);
         let cx = SinkContext {
-            id: id.clone(),
+            id: id.to_string(),
             input,
             metrics,
             data_dir: config.data_dir.clone(),
             dead_letter,
-            shutdown: shutdown.clone(),
+            shutdown: self.shutdown.clone(),
         };
-        match def.inner.build(cx) {
-            Ok(task) => tasks.push((id.clone(), ComponentKind::Sink, task)),
-            Err(e) => errors.push(format!("sinks.{id}: {e}")),
-        }
-    }
-    drop(dead_letter_input);
-    for (id, def) in &config.transforms {
-        let metrics =
-            ComponentMetrics::new(ComponentLabels::new(id, "transform", def.inner.type_name()));
-        let Some(input) = receivers.remove(id) else { continue };
-        let transform = match def.inner.build(id, &metrics) {
-            Ok(t) => t,
-            Err(issue) => {
-                errors.push(format!("transforms.{id}: {}", issue.message));
-                continue;
-            }
-        };
-        let primary = fanout_for(OutputId { component: id.clone(), port: None });
-        let named = def
-            .inner
-            .outputs()
-            .into_iter()
-            .map(|port| {
-                let m = metrics.output(&port);
-                (port.clone(), fanout_for(OutputId { component: id.clone(), port: Some(port) }), m)
-            })
-            .collect();
-        let task = run_transform(transform, input, primary, named, metrics);
-        tasks.push((id.clone(), ComponentKind::Transform, Box::pin(task)));
-    }
-    for (id, def) in &config.sources {
-        let metrics =
-            ComponentMetrics::new(ComponentLabels::new(id, "source", def.inner.type_name()));
-        let out = SourceSender::new(
-            fanout_for(OutputId { component: id.clone(), port: None }),
-            metrics.output("_default"),
-        );
-        let cx = SourceContext {
-            id: id.clone(),
-            out,
-            shutdown: shutdown.clone(),
-            data_dir: config.data_dir.clone(),
-            metrics,
-        };
-        match def.inner.build(cx) {
-            Ok(task) => tasks.push((id.clone(), ComponentKind::Source, task)),
-            Err(e) => errors.push(format!("sources.{id}: {e}")),
-        }
-    }
-    // The builder's own senders must go, or inputs would never close.
-    drop(inputs);
-    if !errors.is_empty() {
-        return Err(errors);
+        let task = def.inner.build(cx)?;
+        self.tasks.push((id.to_string(), ComponentKind::Sink, task));
+        Ok(())
     }
 
-    let source_count = tasks.iter().filter(|t| t.1 == ComponentKind::Source).count();
-    let remaining_sources = Arc::new(std::sync::atomic::AtomicUsize::new(source_count));
-    let failed = CancellationToken::new();
-    // The states `/health` reports, by the names the log uses (`sinks.es`).
-    let type_names: BTreeMap<String, &str> = (config.sources.iter())
-        .map(|(id, d)| (format!("sources.{id}"), d.inner.type_name()))
-        .chain(
-            config
-                .transforms
-                .iter()
-                .map(|(id, d)| (format!("transforms.{id}"), d.inner.type_name())),
-        )
-        .chain(config.sinks.iter().map(|(id, d)| (format!("sinks.{id}"), d.inner.type_name())))
-        .collect();
-    for (id, kind, task) in tasks {
-        let name = format!("{}.{id}", kind.table());
-        running.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), kind.name());
-        let type_name = type_names.get(&name).copied().unwrap_or("internal");
-        let health =
-            crate::health::global().register(&ComponentLabels::new(&id, kind.name(), type_name));
-        let running = Arc::clone(&running);
-        let remaining = Arc::clone(&remaining_sources);
-        let sources_done = sources_done.clone();
-        let failed = failed.clone();
-        tracker.spawn(async move {
-            let result = task.await;
-            if result.is_err() {
-                tracing::error!(component = %name, "component failed");
-                health.failed();
-                failed.cancel();
-            } else {
-                tracing::debug!(component = %name, "component finished");
-                health.finished();
-            }
-            running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
-            if kind == ComponentKind::Source
-                && remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
-            {
-                sources_done.cancel();
-            }
-        });
+    fn build_transforms(&mut self) {
+        let config = self.config;
+        for (id, def) in &config.transforms {
+            let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
+            let Some(input) = self.receivers.remove(id) else { continue };
+            let transform = match def.inner.build(&metrics) {
+                Ok(t) => t,
+                Err(issue) => {
+                    self.failed(ComponentKind::Transform, id, issue);
+                    continue;
+                }
+            };
+            let primary = self.fanout(id, None);
+            let named = def
+                .inner
+                .outputs()
+                .into_iter()
+                .map(|port| {
+                    let m = metrics.output(&port);
+                    (port.clone(), self.fanout(id, Some(port)), m)
+                })
+                .collect();
+            let task = crate::transforms::runner::run(transform, input, primary, named, metrics);
+            self.tasks.push((id.clone(), ComponentKind::Transform, Box::pin(task)));
+        }
     }
-    tracker.close();
-    Ok(RunningTopology {
-        tracker,
-        shutdown,
-        sources_done,
-        failed,
-        running,
-        timeout: config.shutdown_timeout,
-    })
+
+    fn build_sources(&mut self) {
+        let config = self.config;
+        for (id, def) in &config.sources {
+            let metrics = metrics_of(id, ComponentKind::Source, def.inner.type_name());
+            let out = SourceSender::new(self.fanout(id, None), metrics.output("_default"));
+            let cx = SourceContext {
+                id: id.clone(),
+                out,
+                shutdown: self.shutdown.clone(),
+                data_dir: config.data_dir.clone(),
+                metrics,
+            };
+            match def.inner.build(cx) {
+                Ok(task) => self.tasks.push((id.clone(), ComponentKind::Source, task)),
+                Err(e) => self.failed(ComponentKind::Source, id, e),
+            }
+        }
+    }
+
+    /// Spawns every task, or returns the errors if any component failed to build.
+    fn spawn(self) -> Result<RunningTopology, Vec<StartError>> {
+        // The builder's own senders must go, or inputs would never close.
+        drop(self.inputs);
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        let tracker = TaskTracker::new();
+        let sources_done = CancellationToken::new();
+        let failed = CancellationToken::new();
+        // The states `/health` reports, by the names the log uses (`sinks.es`).
+        let config = self.config;
+        let type_names: BTreeMap<String, &str> = (config.sources.iter())
+            .map(|(id, d)| (format!("sources.{id}"), d.inner.type_name()))
+            .chain(
+                config
+                    .transforms
+                    .iter()
+                    .map(|(id, d)| (format!("transforms.{id}"), d.inner.type_name())),
+            )
+            .chain(config.sinks.iter().map(|(id, d)| (format!("sinks.{id}"), d.inner.type_name())))
+            .collect();
+        let running: Arc<Mutex<BTreeMap<String, &'static str>>> = Arc::default();
+        let source_count = self.tasks.iter().filter(|t| t.1 == ComponentKind::Source).count();
+        let remaining_sources = Arc::new(AtomicUsize::new(source_count));
+        for (id, kind, task) in self.tasks {
+            let name = format!("{}.{id}", kind.table());
+            running.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), kind.name());
+            let type_name = type_names.get(&name).copied().unwrap_or("internal");
+            let labels = ComponentLabels::new(&id, kind.name(), type_name);
+            let health = crate::health::global().register(&labels);
+            let running = Arc::clone(&running);
+            let remaining = Arc::clone(&remaining_sources);
+            let sources_done = sources_done.clone();
+            let failed = failed.clone();
+            tracker.spawn(async move {
+                match task.await {
+                    Ok(()) => {
+                        tracing::debug!(component = %name, "{} finished", kind.name());
+                        health.finished();
+                    }
+                    Err(error) => {
+                        report_failure(&name, kind, &error);
+                        health.failed();
+                        failed.cancel();
+                    }
+                }
+                running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+                if kind == ComponentKind::Source && remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    sources_done.cancel();
+                }
+            });
+        }
+        tracker.close();
+        Ok(RunningTopology {
+            tracker,
+            shutdown: self.shutdown,
+            sources_done,
+            failed,
+            running,
+            timeout: self.config.shutdown_timeout,
+        })
+    }
+}
+
+fn metrics_of(id: &str, kind: ComponentKind, type_name: &str) -> ComponentMetrics {
+    ComponentMetrics::new(ComponentLabels::new(id, kind.name(), type_name))
+}
+
+/// Logs why a component's task failed: the one place a component's failure is reported.
+fn report_failure(component: &str, kind: ComponentKind, error: &ComponentError) {
+    let kind = kind.name();
+    tracing::error!(component, error = %error, "{kind} failed; the {kind} stops");
 }
 
 impl RunningTopology {
@@ -432,43 +390,4 @@ impl RunningTopology {
             }
         }
     }
-}
-
-/// The task of a synchronous transform: read a batch, transform it, send each output on.
-async fn run_transform(
-    mut transform: Box<dyn Transform>,
-    mut input: BatchReceiver,
-    mut primary: Fanout,
-    mut named: Vec<(String, Fanout, OutputMetrics)>,
-    metrics: ComponentMetrics,
-) -> Result<(), ()> {
-    let primary_metrics = metrics.output("_default");
-    let mut out = TransformOutput::new(named.len());
-    let unconsumed = metrics.discarded_counter(crate::metrics::discard_reason::OUTPUT_NOT_CONSUMED);
-    while let Some(batch) = input.recv().await {
-        metrics.received(batch.len(), batch_size(&batch));
-        transform.transform(batch, &mut out);
-        let events = std::mem::take(&mut out.primary);
-        if !events.is_empty() {
-            primary_metrics.sent(events.len(), batch_size(&events));
-            if primary.is_empty() {
-                unconsumed.inc_by(events.len() as u64);
-            } else {
-                primary.send(events).await;
-            }
-        }
-        for (i, (_, fanout, m)) in named.iter_mut().enumerate() {
-            let events = std::mem::take(&mut out.named[i]);
-            if events.is_empty() {
-                continue;
-            }
-            m.sent(events.len(), batch_size(&events));
-            if fanout.is_empty() {
-                unconsumed.inc_by(events.len() as u64);
-            } else {
-                fanout.send(events).await;
-            }
-        }
-    }
-    Ok(())
 }

@@ -43,7 +43,8 @@ use vrl::value::Value;
 
 use super::drift::WindowConfig;
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::EventsDiscarded;
 use crate::metrics::ComponentMetrics;
@@ -95,8 +96,10 @@ fn default_max_pending() -> usize {
     100_000
 }
 
-impl AccuracyConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Accuracy, ConfigIssue> {
+impl TransformComponent for AccuracyConfig {
+    type Built = Accuracy;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Accuracy, ConfigIssue> {
         let path = |f: &str, key: &str| parse_path(f).map_err(|e| ConfigIssue::field(key, e));
         if self.max_pending == 0 {
             return Err(ConfigIssue::field("max_pending", "must be at least 1"));

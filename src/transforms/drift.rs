@@ -59,7 +59,8 @@ use vrl::path::OwnedValuePath;
 use vrl::value::{ObjectMap, Value};
 
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::EventsDiscarded;
 use crate::metrics::ComponentMetrics;
@@ -143,9 +144,11 @@ fn default_drift_share() -> f64 {
     0.5
 }
 
-impl DriftConfig {
+impl TransformComponent for DriftConfig {
+    type Built = Drift;
+
     /// What can be checked without reading the profiles.
-    pub fn check(&self) -> Vec<ConfigIssue> {
+    fn check(&self, _metrics: &ComponentMetrics) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.references.is_empty() && self.baseline_events.is_none() {
             issues.push(ConfigIssue::field(
@@ -181,8 +184,8 @@ impl DriftConfig {
     }
 
     /// Reads the profiles and builds the transform.
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Drift, ConfigIssue> {
-        if let Some(issue) = self.check().into_iter().next() {
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Drift, ConfigIssue> {
+        if let Some(issue) = self.check(metrics).into_iter().next() {
             return Err(issue);
         }
         let mut references = Vec::new();
@@ -1096,12 +1099,12 @@ mod tests {
     #[test]
     fn config_check_is_pure_and_clear() {
         let c: DriftConfig = toml_edit::de::from_str("references = []\nwindow.count = 0").unwrap();
-        let issues = c.check();
+        let issues = c.check(&metrics());
         assert!(issues.iter().any(|i| i.field.as_deref() == Some("references")));
         assert!(issues.iter().any(|i| i.field.as_deref() == Some("window.count")));
         let c: DriftConfig =
             toml_edit::de::from_str("references = [\"/nonexistent/p.json\"]").unwrap();
-        assert!(c.check().is_empty(), "validation does not open the profile");
+        assert!(c.check(&metrics()).is_empty(), "validation does not open the profile");
         assert!(c.build(&metrics()).err().unwrap().message.contains("cannot read"));
     }
 }

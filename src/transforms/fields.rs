@@ -16,8 +16,10 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
+use crate::metrics::ComponentMetrics;
 use crate::template::Template;
 
 fn path(field: &str, key: &str) -> Result<OwnedValuePath, ConfigIssue> {
@@ -49,8 +51,10 @@ pub struct Set {
     overwrite: bool,
 }
 
-impl SetConfig {
-    pub fn build(&self) -> Result<Set, ConfigIssue> {
+impl TransformComponent for SetConfig {
+    type Built = Set;
+
+    fn build(&self, _metrics: &ComponentMetrics) -> Result<Set, ConfigIssue> {
         if self.fields.is_empty() {
             return Err(ConfigIssue::field("fields", "give at least one field to set"));
         }
@@ -108,8 +112,10 @@ pub struct Rename {
     fields: Vec<(OwnedValuePath, OwnedValuePath)>,
 }
 
-impl RenameConfig {
-    pub fn build(&self) -> Result<Rename, ConfigIssue> {
+impl TransformComponent for RenameConfig {
+    type Built = Rename;
+
+    fn build(&self, _metrics: &ComponentMetrics) -> Result<Rename, ConfigIssue> {
         if self.fields.is_empty() {
             return Err(ConfigIssue::field("fields", "give at least one field to rename"));
         }
@@ -146,8 +152,10 @@ pub struct Remove {
     fields: Vec<OwnedValuePath>,
 }
 
-impl RemoveConfig {
-    pub fn build(&self) -> Result<Remove, ConfigIssue> {
+impl TransformComponent for RemoveConfig {
+    type Built = Remove;
+
+    fn build(&self, _metrics: &ComponentMetrics) -> Result<Remove, ConfigIssue> {
         if self.fields.is_empty() {
             return Err(ConfigIssue::field("fields", "give at least one field to remove"));
         }
@@ -179,7 +187,7 @@ mod tests {
             r#"fields = { "service.name" = "torchserve", "labels.model" = "{{ model }}", replicas = 2 }"#,
         )
         .unwrap();
-        let mut set = c.build().unwrap();
+        let mut set = c.build(&crate::transforms::test_util::metrics()).unwrap();
         let mut e = Event::from_message("m");
         e.insert_key("model", Value::from("resnet"));
         let (out, _) = run(&mut set, 0, vec![e]);
@@ -190,10 +198,10 @@ mod tests {
 
         let c: RenameConfig =
             toml_edit::de::from_str(r#"fields = { model = "ml.model.name" }"#).unwrap();
-        let (out, _) = run(&mut c.build().unwrap(), 0, out);
+        let (out, _) = run(&mut c.build(&crate::transforms::test_util::metrics()).unwrap(), 0, out);
         let c: RemoveConfig =
             toml_edit::de::from_str(r#"fields = ["labels", "replicas"]"#).unwrap();
-        let (out, _) = run(&mut c.build().unwrap(), 0, out);
+        let (out, _) = run(&mut c.build(&crate::transforms::test_util::metrics()).unwrap(), 0, out);
         assert_eq!(
             json(&out[0]),
             r#"{"message":"m","ml":{"model":{"name":"resnet"}},"service":{"name":"torchserve"}}"#

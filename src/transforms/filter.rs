@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use super::vrl_program::{VrlProgram, VrlRunner};
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::Event;
 use crate::internal_events::{EventsDiscarded, ProgramFailed};
 use crate::metrics::ComponentMetrics;
@@ -32,8 +33,10 @@ pub struct Filter {
     discarded: EventsDiscarded,
 }
 
-impl FilterConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Filter, ConfigIssue> {
+impl TransformComponent for FilterConfig {
+    type Built = Filter;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Filter, ConfigIssue> {
         let program = VrlProgram::compile(&self.condition, true)
             .map_err(|e| ConfigIssue::field("condition", e))?;
         Ok(Filter {
@@ -78,5 +81,25 @@ mod tests {
             .collect();
         let (out, _) = run(&mut f, 0, events);
         assert_eq!(out.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn keeps_the_transform_contract() {
+        use crate::contract::{Expect, events, run_transform};
+        let c: FilterConfig =
+            toml_edit::de::from_str("condition = 'starts_with(string!(.message), \"keep\")'")
+                .unwrap();
+        let (input, acks) = events(&["keep 1", "drop", "keep 2"]);
+        let run = run_transform(&c, "filter", input).await;
+        assert_eq!(run.out.len(), 2);
+        let expect = Expect {
+            received: 3,
+            sent: 2,
+            discarded: vec![("filtered", 1)],
+            // Filtered out on purpose counts as delivered.
+            status: Some(crate::event::BatchStatus::Delivered),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
     }
 }

@@ -53,7 +53,8 @@ use vrl::value::Value;
 
 use super::vrl_program::{VrlProgram, VrlRunner};
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::{ProgramFailed, RateLimit};
 use crate::metrics::{ComponentMetrics, Labels};
@@ -378,8 +379,10 @@ fn template_fields(source: &str) -> Vec<String> {
     out
 }
 
-impl LogToMetricConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<LogToMetric, ConfigIssue> {
+impl TransformComponent for LogToMetricConfig {
+    type Built = LogToMetric;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<LogToMetric, ConfigIssue> {
         let mut all = Vec::new();
         match self.preset.as_deref() {
             None => {}

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use vrl::path::OwnedValuePath;
 use vrl::value::{ObjectMap, Value};
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::ParseFailed;
 use crate::metrics::ComponentMetrics;

@@ -13,7 +13,8 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use super::parse::{Conversion, ParseOptions, ParseTransform, Parser, parse_field};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::metrics::ComponentMetrics;
 
 /// `[transforms.<id>] type = "parse_grok"`
@@ -36,11 +37,10 @@ pub struct ParseGrokConfig {
     pub drop_on_error: bool,
 }
 
-impl ParseGrokConfig {
-    pub fn build(
-        &self,
-        metrics: &ComponentMetrics,
-    ) -> Result<ParseTransform<GrokParser>, ConfigIssue> {
+impl TransformComponent for ParseGrokConfig {
+    type Built = ParseTransform<GrokParser>;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<GrokParser>, ConfigIssue> {
         let mut grok = Grok::with_default_patterns();
         for (name, def) in &self.pattern_definitions {
             grok.add_pattern(name.clone(), def.clone());
@@ -87,6 +87,10 @@ impl ParseGrokConfig {
             drop_on_error: self.drop_on_error,
         };
         ParseTransform::new("parse_grok", GrokParser { patterns: compiled }, &options, metrics)
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

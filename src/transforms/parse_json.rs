@@ -11,7 +11,8 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::parse::{ParseOptions, ParseTransform, Parser};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::metrics::ComponentMetrics;
 
 /// `[transforms.<id>] type = "parse_json"`
@@ -26,17 +27,20 @@ pub struct ParseJsonConfig {
     pub drop_on_error: bool,
 }
 
-impl ParseJsonConfig {
-    pub fn build(
-        &self,
-        metrics: &ComponentMetrics,
-    ) -> Result<ParseTransform<JsonParser>, ConfigIssue> {
+impl TransformComponent for ParseJsonConfig {
+    type Built = ParseTransform<JsonParser>;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<JsonParser>, ConfigIssue> {
         let options = ParseOptions {
             field: self.field.clone(),
             target: self.target.clone(),
             drop_on_error: self.drop_on_error,
         };
         ParseTransform::new("parse_json", JsonParser::default(), &options, metrics)
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 
@@ -299,6 +303,25 @@ mod tests {
             run(&mut t, 1, vec![Event::from_message("[1,2]"), Event::from_message(r#"{"a":1}"#)]);
         assert_eq!(out.len(), 1);
         assert_eq!(errors[0].len(), 1, "arrays cannot merge into the root");
+    }
+
+    #[tokio::test]
+    async fn keeps_the_transform_contract() {
+        use crate::contract::{Expect, events, run_transform};
+        let c: ParseJsonConfig = toml_edit::de::from_str("drop_on_error = true").unwrap();
+        let (input, acks) = events(&[r#"{"a":1}"#, "{not json", r#"{"b":2}"#]);
+        let run = run_transform(&c, "parse_json", input).await;
+        assert_eq!(run.out.len(), 2);
+        assert_eq!(run.named[0].len(), 1, "the failure goes to `errors`");
+        assert_eq!(run.metrics.sent_events("errors"), 1);
+        let expect = Expect {
+            received: 3,
+            sent: 2,
+            errors: vec![("parse_failed", crate::metrics::Stage::Processing, 1)],
+            status: Some(crate::event::BatchStatus::Delivered),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
     }
 
     #[test]

@@ -9,7 +9,8 @@ use vrl::value::{KeyString, ObjectMap, Value};
 
 use super::parse::{ParseOptions, ParseTransform, Parser};
 use super::vrl_program::{VrlProgram, VrlRunner};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::Event;
 use crate::metrics::ComponentMetrics;
 
@@ -60,11 +61,10 @@ fn vrl_string(s: &str) -> String {
     format!("s'{}'", s.replace('\'', "\\'"))
 }
 
-impl ParseKvConfig {
-    pub fn build(
-        &self,
-        metrics: &ComponentMetrics,
-    ) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
+impl TransformComponent for ParseKvConfig {
+    type Built = ParseTransform<VrlParser>;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
         if self.key_value_delimiter.is_empty() {
             return Err(ConfigIssue::field("key_value_delimiter", "must not be empty"));
         }
@@ -84,19 +84,26 @@ impl ParseKvConfig {
         };
         ParseTransform::new("parse_kv", VrlParser::new(&program)?, &options, metrics)
     }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
+    }
 }
 
-impl ParseLogfmtConfig {
-    pub fn build(
-        &self,
-        metrics: &ComponentMetrics,
-    ) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
+impl TransformComponent for ParseLogfmtConfig {
+    type Built = ParseTransform<VrlParser>;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
         let options = ParseOptions {
             field: self.field.clone(),
             target: self.target.clone(),
             drop_on_error: self.drop_on_error,
         };
         ParseTransform::new("parse_logfmt", VrlParser::new("parse_logfmt!(.m)")?, &options, metrics)
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

@@ -13,7 +13,8 @@ use vrl::path::OwnedValuePath;
 use vrl::value::Value;
 
 use super::parse::{Conversion, ParseOptions, ParseTransform, Parser, parse_field};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::metrics::ComponentMetrics;
 
 /// `[transforms.<id>] type = "parse_regex"`
@@ -36,8 +37,10 @@ pub struct ParseRegexConfig {
     pub drop_on_error: bool,
 }
 
-impl ParseRegexConfig {
-    pub fn build(
+impl TransformComponent for ParseRegexConfig {
+    type Built = ParseTransform<RegexParser>;
+
+    fn build(
         &self,
         metrics: &ComponentMetrics,
     ) -> Result<ParseTransform<RegexParser>, ConfigIssue> {
@@ -77,6 +80,10 @@ impl ParseRegexConfig {
             drop_on_error: self.drop_on_error,
         };
         ParseTransform::new("parse_regex", RegexParser { regexes }, &options, metrics)
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

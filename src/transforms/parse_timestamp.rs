@@ -17,7 +17,8 @@ use serde::Deserialize;
 use vrl::value::Value;
 
 use super::parse::{ParseOptions, ParseTransform, Parser};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::metrics::ComponentMetrics;
 
 /// `[transforms.<id>] type = "parse_timestamp"`
@@ -65,8 +66,10 @@ enum Format {
     },
 }
 
-impl ParseTimestampConfig {
-    pub fn build(
+impl TransformComponent for ParseTimestampConfig {
+    type Built = ParseTransform<TimestampParser>;
+
+    fn build(
         &self,
         metrics: &ComponentMetrics,
     ) -> Result<ParseTransform<TimestampParser>, ConfigIssue> {
@@ -95,6 +98,10 @@ impl ParseTimestampConfig {
             &options,
             metrics,
         )
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

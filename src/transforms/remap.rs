@@ -18,7 +18,8 @@ use serde::Deserialize;
 use super::parse::mark_error;
 use super::vrl_program::{VrlFailure, VrlProgram, VrlRunner};
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::Event;
 use crate::internal_events::{EventsDiscarded, ProgramFailed};
 use crate::metrics::ComponentMetrics;
@@ -47,8 +48,10 @@ pub struct Remap {
     aborted: EventsDiscarded,
 }
 
-impl RemapConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Remap, ConfigIssue> {
+impl TransformComponent for RemapConfig {
+    type Built = Remap;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Remap, ConfigIssue> {
         let program = VrlProgram::compile(&self.source, false)
             .map_err(|e| ConfigIssue::field("source", e))?;
         Ok(Remap {
@@ -58,6 +61,10 @@ impl RemapConfig {
             failed: ProgramFailed::new(metrics),
             aborted: EventsDiscarded::new(metrics, crate::metrics::discard_reason::ABORTED),
         })
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

@@ -16,7 +16,8 @@ use serde::Deserialize;
 
 use super::vrl_program::{VrlProgram, VrlRunner};
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::Event;
 use crate::internal_events::ProgramFailed;
 use crate::metrics::ComponentMetrics;
@@ -32,12 +33,14 @@ pub struct RouteConfig {
     pub route: BTreeMap<String, String>,
 }
 
-impl RouteConfig {
-    pub fn outputs(&self) -> Vec<String> {
+impl TransformComponent for RouteConfig {
+    type Built = Route;
+
+    fn outputs(&self) -> Vec<String> {
         self.route.keys().cloned().chain([UNMATCHED.to_string()]).collect()
     }
 
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Route, ConfigIssue> {
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Route, ConfigIssue> {
         if self.route.is_empty() {
             return Err(ConfigIssue::field(
                 "route",

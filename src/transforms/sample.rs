@@ -12,7 +12,8 @@ use vrl::path::OwnedValuePath;
 
 use super::vrl_program::{VrlProgram, VrlRunner};
 use super::{Transform, TransformOutput};
-use crate::config::ConfigIssue;
+use crate::component::TransformComponent;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::EventsDiscarded;
 use crate::metrics::ComponentMetrics;
@@ -38,8 +39,10 @@ pub struct Sample {
     discarded: EventsDiscarded,
 }
 
-impl SampleConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<Sample, ConfigIssue> {
+impl TransformComponent for SampleConfig {
+    type Built = Sample;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<Sample, ConfigIssue> {
         if self.rate == 0 {
             return Err(ConfigIssue::field("rate", "must be at least 1"));
         }

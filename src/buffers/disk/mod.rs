@@ -70,9 +70,13 @@
 //! record holding it is synced; the acknowledged position never passes a record the sink has
 //! not acknowledged.
 
+mod acker;
 pub mod check;
 pub mod codec;
+mod reader;
+mod recovery;
 pub mod segment;
+mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -86,13 +90,19 @@ use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::channel::{self, BatchReceiver, BatchSender, Closed, WhenFull};
+use crate::component::ShutdownSignal;
+use crate::error::{BuildError, ComponentError, Task};
 use crate::event::{BatchNotifier, BatchStatus, Event, EventFinalizers, EventStatus, batch_size};
 use crate::files::write_all_in_pieces;
 use crate::internal_events::RateLimit;
 use crate::metrics::{BufferGauges, ComponentMetrics, Labels};
-use crate::topology::channel::{self, BatchReceiver, BatchSender, Closed, WhenFull};
-use crate::topology::{ShutdownSignal, Task};
+use acker::run_acker;
+use reader::run_reader;
+pub use recovery::Recovered;
+use recovery::{list, recover};
 use segment::{Damage, Position};
+use writer::{SegmentFile, Writer};
 
 /// Default `buffer.max_bytes` of a disk buffer.
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
@@ -207,196 +217,6 @@ impl BufferMetrics {
     }
 }
 
-/// A buffer directory after recovery: what is on disk and where reading starts.
-#[derive(Debug)]
-pub struct Recovered {
-    /// Segment ids and their lengths in bytes.
-    segments: BTreeMap<u64, u64>,
-    /// Where the reader starts (the acknowledged position, moved to a segment that exists).
-    start: Position,
-    /// Id of the segment the writer opens.
-    next_segment: u64,
-    /// Records and events from `start` on.
-    pub records: u64,
-    pub events: u64,
-    /// What was dropped, one line each (already logged).
-    pub dropped: Vec<String>,
-}
-
-impl Recovered {
-    pub fn bytes(&self) -> u64 {
-        self.segments.values().sum()
-    }
-}
-
-/// Opens (creating it if needed) the buffer directory, verifies it and repairs what is
-/// damaged, logging and counting every dropped range. Errs only when the directory cannot be
-/// created or listed.
-fn recover(settings: &Settings, metrics: &BufferMetrics) -> Result<Recovered, String> {
-    let dir = &settings.dir;
-    let id = &settings.id;
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the disk buffer directory {}: {e}", dir.display()))?;
-    let listing = list(dir)?;
-    for tmp in &listing.temporary {
-        // A write interrupted before its rename: the file it would have replaced is intact.
-        let _ = fs::remove_file(tmp);
-    }
-    let mut segments = BTreeMap::new();
-    for (seg, len) in listing.segments {
-        if len == 0 {
-            let _ = fs::remove_file(dir.join(segment::segment_name(seg)));
-        } else {
-            segments.insert(seg, len);
-        }
-    }
-    let ack = match segment::read_ack(dir) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(
-                component = %id, error = %e,
-                "disk buffer: the acknowledged position is unreadable; delivering the buffer \
-                 again from its first segment (duplicates possible, nothing lost)"
-            );
-            None
-        }
-    };
-    // Segments wholly before the acknowledged position were delivered (a crash came between
-    // writing the position and deleting them).
-    if let Some(ack) = ack {
-        let stale: Vec<u64> = segments.range(..ack.segment).map(|(s, _)| *s).collect();
-        for s in stale {
-            segments.remove(&s);
-            let _ = fs::remove_file(dir.join(segment::segment_name(s)));
-        }
-    }
-    let next_segment = segments
-        .keys()
-        .next_back()
-        .map(|s| s + 1)
-        .unwrap_or_else(|| ack.map_or(0, |a| a.segment + 1));
-    let start = match (ack, segments.keys().next()) {
-        (Some(a), Some(&first)) if a.segment == first => a,
-        (_, Some(&first)) => Position { segment: first, offset: 0 },
-        (_, None) => Position { segment: next_segment, offset: 0 },
-    };
-    let mut out = Recovered {
-        segments: BTreeMap::new(),
-        start,
-        next_segment,
-        records: 0,
-        events: 0,
-        dropped: Vec::new(),
-    };
-    for (seg, len) in segments {
-        let path = dir.join(segment::segment_name(seg));
-        let from = if seg == start.segment { start.offset.min(len) } else { 0 };
-        let found = match segment::scan(&path, from, false) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(
-                    component = %id, file = %path.display(), error = %e, bytes = len,
-                    "disk buffer: cannot read a segment; it is left out (and left on disk)"
-                );
-                out.dropped.push(format!("{}: unreadable ({e}), {len} bytes", path.display()));
-                continue;
-            }
-        };
-        for c in &found.corruption {
-            let line = format!("{}: dropped {}", path.display(), c.describe());
-            tracing::error!(
-                component = %id,
-                file = %path.display(),
-                offset = c.offset,
-                bytes = c.bytes,
-                records = c.records().map_or_else(|| "unknown".to_string(), |r| r.to_string()),
-                "disk buffer: corrupt data dropped at start: {}",
-                c.describe()
-            );
-            metrics.corrupted_bytes.inc_by(c.bytes);
-            metrics.corrupted_records.inc_by(c.records().unwrap_or(0));
-            out.dropped.push(line);
-        }
-        if let Err(e) = segment::repair(&path, &found) {
-            tracing::error!(
-                component = %id, file = %path.display(), error = %e,
-                "disk buffer: cannot repair a segment; it is left out (and left on disk)"
-            );
-            continue;
-        }
-        let kept = found.len - found.dropped_bytes();
-        if kept == 0 {
-            let _ = fs::remove_file(&path);
-            continue;
-        }
-        out.records += found.records;
-        out.events += found.events;
-        out.segments.insert(seg, kept);
-    }
-    // The start segment may have been dropped whole.
-    if !out.segments.contains_key(&out.start.segment) {
-        out.start = Position {
-            segment: out.segments.keys().next().copied().unwrap_or(next_segment),
-            offset: 0,
-        };
-    }
-    Ok(out)
-}
-
-/// What a recovery found: the reader's start, the segments kept (id, bytes) and the records
-/// counted from the start.
-#[doc(hidden)]
-pub type RecoveryFound = (Position, Vec<(u64, u64)>, u64);
-
-/// Recovers the buffer directory `dir` as a start does, for the fuzz target over arbitrary
-/// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
-/// the records counted from the start.
-#[doc(hidden)]
-pub fn recover_for_fuzzing(dir: &Path) -> Result<RecoveryFound, String> {
-    thread_local! {
-        static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
-            crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
-        ));
-    }
-    let settings = Settings {
-        id: "fuzz".into(),
-        dir: dir.to_path_buf(),
-        max_bytes: DEFAULT_MAX_BYTES as u64,
-        when_full: WhenFull::Block,
-        shutdown_timeout: Duration::from_secs(1),
-    };
-    let r = METRICS.with(|m| recover(&settings, m))?;
-    Ok((r.start, r.segments.into_iter().collect(), r.records))
-}
-
-/// The files of a buffer directory.
-#[derive(Debug, Default)]
-struct Listing {
-    segments: Vec<(u64, u64)>,
-    temporary: Vec<PathBuf>,
-    other: Vec<PathBuf>,
-}
-
-fn list(dir: &Path) -> Result<Listing, String> {
-    let mut out = Listing::default();
-    let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if let Some(id) = segment::parse_segment_name(&name) {
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            out.segments.push((id, len));
-        } else if name.ends_with(".tmp") {
-            out.temporary.push(path);
-        } else if name != segment::ACK_FILE {
-            out.other.push(path);
-        }
-    }
-    out.segments.sort_unstable();
-    Ok(out)
-}
-
 /// A record handed to the sink, waiting for its outcome.
 #[derive(Debug)]
 struct Pending {
@@ -506,6 +326,53 @@ impl Shared {
     }
 }
 
+/// Recovers the buffer directory `dir` as a start does, for the fuzz target over arbitrary
+/// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
+/// the records counted from the start.
+#[doc(hidden)]
+pub fn recover_for_fuzzing(dir: &Path) -> Result<(Position, Vec<(u64, u64)>, u64), String> {
+    thread_local! {
+        static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
+            crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
+        ));
+    }
+    let settings = Settings {
+        id: "fuzz".into(),
+        dir: dir.to_path_buf(),
+        max_bytes: DEFAULT_MAX_BYTES as u64,
+        when_full: WhenFull::Block,
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    let r = METRICS.with(|m| recover(&settings, m)).map_err(|e| e.to_string())?;
+    Ok((r.start, r.segments.into_iter().collect(), r.records))
+}
+
+/// What a recovery found: the reader's start, the segments kept (id, bytes) and the records
+/// counted from the start.
+#[doc(hidden)]
+pub type RecoveryFound = (Position, Vec<(u64, u64)>, u64);
+
+/// Recovers the buffer directory `dir` as a start does, for the fuzz target over arbitrary
+/// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
+/// the records counted from the start.
+#[doc(hidden)]
+pub fn recover_for_fuzzing(dir: &Path) -> Result<RecoveryFound, String> {
+    thread_local! {
+        static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
+            crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
+        ));
+    }
+    let settings = Settings {
+        id: "fuzz".into(),
+        dir: dir.to_path_buf(),
+        max_bytes: DEFAULT_MAX_BYTES as u64,
+        when_full: WhenFull::Block,
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    let r = METRICS.with(|m| recover(&settings, m)).map_err(|e| e.to_string())?;
+    Ok((r.start, r.segments.into_iter().collect(), r.records))
+}
+
 /// Starts the disk buffer of a sink: recovers its directory, then returns the receiver the
 /// sink reads from and the buffer's tasks (writer, reader, acker), named for the topology.
 pub fn start(
@@ -513,7 +380,7 @@ pub fn start(
     input: BatchReceiver,
     component: &ComponentMetrics,
     shutdown: ShutdownSignal,
-) -> Result<(BatchReceiver, Vec<(String, Task)>), String> {
+) -> Result<(BatchReceiver, Vec<(String, Task)>), BuildError> {
     let metrics = BufferMetrics::new(component);
     let recovered = recover(&settings, &metrics)?;
     tracing::info!(
@@ -527,11 +394,10 @@ pub fn start(
     );
     let seg_id = recovered.next_segment;
     let path = settings.dir.join(segment::segment_name(seg_id));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let file =
+        OpenOptions::new().create(true).append(true).open(&path).map_err(|source| {
+            BuildError::Io { what: "cannot create", path: path.clone(), source }
+        })?;
     let _ = segment::sync_dir(&settings.dir);
     let mut segments = recovered.segments;
     segments.insert(seg_id, 0);
@@ -573,633 +439,6 @@ pub fn start(
         (format!("{id} (disk buffer acknowledgements)"), Box::pin(run_acker(shared))),
     ];
     Ok((sink_input, tasks))
-}
-
-/// The segment being appended to.
-struct SegmentFile {
-    id: u64,
-    file: File,
-    len: u64,
-}
-
-/// The acknowledgement handles of events encoded and not yet synced, and how many events they
-/// are. Only the handles are held: once encoded, an event's fields are in its record, so the
-/// writer frees them at once rather than holding a group's events, maps and all, until the
-/// sync. Dropped without [`Held::release`] (the writer stopped first), the
-/// events are marked errored, so that their sources read them again.
-#[derive(Default)]
-struct Held {
-    count: u64,
-    finalizers: EventFinalizers,
-}
-
-impl Held {
-    /// Takes the handles of an event that has been encoded.
-    fn take(&mut self, event: &mut Event) {
-        self.count += 1;
-        self.finalizers.absorb(std::mem::take(event.finalizers_mut()));
-    }
-
-    fn release(mut self) {
-        drop(std::mem::take(&mut self.finalizers));
-    }
-
-    fn reject(mut self, counter: &Counter) {
-        self.finalizers.update_status(EventStatus::Rejected);
-        counter.inc_by(self.count);
-        drop(std::mem::take(&mut self.finalizers));
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.finalizers.update_status(EventStatus::Errored);
-    }
-}
-
-/// One encoded record and the events in it.
-struct Record {
-    framed: Vec<u8>,
-    events: Held,
-}
-
-/// The writer stopped (shutdown while it could not write).
-struct Stopped;
-
-struct Writer {
-    shared: Arc<Shared>,
-    /// `None` only while a blocking write holds it.
-    segment: Option<SegmentFile>,
-    shutdown: ShutdownSignal,
-    log: RateLimit,
-}
-
-impl Writer {
-    async fn run(mut self, mut input: BatchReceiver) -> Result<(), ()> {
-        let mut result = self.run_inner(&mut input).await;
-        if result.is_err() && self.shutdown.is_cancelled() {
-            // Stopped while it could not write: what it held is marked errored and read again
-            // by the sources after the next start. Not a failure of the buffer.
-            tracing::warn!(
-                component = %self.shared.settings.id,
-                "disk buffer stopped while it could not write; the events it held will be read \
-                 again by their sources"
-            );
-            result = Ok(());
-        }
-        drop(input);
-        {
-            let mut st = self.shared.lock();
-            st.writer_done = true;
-        }
-        self.shared.written.notify_one();
-        result
-    }
-
-    async fn run_inner(&mut self, input: &mut BatchReceiver) -> Result<(), ()> {
-        let max = self.shared.settings.max_bytes;
-        loop {
-            // `recv` is cancel-safe (a tokio channel): no batch is lost to the other branch.
-            let first = tokio::select! {
-                b = input.recv() => b,
-                _ = self.shared.stalled.notified() => {
-                    self.roll_if_consumed();
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
-            let mut estimated = batch_size(&first);
-            let mut group = vec![first];
-            while estimated < GROUP_BYTES {
-                match input.try_recv() {
-                    Some(b) => {
-                        estimated += batch_size(&b);
-                        group.push(b);
-                    }
-                    None => break,
-                }
-            }
-            let records = self.encode(group);
-            let mut frames: Vec<u8> = Vec::new();
-            let mut held: Vec<Held> = Vec::new();
-            for record in records {
-                loop {
-                    let used = self.shared.lock().bytes() + frames.len() as u64;
-                    if used == 0 || used + record.framed.len() as u64 <= max {
-                        frames.extend_from_slice(&record.framed);
-                        held.push(record.events);
-                        // A segment ends near its size, so that it is freed as a whole soon.
-                        let seg_len = self.segment.as_ref().map_or(0, |s| s.len);
-                        if seg_len + frames.len() as u64 >= self.shared.settings.segment_bytes() {
-                            self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
-                                .await
-                                .map_err(|Stopped| ())?;
-                        }
-                        break;
-                    }
-                    match self.shared.settings.when_full {
-                        WhenFull::DropNewest => {
-                            self.discard(record.events);
-                            break;
-                        }
-                        WhenFull::Block => {
-                            // Sync what fits first: its sources are acknowledged meanwhile.
-                            if !frames.is_empty() {
-                                self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
-                                    .await
-                                    .map_err(|Stopped| ())?;
-                            }
-                            if self.wait_for_space(record.framed.len() as u64).await.is_err() {
-                                return Err(());
-                            }
-                        }
-                    }
-                }
-            }
-            if !frames.is_empty() {
-                self.commit(frames, held).await.map_err(|Stopped| ())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Encodes batches into framed records of about [`RECORD_TARGET_BYTES`] each. An event
-    /// too large for any record is rejected alone (counted and logged).
-    fn encode(&mut self, group: Vec<Vec<Event>>) -> Vec<Record> {
-        let limit = segment::MAX_RECORD_BYTES as usize;
-        let mut out = Vec::new();
-        for batch in group {
-            let mut builder = segment::RecordBuilder::default();
-            let mut held = Held::default();
-            for mut e in batch {
-                let mut took = builder.push(&e);
-                if builder.payload_len() > limit && builder.count() > 1 {
-                    // It does not fit beside the others: they go in a record of their own.
-                    builder.pop(took);
-                    let full = std::mem::take(&mut builder);
-                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
-                    took = builder.push(&e);
-                }
-                if builder.payload_len() > limit {
-                    builder.pop(took);
-                    if let Some(suppressed) = self.log.allow() {
-                        tracing::error!(
-                            component = %self.shared.settings.id,
-                            bytes = took,
-                            suppressed,
-                            "event larger than a disk buffer record may be (64 MiB); rejected"
-                        );
-                    }
-                    let mut alone = Held::default();
-                    alone.take(&mut e);
-                    alone.reject(&self.shared.metrics.discarded_large);
-                    continue;
-                }
-                held.take(&mut e);
-                if builder.payload_len() >= RECORD_TARGET_BYTES {
-                    let full = std::mem::take(&mut builder);
-                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
-                }
-            }
-            if held.count > 0 {
-                out.push(Record { framed: builder.finish(), events: held });
-            }
-        }
-        out
-    }
-
-    /// Rejects a record that does not fit (`drop_newest`).
-    fn discard(&mut self, events: Held) {
-        let count = events.count;
-        events.reject(&self.shared.metrics.discarded_full);
-        if let Some(suppressed) = self.log.allow() {
-            tracing::warn!(
-                component = %self.shared.settings.id,
-                events = count,
-                max_bytes = self.shared.settings.max_bytes,
-                suppressed,
-                "disk buffer full; events discarded (when_full = drop_newest)"
-            );
-        }
-    }
-
-    /// Waits until a record of `need` bytes fits (`block`). Rolls to a new segment when the
-    /// current one is wholly acknowledged, so that it can be freed.
-    async fn wait_for_space(&mut self, need: u64) -> Result<(), Stopped> {
-        let max = self.shared.settings.max_bytes;
-        loop {
-            {
-                let st = self.shared.lock();
-                let used = st.bytes();
-                if used == 0 || used + need <= max {
-                    return Ok(());
-                }
-            }
-            if self.roll_if_consumed() {
-                continue;
-            }
-            if self.shutdown.is_cancelled() {
-                return Err(Stopped);
-            }
-            tokio::select! {
-                _ = self.shared.freed.notified() => {}
-                _ = self.shutdown.cancelled() => return Err(Stopped),
-            }
-        }
-    }
-
-    /// Appends `frames` and syncs them, then lets `held` go. A failed write is cut back off
-    /// the segment; `block` tries again, `drop_newest` rejects the events.
-    async fn commit(&mut self, frames: Vec<u8>, held: Vec<Held>) -> Result<(), Stopped> {
-        let mut backoff = Duration::from_millis(100);
-        let frames = Arc::new(frames);
-        loop {
-            let Some(mut seg) = self.segment.take() else { return Err(Stopped) };
-            let data = Arc::clone(&frames);
-            let joined = tokio::task::spawn_blocking(move || {
-                let r = append(&mut seg, &data);
-                (seg, r)
-            })
-            .await;
-            let (seg, result) = match joined {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(component = %self.shared.settings.id, error = %e,
-                        "disk buffer writer failed; its events will be read again by their sources");
-                    return Err(Stopped);
-                }
-            };
-            let seg_id = seg.id;
-            let seg_len = seg.len;
-            self.segment = Some(seg);
-            match result {
-                Ok(()) => {
-                    let events: u64 = held.iter().map(|h| h.count).sum();
-                    {
-                        let mut st = self.shared.lock();
-                        st.segments.insert(seg_id, seg_len);
-                        st.events += events;
-                        self.shared.update_gauges(&st);
-                    }
-                    self.shared.written.notify_one();
-                    // Synced: the sources may now move past these events.
-                    for h in held {
-                        h.release();
-                    }
-                    if seg_len >= self.shared.settings.segment_bytes() {
-                        self.roll();
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.shared.metrics.write_errors.inc();
-                    // A full file system whose only segment has been delivered frees space
-                    // once the writer moves on to a new one.
-                    if self.roll_if_consumed() {
-                        tokio::select! {
-                            _ = self.shared.freed.notified() => {}
-                            _ = self.shutdown.cancelled() => return Err(Stopped),
-                        }
-                        continue;
-                    }
-                    let disk_full = e.raw_os_error() == Some(28); // ENOSPC
-                    let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
-                    if self.shared.settings.when_full == WhenFull::DropNewest {
-                        let count: u64 = held.iter().map(|h| h.count).sum();
-                        if let Some(suppressed) = self.log.allow() {
-                            tracing::error!(
-                                component = %self.shared.settings.id,
-                                file = %path.display(),
-                                error = %e,
-                                events = count,
-                                suppressed,
-                                "disk buffer cannot write{}; events discarded \
-                                 (when_full = drop_newest)",
-                                if disk_full { " (the file system is full)" } else { "" },
-                            );
-                        }
-                        for h in held {
-                            h.reject(&self.shared.metrics.discarded_disk);
-                        }
-                        return Ok(());
-                    }
-                    if let Some(suppressed) = self.log.allow() {
-                        tracing::error!(
-                            component = %self.shared.settings.id,
-                            file = %path.display(),
-                            error = %e,
-                            retry_in_ms = backoff.as_millis() as u64,
-                            suppressed,
-                            "disk buffer cannot write{}; holding its input (when_full = block) \
-                             and trying again",
-                            if disk_full { " (the file system is full)" } else { "" },
-                        );
-                    }
-                    if self.shutdown.is_cancelled() {
-                        return Err(Stopped);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.shared.freed.notified() => {}
-                        _ = self.shutdown.cancelled() => return Err(Stopped),
-                    }
-                    backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
-                }
-            }
-        }
-    }
-
-    /// Rolls to a new segment when the current one is not empty and wholly acknowledged (it
-    /// can then be freed). Returns whether it rolled.
-    fn roll_if_consumed(&mut self) -> bool {
-        let Some((id, len)) = self.segment.as_ref().map(|s| (s.id, s.len)) else { return false };
-        let consumed = len > 0 && self.shared.lock().acked >= Position { segment: id, offset: len };
-        if consumed {
-            self.roll();
-        }
-        consumed && self.segment.as_ref().is_some_and(|s| s.id != id)
-    }
-
-    /// Closes the current segment and begins the next. On failure the current one goes on.
-    fn roll(&mut self) {
-        let Some(current) = self.segment.as_ref() else { return };
-        let next = current.id + 1;
-        let path = self.shared.settings.dir.join(segment::segment_name(next));
-        let opened = OpenOptions::new().create(true).append(true).open(&path).and_then(|f| {
-            segment::sync_dir(&self.shared.settings.dir)?;
-            Ok(f)
-        });
-        match opened {
-            Ok(file) => {
-                self.segment = Some(SegmentFile { id: next, file, len: 0 });
-                let mut st = self.shared.lock();
-                st.segments.insert(next, 0);
-                st.write_segment = next;
-                drop(st);
-                self.shared.written.notify_one();
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                if let Some(suppressed) = self.log.allow() {
-                    tracing::error!(
-                        component = %self.shared.settings.id, file = %path.display(), error = %e,
-                        suppressed, "cannot begin a new disk buffer segment; the current one grows"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Appends and syncs; on failure cuts the segment back to where it was.
-fn append(seg: &mut SegmentFile, data: &[u8]) -> io::Result<()> {
-    let result = write_all_in_pieces(&seg.file, data).and_then(|()| seg.file.sync_data());
-    match result {
-        Ok(()) => {
-            seg.len += data.len() as u64;
-            Ok(())
-        }
-        Err(e) => {
-            // Whatever part was written is removed; the retry writes the whole group again
-            // (after a failed fsync the page cache cannot be trusted to hold it).
-            let _ = seg.file.set_len(seg.len);
-            Err(e)
-        }
-    }
-}
-
-/// When the reader stops handing records out during a shutdown.
-async fn give_up(shutdown: &ShutdownSignal, timeout: Duration) {
-    shutdown.cancelled().await;
-    let Some(deadline) = shutdown.deadline() else { return };
-    let at = deadline.checked_sub(timeout / 2).unwrap_or(deadline);
-    tokio::time::sleep_until(Instant::from_std(at)).await;
-}
-
-async fn run_reader(
-    shared: Arc<Shared>,
-    start: Position,
-    out: BatchSender,
-    shutdown: ShutdownSignal,
-) -> Result<(), ()> {
-    let id = shared.settings.id.clone();
-    let timeout = shared.settings.shutdown_timeout;
-    let mut pos = start;
-    let mut file: Option<(u64, File)> = None;
-    let mut log = RateLimit::default();
-    loop {
-        // What can be read in the current segment, and what follows it.
-        let (end, next, writer_done) = {
-            let st = shared.lock();
-            let end = st.segments.get(&pos.segment).copied().unwrap_or(0);
-            let next = if pos.segment == st.write_segment {
-                None
-            } else {
-                st.segments.range(pos.segment + 1..).next().map(|(s, _)| *s)
-            };
-            (end, next, st.writer_done)
-        };
-        if pos.offset < end {
-            let handle = match file.take() {
-                Some((s, f)) if s == pos.segment => f,
-                _ => {
-                    let path = shared.settings.dir.join(segment::segment_name(pos.segment));
-                    match File::open(&path) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            tracing::error!(component = %id, file = %path.display(), error = %e,
-                                "cannot open a disk buffer segment; the sink gets no more events \
-                                 until a restart");
-                            break;
-                        }
-                    }
-                }
-            };
-            let from = pos.offset;
-            let read = tokio::task::spawn_blocking(move || {
-                let mut f = handle;
-                let r = segment::read_records(&mut f, from, end, READ_CHUNK_BYTES);
-                (f, r)
-            })
-            .await;
-            let (handle, records) = match read {
-                Ok((f, Ok(r))) => (f, r),
-                Ok((_, Err(e))) => {
-                    tracing::error!(component = %id, segment = pos.segment, error = %e,
-                        "cannot read the disk buffer; the sink gets no more events until a restart");
-                    break;
-                }
-                Err(_) => break,
-            };
-            file = Some((pos.segment, handle));
-            let mut events = Vec::new();
-            let mut notifiers = Vec::new();
-            for rec in records {
-                let end_pos = Position { segment: pos.segment, offset: rec.next };
-                pos = end_pos;
-                let decoded = match rec.payload {
-                    Ok(bytes) => codec::decode_events(&bytes).map_err(|e| e.to_string()),
-                    Err(Damage::BadRecord) => Err("checksum mismatch".to_string()),
-                    Err(_) => Err("bytes that do not form records".to_string()),
-                };
-                match decoded {
-                    Ok(batch) => {
-                        let count = batch.len() as u64;
-                        let seq = shared.push_pending(end_pos, count, None);
-                        let s = Arc::clone(&shared);
-                        let notifier =
-                            BatchNotifier::with_callback(move |status| s.ack(seq, status));
-                        events.extend(batch.into_iter().map(|e| e.with_notifier(&notifier)));
-                        notifiers.push(notifier);
-                    }
-                    Err(reason) => {
-                        let bytes = rec.next - rec.offset;
-                        shared.metrics.corrupted_bytes.inc_by(bytes);
-                        shared.metrics.corrupted_records.inc();
-                        if let Some(suppressed) = log.allow() {
-                            tracing::error!(
-                                component = %id,
-                                file = %shared.settings.dir.join(segment::segment_name(end_pos.segment)).display(),
-                                offset = rec.offset,
-                                bytes,
-                                reason = %reason,
-                                suppressed,
-                                "disk buffer: a corrupt record was found while reading; dropped"
-                            );
-                        }
-                        // Nothing to deliver: the record counts as done.
-                        shared.push_pending(end_pos, 0, Some(BatchStatus::Delivered));
-                    }
-                }
-            }
-            if events.is_empty() {
-                continue;
-            }
-            let sent = tokio::select! {
-                biased;
-                r = out.send(events) => Some(r),
-                _ = give_up(&shutdown, timeout) => None,
-            };
-            match sent {
-                Some(Ok(())) => {}
-                Some(Err(Closed(lost))) => {
-                    for e in &lost {
-                        e.update_status(EventStatus::Errored);
-                    }
-                    tracing::error!(component = %id,
-                        "the sink has stopped; its disk buffer keeps what it holds for the next start");
-                    break;
-                }
-                None => {
-                    for n in &notifiers {
-                        n.update_status(EventStatus::Errored);
-                    }
-                    tracing::info!(component = %id,
-                        "stopping: the rest of the disk buffer is delivered after the next start");
-                    break;
-                }
-            }
-        } else if let Some(next) = next {
-            // The segment is complete and read: the position moves on once all of it is
-            // acknowledged.
-            let to = Position { segment: next, offset: 0 };
-            shared.push_pending(to, 0, Some(BatchStatus::Delivered));
-            pos = to;
-            file = None;
-        } else if writer_done {
-            break;
-        } else {
-            // `notify_one` keeps a permit when nobody waits: no wake-up is missed.
-            shared.written.notified().await;
-        }
-    }
-    drop(out);
-    shared.lock().reader_done = true;
-    shared.acked.notify_one();
-    Ok(())
-}
-
-async fn run_acker(shared: Arc<Shared>) -> Result<(), ()> {
-    let id = shared.settings.id.clone();
-    let dir = shared.settings.dir.clone();
-    let mut persisted = shared.lock().acked;
-    let mut last_write: Option<Instant> = None;
-    loop {
-        let (acked, freed, done) = {
-            let mut st = shared.lock();
-            let mut freed: Vec<u64> = st
-                .segments
-                .range(..st.acked.segment)
-                .map(|(s, _)| *s)
-                .filter(|s| *s != st.write_segment)
-                .collect();
-            // Once writer and reader have stopped, a wholly acknowledged last segment goes too
-            // (on a full file system its space may be what the position needs); recovery
-            // begins the next one after it.
-            let ws = st.write_segment;
-            if st.writer_done
-                && st.reader_done
-                && st.pending.is_empty()
-                && st
-                    .segments
-                    .get(&ws)
-                    .is_some_and(|&len| st.acked >= Position { segment: ws, offset: len })
-            {
-                freed.push(ws);
-            }
-            for s in &freed {
-                st.segments.remove(s);
-            }
-            if !freed.is_empty() {
-                shared.update_gauges(&st);
-            }
-            (st.acked, freed, st.reader_done && st.pending.is_empty())
-        };
-        // Freed segments go first: on a full file system their space is what lets the
-        // position be written. A crash in between leaves an older position pointing before
-        // segments that no longer exist, which recovery skips (nothing lost, nothing repeated).
-        if !freed.is_empty() {
-            let d = dir.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                for s in freed {
-                    let _ = fs::remove_file(d.join(segment::segment_name(s)));
-                }
-                let _ = segment::sync_dir(&d);
-            })
-            .await;
-            shared.freed.notify_one();
-            last_write = None;
-        }
-        let due = last_write.is_none_or(|t| t.elapsed() >= ACK_PERSIST_INTERVAL);
-        if acked != persisted && (due || done) {
-            let d = dir.clone();
-            let written = tokio::task::spawn_blocking(move || segment::write_ack(&d, acked)).await;
-            match written {
-                Ok(Ok(())) => persisted = acked,
-                Ok(Err(e)) => {
-                    tracing::error!(component = %id, error = %e,
-                        "cannot write the disk buffer's acknowledged position; will retry");
-                    shared.stalled.notify_one();
-                }
-                Err(_) => {}
-            }
-            last_write = Some(Instant::now());
-        }
-        if done && acked == persisted {
-            return Ok(());
-        }
-        if acked != persisted {
-            let wait = last_write
-                .map_or(Duration::ZERO, |t| ACK_PERSIST_INTERVAL.saturating_sub(t.elapsed()));
-            tokio::select! {
-                _ = shared.acked.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        } else {
-            // `notify_one` keeps a permit when nobody waits: no acknowledgement is missed.
-            shared.acked.notified().await;
-        }
-    }
 }
 
 #[cfg(test)]

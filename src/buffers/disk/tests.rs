@@ -14,7 +14,7 @@ use crate::metrics::ComponentLabels;
 struct Buffer {
     upstream: Option<BatchSender>,
     sink: BatchReceiver,
-    tasks: JoinSet<Result<(), ()>>,
+    tasks: JoinSet<Result<(), ComponentError>>,
     shutdown: ShutdownSignal,
     metrics: ComponentMetrics,
 }

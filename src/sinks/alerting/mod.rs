@@ -65,11 +65,11 @@ use vrl::value::Value;
 use super::util::http::{AuthConfig, HttpClient, HttpRequest, TlsConfig, check_url};
 use super::util::metrics::SinkMetrics;
 use super::util::retry::SerialRequestConfig;
-use crate::config::ConfigIssue;
+use crate::component::{SinkComponent, SinkContext};
+use crate::error::{BuildError, ConfigIssue, Task};
 use crate::event::{Event, batch_size};
 use crate::internal_events::RateLimit;
 use crate::monitoring::report::{DriftReport, PsiLevel};
-use crate::topology::{SinkContext, Task};
 
 /// Notifications kept for retry at most.
 pub const MAX_QUEUED: usize = 1000;
@@ -658,20 +658,16 @@ async fn send(
     }
 }
 
-/// The sink task shared by `alertmanager` and `webhook`.
+/// The sink task shared by `alertmanager` and `webhook` (`options` checked).
 pub fn build_sink(
-    options: &AlertOptions,
+    options: AlertOptions,
     target: Target,
     client: HttpClient,
     request: &SerialRequestConfig,
     mut cx: SinkContext,
-) -> Result<Task, String> {
-    if let Some(issue) = options.check().into_iter().next() {
-        return Err(issue.message);
-    }
-    let options = options.clone();
+) -> Task {
     let backoff = request.backoff();
-    Ok(Box::pin(async move {
+    Box::pin(async move {
         let mut engine = AlertEngine::new(&options, Utc::now());
         let mut queue: VecDeque<Alert> = VecDeque::new();
         let mut tick = tokio::time::interval(Duration::from_secs(options.evaluation_interval_secs));
@@ -769,7 +765,7 @@ pub fn build_sink(
             tracing::warn!(component = %cx.id, refused = engine.refused_keys(), "alert keys over the limit were not tracked");
         }
         Ok(())
-    }))
+    })
 }
 
 /// `[sinks.<id>] type = "alertmanager"` and `type = "webhook"`: the same options; for
@@ -807,33 +803,71 @@ impl AlertSinkConfig {
         }
     }
 
-    pub fn check(&self) -> Vec<ConfigIssue> {
-        let mut issues = self.options().check();
+    /// The options, checked.
+    pub fn check(&self) -> Result<AlertOptions, Vec<ConfigIssue>> {
+        let options = self.options();
+        let mut issues = options.check();
         if let Err(e) = check_url(&self.endpoint) {
             issues.push(ConfigIssue::field("endpoint", e));
         }
         issues.extend(self.request.check());
         issues.extend(self.auth.iter().flat_map(AuthConfig::check));
         issues.extend(self.tls.iter().flat_map(TlsConfig::check));
-        issues
+        if issues.is_empty() { Ok(options) } else { Err(issues) }
     }
 
     /// The HTTP client of this sink (reads TLS and secret files).
-    fn client(&self) -> Result<HttpClient, String> {
+    fn client(&self) -> Result<HttpClient, BuildError> {
         HttpClient::new(
             vec![self.endpoint.clone()],
             self.tls.as_ref(),
             self.auth.as_ref(),
             self.request.timeout(),
         )
+        .map_err(|message| BuildError::Client { what: "HTTP client", message })
     }
 
-    pub fn build_alertmanager(&self, cx: SinkContext) -> Result<Task, String> {
-        build_sink(&self.options(), Target::Alertmanager, self.client()?, &self.request, cx)
+    fn build_sink(
+        &self,
+        options: AlertOptions,
+        target: Target,
+        cx: SinkContext,
+    ) -> Result<Task, BuildError> {
+        Ok(build_sink(options, target, self.client()?, &self.request, cx))
+    }
+}
+
+/// `[sinks.<id>] type = "alertmanager"`: alerts to Alertmanager's `POST /api/v2/alerts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct AlertmanagerConfig(pub AlertSinkConfig);
+
+/// `[sinks.<id>] type = "webhook"`: alerts as JSON to any URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookConfig(pub AlertSinkConfig);
+
+impl SinkComponent for AlertmanagerConfig {
+    type Checked = AlertOptions;
+
+    fn check(&self) -> Result<AlertOptions, Vec<ConfigIssue>> {
+        self.0.check()
     }
 
-    pub fn build_webhook(&self, cx: SinkContext) -> Result<Task, String> {
-        build_sink(&self.options(), Target::Webhook, self.client()?, &self.request, cx)
+    fn build(&self, options: AlertOptions, cx: SinkContext) -> Result<Task, BuildError> {
+        self.0.build_sink(options, Target::Alertmanager, cx)
+    }
+}
+
+impl SinkComponent for WebhookConfig {
+    type Checked = AlertOptions;
+
+    fn check(&self) -> Result<AlertOptions, Vec<ConfigIssue>> {
+        self.0.check()
+    }
+
+    fn build(&self, options: AlertOptions, cx: SinkContext) -> Result<Task, BuildError> {
+        self.0.build_sink(options, Target::Webhook, cx)
     }
 }
 

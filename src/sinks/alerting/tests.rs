@@ -13,7 +13,7 @@ fn options(rules: &str) -> AlertOptions {
         "endpoint = \"http://127.0.0.1:1\"\nresend_interval_secs = 30\nlabels = {{ team = \"ml\" }}\n{rules}"
     ))
     .unwrap();
-    assert!(c.check().is_empty(), "{:?}", c.check());
+    assert!(c.check().is_ok(), "{:?}", c.check().err());
     c.options()
 }
 
@@ -200,19 +200,19 @@ fn payloads() {
 fn config_errors() {
     // https is accepted (the shared client speaks TLS); a URL without a scheme is not.
     let c: AlertSinkConfig = toml_edit::de::from_str("endpoint = \"https://am\"").unwrap();
-    let issues = c.check();
+    let issues = c.check().unwrap_err();
     assert!(issues.iter().any(|i| i.message.contains("at least one [[rules]]")));
     assert!(!issues.iter().any(|i| i.field.as_deref() == Some("endpoint")), "{issues:?}");
     let c: AlertSinkConfig = toml_edit::de::from_str("endpoint = \"am:9093\"").unwrap();
-    assert!(c.check().iter().any(|i| i.field.as_deref() == Some("endpoint")));
+    assert!(c.check().unwrap_err().iter().any(|i| i.field.as_deref() == Some("endpoint")));
     let c: AlertSinkConfig =
         toml_edit::de::from_str("endpoint = \"http://am\"\nrequest.timeout_secs = 0").unwrap();
-    assert!(c.check().iter().any(|i| i.message.contains("request.timeout_secs")));
+    assert!(c.check().unwrap_err().iter().any(|i| i.message.contains("request.timeout_secs")));
     let c: AlertSinkConfig = toml_edit::de::from_str(
         "endpoint = \"http://am\"\n[[rules]]\nname = \"E\"\nkind = \"error_rate\"\nwarning = 0.5\ncritical = 0.1",
     )
     .unwrap();
-    assert!(c.check()[0].message.contains("warning <= critical"));
+    assert!(c.check().unwrap_err()[0].message.contains("warning <= critical"));
     assert!(
         toml_edit::de::from_str::<AlertSinkConfig>("endpoint = \"http://am\"\nrulez = []").is_err()
     );

@@ -55,13 +55,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigIssue;
+use crate::component::{SinkComponent, SinkContext};
+use crate::error::{BuildError, Task};
+use crate::error::{ConfigIssue, keep};
 use crate::event::{Event, parse_path};
 use crate::sinks::util::batch::{BatchConfig, BatchSettings};
 use crate::sinks::util::driver::{self, DriverSettings, Encoder, Rejection, RequestConfig};
 use crate::sinks::util::http::{AuthConfig, HttpClient, TlsConfig};
 use crate::template::Template;
-use crate::topology::{SinkContext, Task};
 use encoder::{BulkEncoder, BulkItem, IdSource, Target};
 use service::BulkService;
 
@@ -173,7 +174,22 @@ impl ElasticsearchConfig {
         self.index.as_deref().unwrap_or("weir-%Y.%m.%d")
     }
 
-    pub fn check(&self) -> Vec<ConfigIssue> {
+    /// The HTTP client of this sink (reads TLS and secret files).
+    pub fn client(&self) -> Result<HttpClient, String> {
+        HttpClient::new(
+            self.endpoints.clone(),
+            self.tls.as_ref(),
+            self.auth.as_ref(),
+            self.request.timeout(),
+        )
+    }
+}
+
+impl SinkComponent for ElasticsearchConfig {
+    /// The bulk encoder: the index or data stream templates, where an `_id` comes from.
+    type Checked = BulkEncoder;
+
+    fn check(&self) -> Result<BulkEncoder, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if self.endpoints.is_empty() {
             issues.push(ConfigIssue::field("endpoints", "give at least one endpoint URL"));
@@ -186,7 +202,7 @@ impl ElasticsearchConfig {
                 ));
             }
         }
-        match self.mode {
+        let target = match self.mode {
             Mode::Bulk => {
                 if self.data_stream.is_some() {
                     issues.push(ConfigIssue::field(
@@ -194,9 +210,8 @@ impl ElasticsearchConfig {
                         "data_stream is for mode = \"data_stream\"; in bulk mode use `index`",
                     ));
                 }
-                if let Err(e) = Template::parse(self.index_template()) {
-                    issues.push(ConfigIssue::field("index", e));
-                }
+                keep(&mut issues, "index", Template::parse(self.index_template()))
+                    .map(Target::Index)
             }
             Mode::DataStream => {
                 if self.index.is_some() {
@@ -207,15 +222,19 @@ impl ElasticsearchConfig {
                     ));
                 }
                 let ds = self.data_stream.clone().unwrap_or_default();
-                for (name, t) in
-                    [("type", &ds.kind), ("dataset", &ds.dataset), ("namespace", &ds.namespace)]
-                {
-                    if let Err(e) = Template::parse(t) {
-                        issues.push(ConfigIssue::field(&format!("data_stream.{name}"), e));
+                let kind = keep(&mut issues, "data_stream.type", Template::parse(&ds.kind));
+                let dataset =
+                    keep(&mut issues, "data_stream.dataset", Template::parse(&ds.dataset));
+                let namespace =
+                    keep(&mut issues, "data_stream.namespace", Template::parse(&ds.namespace));
+                match (kind, dataset, namespace) {
+                    (Some(kind), Some(dataset), Some(namespace)) => {
+                        Some(Target::DataStream { kind, dataset, namespace })
                     }
+                    _ => None,
                 }
             }
-        }
+        };
         if let Some(p) = &self.pipeline
             && (p.is_empty()
                 || !p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -225,16 +244,16 @@ impl ElasticsearchConfig {
                 "an ingest pipeline name of letters, digits, '-', '_' and '.'",
             ));
         }
-        if let Some(k) = &self.id_key {
-            if let Err(e) = parse_path(k) {
-                issues.push(ConfigIssue::field("id_key", e));
-            }
-            if self.id_from_content {
-                issues.push(ConfigIssue::field(
-                    "id_from_content",
-                    "choose id_key or id_from_content, not both",
-                ));
-            }
+        let id = match (&self.id_key, self.id_from_content) {
+            (Some(k), _) => keep(&mut issues, "id_key", parse_path(k)).map(IdSource::Field),
+            (None, true) => Some(IdSource::Content),
+            (None, false) => Some(IdSource::Auto),
+        };
+        if self.id_key.is_some() && self.id_from_content {
+            issues.push(ConfigIssue::field(
+                "id_from_content",
+                "choose id_key or id_from_content, not both",
+            ));
         }
         if let Some(a) = &self.auth {
             if matches!(a, AuthConfig::Bearer { .. }) {
@@ -248,42 +267,17 @@ impl ElasticsearchConfig {
         issues.extend(self.tls.iter().flat_map(TlsConfig::check));
         issues.extend(self.batch.check());
         issues.extend(self.request.check());
-        issues
+        match (target, id) {
+            (Some(target), Some(id)) if issues.is_empty() => Ok(BulkEncoder { target, id }),
+            _ => Err(issues),
+        }
     }
 
-    pub fn encoder(&self) -> Result<BulkEncoder, String> {
-        let target = match self.mode {
-            Mode::Bulk => Target::Index(Template::parse(self.index_template())?),
-            Mode::DataStream => {
-                let ds = self.data_stream.clone().unwrap_or_default();
-                Target::DataStream {
-                    kind: Template::parse(&ds.kind)?,
-                    dataset: Template::parse(&ds.dataset)?,
-                    namespace: Template::parse(&ds.namespace)?,
-                }
-            }
-        };
-        let id = match (&self.id_key, self.id_from_content) {
-            (Some(k), _) => IdSource::Field(parse_path(k)?),
-            (None, true) => IdSource::Content,
-            (None, false) => IdSource::Auto,
-        };
-        Ok(BulkEncoder { target, id })
-    }
-
-    /// The HTTP client of this sink (reads TLS and secret files).
-    pub fn client(&self) -> Result<HttpClient, String> {
-        HttpClient::new(
-            self.endpoints.clone(),
-            self.tls.as_ref(),
-            self.auth.as_ref(),
-            self.request.timeout(),
-        )
-    }
-
-    pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
-        let encoder = EsEncoder { inner: self.encoder()?, scratch: Vec::new() };
-        let client = Arc::new(self.client()?);
+    fn build(&self, encoder: BulkEncoder, cx: SinkContext) -> Result<Task, BuildError> {
+        let encoder = EsEncoder { inner: encoder, scratch: Vec::new() };
+        let client =
+            self.client().map_err(|message| BuildError::Client { what: "HTTP client", message })?;
+        let client = Arc::new(client);
         let service =
             BulkService::new(self.pipeline.as_deref(), self.compression == Compression::Gzip);
         let settings = DriverSettings {
@@ -446,13 +440,14 @@ mod tests {
     fn config_checks() {
         let parse = |s: &str| toml_edit::de::from_str::<ElasticsearchConfig>(s);
         let ok = parse("endpoints = [\"http://localhost:9200\"]\nindex = \"logs-%Y\"").unwrap();
-        assert!(ok.check().is_empty());
+        assert!(ok.check().is_ok());
         let bad = parse(
             "endpoints = [\"localhost:9200\"]\nmode = \"data_stream\"\nindex = \"x\"\n\
              id_key = \"a\"\nid_from_content = true\nauth.strategy = \"bearer\"\nauth.token = \"t\"",
         )
         .unwrap();
-        let fields: Vec<_> = bad.check().into_iter().filter_map(|i| i.field).collect();
+        let fields: Vec<_> =
+            bad.check().err().unwrap().into_iter().filter_map(|i| i.field).collect();
         assert_eq!(fields, ["endpoints", "index", "id_from_content", "auth.strategy"]);
         assert!(
             parse("endpoints = []\nendpiont = 1").unwrap_err().to_string().contains("endpiont")

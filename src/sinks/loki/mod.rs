@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigIssue;
+use crate::component::{SinkComponent, SinkContext};
+use crate::error::{BuildError, Task};
+use crate::error::{ConfigIssue, keep};
 use crate::event::{Event, parse_path};
 use crate::sinks::util::batch::{BatchConfig, BatchSettings};
 use crate::sinks::util::driver::{self, DriverSettings, Encoder, Rejection, RequestConfig};
@@ -54,7 +56,6 @@ use crate::sinks::util::encoding::Codec;
 use crate::sinks::util::http::{AuthConfig, HttpClient, TlsConfig};
 use crate::sinks::util::metrics::SinkMetrics;
 use crate::template::Template;
-use crate::topology::{SinkContext, Task};
 use encoder::{LineFormat, LokiEncoder, LokiEntry, compile_pairs};
 use service::{PushFormat, PushService};
 
@@ -133,8 +134,11 @@ pub const DEFAULT_BATCH: BatchSettings = BatchSettings {
     idle_timeout: crate::sinks::util::batch::DEFAULT_IDLE_TIMEOUT,
 };
 
-impl LokiConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+impl SinkComponent for LokiConfig {
+    /// The encoder: label and metadata templates, the line's field, the tenant.
+    type Checked = LokiEncoder;
+
+    fn check(&self) -> Result<LokiEncoder, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             issues.push(ConfigIssue::field("endpoint", "an http:// or https:// URL"));
@@ -155,20 +159,18 @@ impl LokiConfig {
                 format!("{fixed} labels; Loki takes at most {} per stream", encoder::MAX_LABELS),
             ));
         }
-        if let Err(e) = compile_pairs(&self.labels, "label") {
-            issues.push(ConfigIssue::field("labels", e));
-        }
-        if let Err(e) = compile_pairs(&self.structured_metadata, "structured_metadata") {
-            issues.push(ConfigIssue::field("structured_metadata", e));
-        }
-        if let Some(t) = &self.tenant_id
-            && let Err(e) = Template::parse(t)
-        {
-            issues.push(ConfigIssue::field("tenant_id", e));
-        }
-        if let Err(e) = parse_path(&self.encoding.field) {
-            issues.push(ConfigIssue::field("encoding.field", e));
-        }
+        let labels = keep(&mut issues, "labels", compile_pairs(&self.labels, "label"));
+        let metadata = keep(
+            &mut issues,
+            "structured_metadata",
+            compile_pairs(&self.structured_metadata, "structured_metadata"),
+        );
+        let tenant = keep(
+            &mut issues,
+            "tenant_id",
+            self.tenant_id.as_deref().map(Template::parse).transpose(),
+        );
+        let field = keep(&mut issues, "encoding.field", parse_path(&self.encoding.field));
         if self.max_streams == 0 {
             issues.push(ConfigIssue::field("max_streams", "max_streams must be at least 1"));
         }
@@ -184,32 +186,22 @@ impl LokiConfig {
         issues.extend(self.tls.iter().flat_map(TlsConfig::check));
         issues.extend(self.batch.check());
         issues.extend(self.request.check());
-        issues
-    }
-
-    /// The encoder (pure but for its cardinality guard).
-    pub fn encoder(&self) -> Result<LokiEncoder, String> {
+        let (Some(labels), Some(metadata), Some(tenant), Some(field), true) =
+            (labels, metadata, tenant, field, issues.is_empty())
+        else {
+            return Err(issues);
+        };
         let line = match self.encoding.codec {
             Codec::Json => LineFormat::Json,
-            Codec::Text => {
-                LineFormat::Text(parse_path(&self.encoding.field)?, self.encoding.field.clone())
-            }
+            Codec::Text => LineFormat::Text(field, self.encoding.field.clone()),
         };
-        let tenant = self.tenant_id.as_deref().map(Template::parse).transpose()?;
-        let mut enc = LokiEncoder::new(
-            compile_pairs(&self.labels, "label")?,
-            compile_pairs(&self.structured_metadata, "structured_metadata")?,
-            line,
-            tenant,
-            self.max_streams,
-        );
+        let mut enc = LokiEncoder::new(labels, metadata, line, tenant, self.max_streams);
         enc.remove_label_fields = self.remove_label_fields;
         enc.remove_metadata_fields = self.remove_structured_metadata_fields;
         Ok(enc)
     }
 
-    pub fn build(&self, cx: SinkContext) -> Result<Task, String> {
-        let mut inner = self.encoder()?;
+    fn build(&self, mut inner: LokiEncoder, cx: SinkContext) -> Result<Task, BuildError> {
         let capped = cx.metrics.error_counter(
             crate::metrics::error_type::STREAM_CARDINALITY_CAPPED,
             crate::metrics::Stage::Processing,
@@ -217,12 +209,14 @@ impl LokiConfig {
         inner.on_capped = Box::new(move |_| {
             capped.inc();
         });
-        let client = Arc::new(HttpClient::new(
+        let client = HttpClient::new(
             vec![self.endpoint.clone()],
             self.tls.as_ref(),
             self.auth.as_ref(),
             self.request.timeout(),
-        )?);
+        )
+        .map_err(|message| BuildError::Client { what: "HTTP client", message })?;
+        let client = Arc::new(client);
         let service = PushService { format: self.format, metrics: SinkMetrics::new(&cx.metrics) };
         let settings = DriverSettings {
             batch: self.batch.settings(DEFAULT_BATCH),
@@ -297,13 +291,14 @@ mod tests {
             "endpoint = \"http://loki:3100\"\nlabels.job = \"weir\"\nlabels.\"pod_*\" = \"{{ k8s.labels }}\"",
         )
         .unwrap();
-        assert!(ok.check().is_empty(), "{:?}", ok.check());
+        assert!(ok.check().is_ok(), "{:?}", ok.check().err());
         let bad = parse(
             "endpoint = \"http://loki:3100/loki/api/v1/push\"\nlabels = {}\nmax_streams = 0\n\
              structured_metadata.\"bad-name\" = \"x\"",
         )
         .unwrap();
-        let fields: Vec<_> = bad.check().into_iter().filter_map(|i| i.field).collect();
+        let fields: Vec<_> =
+            bad.check().err().unwrap().into_iter().filter_map(|i| i.field).collect();
         assert_eq!(fields, ["endpoint", "labels", "structured_metadata", "max_streams"]);
         assert!(parse("endpoint = \"http://l\"\nlabels.a = \"b\"\nlabel.c = \"d\"").is_err());
     }

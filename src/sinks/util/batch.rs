@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 
 /// `batch` of a sink. Each sink supplies its own defaults.
 #[derive(Debug, Clone, Copy, Deserialize)]

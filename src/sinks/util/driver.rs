@@ -60,11 +60,12 @@ use super::concurrency::{Concurrency, Limiter, Permit};
 use super::http::{HttpClient, HttpRequest, HttpResponse, MAX_RESPONSE_BYTES, SendError};
 use super::metrics::SinkMetrics;
 use super::retry::Backoff;
+use crate::component::SinkContext;
 use crate::dead_letter::{DeadLetter, Rejected, original_of};
+use crate::error::ComponentError;
 use crate::event::{Event, EventFinalizers, EventStatus, batch_size};
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, OutputMetrics};
-use crate::topology::SinkContext;
 
 /// One encoded event waiting to be sent: its payload and its acknowledgement handles (the
 /// event's fields are gone once encoded).
@@ -248,8 +249,8 @@ impl Default for RequestConfig {
 }
 
 impl RequestConfig {
-    pub fn check(&self) -> Vec<crate::config::ConfigIssue> {
-        use crate::config::ConfigIssue;
+    pub fn check(&self) -> Vec<crate::error::ConfigIssue> {
+        use crate::error::ConfigIssue;
         let mut issues = Vec::new();
         let secs_ok = |v: f64| v.is_finite() && v > 0.0 && v <= 86_400.0;
         for (name, v) in [
@@ -389,7 +390,7 @@ pub async fn run<E, S>(
     service: S,
     settings: DriverSettings,
     health_check: Option<HealthCheck>,
-) -> Result<(), ()>
+) -> Result<(), ComponentError>
 where
     E: Encoder,
     S: Service<Key = E::Key, Payload = E::Payload>,
@@ -501,7 +502,11 @@ where
     if let Some(checker) = checker {
         checker.abort();
     }
-    if shared.gave_up.load(Ordering::Acquire) { Err(()) } else { Ok(()) }
+    if shared.gave_up.load(Ordering::Acquire) {
+        let message = "events were given up while draining; they will be read again".into();
+        return Err(ComponentError::Peer { what: "the destination did not take them", message });
+    }
+    Ok(())
 }
 
 /// Rate-limited log of events the encoder refused, by reason.

@@ -33,7 +33,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 
 /// Largest response body read for any request.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

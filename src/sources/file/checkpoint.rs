@@ -9,6 +9,7 @@
 //! The checkpoint file is JSON, written to a temporary file, synced and renamed over the old
 //! one, so a crash leaves either the old or the new file, never a torn one.
 
+use crate::error::BuildError;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,9 +99,12 @@ fn now_secs() -> i64 {
 impl Checkpointer {
     /// Loads the checkpoints of `dir` (missing file: none). A checkpoint file that cannot be
     /// read is reported and set aside (renamed with `.corrupt`), not a reason to stop.
-    pub fn load(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create checkpoint directory {}: {e}", dir.display()))?;
+    pub fn load(dir: &Path) -> Result<Self, BuildError> {
+        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+            what: "cannot create the checkpoint directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join("checkpoints.json");
         let mut inner = Inner::default();
         match std::fs::read(&path) {
@@ -122,7 +126,10 @@ impl Checkpointer {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                let what = "cannot read the checkpoint file";
+                return Err(BuildError::Io { what, path, source });
+            }
         }
         Ok(Self { inner: Arc::new(Mutex::new(inner)), path: Some(path) })
     }

@@ -49,14 +49,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::util::lines::{LineFramer, Oversize};
-use super::util::multiline::{Aggregator, Group, MultilineConfig};
+use super::util::multiline::{Aggregator, Group, Multiline, MultilineConfig};
 use super::util::{group_event, host_name, line_fields};
-use crate::config::ConfigIssue;
+use crate::channel::Batch;
+use crate::component::{ShutdownSignal, SourceComponent, SourceContext, SourceSender};
+use crate::error::{BuildError, ComponentError, ConfigIssue, Task};
 use crate::event::{BatchNotifier, Event, EventStatus, LineBlock, SharedFields};
 use crate::internal_events::{LineTooLong, RateLimit};
 use crate::metrics::ComponentMetrics;
-use crate::topology::channel::Batch;
-use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
 use checkpoint::Checkpointer;
 use fingerprint::Fingerprint;
 
@@ -134,20 +134,31 @@ fn default_checkpoint_interval_ms() -> u64 {
     1000
 }
 
-impl FileConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+/// A file source's config, checked: its compiled patterns.
+pub struct Checked {
+    /// `exclude`, compiled. (`include` is walked by `glob::glob`, which takes the pattern as
+    /// text; `check` has made sure each one compiles.)
+    exclude: Vec<glob::Pattern>,
+    multiline: Option<Multiline>,
+}
+
+impl SourceComponent for FileConfig {
+    type Checked = Checked;
+
+    fn check(&self) -> Result<Checked, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if self.include.is_empty() {
             issues.push(ConfigIssue::field("include", "give at least one glob pattern"));
         }
-        for (key, list) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for p in list {
-                if let Err(e) = glob::Pattern::new(p) {
-                    issues
-                        .push(ConfigIssue::field(key, format!("invalid glob pattern `{p}`: {e}")));
-                }
-            }
-        }
+        let mut compile = |key: &str, p: &String| {
+            glob::Pattern::new(p)
+                .map_err(|e| {
+                    issues.push(ConfigIssue::field(key, format!("invalid glob pattern `{p}`: {e}")))
+                })
+                .ok()
+        };
+        self.include.iter().for_each(|p| drop(compile("include", p)));
+        let exclude: Vec<_> = self.exclude.iter().filter_map(|p| compile("exclude", p)).collect();
         if self.max_line_bytes == 0 {
             issues.push(ConfigIssue::field("max_line_bytes", "must be at least 1"));
         }
@@ -157,26 +168,26 @@ impl FileConfig {
         if self.max_read_bytes < 4096 {
             issues.push(ConfigIssue::field("max_read_bytes", "must be at least 4096"));
         }
-        if let Some(m) = &self.multiline {
-            issues.extend(m.check());
+        let multiline = match self.multiline.as_ref().map(MultilineConfig::check).transpose() {
+            Ok(m) => m,
+            Err(more) => {
+                issues.extend(more);
+                None
+            }
+        };
+        if !issues.is_empty() {
+            return Err(issues);
         }
-        issues
+        Ok(Checked { exclude, multiline })
     }
 
-    pub fn build(&self, cx: SourceContext) -> Result<Task, String> {
+    fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
         let dir = cx.data_dir.join(&cx.id);
         let checkpoints = Checkpointer::load(&dir)?;
-        let exclude = self
-            .exclude
-            .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| format!("invalid glob pattern `{p}`: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(m) = &self.multiline {
-            m.build::<(u64, u64)>(self.max_line_bytes)?;
-        }
         let reader = Reader {
             config: self.clone(),
-            exclude,
+            exclude: checked.exclude,
+            multiline: checked.multiline,
             checkpoints,
             watchers: Vec::new(),
             too_long: LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate),
@@ -196,12 +207,14 @@ impl FileConfig {
         Ok(Box::pin(async move {
             match tokio::task::spawn_blocking(move || reader.run()).await {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "file source thread failed");
-                    Err(())
-                }
+                Err(e) => Err(ComponentError::Thread(e.to_string())),
             }
         }))
+    }
+
+    /// Checkpoints advance only over acknowledged lines.
+    fn acknowledges(&self) -> bool {
+        true
     }
 }
 
@@ -253,6 +266,7 @@ impl Watcher {
 struct Reader {
     config: FileConfig,
     exclude: Vec<glob::Pattern>,
+    multiline: Option<Multiline>,
     checkpoints: Checkpointer,
     watchers: Vec<Watcher>,
     too_long: LineTooLong,
@@ -290,10 +304,12 @@ enum ReadOutcome {
     Truncated,
     /// Reading failed; the watcher is dropped and found again by the next scan.
     Failed,
+    /// No consumer is left downstream: the source stops.
+    Closed,
 }
 
 impl Reader {
-    fn run(mut self) -> Result<(), ()> {
+    fn run(mut self) -> Result<(), ComponentError> {
         let glob_interval = Duration::from_millis(self.config.glob_interval_ms);
         let checkpoint_interval = Duration::from_millis(self.config.checkpoint_interval_ms);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
@@ -307,18 +323,18 @@ impl Reader {
             let mut i = 0;
             while i < self.watchers.len() && open {
                 match self.read_one(i) {
-                    Ok(ReadOutcome::Data) => progress = true,
-                    Ok(ReadOutcome::Idle) => {}
-                    Ok(ReadOutcome::Truncated) => {
+                    ReadOutcome::Data => progress = true,
+                    ReadOutcome::Idle => {}
+                    ReadOutcome::Truncated => {
                         self.on_truncated(i);
                         progress = true;
                     }
-                    Ok(ReadOutcome::Failed) => {
+                    ReadOutcome::Failed => {
                         let w = self.watchers.remove(i);
                         self.checkpoints.release(&w.fp);
                         continue;
                     }
-                    Err(()) => open = false,
+                    ReadOutcome::Closed => open = false,
                 }
                 i += 1;
             }
@@ -461,8 +477,7 @@ impl Reader {
         }
         tracing::info!(component = %self.id, path = %path, offset, "reading file");
         let epoch = self.checkpoints.open(&fp, &path, offset);
-        let agg =
-            self.config.multiline.as_ref().and_then(|m| m.build(self.config.max_line_bytes).ok());
+        let agg = self.multiline.as_ref().map(|m| m.aggregator(self.config.max_line_bytes));
         Some(Watcher {
             fp,
             epoch,
@@ -523,7 +538,7 @@ impl Reader {
     }
 
     /// Reads one round from watcher `i` and sends what it yields.
-    fn read_one(&mut self, i: usize) -> Result<ReadOutcome, ()> {
+    fn read_one(&mut self, i: usize) -> ReadOutcome {
         let max_read = self.config.max_read_bytes;
         let w = &mut self.watchers[i];
         let n = match w.framer.read_from(&mut w.file, max_read) {
@@ -531,7 +546,7 @@ impl Reader {
             Err(e) => {
                 let path = w.path.clone();
                 self.read_failed(&path, &e);
-                return Ok(ReadOutcome::Failed);
+                return ReadOutcome::Failed;
             }
         };
         // A file truncated and written again past our position would be read from the middle
@@ -542,7 +557,7 @@ impl Reader {
         // when the next check sends the file back to its start).
         let replaced = self.replaced(i);
         if n == 0 {
-            return Ok(if replaced { ReadOutcome::Truncated } else { ReadOutcome::Idle });
+            return if replaced { ReadOutcome::Truncated } else { ReadOutcome::Idle };
         }
         let w = &mut self.watchers[i];
         if replaced {
@@ -552,7 +567,7 @@ impl Reader {
             let at = w.position() - n as u64;
             if read_from_new_content(&w.file, at, w.framer.last_read(n)) {
                 w.framer.unread(n);
-                return Ok(ReadOutcome::Truncated);
+                return ReadOutcome::Truncated;
             }
         }
         w.last_growth = Instant::now();
@@ -585,12 +600,12 @@ impl Reader {
         if let Some((data, count)) = block
             && !self.send_block(i, data, count, block_end)
         {
-            return Err(());
+            return ReadOutcome::Closed;
         }
         if !self.send_groups(i, groups) {
-            return Err(());
+            return ReadOutcome::Closed;
         }
-        Ok(if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data })
+        if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data }
     }
 
     /// Has the file of watcher `i` shrunk below our position, or been replaced by a file with
@@ -808,5 +823,33 @@ mod tests {
         w.set_len(0).unwrap();
         w.flush().unwrap();
         assert!(!read_from_new_content(&file, 15, b"new second line\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keeps_the_source_contract_and_checkpoints_what_was_acknowledged() {
+        use crate::contract::{Expect, run_source};
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "first line of the file\nsecond\nthird\n").unwrap();
+        let c: FileConfig =
+            toml_edit::de::from_str(&format!("include = [\"{}\"]", log.display())).unwrap();
+        assert!(c.acknowledges());
+        let data = dir.path().join("data");
+        let run = run_source(&c, "file", &data, 3).await;
+        let messages: Vec<_> = run
+            .out
+            .iter()
+            .map(|e| serde_json::to_value(e.view()).unwrap()["message"].clone())
+            .collect();
+        assert_eq!(messages, ["first line of the file", "second", "third"]);
+        assert!(
+            run.out.iter().all(|e| !e.metadata().finalizers().is_empty()),
+            "each event is acknowledged"
+        );
+        let id = run.metrics.id().to_string();
+        Expect { sent: 3, ..Expect::default() }.check(run, None).await;
+        // The events were dropped (delivered) by `check`: the checkpoint is past all of them.
+        let saved = std::fs::read_to_string(data.join(id).join("checkpoints.json")).unwrap();
+        assert!(saved.contains("\"offset\":36"), "{saved}");
     }
 }

@@ -65,11 +65,12 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use vrl::value::{KeyString, ObjectMap, Value};
 
-use crate::config::ConfigIssue;
+use crate::component::{ShutdownSignal, SourceComponent, SourceContext, SourceSender};
+use crate::error::ConfigIssue;
+use crate::error::{BuildError, ComponentError, Task};
 use crate::event::{BatchNotifier, Event};
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, Labels};
-use crate::topology::{ShutdownSignal, SourceContext, SourceSender, Task};
 use offsets::{Key, Range, Tracker};
 
 /// Most records in one batch.
@@ -185,8 +186,11 @@ const OFFSET_RESETS: &[&str] =
     &["earliest", "smallest", "beginning", "latest", "largest", "end", "error"];
 const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-impl KafkaConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+impl SourceComponent for KafkaConfig {
+    /// Nothing compiled: librdkafka takes the settings as text.
+    type Checked = ();
+
+    fn check(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if self.bootstrap_servers.trim().is_empty() {
             issues.push(ConfigIssue::field("bootstrap_servers", "give at least one broker"));
@@ -242,9 +246,58 @@ impl KafkaConfig {
         {
             issues.push(ConfigIssue::field("tls", "`crt_file` and `key_file` go together"));
         }
-        issues
+        if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 
+    fn build(&self, (): (), cx: SourceContext) -> Result<Task, BuildError> {
+        let telemetry = Arc::new(Telemetry::new(&cx.metrics));
+        let tracker = Arc::new(Tracker::default());
+        let context = KafkaContext {
+            id: cx.id.clone(),
+            tracker: Arc::clone(&tracker),
+            telemetry: Arc::clone(&telemetry),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+        };
+        let client = |message: String| BuildError::Client { what: "Kafka consumer", message };
+        let consumer: BaseConsumer<KafkaContext> = self
+            .client_config(&cx.id)
+            .create_with_context(context)
+            .map_err(|e| client(format!("cannot create it: {e}")))?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| client(format!("cannot subscribe to {topics:?}: {e}")))?;
+        tracing::info!(
+            component = %cx.id,
+            group_id = %self.group_id,
+            topics = ?self.topics,
+            "consuming from Kafka"
+        );
+        let reader = Reader {
+            consumer,
+            tracker,
+            telemetry,
+            out: cx.out,
+            shutdown: cx.shutdown,
+            id: cx.id,
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            handle: tokio::runtime::Handle::current(),
+        };
+        Ok(Box::pin(async move {
+            match tokio::task::spawn_blocking(move || reader.run()).await {
+                Ok(r) => r,
+                Err(e) => Err(ComponentError::Thread(e.to_string())),
+            }
+        }))
+    }
+
+    /// Offsets are committed only up to what was acknowledged.
+    fn acknowledges(&self) -> bool {
+        true
+    }
+}
+
+impl KafkaConfig {
     /// The librdkafka configuration: weir's settings, then `librdkafka_options`.
     pub fn client_config(&self, id: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -300,48 +353,6 @@ impl KafkaConfig {
             c.set(k, v);
         }
         c
-    }
-
-    pub fn build(&self, cx: SourceContext) -> Result<Task, String> {
-        let telemetry = Arc::new(Telemetry::new(&cx.metrics));
-        let tracker = Arc::new(Tracker::default());
-        let context = KafkaContext {
-            id: cx.id.clone(),
-            tracker: Arc::clone(&tracker),
-            telemetry: Arc::clone(&telemetry),
-            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
-        };
-        let consumer: BaseConsumer<KafkaContext> = self
-            .client_config(&cx.id)
-            .create_with_context(context)
-            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
-        tracing::info!(
-            component = %cx.id,
-            group_id = %self.group_id,
-            topics = ?self.topics,
-            "consuming from Kafka"
-        );
-        let reader = Reader {
-            consumer,
-            tracker,
-            telemetry,
-            out: cx.out,
-            shutdown: cx.shutdown,
-            id: cx.id,
-            commit_interval: Duration::from_millis(self.commit_interval_ms),
-            handle: tokio::runtime::Handle::current(),
-        };
-        Ok(Box::pin(async move {
-            match tokio::task::spawn_blocking(move || reader.run()).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "kafka source thread failed");
-                    Err(())
-                }
-            }
-        }))
     }
 }
 
@@ -608,7 +619,7 @@ impl Batch {
 }
 
 impl Reader {
-    fn run(mut self) -> Result<(), ()> {
+    fn run(mut self) -> Result<(), ComponentError> {
         let mut last_commit = Instant::now();
         let mut stopped_by_pipeline = false;
         while !self.shutdown.is_cancelled() {
@@ -765,13 +776,14 @@ mod tests {
 
     #[test]
     fn checks_reserved_options_offsets_and_topics() {
-        assert!(config("").check().is_empty());
+        assert!(config("").check().is_ok());
         let issues = config(
             "auto_offset_reset = \"oldest\"\ntopics = [\"^(\", \"a b\"]\n\
              librdkafka_options = { \"enable.auto.commit\" = \"true\", \"fetch.min.bytes\" = \"1\" }\n\
              sasl = { mechanism = \"GSSAPI\", username = \"u\", password = \"p\" }",
         )
-        .check();
+        .check()
+        .unwrap_err();
         let text: Vec<String> = issues
             .iter()
             .map(|i| format!("{}: {}", i.field.clone().unwrap_or_default(), i.message))

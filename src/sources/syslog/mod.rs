@@ -65,11 +65,12 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::util::lines::Oversize;
 use super::util::tls::TlsServerConfig;
-use crate::config::ConfigIssue;
+use crate::component::{SourceComponent, SourceContext};
+use crate::error::{BuildError, Task};
+use crate::error::{ConfigIssue, keep};
 use crate::event::Event;
 use crate::internal_events::RateLimit;
 use crate::metrics::{ComponentMetrics, Labels};
-use crate::topology::{SourceContext, Task};
 use framing::{Frame, FramingError};
 use parse::Zone;
 
@@ -132,8 +133,11 @@ fn default_max_connections() -> usize {
     1024
 }
 
-impl SyslogConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+impl SourceComponent for SyslogConfig {
+    /// The time zone of timestamps that carry none.
+    type Checked = Zone;
+
+    fn check(&self) -> Result<Zone, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if self.max_message_bytes == 0 {
             issues.push(ConfigIssue::field("max_message_bytes", "must be at least 1"));
@@ -141,9 +145,7 @@ impl SyslogConfig {
         if self.max_connections == 0 {
             issues.push(ConfigIssue::field("max_connections", "must be at least 1"));
         }
-        if let Err(e) = Zone::parse(self.timezone.as_deref()) {
-            issues.push(ConfigIssue::field("timezone", e));
-        }
+        let zone = keep(&mut issues, "timezone", Zone::parse(self.timezone.as_deref()));
         if let Some(tls) = &self.tls {
             if self.mode == Mode::Udp {
                 issues.push(ConfigIssue::field("tls", "TLS needs `mode = \"tcp\"`"));
@@ -154,13 +156,13 @@ impl SyslogConfig {
             issues
                 .push(ConfigIssue::field("read_timeout_secs", "applies to `mode = \"tcp\"` only"));
         }
-        issues
+        zone.filter(|_| issues.is_empty()).ok_or(issues)
     }
 
-    pub fn build(&self, cx: SourceContext) -> Result<Task, String> {
-        let zone = Zone::parse(self.timezone.as_deref())?;
+    fn build(&self, zone: Zone, cx: SourceContext) -> Result<Task, BuildError> {
+        let tls_error = |message| BuildError::Client { what: "TLS", message };
         let acceptor = match &self.tls {
-            Some(tls) => tls.acceptor()?,
+            Some(tls) => tls.acceptor().map_err(tls_error)?,
             None => None,
         };
         let settings = Arc::new(Settings {
@@ -179,7 +181,7 @@ impl SyslogConfig {
                 let socket = std::net::UdpSocket::bind(self.address)
                     .and_then(|s| s.set_nonblocking(true).map(|()| s))
                     .and_then(UdpSocket::from_std)
-                    .map_err(|e| format!("cannot listen on udp {}: {e}", self.address))?;
+                    .map_err(|source| BuildError::Bind { address: self.address, source })?;
                 tracing::info!(component = %cx.id, address = %self.address, "listening for syslog over udp");
                 Ok(Box::pin(udp::run(socket, settings, cx)))
             }
@@ -187,7 +189,7 @@ impl SyslogConfig {
                 let listener = std::net::TcpListener::bind(self.address)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .and_then(TcpListener::from_std)
-                    .map_err(|e| format!("cannot listen on tcp {}: {e}", self.address))?;
+                    .map_err(|source| BuildError::Bind { address: self.address, source })?;
                 tracing::info!(
                     component = %cx.id,
                     address = %self.address,

@@ -21,9 +21,10 @@ use tokio_util::task::TaskTracker;
 
 use super::framing::{Frame, SyslogDecoder};
 use super::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OpenConnection, Settings, allow};
+use crate::component::{ShutdownSignal, SourceContext, SourceSender};
+use crate::error::ComponentError;
 use crate::event::Event;
 use crate::internal_events::RateLimit;
-use crate::topology::{ShutdownSignal, SourceContext, SourceSender};
 
 /// How long a TLS handshake may take when `read_timeout_secs` is 0 (no idle timeout).
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +138,7 @@ pub(super) async fn run(
     table: Arc<Connections>,
     settings: Arc<Settings>,
     cx: SourceContext,
-) -> Result<(), ()> {
+) -> Result<(), ComponentError> {
     let connections = TaskTracker::new();
     let mut accept_log = RateLimit::default();
     let t = &settings.telemetry;

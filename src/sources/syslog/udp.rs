@@ -9,11 +9,12 @@ use tokio::net::UdpSocket;
 
 use super::framing::FramingError;
 use super::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Settings, UDP_QUEUE_BYTES, allow};
+use crate::channel::{self, WhenFull};
+use crate::component::SourceContext;
+use crate::error::ComponentError;
 use crate::event::Event;
 use crate::internal_events::RateLimit;
 use crate::sources::util::lines::Oversize;
-use crate::topology::SourceContext;
-use crate::topology::channel::{self, WhenFull};
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -22,7 +23,7 @@ pub(super) async fn run(
     socket: UdpSocket,
     settings: Arc<Settings>,
     cx: SourceContext,
-) -> Result<(), ()> {
+) -> Result<(), ComponentError> {
     let t = &settings.telemetry;
     // The queue never makes the socket wait: when it is full the batch is dropped, counted in
     // `udp_dropped` (reason `buffer_full`), and logged below.

@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use regex::bytes::Regex;
 use serde::Deserialize;
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 
 /// `multiline` options of a line source.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,29 +52,50 @@ pub enum Mode {
 }
 
 impl MultilineConfig {
-    pub fn check(&self) -> Vec<ConfigIssue> {
+    /// Compiles the patterns, reporting each that does not compile.
+    pub fn check(&self) -> Result<Multiline, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        for (key, pattern) in [
-            ("multiline.start_pattern", &self.start_pattern),
-            ("multiline.condition_pattern", &self.condition_pattern),
-        ] {
-            if let Err(e) = Regex::new(pattern) {
-                issues.push(ConfigIssue::field(key, format!("invalid regular expression: {e}")));
-            }
+        let mut compile = |key: &str, pattern: &str| {
+            Regex::new(pattern)
+                .map_err(|e| {
+                    issues.push(ConfigIssue::field(key, format!("invalid regular expression: {e}")))
+                })
+                .ok()
+        };
+        let start = compile("multiline.start_pattern", &self.start_pattern);
+        let condition = compile("multiline.condition_pattern", &self.condition_pattern);
+        match (start, condition) {
+            (Some(start), Some(condition)) => Ok(Multiline {
+                start,
+                condition,
+                mode: self.mode,
+                timeout: Duration::from_millis(self.timeout_ms),
+            }),
+            _ => Err(issues),
         }
-        issues
     }
+}
 
-    /// Builds an aggregator (patterns were checked when the config was loaded).
-    pub fn build<T: Copy>(&self, max_bytes: usize) -> Result<Aggregator<T>, String> {
-        Ok(Aggregator {
-            start: Regex::new(&self.start_pattern).map_err(|e| e.to_string())?,
-            condition: Regex::new(&self.condition_pattern).map_err(|e| e.to_string())?,
+/// Checked `multiline` options: what every stream's [`Aggregator`] starts from.
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    start: Regex,
+    condition: Regex,
+    mode: Mode,
+    timeout: Duration,
+}
+
+impl Multiline {
+    /// An aggregator for one stream, holding at most `max_bytes` of a message.
+    pub fn aggregator<T: Copy>(&self, max_bytes: usize) -> Aggregator<T> {
+        Aggregator {
+            start: self.start.clone(),
+            condition: self.condition.clone(),
             mode: self.mode,
-            timeout: Duration::from_millis(self.timeout_ms),
+            timeout: self.timeout,
             max_bytes: max_bytes.max(1),
             pending: None,
-        })
+        }
     }
 }
 
@@ -221,7 +242,7 @@ mod tests {
             "start_pattern = '{start}'\ncondition_pattern = '{cond}'\nmode = \"{mode}\""
         ))
         .unwrap();
-        c.build(1 << 20).unwrap()
+        c.check().unwrap().aggregator(1 << 20)
     }
 
     fn run(a: &mut Aggregator<u32>, lines: &[&str]) -> Vec<String> {
@@ -286,7 +307,7 @@ mod tests {
             "start_pattern = '^\\d'\ncondition_pattern = '^\\d'\nmode = \"halt_before\"",
         )
         .unwrap();
-        let mut a = c.build::<u32>(12).unwrap();
+        let mut a = c.check().unwrap().aggregator::<u32>(12);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for (i, (line, cut)) in

@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 
 /// `tls` of a source that accepts connections.
 #[derive(Debug, Clone, Deserialize)]

@@ -103,7 +103,9 @@ use vrl::value::Value;
 
 use super::parse::{mark_error, parse_field};
 use super::{Transform, TransformOutput};
-use crate::config::{ConfigIssue, did_you_mean};
+use crate::component::TransformComponent;
+use crate::config::did_you_mean;
+use crate::error::ConfigIssue;
 use crate::event::{Event, parse_path};
 use crate::internal_events::ParseFailed;
 use crate::metrics::{ComponentMetrics, Labels};
@@ -180,8 +182,10 @@ fn grammar_counters() -> &'static GrammarCounters {
     })
 }
 
-impl ParseModelLogConfig {
-    pub fn build(&self, metrics: &ComponentMetrics) -> Result<ParseModelLog, ConfigIssue> {
+impl TransformComponent for ParseModelLogConfig {
+    type Built = ParseModelLog;
+
+    fn build(&self, metrics: &ComponentMetrics) -> Result<ParseModelLog, ConfigIssue> {
         let choice = match self.format.as_str() {
             "auto" => None,
             name => Some(Grammar::from_name(name).ok_or_else(|| {
@@ -250,6 +254,10 @@ impl ParseModelLogConfig {
             parsed,
             paths: HashMap::new(),
         })
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![crate::transforms::parse::ERRORS_OUTPUT.to_string()]
     }
 }
 

@@ -11,12 +11,15 @@
 //! upstream to the source), `"drop_newest"` discards the incoming batch, counts it and marks its
 //! events rejected so that sources do not wait for them.
 
+pub mod fanout;
+
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::event::{Event, EventStatus, LineBlock, batch_size};
 use crate::metrics::BufferGauges;
+pub use fanout::Fanout;
 
 /// The most batches a channel holds, whatever their size.
 pub const MAX_QUEUED_BATCHES: usize = 1024;

@@ -6,8 +6,8 @@
 //! A consumer that has stopped is removed, and the events meant for it are marked errored so
 //! that the source does not move past them.
 
+use crate::channel::{Batch, BatchSender};
 use crate::event::{Event, EventStatus};
-use crate::topology::channel::{Batch, BatchSender};
 
 /// The consumers of one output.
 #[derive(Clone, Default)]

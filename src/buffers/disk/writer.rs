@@ -1,0 +1,395 @@
+//! The writer: group commit of encoded batches into the current segment, `fdatasync`,
+//! then the events' acknowledgement handles go; `when_full` and failed writes.
+
+use super::*;
+
+/// The segment being appended to.
+pub(super) struct SegmentFile {
+    pub(super) id: u64,
+    pub(super) file: File,
+    pub(super) len: u64,
+}
+
+/// The acknowledgement handles of events encoded and not yet synced, and how many events they
+/// are. Only the handles are held: once encoded, an event's fields are in its record, so the
+/// writer frees them at once rather than holding a group's events, maps and all, until the
+/// sync. Dropped without [`Held::release`] (the writer stopped first), the
+/// events are marked errored, so that their sources read them again.
+#[derive(Default)]
+struct Held {
+    count: u64,
+    finalizers: EventFinalizers,
+}
+
+impl Held {
+    /// Takes the handles of an event that has been encoded.
+    fn take(&mut self, event: &mut Event) {
+        self.count += 1;
+        self.finalizers.absorb(std::mem::take(event.finalizers_mut()));
+    }
+
+    fn release(mut self) {
+        drop(std::mem::take(&mut self.finalizers));
+    }
+
+    fn reject(mut self, counter: &Counter) {
+        self.finalizers.update_status(EventStatus::Rejected);
+        counter.inc_by(self.count);
+        drop(std::mem::take(&mut self.finalizers));
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.finalizers.update_status(EventStatus::Errored);
+    }
+}
+
+/// One encoded record and the events in it.
+struct Record {
+    framed: Vec<u8>,
+    events: Held,
+}
+
+/// The writer stopped (shutdown while it could not write).
+struct Stopped;
+
+pub(super) struct Writer {
+    pub(super) shared: Arc<Shared>,
+    /// `None` only while a blocking write holds it.
+    pub(super) segment: Option<SegmentFile>,
+    pub(super) shutdown: ShutdownSignal,
+    pub(super) log: RateLimit,
+}
+
+impl Writer {
+    pub(super) async fn run(mut self, mut input: BatchReceiver) -> Result<(), ComponentError> {
+        let mut result = self.run_inner(&mut input).await.map_err(|Stopped| {
+            ComponentError::Thread("the disk buffer writer's blocking write failed".into())
+        });
+        if result.is_err() && self.shutdown.is_cancelled() {
+            // Stopped while it could not write: what it held is marked errored and read again
+            // by the sources after the next start. Not a failure of the buffer.
+            tracing::warn!(
+                component = %self.shared.settings.id,
+                "disk buffer stopped while it could not write; the events it held will be read \
+                 again by their sources"
+            );
+            result = Ok(());
+        }
+        drop(input);
+        {
+            let mut st = self.shared.lock();
+            st.writer_done = true;
+        }
+        self.shared.written.notify_one();
+        result
+    }
+
+    async fn run_inner(&mut self, input: &mut BatchReceiver) -> Result<(), Stopped> {
+        let max = self.shared.settings.max_bytes;
+        loop {
+            // `recv` is cancel-safe (a tokio channel): no batch is lost to the other branch.
+            let first = tokio::select! {
+                b = input.recv() => b,
+                _ = self.shared.stalled.notified() => {
+                    self.roll_if_consumed();
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let mut estimated = batch_size(&first);
+            let mut group = vec![first];
+            while estimated < GROUP_BYTES {
+                match input.try_recv() {
+                    Some(b) => {
+                        estimated += batch_size(&b);
+                        group.push(b);
+                    }
+                    None => break,
+                }
+            }
+            let records = self.encode(group);
+            let mut frames: Vec<u8> = Vec::new();
+            let mut held: Vec<Held> = Vec::new();
+            for record in records {
+                loop {
+                    let used = self.shared.lock().bytes() + frames.len() as u64;
+                    if used == 0 || used + record.framed.len() as u64 <= max {
+                        frames.extend_from_slice(&record.framed);
+                        held.push(record.events);
+                        // A segment ends near its size, so that it is freed as a whole soon.
+                        let seg_len = self.segment.as_ref().map_or(0, |s| s.len);
+                        if seg_len + frames.len() as u64 >= self.shared.settings.segment_bytes() {
+                            self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
+                                .await?;
+                        }
+                        break;
+                    }
+                    match self.shared.settings.when_full {
+                        WhenFull::DropNewest => {
+                            self.discard(record.events);
+                            break;
+                        }
+                        WhenFull::Block => {
+                            // Sync what fits first: its sources are acknowledged meanwhile.
+                            if !frames.is_empty() {
+                                self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
+                                    .await?;
+                            }
+                            self.wait_for_space(record.framed.len() as u64).await?;
+                        }
+                    }
+                }
+            }
+            if !frames.is_empty() {
+                self.commit(frames, held).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes batches into framed records of about [`RECORD_TARGET_BYTES`] each. An event
+    /// too large for any record is rejected alone (counted and logged).
+    fn encode(&mut self, group: Vec<Vec<Event>>) -> Vec<Record> {
+        let limit = segment::MAX_RECORD_BYTES as usize;
+        let mut out = Vec::new();
+        for batch in group {
+            let mut builder = segment::RecordBuilder::default();
+            let mut held = Held::default();
+            for mut e in batch {
+                let mut took = builder.push(&e);
+                if builder.payload_len() > limit && builder.count() > 1 {
+                    // It does not fit beside the others: they go in a record of their own.
+                    builder.pop(took);
+                    let full = std::mem::take(&mut builder);
+                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
+                    took = builder.push(&e);
+                }
+                if builder.payload_len() > limit {
+                    builder.pop(took);
+                    if let Some(suppressed) = self.log.allow() {
+                        tracing::error!(
+                            component = %self.shared.settings.id,
+                            bytes = took,
+                            suppressed,
+                            "event larger than a disk buffer record may be (64 MiB); rejected"
+                        );
+                    }
+                    let mut alone = Held::default();
+                    alone.take(&mut e);
+                    alone.reject(&self.shared.metrics.discarded_large);
+                    continue;
+                }
+                held.take(&mut e);
+                if builder.payload_len() >= RECORD_TARGET_BYTES {
+                    let full = std::mem::take(&mut builder);
+                    out.push(Record { framed: full.finish(), events: std::mem::take(&mut held) });
+                }
+            }
+            if held.count > 0 {
+                out.push(Record { framed: builder.finish(), events: held });
+            }
+        }
+        out
+    }
+
+    /// Rejects a record that does not fit (`drop_newest`).
+    fn discard(&mut self, events: Held) {
+        let count = events.count;
+        events.reject(&self.shared.metrics.discarded_full);
+        if let Some(suppressed) = self.log.allow() {
+            tracing::warn!(
+                component = %self.shared.settings.id,
+                events = count,
+                max_bytes = self.shared.settings.max_bytes,
+                suppressed,
+                "disk buffer full; events discarded (when_full = drop_newest)"
+            );
+        }
+    }
+
+    /// Waits until a record of `need` bytes fits (`block`). Rolls to a new segment when the
+    /// current one is wholly acknowledged, so that it can be freed.
+    async fn wait_for_space(&mut self, need: u64) -> Result<(), Stopped> {
+        let max = self.shared.settings.max_bytes;
+        loop {
+            {
+                let st = self.shared.lock();
+                let used = st.bytes();
+                if used == 0 || used + need <= max {
+                    return Ok(());
+                }
+            }
+            if self.roll_if_consumed() {
+                continue;
+            }
+            if self.shutdown.is_cancelled() {
+                return Err(Stopped);
+            }
+            tokio::select! {
+                _ = self.shared.freed.notified() => {}
+                _ = self.shutdown.cancelled() => return Err(Stopped),
+            }
+        }
+    }
+
+    /// Appends `frames` and syncs them, then lets `held` go. A failed write is cut back off
+    /// the segment; `block` tries again, `drop_newest` rejects the events.
+    async fn commit(&mut self, frames: Vec<u8>, held: Vec<Held>) -> Result<(), Stopped> {
+        let mut backoff = Duration::from_millis(100);
+        let frames = Arc::new(frames);
+        loop {
+            let Some(mut seg) = self.segment.take() else { return Err(Stopped) };
+            let data = Arc::clone(&frames);
+            let joined = tokio::task::spawn_blocking(move || {
+                let r = append(&mut seg, &data);
+                (seg, r)
+            })
+            .await;
+            let (seg, result) = match joined {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(component = %self.shared.settings.id, error = %e,
+                        "disk buffer writer failed; its events will be read again by their sources");
+                    return Err(Stopped);
+                }
+            };
+            let seg_id = seg.id;
+            let seg_len = seg.len;
+            self.segment = Some(seg);
+            match result {
+                Ok(()) => {
+                    let events: u64 = held.iter().map(|h| h.count).sum();
+                    {
+                        let mut st = self.shared.lock();
+                        st.segments.insert(seg_id, seg_len);
+                        st.events += events;
+                        self.shared.update_gauges(&st);
+                    }
+                    self.shared.written.notify_one();
+                    // Synced: the sources may now move past these events.
+                    for h in held {
+                        h.release();
+                    }
+                    if seg_len >= self.shared.settings.segment_bytes() {
+                        self.roll();
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.shared.metrics.write_errors.inc();
+                    // A full file system whose only segment has been delivered frees space
+                    // once the writer moves on to a new one.
+                    if self.roll_if_consumed() {
+                        tokio::select! {
+                            _ = self.shared.freed.notified() => {}
+                            _ = self.shutdown.cancelled() => return Err(Stopped),
+                        }
+                        continue;
+                    }
+                    let disk_full = e.raw_os_error() == Some(28); // ENOSPC
+                    let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
+                    if self.shared.settings.when_full == WhenFull::DropNewest {
+                        let count: u64 = held.iter().map(|h| h.count).sum();
+                        if let Some(suppressed) = self.log.allow() {
+                            tracing::error!(
+                                component = %self.shared.settings.id,
+                                file = %path.display(),
+                                error = %e,
+                                events = count,
+                                suppressed,
+                                "disk buffer cannot write{}; events discarded \
+                                 (when_full = drop_newest)",
+                                if disk_full { " (the file system is full)" } else { "" },
+                            );
+                        }
+                        for h in held {
+                            h.reject(&self.shared.metrics.discarded_disk);
+                        }
+                        return Ok(());
+                    }
+                    if let Some(suppressed) = self.log.allow() {
+                        tracing::error!(
+                            component = %self.shared.settings.id,
+                            file = %path.display(),
+                            error = %e,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            suppressed,
+                            "disk buffer cannot write{}; holding its input (when_full = block) \
+                             and trying again",
+                            if disk_full { " (the file system is full)" } else { "" },
+                        );
+                    }
+                    if self.shutdown.is_cancelled() {
+                        return Err(Stopped);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shared.freed.notified() => {}
+                        _ = self.shutdown.cancelled() => return Err(Stopped),
+                    }
+                    backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Rolls to a new segment when the current one is not empty and wholly acknowledged (it
+    /// can then be freed). Returns whether it rolled.
+    fn roll_if_consumed(&mut self) -> bool {
+        let Some((id, len)) = self.segment.as_ref().map(|s| (s.id, s.len)) else { return false };
+        let consumed = len > 0 && self.shared.lock().acked >= Position { segment: id, offset: len };
+        if consumed {
+            self.roll();
+        }
+        consumed && self.segment.as_ref().is_some_and(|s| s.id != id)
+    }
+
+    /// Closes the current segment and begins the next. On failure the current one goes on.
+    fn roll(&mut self) {
+        let Some(current) = self.segment.as_ref() else { return };
+        let next = current.id + 1;
+        let path = self.shared.settings.dir.join(segment::segment_name(next));
+        let opened = OpenOptions::new().create(true).append(true).open(&path).and_then(|f| {
+            segment::sync_dir(&self.shared.settings.dir)?;
+            Ok(f)
+        });
+        match opened {
+            Ok(file) => {
+                self.segment = Some(SegmentFile { id: next, file, len: 0 });
+                let mut st = self.shared.lock();
+                st.segments.insert(next, 0);
+                st.write_segment = next;
+                drop(st);
+                self.shared.written.notify_one();
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                if let Some(suppressed) = self.log.allow() {
+                    tracing::error!(
+                        component = %self.shared.settings.id, file = %path.display(), error = %e,
+                        suppressed, "cannot begin a new disk buffer segment; the current one grows"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Appends and syncs; on failure cuts the segment back to where it was.
+fn append(seg: &mut SegmentFile, data: &[u8]) -> io::Result<()> {
+    let result = write_all_in_pieces(&seg.file, data).and_then(|()| seg.file.sync_data());
+    match result {
+        Ok(()) => {
+            seg.len += data.len() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            // Whatever part was written is removed; the retry writes the whole group again
+            // (after a failed fsync the page cache cannot be trusted to hold it).
+            let _ = seg.file.set_len(seg.len);
+            Err(e)
+        }
+    }
+}
