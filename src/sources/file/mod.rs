@@ -847,9 +847,9 @@ mod tests {
             "each event is acknowledged"
         );
         let id = run.metrics.id().to_string();
-        Expect { sent: 3, ..Expect::default() }.check(run, None).await;
+        Expect { received: 3, sent: 3, ..Expect::default() }.check(run, None).await;
         // The events were dropped (delivered) by `check`: the checkpoint is past all of them.
         let saved = std::fs::read_to_string(data.join(id).join("checkpoints.json")).unwrap();
-        assert!(saved.contains("\"offset\":36"), "{saved}");
+        assert!(saved.contains("\"offset\": 36"), "{saved}");
     }
 }
