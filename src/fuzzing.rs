@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::Decoder;
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 use crate::event::Event;
 use crate::metrics::{ComponentLabels, ComponentMetrics};
 use crate::sinks::elasticsearch::encoder::Op;
@@ -27,7 +27,7 @@ use crate::sinks::util::driver::Verdict;
 use crate::sources::syslog::framing::{Frame, SyslogDecoder};
 use crate::sources::util::lines::{LineFramer, Oversize};
 use crate::sources::util::multiline::{Group, Mode, MultilineConfig};
-use crate::transforms::{Transform, TransformOutput};
+use crate::transforms::{Transform, TransformComponent, TransformOutput};
 
 /// A target's entry: one input, any bytes.
 pub type Entry = fn(&[u8]);
@@ -207,7 +207,7 @@ pub fn multiline(data: &[u8]) {
         mode,
         timeout_ms: u64::from(p.byte(1)),
     };
-    let mut agg = config.build::<usize>(max_bytes).expect("the patterns compile");
+    let mut agg = config.check().expect("the patterns compile").aggregator::<usize>(max_bytes);
     let lines: Vec<Bytes> =
         p.rest.split(|b| *b == b'\n').map(Bytes::copy_from_slice).collect::<Vec<_>>();
     let t0 = std::time::Instant::now();

@@ -330,7 +330,7 @@ impl Shared {
 /// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
 /// the records counted from the start.
 #[doc(hidden)]
-pub fn recover_for_fuzzing(dir: &Path) -> Result<(Position, Vec<(u64, u64)>, u64), String> {
+pub fn recover_for_fuzzing(dir: &Path) -> Result<RecoveryFound, String> {
     thread_local! {
         static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
             crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
