@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::channel::{DEFAULT_BUFFER_BYTES, WhenFull};
-pub use crate::error::ConfigIssue;
+pub use crate::error::{ConfigIssue, did_you_mean};
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::transforms::TransformConfig;
@@ -240,31 +240,3 @@ pub struct Config {
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/weir";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Levenshtein distance, for "did you mean" hints.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The closest candidate to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}

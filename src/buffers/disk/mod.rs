@@ -326,27 +326,6 @@ impl Shared {
     }
 }
 
-/// Recovers the buffer directory `dir` as a start does, for the fuzz target over arbitrary
-/// bytes on disk (`crate::fuzzing`): the reader's start, the segments kept (id, bytes) and
-/// the records counted from the start.
-#[doc(hidden)]
-pub fn recover_for_fuzzing(dir: &Path) -> Result<RecoveryFound, String> {
-    thread_local! {
-        static METRICS: BufferMetrics = BufferMetrics::new(&ComponentMetrics::new(
-            crate::metrics::ComponentLabels::new("fuzz", "sink", "fuzz"),
-        ));
-    }
-    let settings = Settings {
-        id: "fuzz".into(),
-        dir: dir.to_path_buf(),
-        max_bytes: DEFAULT_MAX_BYTES as u64,
-        when_full: WhenFull::Block,
-        shutdown_timeout: Duration::from_secs(1),
-    };
-    let r = METRICS.with(|m| recover(&settings, m)).map_err(|e| e.to_string())?;
-    Ok((r.start, r.segments.into_iter().collect(), r.records))
-}
-
 /// What a recovery found: the reader's start, the segments kept (id, bytes) and the records
 /// counted from the start.
 #[doc(hidden)]

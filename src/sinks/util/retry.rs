@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::config::ConfigIssue;
+use crate::error::ConfigIssue;
 
 /// The backoff schedule of one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
