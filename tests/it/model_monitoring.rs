@@ -306,7 +306,8 @@ fn the_default_pipeline_shows_the_demo_drift_being_detected() {
     // Drift reports in order: some clean ones first, then drift detected.
     let reader = std::thread::spawn(move || {
         let mut verdicts = Vec::new();
-        for line in BufReader::new(stdout).lines() {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let Ok(line) = line else { break };
             let event: serde_json::Value = serde_json::from_str(&line).unwrap();
             if event["event"]["action"] != "drift_window" {
@@ -317,15 +318,18 @@ fn the_default_pipeline_shows_the_demo_drift_being_detected() {
             let drifted = event["drift"]["dataset"]["drifted"].as_bool().unwrap();
             verdicts.push(drifted);
             if drifted && verdicts.iter().any(|d| !d) {
-                return verdicts;
+                break;
             }
             if verdicts.len() > 200 {
                 break;
             }
         }
-        verdicts
+        (verdicts, lines)
     });
-    let verdicts = reader.join().unwrap();
+    let (verdicts, lines) = reader.join().unwrap();
+    // weir's console keeps writing until it stops: a closed pipe would fail its sink (and so
+    // its exit code), so the rest is read to the end.
+    let drain = std::thread::spawn(move || lines.count());
     assert!(verdicts.first() == Some(&false), "{verdicts:?}");
     assert!(verdicts.last() == Some(&true), "drift never detected: {verdicts:?}");
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -336,6 +340,7 @@ fn the_default_pipeline_shows_the_demo_drift_being_detected() {
     assert!(m("weir_model_request_duration_seconds_count") > 0.0);
     crate::support::signal(child.id(), "INT");
     assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
 }
 
 #[test]
