@@ -225,23 +225,35 @@ critical = 0.5
     weir.stop();
 }
 
-#[test]
-fn mlflow_receives_the_drift_metrics() {
-    let python = test_python();
-    let mlflow = python.parent().unwrap().join("mlflow");
+/// Starts an MLflow tracking server of the test's own (SQLite in `dir`); it takes about 20 s to
+/// answer, so a test prepares its data before calling `mlflow_ready`.
+fn start_mlflow(dir: &std::path::Path) -> (Peer, SocketAddr) {
+    let mlflow = test_python().parent().unwrap().join("mlflow");
     assert!(mlflow.exists(), "{} is missing: run ./scripts/test.sh", mlflow.display());
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let peer = Peer::start(
-        dir.path(),
+        dir,
         "mlflow",
         Command::new(&mlflow)
             .arg("server")
             .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"]),
     );
-    let addr = loopback(port);
+    (peer, loopback(port))
+}
+
+/// Waits until the MLflow server at `addr` answers its health check.
+fn mlflow_ready(peer: &Peer, addr: SocketAddr) {
+    let ready =
+        wait_for(Duration::from_secs(120), || matches!(http_get(addr, "/health"), Ok((200, _))));
+    assert!(ready, "MLflow did not start:\n{}", peer.output());
+}
+
+#[test]
+fn mlflow_receives_the_drift_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peer, addr) = start_mlflow(dir.path());
 
     // A reference profile, then 3 windows of predictions: the last two drifted.
     let train = dir.path().join("train.csv");
@@ -272,9 +284,7 @@ fn mlflow_receives_the_drift_metrics() {
         .collect();
     append(&log, &lines);
 
-    let ready =
-        wait_for(Duration::from_secs(120), || matches!(http_get(addr, "/health"), Ok((200, _))));
-    assert!(ready, "MLflow did not start:\n{}", peer.output());
+    mlflow_ready(&peer, addr);
     let weir = Weir::start(
         dir.path(),
         &format!(
@@ -560,24 +570,9 @@ fn mlflow_points(addr: SocketAddr, run_id: &str) -> usize {
 /// of the same batches are logged.
 #[test]
 fn mlflow_rejects_one_run_and_only_its_reports_are_dead_letters() {
-    let python = test_python();
-    let mlflow = python.parent().unwrap().join("mlflow");
-    assert!(mlflow.exists(), "{} is missing: run ./scripts/test.sh", mlflow.display());
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let peer = Peer::start(
-        dir.path(),
-        "mlflow",
-        Command::new(&mlflow)
-            .arg("server")
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"]),
-    );
-    let addr = loopback(port);
-    let ready =
-        wait_for(Duration::from_secs(120), || matches!(http_get(addr, "/health"), Ok((200, _))));
-    assert!(ready, "MLflow did not start:\n{}", peer.output());
+    let (peer, addr) = start_mlflow(dir.path());
+    mlflow_ready(&peer, addr);
 
     let reports = dir.path().join("reports.log");
     append(&reports, &[drift_report_line("keep", true), drift_report_line("gone", true)]);
