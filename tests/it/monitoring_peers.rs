@@ -307,7 +307,7 @@ window.count = 200
 [sinks.tracking]
 type = "mlflow"
 inputs = ["drift"]
-endpoint = "http://127.0.0.1:{port}"
+endpoint = "http://{addr}"
 experiment = "weir-it"
 "#,
             reference.display()
@@ -576,7 +576,7 @@ fn mlflow_rejects_one_run_and_only_its_reports_are_dead_letters() {
 
     let reports = dir.path().join("reports.log");
     append(&reports, &[drift_report_line("keep", true), drift_report_line("gone", true)]);
-    let weir = Weir::start(dir.path(), &mlflow_pipeline(&format!("http://127.0.0.1:{port}"), ""));
+    let weir = Weir::start(dir.path(), &mlflow_pipeline(&format!("http://{addr}"), ""));
     let mut runs = None;
     let logged = wait_for(Duration::from_secs(60), || {
         runs = mlflow_run_id(addr, "keep-1").zip(mlflow_run_id(addr, "gone-1"));
