@@ -48,6 +48,12 @@ if ! .venv/bin/python -c 'import scipy, mlflow, fastapi, uvicorn, gunicorn, flas
   python3 -m venv .venv
   .venv/bin/pip install -q scipy numpy mlflow fastapi uvicorn gunicorn flask
 fi
+# kubernetes-validate checks deploy/kubernetes/ against the Kubernetes API's schemas, which
+# it ships (no cluster, nothing fetched at run time).
+if ! [ -x .venv/bin/kubernetes-validate ]; then
+  echo "installing kubernetes-validate into .venv"
+  .venv/bin/pip install -q kubernetes-validate
+fi
 
 # The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory
 # storage (`dynostore`). Building it takes about ten minutes, once.

@@ -38,6 +38,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("syslog_parse", syslog_parse),
     ("line_framer", line_framer),
     ("multiline", multiline),
+    ("kubernetes_cri", kubernetes_cri),
+    ("kubernetes_docker", kubernetes_docker),
     ("parse_json", parse_json),
     ("parse_grok", parse_grok),
     ("parse_kv", parse_kv),
@@ -227,6 +229,79 @@ pub fn multiline(data: &[u8]) {
         next = g.last + 1;
     }
     assert_eq!(next, lines.len(), "every line in a message");
+}
+
+/// The `kubernetes_logs` decoder over CRI lines (`<time> <stream> <P|F> <message>`).
+/// Layout: `[max_merged_line_bytes selector, lines separated by \n...]`.
+pub fn kubernetes_cri(data: &[u8]) {
+    kubernetes_decoder(crate::sources::kubernetes_logs::decode::Format::Cri, data);
+}
+
+/// The `kubernetes_logs` decoder over Docker `json-file` lines. Layout as `kubernetes_cri`.
+pub fn kubernetes_docker(data: &[u8]) {
+    kubernetes_decoder(crate::sources::kubernetes_logs::decode::Format::Docker, data);
+}
+
+/// Feeds the lines to a decoder of `format` and checks what it promises: resume points never
+/// go back nor past what was read; no message over its limit; nothing held after a flush;
+/// and, when nothing is cut, each stream's messages are exactly its records' joined parts.
+fn kubernetes_decoder(format: crate::sources::kubernetes_logs::decode::Format, data: &[u8]) {
+    use crate::sources::file::LineDecoder;
+    use crate::sources::kubernetes_logs::decode::Decoder;
+    use crate::sources::util::lines::Line;
+    let p = Params::split(data, 1);
+    let max = [8, 64, 1024, 1 << 20][usize::from(p.byte(0) & 3)];
+    let mut d = Decoder::new(1 << 20, max).with_format(format);
+    let fields = crate::event::SharedFields::new(Default::default());
+    let (mut out, mut at, mut resume) = (Vec::new(), 0u64, 0u64);
+    // The reference: each stream's parts joined, one message per final part.
+    let mut expected: [Vec<Vec<u8>>; 2] = Default::default();
+    let mut joining: [Vec<u8>; 2] = Default::default();
+    let mut whole = true;
+    for line in p.rest.split(|b| *b == b'\n') {
+        let bytes = Bytes::copy_from_slice(line);
+        let end = at + line.len() as u64 + 1;
+        match format.parse(&bytes) {
+            Ok(r) => {
+                let s = r.stream as usize;
+                joining[s].extend_from_slice(&r.message);
+                whole &= joining[s].len() <= max;
+                if !r.partial && !joining[s].is_empty() {
+                    expected[s].push(std::mem::take(&mut joining[s]));
+                }
+            }
+            Err(_) => whole = false,
+        }
+        let before = out.len();
+        d.push(Line { bytes, start: at, end, truncated: false }, &fields, &mut out);
+        for (r, e) in &out[before..] {
+            assert!(*r >= resume && *r <= end, "resume {r} after {resume}, read to {end}");
+            resume = *r;
+            let len = e.message().map_or(0, Bytes::len);
+            assert!(len <= max.max(line.len()), "message of {len} bytes, limit {max}");
+        }
+        let held = d.pending_start();
+        assert!(held.is_none_or(|s| s >= resume && s < end), "held from {held:?}, resume {resume}");
+        at = end;
+    }
+    d.flush(at, &fields, &mut out);
+    assert!(d.pending_start().is_none(), "nothing held after a flush");
+    for (s, rest) in joining.into_iter().enumerate() {
+        if !rest.is_empty() {
+            expected[s].push(rest);
+        }
+    }
+    if whole {
+        let mut got: [Vec<Vec<u8>>; 2] = Default::default();
+        for (_, e) in &out {
+            let s = match e.get_top("stream").and_then(|v| v.as_bytes()) {
+                Some(b) if b.as_ref() == b"stderr" => 1,
+                _ => 0,
+            };
+            got[s].push(e.message().map(|m| m.to_vec()).unwrap_or_default());
+        }
+        assert_eq!(got, expected, "each stream's messages are its parts joined");
+    }
 }
 
 fn metrics() -> ComponentMetrics {

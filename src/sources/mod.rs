@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod file;
 pub mod kafka;
+pub mod kubernetes_logs;
 pub mod stdin;
 pub mod syslog;
 pub mod util;
@@ -14,6 +15,7 @@ crate::component_enum! {
         "demo" => Demo(demo::DemoConfig),
         "file" => File(file::FileConfig),
         "kafka" => Kafka(kafka::KafkaConfig),
+        "kubernetes_logs" => KubernetesLogs(kubernetes_logs::KubernetesLogsConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
     }

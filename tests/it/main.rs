@@ -16,6 +16,8 @@ mod fuzz_corpora;
 mod grok_loghub;
 mod kafka;
 mod kibana_server;
+mod kubernetes_logs;
+mod kubernetes_manifests;
 mod lifecycle;
 mod loki;
 mod loki_server;

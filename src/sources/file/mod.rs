@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::util::lines::{LineFramer, Oversize};
+use super::util::lines::{Line, LineFramer, Oversize};
 use super::util::multiline::{Aggregator, Group, Multiline, MultilineConfig};
 use super::util::{group_event, host_name, line_fields};
 use crate::channel::Batch;
@@ -182,40 +182,71 @@ impl SourceComponent for FileConfig {
     }
 
     fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
-        let dir = cx.data_dir.join(&cx.id);
-        let checkpoints = Checkpointer::load(&dir)?;
-        let reader = Reader {
-            config: self.clone(),
-            exclude: checked.exclude,
-            multiline: checked.multiline,
-            checkpoints,
-            watchers: Vec::new(),
-            too_long: LineTooLong::new(&cx.metrics, self.oversize == Oversize::Truncate),
-            read_error_log: RateLimit::default(),
-            health: crate::health::global().handle(&cx.metrics.labels),
-            unreadable: (0, None),
-            metrics: cx.metrics,
-            lines_only: cx.out.accepts_lines(),
-            out: Some(cx.out),
-            shutdown: cx.shutdown,
-            id: cx.id,
-            host: host_name(),
-            handle: tokio::runtime::Handle::current(),
-            first_scan: true,
-            last_scan: None,
-        };
-        Ok(Box::pin(async move {
-            match tokio::task::spawn_blocking(move || reader.run()).await {
-                Ok(r) => r,
-                Err(e) => Err(ComponentError::Thread(e.to_string())),
-            }
-        }))
+        run_reader(self.clone(), checked, None, cx)
     }
 
     /// Checkpoints advance only over acknowledged lines.
     fn acknowledges(&self) -> bool {
         true
     }
+}
+
+/// How a source built on the file reader turns a file's lines into events (the
+/// `kubernetes_logs` source: container runtime log formats, fields from the path).
+pub trait FileFormat: Send + Sync {
+    /// The decoder of the file at `path` and the fields its events share. Called when a file
+    /// is opened and when its path changes.
+    fn open(&self, path: &str) -> (Box<dyn LineDecoder>, Arc<SharedFields>);
+}
+
+/// Turns one file's framed lines into events, holding lines that continue in the next ones.
+pub trait LineDecoder: Send {
+    /// Feeds one line; finished events go to `out`, each with where a restart resumes once
+    /// it and every event before it are delivered (non-decreasing).
+    fn push(&mut self, line: Line, fields: &Arc<SharedFields>, out: &mut Vec<(u64, Event)>);
+    /// The start of the first line held back, if any (where a restart must resume).
+    fn pending_start(&self) -> Option<u64>;
+    /// Emits what is held (the file, read up to `position`, is released or was truncated).
+    fn flush(&mut self, position: u64, fields: &Arc<SharedFields>, out: &mut Vec<(u64, Event)>);
+}
+
+/// Starts the reader of a file source; with a `format`, its lines are decoded by it (and
+/// `multiline` is not used).
+pub fn run_reader(
+    config: FileConfig,
+    checked: Checked,
+    format: Option<Arc<dyn FileFormat>>,
+    cx: SourceContext,
+) -> Result<Task, BuildError> {
+    let dir = cx.data_dir.join(&cx.id);
+    let checkpoints = Checkpointer::load(&dir)?;
+    let reader = Reader {
+        format,
+        config: config.clone(),
+        exclude: checked.exclude,
+        multiline: checked.multiline,
+        checkpoints,
+        watchers: Vec::new(),
+        too_long: LineTooLong::new(&cx.metrics, config.oversize == Oversize::Truncate),
+        read_error_log: RateLimit::default(),
+        health: crate::health::global().handle(&cx.metrics.labels),
+        unreadable: (0, None),
+        metrics: cx.metrics,
+        lines_only: cx.out.accepts_lines(),
+        out: Some(cx.out),
+        shutdown: cx.shutdown,
+        id: cx.id,
+        host: host_name(),
+        handle: tokio::runtime::Handle::current(),
+        first_scan: true,
+        last_scan: None,
+    };
+    Ok(Box::pin(async move {
+        match tokio::task::spawn_blocking(move || reader.run()).await {
+            Ok(r) => r,
+            Err(e) => Err(ComponentError::Thread(e.to_string())),
+        }
+    }))
 }
 
 /// Most estimated bytes of events sent downstream at once (see `send_groups`), when a
@@ -242,6 +273,8 @@ struct Watcher {
     fields: Arc<SharedFields>,
     framer: LineFramer,
     agg: Option<Aggregator<(u64, u64)>>,
+    /// The source's decoder of this file's lines (see [`FileFormat`]), used instead of `agg`.
+    decoder: Option<Box<dyn LineDecoder>>,
     /// Still matched by `include` at the last scan.
     in_scan: bool,
     /// Last time data was read (for releasing rotated files).
@@ -256,14 +289,17 @@ impl Watcher {
 
     /// Where a restart must resume: before any line held by the multi-line aggregator.
     fn safe_offset(&self) -> u64 {
-        match self.agg.as_ref().and_then(Aggregator::pending_first) {
-            Some((start, _)) => start,
-            None => self.framer.consumed_offset(),
-        }
+        let held = match &self.decoder {
+            Some(d) => d.pending_start(),
+            None => self.agg.as_ref().and_then(Aggregator::pending_first).map(|(start, _)| start),
+        };
+        held.unwrap_or_else(|| self.framer.consumed_offset())
     }
 }
 
 struct Reader {
+    /// How lines become events, when a source other than `file` runs this reader.
+    format: Option<Arc<dyn FileFormat>>,
     config: FileConfig,
     exclude: Vec<glob::Pattern>,
     multiline: Option<Multiline>,
@@ -413,7 +449,7 @@ impl Reader {
                 if w.path != path {
                     tracing::info!(component = %self.id, from = %w.path, to = %path, "file renamed; following it");
                     w.path = path.clone();
-                    w.fields = line_fields(&self.host, Some(&path));
+                    w.fields = fields_of(self.format.as_deref(), &self.host, &path);
                     self.checkpoints.rename(&w.fp, &path);
                 }
                 continue;
@@ -477,14 +513,25 @@ impl Reader {
         }
         tracing::info!(component = %self.id, path = %path, offset, "reading file");
         let epoch = self.checkpoints.open(&fp, &path, offset);
-        let agg = self.multiline.as_ref().map(|m| m.aggregator(self.config.max_line_bytes));
+        let (decoder, fields) = match &self.format {
+            Some(format) => {
+                let (decoder, fields) = format.open(&path);
+                (Some(decoder), fields)
+            }
+            None => (None, line_fields(&self.host, Some(&path))),
+        };
+        let agg = match decoder {
+            Some(_) => None,
+            None => self.multiline.as_ref().map(|m| m.aggregator(self.config.max_line_bytes)),
+        };
         Some(Watcher {
             fp,
             epoch,
             file,
             dev: f.dev,
             ino: f.ino,
-            fields: line_fields(&self.host, Some(&path)),
+            fields,
+            decoder,
             path,
             framer: LineFramer::new(offset, self.config.max_line_bytes, self.config.oversize),
             agg,
@@ -575,13 +622,23 @@ impl Reader {
         // the read's complete lines go on as one block (events are built only by a consumer
         // that needs them). Lines that need a change (empty, `\r`, over-long) are framed
         // one by one below, as is a rest over the limit.
-        let block = if self.lines_only && w.agg.is_none() { w.framer.take_block() } else { None };
+        let block = if self.lines_only && w.agg.is_none() && w.decoder.is_none() {
+            w.framer.take_block()
+        } else {
+            None
+        };
         let mut lines = Vec::new();
         let over = w.framer.drain_lines(&mut lines);
         // A block's position is where the lines framed after it start.
         let block_end = lines.first().map_or_else(|| w.safe_offset(), |l| l.start);
         let instant = Instant::now();
         let mut groups = Vec::with_capacity(lines.len());
+        let mut decoded = Vec::new();
+        if let Some(d) = w.decoder.as_mut() {
+            for l in lines.drain(..) {
+                d.push(l, &w.fields, &mut decoded);
+            }
+        }
         match w.agg.as_mut() {
             Some(a) => {
                 for l in lines {
@@ -602,7 +659,7 @@ impl Reader {
         {
             return ReadOutcome::Closed;
         }
-        if !self.send_groups(i, groups) {
+        if !self.send_groups(i, groups) || !self.send_events(i, decoded) {
             return ReadOutcome::Closed;
         }
         if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data }
@@ -629,6 +686,9 @@ impl Reader {
         if !groups.is_empty() && !self.send_groups(i, groups) {
             return;
         }
+        if !self.flush_decoder(i) {
+            return;
+        }
         let fp = self.watchers[i].fp.clone();
         let (dev, ino) = (self.watchers[i].dev, self.watchers[i].ino);
         let copy = self.glob().into_iter().find(|f| {
@@ -651,7 +711,7 @@ impl Reader {
             w.file = file;
             w.dev = copy.dev;
             w.ino = copy.ino;
-            w.fields = line_fields(&self.host, Some(&path));
+            w.fields = fields_of(self.format.as_deref(), &self.host, &path);
             w.path = path.clone();
             w.last_growth = Instant::now();
             self.checkpoints.rename(&fp, &path);
@@ -676,33 +736,55 @@ impl Reader {
     fn send_groups(&mut self, i: usize, groups: Vec<Group<(u64, u64)>>) -> bool {
         let fields = Arc::clone(&self.watchers[i].fields);
         let now = chrono::Utc::now();
+        let max_line_bytes = self.config.max_line_bytes;
+        let safe = self.watchers[i].safe_offset();
         let mut groups = groups.into_iter().filter(|g| !g.bytes.is_empty()).peekable();
+        // A group's resume point is where the next one starts (the last's, the safe offset).
+        let events = std::iter::from_fn(move || {
+            let g = groups.next()?;
+            let resume = groups.peek().map_or(safe, |next| next.first.0);
+            Some((resume, group_event(g, now, &fields, max_line_bytes)))
+        });
+        self.send_events(i, events)
+    }
+
+    /// Sends events, each with where a restart resumes once it is delivered, in parts as
+    /// [`Reader::send_groups`] says. Returns `false` when the source must stop.
+    fn send_events(&mut self, i: usize, events: impl IntoIterator<Item = (u64, Event)>) -> bool {
+        let mut events = events.into_iter().peekable();
         let part_bytes = if self.lines_only { SEND_BYTES_AS_READ } else { SEND_BYTES };
-        while groups.peek().is_some() {
-            let mut events: Vec<Event> = Vec::new();
-            let mut bytes = 0;
-            for g in groups.by_ref() {
-                let e = group_event(g, now, &fields, self.config.max_line_bytes);
+        while events.peek().is_some() {
+            let mut part: Vec<Event> = Vec::new();
+            let (mut bytes, mut end) = (0, 0);
+            for (resume, e) in events.by_ref() {
                 bytes += e.size();
-                events.push(e);
+                end = resume;
+                part.push(e);
                 if bytes >= part_bytes {
                     break;
                 }
             }
             let w = &self.watchers[i];
-            let end = match groups.peek() {
-                Some(next) => next.first.0,
-                None => w.safe_offset(),
-            };
             let notifier = self.checkpoints.batch(&w.fp, w.epoch, end);
-            for e in &mut events {
+            for e in &mut part {
                 e.finalizers_mut().add(&notifier);
             }
-            if !self.send(Batch::Events(events), &notifier) {
+            if !self.send(Batch::Events(part), &notifier) {
                 return false;
             }
         }
         true
+    }
+
+    /// Sends what the decoder of watcher `i` holds. Returns `false` when the source must stop.
+    fn flush_decoder(&mut self, i: usize) -> bool {
+        let w = &mut self.watchers[i];
+        let mut out = Vec::new();
+        let position = w.framer.consumed_offset();
+        if let Some(d) = w.decoder.as_mut() {
+            d.flush(position, &w.fields, &mut out);
+        }
+        out.is_empty() || self.send_events(i, out)
     }
 
     /// Sends the lines of a read as one block, acknowledged up to `end`. Returns `false`
@@ -771,6 +853,9 @@ impl Reader {
                 if !groups.is_empty() && !self.send_groups(i, groups) {
                     return false;
                 }
+                if !self.flush_decoder(i) {
+                    return false;
+                }
                 let w = self.watchers.remove(i);
                 tracing::info!(component = %self.id, path = %w.path, "finished reading rotated or deleted file");
                 self.checkpoints.release(&w.fp);
@@ -779,6 +864,14 @@ impl Reader {
             i += 1;
         }
         true
+    }
+}
+
+/// The shared fields of the file at `path` (when it is renamed).
+fn fields_of(format: Option<&dyn FileFormat>, host: &Bytes, path: &str) -> Arc<SharedFields> {
+    match format {
+        Some(format) => format.open(path).1,
+        None => line_fields(host, Some(path)),
     }
 }
 
