@@ -74,7 +74,12 @@ impl Transform for Remap {
             // The program edits in place; keep the original to restore on failure.
             let mut working = event.clone();
             match self.runner.run(&mut working) {
-                Ok(_) => out.push(working),
+                Ok(_) => {
+                    // A program can add or remove anything, so the channel's byte bound
+                    // needs the size measured again (cheap beside running the program).
+                    working.recompute_size();
+                    out.push(working)
+                }
                 Err(VrlFailure::Aborted(_)) if self.drop_on_abort => self.aborted.emit(1),
                 Err(e) => {
                     drop(working);
@@ -114,5 +119,22 @@ mod tests {
         assert_eq!(json(&out[0]), r#"{"latency_seconds":0.25}"#);
         let failed = json(&out[1]);
         assert!(failed.contains(r#""latency_ms":"fast""#) && failed.contains("error"), "{failed}");
+    }
+
+    #[test]
+    fn the_size_estimate_follows_what_the_program_added_and_removed() {
+        let program = |source: &str| {
+            let c: RemapConfig =
+                toml_edit::de::from_str(&format!("source = '''{source}'''")).unwrap();
+            c.build(&metrics()).unwrap()
+        };
+        let big = "x".repeat(100_000);
+        let event = Event::from_value(vrl::value!({"src": big, "old": "y"}));
+        let before = event.size();
+        let (out, _) = run(&mut program(".copy = .src\ndel(.old)"), 1, vec![event]);
+        let grown = out[0].size();
+        assert!(grown >= before + 100_000, "{grown} after a 100 KB copy, {before} before");
+        let (out, _) = run(&mut program("del(.copy)\ndel(.src)"), 1, out);
+        assert!(out[0].size() + 200_000 <= grown, "{} after, {grown} before", out[0].size());
     }
 }

@@ -59,7 +59,7 @@ use super::batch::{Batch, BatchSettings, Batcher, ByteSize};
 use super::concurrency::{Concurrency, Limiter, Permit};
 use super::http::{HttpClient, HttpRequest, HttpResponse, MAX_RESPONSE_BYTES, SendError};
 use super::metrics::SinkMetrics;
-use super::retry::Backoff;
+use super::retry::{Backoff, SerialRequestConfig};
 use crate::component::SinkContext;
 use crate::dead_letter::{DeadLetter, Rejected, original_of};
 use crate::error::ComponentError;
@@ -249,24 +249,20 @@ impl Default for RequestConfig {
 }
 
 impl RequestConfig {
-    pub fn check(&self) -> Vec<crate::error::ConfigIssue> {
-        use crate::error::ConfigIssue;
-        let mut issues = Vec::new();
-        let secs_ok = |v: f64| v.is_finite() && v > 0.0 && v <= 86_400.0;
-        for (name, v) in [
-            ("request.timeout_secs", self.timeout_secs),
-            ("request.retry_initial_backoff_secs", self.retry_initial_backoff_secs),
-            ("request.retry_max_duration_secs", self.retry_max_duration_secs),
-        ] {
-            if !secs_ok(v) {
-                issues.push(ConfigIssue::field(
-                    name,
-                    format!("{name} must be a number of seconds above 0"),
-                ));
-            }
+    /// The timing half, which the one-request-at-a-time sinks configure on its own.
+    fn timing(&self) -> SerialRequestConfig {
+        SerialRequestConfig {
+            timeout_secs: self.timeout_secs,
+            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
+            retry_max_duration_secs: self.retry_max_duration_secs,
+            retry_attempts: self.retry_attempts,
         }
+    }
+
+    pub fn check(&self) -> Vec<crate::error::ConfigIssue> {
+        let mut issues = self.timing().check();
         if self.adaptive_max_concurrency == 0 {
-            issues.push(ConfigIssue::field(
+            issues.push(crate::error::ConfigIssue::field(
                 "request.adaptive_max_concurrency",
                 "request.adaptive_max_concurrency must be at least 1",
             ));
@@ -275,15 +271,11 @@ impl RequestConfig {
     }
 
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout_secs.clamp(0.001, 86_400.0))
+        self.timing().timeout()
     }
 
     pub fn backoff(&self) -> Backoff {
-        Backoff {
-            initial: Duration::from_secs_f64(self.retry_initial_backoff_secs.clamp(0.0, 86_400.0)),
-            max: Duration::from_secs_f64(self.retry_max_duration_secs.clamp(0.0, 86_400.0)),
-            max_retries: self.retry_attempts,
-        }
+        self.timing().backoff()
     }
 }
 
@@ -546,162 +538,213 @@ async fn deliver<S: Service>(
     let mut rng = StdRng::from_os_rng();
     // Chunks still to send; a 413 splits one into two.
     let mut chunks: Vec<Vec<Item<S::Payload>>> = vec![batch.items];
-    'chunks: while let Some(mut items) = chunks.pop() {
+    while let Some(mut items) = chunks.pop() {
         let mut retries: u32 = 0;
         loop {
-            let req = match shared.service.build(&key, &mut items) {
-                Ok(r) => r,
-                Err(e) => {
-                    // A request that cannot be built will not build on retry either.
-                    shared.reject_all(&key, items, "request_build_failed", &e).await;
-                    continue 'chunks;
-                }
+            let (rest, failure) = match attempt(&shared, &key, items, &permit, &mut chunks).await {
+                Next::Settled => break,
+                Next::Retry(rest, failure) => (rest, failure),
             };
-            let endpoint = shared.client.endpoints.pick();
-            let started = Instant::now();
-            let limit = shared.service.response_limit(&items);
-            let response = shared.client.send_limited(endpoint, &req, limit).await;
-            let rtt = started.elapsed();
-            let verdict = match &response {
-                Ok(resp) => {
-                    shared.metrics.request(&resp.status.to_string());
-                    shared.metrics.latency.observe(rtt.as_secs_f64());
-                    shared.service.classify(resp, &items)
-                }
-                Err(e) => {
-                    shared.metrics.request(match e {
-                        SendError::Timeout => "timeout",
-                        _ => "error",
-                    });
-                    Verdict::RetryAll {
-                        reason: e.to_string(),
-                        throttled: matches!(e, SendError::Timeout),
-                    }
-                }
-            };
-            permit.record(rtt, verdict.throttled());
-            let mut credentials_refused = false;
-            let reason = match verdict {
-                Verdict::Items { outcomes, .. } => {
-                    shared.health.succeeded();
-                    if outcomes.len() != items.len() {
-                        // The service promises one outcome per item; resend rather than guess.
-                        format!("{} outcomes for {} items", outcomes.len(), items.len())
-                    } else {
-                        let mut retry = Vec::new();
-                        let mut refused = Vec::new();
-                        let (mut sent, mut bytes) = (0, 0);
-                        let mut first_retry_reason = None;
-                        for (item, outcome) in items.into_iter().zip(outcomes) {
-                            match outcome {
-                                ItemOutcome::Delivered => {
-                                    sent += 1;
-                                    bytes += item.size;
-                                    item.finish(EventStatus::Delivered);
-                                }
-                                ItemOutcome::Retry => {
-                                    first_retry_reason.get_or_insert("items to retry");
-                                    retry.push(item);
-                                }
-                                ItemOutcome::Rejected { reason, detail } => {
-                                    refused.push(shared.reject(&key, item, reason, detail));
-                                }
-                            }
-                        }
-                        shared.out.sent(sent, bytes);
-                        shared.dead_letter.send(refused).await;
-                        if retry.is_empty() {
-                            continue 'chunks;
-                        }
-                        items = retry;
-                        format!("{} items to send again", items.len())
-                    }
-                }
-                Verdict::RetryAll { reason, .. } => {
-                    shared.health.failed(&reason, false);
-                    reason
-                }
-                Verdict::RejectAll { reason, detail } => {
-                    let detail = bounded(detail, MAX_DETAIL_BYTES);
-                    shared.health.failed(&detail, false);
-                    shared.reject_all(&key, items, &reason, &detail).await;
-                    continue 'chunks;
-                }
-                Verdict::Unauthorized(message) => {
-                    credentials_refused = true;
-                    shared.refused(&message);
-                    message
-                }
-                Verdict::Split => {
-                    if items.len() <= 1 {
-                        shared
-                            .reject_all(
-                                &key,
-                                items,
-                                "request_too_large",
-                                "one event alone is larger than the destination accepts",
-                            )
-                            .await;
-                    } else {
-                        let second = items.split_off(items.len() / 2);
-                        chunks.push(second);
-                        chunks.push(items);
-                    }
-                    continue 'chunks;
-                }
-            };
-            if !shared.backoff.allows(u64::from(retries)) {
-                shared.component.error(
-                    crate::metrics::error_type::RETRIES_EXHAUSTED,
-                    crate::metrics::Stage::Sending,
-                );
-                tracing::error!(
-                    component = %shared.id,
-                    events = items.len(),
-                    retries,
-                    last_error = %reason,
-                    "giving up after request.retry_attempts; these events are not delivered and \
-                     will be read again after a restart"
-                );
+            items = rest;
+            let go_on = wait_to_retry(&shared, &mut retries, &failure, items.len(), &mut rng);
+            if !go_on.await {
                 return;
             }
-            let delay = shared.backoff.delay(retries, &mut rng);
-            retries = retries.saturating_add(1);
-            shared.metrics.retries.inc();
-            if credentials_refused {
-                // Logged as an ERROR by `refused`; weir stopping ends the wait.
-                let stopping = tokio::select! {
-                    _ = tokio::time::sleep(delay) => false,
-                    _ = shared.draining.cancelled() => true,
-                };
-                if !stopping {
-                    continue;
-                }
-                shared.gave_up.store(true, Ordering::Release);
-                tracing::error!(
-                    component = %shared.id,
-                    events = items.len(),
-                    "weir is stopping and the destination still refuses the credentials: these \
-                     events are not delivered and will be read again after a restart"
-                );
-                return;
-            }
-            if let Some(suppressed) =
-                shared.retry_log.lock().unwrap_or_else(|e| e.into_inner()).allow()
-            {
-                tracing::warn!(
-                    component = %shared.id,
-                    reason = %reason,
-                    retry = retries,
-                    delay_ms = delay.as_millis() as u64,
-                    suppressed,
-                    "request failed; retrying"
-                );
-            }
-            tokio::time::sleep(delay).await;
         }
     }
     drop(permit);
+}
+
+/// What an attempt at a chunk leaves to do.
+enum Next<P> {
+    /// Every item has an outcome, or the chunk was split into `chunks`.
+    Settled,
+    /// These items are to be sent again after a backoff.
+    Retry(Vec<Item<P>>, Failure),
+}
+
+/// Why a chunk is sent again.
+struct Failure {
+    reason: String,
+    /// The destination refused the credentials: wait as long as weir runs.
+    credentials: bool,
+}
+
+impl Failure {
+    fn other(reason: String) -> Self {
+        Self { reason, credentials: false }
+    }
+}
+
+/// Sends `items` once and settles what the answer settles.
+async fn attempt<S: Service>(
+    shared: &Shared<S>,
+    key: &S::Key,
+    mut items: Vec<Item<S::Payload>>,
+    permit: &Permit,
+    chunks: &mut Vec<Vec<Item<S::Payload>>>,
+) -> Next<S::Payload> {
+    let req = match shared.service.build(key, &mut items) {
+        Ok(r) => r,
+        Err(e) => {
+            // A request that cannot be built will not build on retry either.
+            shared.reject_all(key, items, "request_build_failed", &e).await;
+            return Next::Settled;
+        }
+    };
+    match send(shared, &req, &items, permit).await {
+        Verdict::Items { outcomes, .. } => settle_items(shared, key, items, outcomes).await,
+        Verdict::RetryAll { reason, .. } => {
+            shared.health.failed(&reason, false);
+            Next::Retry(items, Failure::other(reason))
+        }
+        Verdict::RejectAll { reason, detail } => {
+            let detail = bounded(detail, MAX_DETAIL_BYTES);
+            shared.health.failed(&detail, false);
+            shared.reject_all(key, items, &reason, &detail).await;
+            Next::Settled
+        }
+        Verdict::Unauthorized(message) => {
+            shared.refused(&message);
+            Next::Retry(items, Failure { reason: message, credentials: true })
+        }
+        Verdict::Split if items.len() <= 1 => {
+            let why = "one event alone is larger than the destination accepts";
+            shared.reject_all(key, items, "request_too_large", why).await;
+            Next::Settled
+        }
+        Verdict::Split => {
+            let second = items.split_off(items.len() / 2);
+            chunks.push(second);
+            chunks.push(items);
+            Next::Settled
+        }
+    }
+}
+
+/// Sends one request and classifies the answer, counting it and feeding the concurrency limit.
+async fn send<S: Service>(
+    shared: &Shared<S>,
+    req: &HttpRequest,
+    items: &[Item<S::Payload>],
+    permit: &Permit,
+) -> Verdict {
+    let endpoint = shared.client.endpoints.pick();
+    let started = Instant::now();
+    let limit = shared.service.response_limit(items);
+    let response = shared.client.send_limited(endpoint, req, limit).await;
+    let rtt = started.elapsed();
+    let verdict = match &response {
+        Ok(resp) => {
+            shared.metrics.request(&resp.status.to_string());
+            shared.metrics.latency.observe(rtt.as_secs_f64());
+            shared.service.classify(resp, items)
+        }
+        Err(e) => {
+            shared.metrics.request(match e {
+                SendError::Timeout => "timeout",
+                _ => "error",
+            });
+            Verdict::RetryAll { reason: e.to_string(), throttled: matches!(e, SendError::Timeout) }
+        }
+    };
+    permit.record(rtt, verdict.throttled());
+    verdict
+}
+
+/// Settles each item by its outcome; what is to be retried comes back.
+async fn settle_items<S: Service>(
+    shared: &Shared<S>,
+    key: &S::Key,
+    items: Vec<Item<S::Payload>>,
+    outcomes: Vec<ItemOutcome>,
+) -> Next<S::Payload> {
+    shared.health.succeeded();
+    if outcomes.len() != items.len() {
+        // The service promises one outcome per item; resend rather than guess.
+        let reason = format!("{} outcomes for {} items", outcomes.len(), items.len());
+        return Next::Retry(items, Failure::other(reason));
+    }
+    let mut retry = Vec::new();
+    let mut refused = Vec::new();
+    let (mut sent, mut bytes) = (0, 0);
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        match outcome {
+            ItemOutcome::Delivered => {
+                sent += 1;
+                bytes += item.size;
+                item.finish(EventStatus::Delivered);
+            }
+            ItemOutcome::Retry => retry.push(item),
+            ItemOutcome::Rejected { reason, detail } => {
+                refused.push(shared.reject(key, item, reason, detail));
+            }
+        }
+    }
+    shared.out.sent(sent, bytes);
+    shared.dead_letter.send(refused).await;
+    if retry.is_empty() {
+        return Next::Settled;
+    }
+    let reason = format!("{} items to send again", retry.len());
+    Next::Retry(retry, Failure::other(reason))
+}
+
+/// Waits out the backoff before retry number `retries` (then counts it). False when the
+/// events are given up: `request.retry_attempts` is spent, or weir is stopping while the
+/// destination refuses the credentials.
+async fn wait_to_retry<S: Service>(
+    shared: &Shared<S>,
+    retries: &mut u32,
+    failure: &Failure,
+    events: usize,
+    rng: &mut StdRng,
+) -> bool {
+    let reason = &failure.reason;
+    if !shared.backoff.allows(u64::from(*retries)) {
+        shared
+            .component
+            .error(crate::metrics::error_type::RETRIES_EXHAUSTED, crate::metrics::Stage::Sending);
+        tracing::error!(
+            component = %shared.id,
+            events,
+            retries = *retries,
+            last_error = %reason,
+            "giving up after request.retry_attempts; these events are not delivered and \
+             will be read again after a restart"
+        );
+        return false;
+    }
+    let delay = shared.backoff.delay(*retries, rng);
+    *retries = retries.saturating_add(1);
+    shared.metrics.retries.inc();
+    if failure.credentials {
+        // Logged as an ERROR by `refused`; weir stopping ends the wait.
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => return true,
+            _ = shared.draining.cancelled() => {}
+        }
+        shared.gave_up.store(true, Ordering::Release);
+        tracing::error!(
+            component = %shared.id,
+            events,
+            "weir is stopping and the destination still refuses the credentials: these \
+             events are not delivered and will be read again after a restart"
+        );
+        return false;
+    }
+    if let Some(suppressed) = shared.retry_log.lock().unwrap_or_else(|e| e.into_inner()).allow() {
+        tracing::warn!(
+            component = %shared.id,
+            reason = %reason,
+            retry = *retries,
+            delay_ms = delay.as_millis() as u64,
+            suppressed,
+            "request failed; retrying"
+        );
+    }
+    tokio::time::sleep(delay).await;
+    true
 }
 
 /// `text` cut to at most `max` bytes at a character boundary, marked when cut.

@@ -50,7 +50,8 @@ impl Backoff {
 
 /// `request` of a sink that sends one request at a time (the alerting and MLflow sinks): the
 /// timeout and backoff of the batching sinks' `request` table, under the same names, without
-/// concurrency.
+/// concurrency. The batching sinks' table delegates its checks here; it repeats the fields
+/// because serde's `flatten` cannot be combined with `deny_unknown_fields`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialRequestConfig {
