@@ -50,6 +50,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("loki_response", loki_response),
     ("disk_buffer_recovery", disk_buffer_recovery),
     ("config", config),
+    ("http_server_body", http_server_body),
 ];
 
 /// Settings read from the first bytes of an input (zero when the input is shorter).
@@ -118,6 +119,55 @@ pub fn syslog_parse(data: &[u8]) {
     assert!(event.message().is_some() || json.contains("\"message\""), "no message: {json}");
     if !parsed {
         assert!(json.contains("not a syslog message"), "unparsed without an error: {json}");
+    }
+}
+
+/// The `http_server` source's body: `Content-Encoding` undone within a limit, then decoded.
+///
+/// Input: `[flags, content type, body...]`; `flags`: the codec (low two bits: auto, json,
+/// text, form), whether the body is decompressed as gzip first (bit 2), with a limit of 4096
+/// bytes; the content type is one of a list by the byte's value. Checks that a decompressed
+/// body never exceeds the limit, that every event is an object with `@timestamp` and the
+/// request's `source.ip`, that text gives one event per non-empty line and a form exactly one.
+pub fn http_server_body(data: &[u8]) {
+    use crate::sources::http_server::decode::{Codec, RequestFacts, decode};
+    use crate::sources::util::http_server::decompress;
+    const TYPES: [Option<&str>; 5] = [
+        None,
+        Some("application/json"),
+        Some("application/x-ndjson"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+    ];
+    const MAX: usize = 4096;
+    let p = Params::split(data, 2);
+    let codec = [Codec::Auto, Codec::Json, Codec::Text, Codec::Form][usize::from(p.byte(0) & 3)];
+    let content_type = TYPES[usize::from(p.byte(1)) % TYPES.len()];
+    let mut body = Bytes::copy_from_slice(p.rest);
+    if p.byte(0) & 4 != 0 {
+        match decompress(Some("gzip"), body, MAX) {
+            Ok(b) => body = b,
+            Err(reply) => {
+                assert!(reply.status.is_client_error(), "{reply:?}");
+                return;
+            }
+        }
+        assert!(body.len() <= MAX, "decompressed {} bytes over the limit", body.len());
+    }
+    let facts = RequestFacts { peer_ip: Some("192.0.2.7".into()), ..RequestFacts::default() };
+    let Ok(events) = decode(codec, content_type, &body, &facts, received()) else { return };
+    for e in &events {
+        let map = e.as_object().expect("an event is an object");
+        assert!(map.contains_key("@timestamp"), "no @timestamp: {e:?}");
+        assert!(map.contains_key("source"), "no source.ip: {e:?}");
+    }
+    match codec.resolve(content_type, &body) {
+        Codec::Text => {
+            let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && *l != b"\r");
+            assert_eq!(events.len(), lines.count(), "one event per non-empty line");
+        }
+        Codec::Form => assert_eq!(events.len(), 1, "a form is one record"),
+        Codec::Json | Codec::Auto => {}
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod http_server;
 pub mod kafka;
 pub mod kubernetes_logs;
 pub mod stdin;
@@ -14,6 +15,7 @@ crate::component_enum! {
     SourceConfig {
         "demo" => Demo(demo::DemoConfig),
         "file" => File(file::FileConfig),
+        "http_server" => HttpServer(http_server::HttpServerConfig),
         "kafka" => Kafka(kafka::KafkaConfig),
         "kubernetes_logs" => KubernetesLogs(kubernetes_logs::KubernetesLogsConfig),
         "stdin" => Stdin(stdin::StdinConfig),

@@ -14,6 +14,7 @@ mod evidently_drift;
 mod file_source;
 mod fuzz_corpora;
 mod grok_loghub;
+mod http_server;
 mod kafka;
 mod kibana_server;
 mod kubernetes_logs;

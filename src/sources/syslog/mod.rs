@@ -54,11 +54,10 @@ mod tcp;
 mod udp;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio::net::{TcpListener, UdpSocket};
@@ -70,7 +69,7 @@ use crate::error::{BuildError, Task};
 use crate::error::{ConfigIssue, keep};
 use crate::event::Event;
 use crate::internal_events::RateLimit;
-use crate::metrics::{ComponentMetrics, Labels};
+use crate::metrics::ComponentMetrics;
 use framing::{Frame, FramingError};
 use parse::Zone;
 
@@ -238,36 +237,10 @@ struct Telemetry {
     kernel_log: Mutex<RateLimit>,
 }
 
-fn closed_connections_family() -> &'static Family<Labels, Counter> {
-    static FAMILY: OnceLock<Family<Labels, Counter>> = OnceLock::new();
-    FAMILY.get_or_init(|| {
-        let family = Family::<Labels, Counter>::default();
-        crate::metrics::global().register(
-            "component_connections_closed",
-            "Connections a source closed on its own, by reason",
-            family.clone(),
-        );
-        family
-    })
-}
-
-fn open_connections_family() -> &'static Family<Labels, Gauge> {
-    static FAMILY: OnceLock<Family<Labels, Gauge>> = OnceLock::new();
-    FAMILY.get_or_init(|| {
-        let family = Family::<Labels, Gauge>::default();
-        crate::metrics::global().register(
-            "component_open_connections",
-            "Connections a source is serving now",
-            family.clone(),
-        );
-        family
-    })
-}
-
 impl Telemetry {
     fn new(metrics: &ComponentMetrics) -> Self {
         Self {
-            open_connections: open_connections_family()
+            open_connections: super::util::open_connections_family()
                 .get_or_create_owned(&metrics.labels.labels()),
             parse_failed: metrics.error_counter(
                 crate::metrics::error_type::PARSE_FAILED,
@@ -287,9 +260,9 @@ impl Telemetry {
                 crate::metrics::error_type::CONNECTION_REFUSED,
                 crate::metrics::Stage::Receiving,
             ),
-            evicted: closed_connections_family()
+            evicted: super::util::closed_connections_family()
                 .get_or_create_owned(&metrics.labels.with("reason", "evicted")),
-            idle_closed: closed_connections_family()
+            idle_closed: super::util::closed_connections_family()
                 .get_or_create_owned(&metrics.labels.with("reason", "idle_timeout")),
             handshake_failed: metrics.error_counter(
                 crate::metrics::error_type::TLS_HANDSHAKE_FAILED,

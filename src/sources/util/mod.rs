@@ -1,10 +1,18 @@
-//! Pieces shared by sources: line framing, multi-line aggregation, host name, TLS.
+//! Pieces shared by sources: line framing, multi-line aggregation, host name, TLS, the HTTP
+//! server, the connection series.
 
+pub mod http_server;
 pub mod lines;
 pub mod multiline;
 pub mod tls;
 
 use std::sync::OnceLock;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::Labels;
 
 use bytes::Bytes;
 
@@ -82,4 +90,32 @@ pub async fn sleep_until(deadline: Option<std::time::Instant>) {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,
     }
+}
+
+/// `weir_component_connections_closed_total`, shared by the sources that accept connections.
+pub(crate) fn closed_connections_family() -> &'static Family<Labels, Counter> {
+    static FAMILY: OnceLock<Family<Labels, Counter>> = OnceLock::new();
+    FAMILY.get_or_init(|| {
+        let family = Family::<Labels, Counter>::default();
+        crate::metrics::global().register(
+            "component_connections_closed",
+            "Connections a source closed on its own, by reason",
+            family.clone(),
+        );
+        family
+    })
+}
+
+/// `weir_component_open_connections`, shared by the sources that accept connections.
+pub(crate) fn open_connections_family() -> &'static Family<Labels, Gauge> {
+    static FAMILY: OnceLock<Family<Labels, Gauge>> = OnceLock::new();
+    FAMILY.get_or_init(|| {
+        let family = Family::<Labels, Gauge>::default();
+        crate::metrics::global().register(
+            "component_open_connections",
+            "Connections a source is serving now",
+            family.clone(),
+        );
+        family
+    })
 }
