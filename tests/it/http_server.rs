@@ -135,9 +135,15 @@ query_parameters = ["env"]"#,
     let lines =
         curl(d, &url, &["-H", "Content-Type: text/plain", "--data-binary", "line one\nline two\n"]);
     assert_eq!(lines.status, 200, "{lines:?}");
+    // `curl -d` labels text a form too.
+    let words = curl(d, &url, &["-d", "just words"]);
+    assert_eq!(words.status, 200, "{words:?}");
     let messages: Vec<String> =
         events(&out).iter().map(|e| e["message"].as_str().unwrap().to_string()).collect();
-    assert_eq!(messages, ["nd 1", "nd 2", "arr 1", "arr 2", "zipped", "line one", "line two"]);
+    assert_eq!(
+        messages,
+        ["nd 1", "nd 2", "arr 1", "arr 2", "zipped", "line one", "line two", "just words"]
+    );
 
     // Refusals: each with its reason, none of the body sent on.
     let bad = curl(
@@ -166,7 +172,7 @@ query_parameters = ["env"]"#,
     assert_eq!(wrong_path.status, 404);
     let get = curl(d, &url, &[]);
     assert_eq!(get.status, 405);
-    assert_eq!(events(&out).len(), 7, "a refused body left events behind");
+    assert_eq!(events(&out).len(), 8, "a refused body left events behind");
     let errors = |t: &str| {
         weir.metric("weir_component_errors_total", &[("component_id", "http"), ("error_type", t)])
     };
@@ -174,7 +180,7 @@ query_parameters = ["env"]"#,
     assert_eq!(errors("message_too_long"), 2.0);
     assert_eq!(
         weir.metric("weir_component_received_events_total", &[("component_id", "http")]),
-        7.0
+        8.0
     );
 }
 
@@ -319,6 +325,12 @@ try:
 except ZeroDivisionError:
     log.exception("inference failed")
 log.debug("plain message")
+# HTTPHandler's default method is GET, with the record in the query string.
+default = logging.getLogger("default.get")
+default.propagate = False
+default.addHandler(logging.handlers.HTTPHandler("127.0.0.1:{port}", "/log", secure=True,
+                                                credentials=("app", "s3cret"), context=ctx))
+default.error("sent with %s", "GET")
 if errors:
     sys.exit("HTTPHandler errors: %r" % errors)
 "#,
@@ -333,7 +345,7 @@ if errors:
     );
     // HTTPHandler waits for each answer, which came once the event was written.
     let got = events(&d.join("out.ndjson"));
-    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(got.len(), 5, "{got:#?}");
     let e = &got[0];
     assert_eq!(e["message"], "model ranker-v3 loaded in 812.5 ms");
     assert_eq!(e["log"]["level"], "INFO");
@@ -356,6 +368,8 @@ if errors:
     assert_eq!(got[2]["error"]["message"], "division by zero");
     assert_eq!(got[3]["message"], "plain message");
     assert_eq!(got[3]["log"]["level"], "DEBUG");
+    assert_eq!(got[4]["message"], "sent with GET");
+    assert_eq!(got[4]["log"]["logger"], "default.get");
 }
 
 /// Creates a named pipe: a file sink writing to it blocks until the test reads it.
@@ -441,4 +455,45 @@ buffer.max_bytes = 65536
             assert!(lines.contains(line.as_str()), "lost: batch {batch} line {i}");
         }
     }
+}
+
+#[test]
+fn connections_are_capped_and_half_sent_requests_closed_after_the_header_timeout() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let weir = start(d, port, "max_connections = 2\nheader_read_timeout_secs = 1");
+    let metric = |name: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![("component_id", "http")];
+        all.extend_from_slice(labels);
+        weir.metric(name, &all)
+    };
+    let half = || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: weir\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut held = [half(), half()];
+    let served =
+        wait_for(Duration::from_secs(10), || metric("weir_component_open_connections", &[]) == 2.0);
+    assert!(served, "two connections not served\n{}", weir.metrics());
+    // A third is closed at once: no answer, the end of the stream.
+    let mut third = half();
+    let mut buf = [0u8; 64];
+    assert!(matches!(third.read(&mut buf), Ok(0) | Err(_)));
+    assert_eq!(metric("weir_component_errors_total", &[("error_type", "connection_refused")]), 1.0);
+    // The half-sent requests are closed once the header timeout passes, without an answer.
+    for s in &mut held {
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "a half-sent request was answered");
+    }
+    let closed = wait_for(Duration::from_secs(10), || {
+        metric("weir_component_connections_closed_total", &[("reason", "header_timeout")]) == 2.0
+    });
+    assert!(closed, "{}", weir.metrics());
+    // Their places are free again.
+    let ok = curl(d, &format!("http://127.0.0.1:{port}/"), &["--data-binary", "after"]);
+    assert_eq!(ok.status, 200, "{ok:?}");
 }

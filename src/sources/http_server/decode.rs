@@ -18,8 +18,9 @@ use crate::transforms::model_logs::python_literal;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Codec {
-    /// By `Content-Type`: JSON types as `json`, forms as `form` (a form body that begins with
-    /// `{` or `[` is JSON: `curl -d` labels everything a form), anything else as `text`
+    /// By `Content-Type`: JSON types as `json`, forms as `form` (`curl -d` labels everything
+    /// a form: one that begins with `{` or `[` is JSON, one without `=` text), anything else
+    /// as `text`
     /// (sniffed as JSON when there is no `Content-Type` and the body begins with `{` or `[`).
     #[default]
     Auto,
@@ -45,6 +46,7 @@ impl Codec {
         let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match mime.as_str() {
             "application/x-www-form-urlencoded" if looks_json => Codec::Json,
+            "application/x-www-form-urlencoded" if !body.contains(&b'=') => Codec::Text,
             "application/x-www-form-urlencoded" => Codec::Form,
             "application/json"
             | "application/x-ndjson"
@@ -212,7 +214,8 @@ fn log_record(body: &[u8]) -> Value {
                 }
             },
         },
-        (None, None) => String::new(),
+        // A form that is not a record: its fields as they are.
+        (None, None) => return Value::Object(map),
     };
     set(&mut map, "message", Value::from(text));
     Value::Object(map)
@@ -425,6 +428,7 @@ mod tests {
         let form = "application/x-www-form-urlencoded";
         assert_eq!(Codec::Auto.resolve(Some(form), b" {\"a\":1}"), Codec::Json);
         assert_eq!(Codec::Auto.resolve(Some(form), b"name=x&msg=y"), Codec::Form);
+        assert_eq!(Codec::Auto.resolve(Some(form), b"just words"), Codec::Text);
         assert_eq!(Codec::Auto.resolve(None, b"[1]"), Codec::Json);
         assert_eq!(Codec::Auto.resolve(None, b"plain"), Codec::Text);
         assert_eq!(Codec::Auto.resolve(Some("text/plain"), b"{not json"), Codec::Text);

@@ -19,6 +19,9 @@
 //! # [sources.http.tls] crt_file, key_file, ca_file, verify_certificate as for syslog
 //! ```
 //!
+//! A `GET` whose query string holds a form with `msg` is taken as a `LogRecord` too (with the `auto` and
+//! `form` codecs): Python's `HTTPHandler` sends GET unless given `method="POST"`.
+//!
 //! Each event carries `@timestamp` (the time weir received it, unless the body gave one),
 //! `source.ip` (the client), and the chosen headers and query parameters; fields the body set
 //! itself are never overwritten. What each codec reads is in [`decode`].
@@ -285,14 +288,28 @@ impl State {
                 format!("not found: POST events to {}", self.path),
             ));
         }
-        if req.method() != Method::POST {
-            return Err(Reply::new(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted"));
+        // Python's `HTTPHandler` sends GET unless told otherwise, the record in the query.
+        let record_in_query = req.method() == Method::GET
+            && matches!(self.codec, Codec::Auto | Codec::Form)
+            && req.uri().query().is_some_and(|q| {
+                form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "msg" || k == "message")
+            });
+        if req.method() != Method::POST && !record_in_query {
+            return Err(Reply::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only POST is accepted (or GET with a Python LogRecord, `msg` and all, in the query)",
+            ));
         }
         if let Some(auth) = &self.auth {
             auth.authorize(req.headers())?;
         }
         let (parts, body) = req.into_parts();
-        let body = http_server::read_body(body, &parts.headers, self.max_body_bytes).await?;
+        let (codec, body) = if record_in_query {
+            let query = parts.uri.query().unwrap_or("");
+            (Codec::Form, Bytes::copy_from_slice(query.as_bytes()))
+        } else {
+            (self.codec, http_server::read_body(body, &parts.headers, self.max_body_bytes).await?)
+        };
         let facts = RequestFacts {
             peer_ip: Some(peer.ip().to_string()),
             headers: self
@@ -318,7 +335,7 @@ impl State {
             .get(hyper::header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let values =
-            decode::decode(self.codec, content_type.as_deref(), &body, &facts, chrono::Utc::now())
+            decode::decode(codec, content_type.as_deref(), &body, &facts, chrono::Utc::now())
                 .map_err(|e| Reply::new(StatusCode::BAD_REQUEST, e))?;
         self.telemetry.metrics.received(values.len(), body.len());
         let events: Vec<Event> = values.into_iter().map(Event::from_value).collect();
