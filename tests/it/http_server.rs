@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Weir, free_port, wait_for};
+use crate::support::{Weir, fifo, free_port, wait_for};
 
 /// An answer as curl saw it.
 #[derive(Debug)]
@@ -184,27 +184,18 @@ query_parameters = ["env"]"#,
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`:
-/// (ca, crt, key).
+/// The CA and server certificate of the syslog tests, as PEM files in `dir`: (ca, crt, key).
 fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "weir test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let write = |name: &str, text: String| {
+    let pki = crate::syslog::pki();
+    let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
     };
     (
-        write("ca.crt", ca_cert.pem()),
-        write("server.crt", cert.pem()),
-        write("server.key", key.serialize_pem()),
+        write("ca.crt", &pki.ca_pem),
+        write("server.crt", &pki.server.0),
+        write("server.key", &pki.server.1),
     )
 }
 
@@ -370,12 +361,6 @@ if errors:
     assert_eq!(got[3]["log"]["level"], "DEBUG");
     assert_eq!(got[4]["message"], "sent with GET");
     assert_eq!(got[4]["log"]["logger"], "default.get");
-}
-
-/// Creates a named pipe: a file sink writing to it blocks until the test reads it.
-fn fifo(path: &Path) {
-    let ok = Command::new("mkfifo").arg(path).status().expect("mkfifo").success();
-    assert!(ok, "mkfifo {}", path.display());
 }
 
 #[test]

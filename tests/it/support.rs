@@ -340,3 +340,10 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Creates a named pipe: a file sink writing to it blocks until the test reads it, which
+/// fills weir's buffers the way a stalled destination would.
+pub fn fifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().expect("mkfifo").success();
+    assert!(ok, "mkfifo {}", path.display());
+}

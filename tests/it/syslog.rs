@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Weir, free_port, metric_sum, read_lines, wait_for};
+use crate::support::{Weir, fifo, free_port, metric_sum, read_lines, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -445,14 +445,14 @@ fn max_connections_closes_the_longest_idle_and_read_timeout() {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
-struct Pki {
-    ca_pem: String,
-    server: (String, String),
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server: (String, String),
     client: (String, String),
     ca: rustls_pki_types::CertificateDer<'static>,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -569,13 +569,6 @@ fn tls_with_client_certificates() {
         "{:#?}",
         events(dir.path())
     );
-}
-
-/// Creates a named pipe: a file sink writing to it blocks until the test reads it, which
-/// fills weir's buffers the way a stalled destination would.
-fn fifo(path: &Path) {
-    let ok = Command::new("mkfifo").arg(path).status().expect("mkfifo").success();
-    assert!(ok, "mkfifo {}", path.display());
 }
 
 fn start_blocked(dir: &Path, mode: &str, port: u16) -> Weir {
