@@ -14,12 +14,17 @@
 //!   requests failed or its health check did, a source cannot read, or a component failed
 //!   (see [`crate::health`] and [`crate::sinks::util::driver`]); 503 `"starting"` until the
 //!   pipeline has started, 503 `"stopping"` once weir is shutting down.
+//! - `POST /reload`, when `reload = true`: reloads the pipeline files as SIGHUP does, and
+//!   answers once it is done: 200 `{"status":"reloaded","changes":"..."}`, or 400
+//!   `{"status":"failed","error":"..."}` when the new configuration is invalid (weir runs on
+//!   with the old one). Off by default: it changes what weir runs.
 //!
 //! ```toml
 //! [api]
 //! address = "127.0.0.1:9598"
 //! max_connections = 256              # further connections are closed at once
 //! header_read_timeout_secs = 10      # to send a request's headers, or to start the next one
+//! reload = false                     # POST /reload
 //! ```
 //!
 //! Connections are bounded so that clients cannot hold weir's file descriptors and memory:
@@ -52,6 +57,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ApiConfig;
 use crate::internal_events::RateLimit;
 use crate::metrics::Labels;
+
+/// A request to reload the pipeline files, and where to answer how it went (the changes,
+/// or why nothing changed).
+pub struct ReloadRequest {
+    /// What asked for it, for the log: `SIGHUP`, `file change`, `API`.
+    pub cause: &'static str,
+    pub reply: Option<tokio::sync::oneshot::Sender<Result<String, String>>>,
+}
+
+/// Where `POST /reload` sends its requests (`None`: reloading through the API is off).
+pub type Reloader = Option<tokio::sync::mpsc::Sender<ReloadRequest>>;
 
 /// Whether the pipeline is up, as `/health` reports it: starting, running, stopping.
 #[derive(Clone, Default)]
@@ -131,6 +147,7 @@ fn allow(limit: &Mutex<RateLimit>) -> Option<u64> {
 pub async fn serve(
     api: &ApiConfig,
     health: Health,
+    reloader: Reloader,
     stop: CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()> + use<>, String> {
     let address = api.address;
@@ -167,6 +184,7 @@ pub async fn serve(
                 continue;
             };
             let health = health.clone();
+            let reloader = reloader.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 t.open.inc();
@@ -176,7 +194,7 @@ pub async fn serve(
                 let asked_in = Arc::clone(&asked);
                 let service = service_fn(move |req| {
                     asked_in.store(true, Ordering::Relaxed);
-                    handle(req, health.clone())
+                    handle(req, health.clone(), reloader.clone())
                 });
                 let served = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -220,9 +238,34 @@ fn readiness(phase: Phase, report: &crate::health::Report) -> (StatusCode, Bytes
     (code, Bytes::from(text))
 }
 
+/// `POST /reload`: asks the running pipeline to reload and waits for the outcome.
+async fn reload(reloader: Reloader) -> (StatusCode, Bytes) {
+    let answer = |code, body: serde_json::Value| (code, Bytes::from(format!("{body}\n")));
+    let Some(reloader) = reloader else {
+        let error = "reloading through the API is off: set reload = true in [api]";
+        return answer(StatusCode::NOT_FOUND, serde_json::json!({ "error": error }));
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let request = ReloadRequest { cause: "API", reply: Some(reply) };
+    let outcome = match reloader.send(request).await {
+        Ok(()) => outcome.await.unwrap_or_else(|_| Err("weir is stopping".into())),
+        Err(_) => Err("weir is stopping".into()),
+    };
+    match outcome {
+        Ok(changes) => {
+            answer(StatusCode::OK, serde_json::json!({ "status": "reloaded", "changes": changes }))
+        }
+        Err(error) => answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "status": "failed", "error": error }),
+        ),
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     health: Health,
+    reloader: Reloader,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: Bytes| {
         let mut r = Response::new(Full::new(body));
@@ -245,6 +288,10 @@ async fn handle(
         ),
         (&Method::GET, "/health" | "/health/ready") => {
             let (status, body) = readiness(health.phase(), &crate::health::global().report());
+            response(status, "application/json", body)
+        }
+        (&Method::POST, "/reload") => {
+            let (status, body) = reload(reloader).await;
             response(status, "application/json", body)
         }
         _ => response(

@@ -119,6 +119,13 @@ impl Registry {
         Handle { registry: self, name }
     }
 
+    /// Forgets a component that a reload removed or replaced (its replacement registers
+    /// anew).
+    pub fn forget(&self, labels: &ComponentLabels) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(&name_of(labels));
+        self.gauges.remove(&labels.labels());
+    }
+
     /// The handle of a registered component (registering it when it is not).
     pub fn handle(&self, labels: &ComponentLabels) -> Handle<'_> {
         let name = name_of(labels);

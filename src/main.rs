@@ -57,6 +57,9 @@ enum Command {
         /// A pipeline file; repeat for several.
         #[arg(short, long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
+        /// Reload the pipeline when its files change (SIGHUP always reloads it).
+        #[arg(short, long)]
+        watch_config: bool,
     },
     /// Check pipeline files and print every error, or "Configuration OK".
     Validate {
@@ -134,7 +137,8 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let code = match cli.command.unwrap_or(Command::Run { config: Vec::new() }) {
+    let code = match cli.command.unwrap_or(Command::Run { config: Vec::new(), watch_config: false })
+    {
         Command::Validate { files } => weir::app::validate(&files),
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {
@@ -171,7 +175,7 @@ fn main() -> ExitCode {
                 &out,
             )
         }
-        Command::Run { config } => match weir::app::load(&config) {
+        Command::Run { config: paths, watch_config } => match weir::app::load(&paths) {
             Err(errors) => {
                 for e in &errors {
                     eprintln!("error: {e}");
@@ -187,7 +191,8 @@ fn main() -> ExitCode {
                         return ExitCode::from(70);
                     }
                 };
-                let code = runtime.block_on(weir::app::run(config));
+                let options = weir::app::RunOptions { paths, watch_config };
+                let code = runtime.block_on(weir::app::run(config, options));
                 // Blocking readers (stdin) may still be parked in a read: do not wait for them.
                 runtime.shutdown_timeout(std::time::Duration::from_millis(100));
                 code

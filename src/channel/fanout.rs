@@ -5,28 +5,61 @@
 //! (that is backpressure); a consumer whose buffer still has room never waits for another.
 //! A consumer that has stopped is removed, and the events meant for it are marked errored so
 //! that the source does not move past them.
+//!
+//! Clones share one list of consumers, which a reload replaces ([`Fanout::set`]): a send
+//! takes the list as it is when it begins, so a consumer that a reload took out gets the
+//! batches already on their way to it, and its input closes once they are delivered.
+
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::channel::{Batch, BatchSender};
 use crate::event::{Event, EventStatus};
 
+type Targets = Arc<Vec<(String, BatchSender)>>;
+
 /// The consumers of one output.
 #[derive(Clone, Default)]
 pub struct Fanout {
-    targets: Vec<(String, BatchSender)>,
+    targets: Arc<Mutex<Targets>>,
 }
 
 impl Fanout {
     pub fn new(targets: Vec<(String, BatchSender)>) -> Self {
-        Self { targets }
+        Self { targets: Arc::new(Mutex::new(Arc::new(targets))) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Targets> {
+        self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The consumers now (one lock and a reference count per batch).
+    fn snapshot(&self) -> Targets {
+        Arc::clone(&self.lock())
+    }
+
+    /// Replaces the consumers of every clone. Sends already under way finish with the
+    /// consumers they began with.
+    pub fn set(&self, targets: Vec<(String, BatchSender)>) {
+        *self.lock() = Arc::new(targets);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.lock().is_empty()
     }
 
     /// Do all consumers take blocks of lines as they are (and is there one)?
     pub fn accepts_lines(&self) -> bool {
-        !self.targets.is_empty() && self.targets.iter().all(|(_, t)| t.accepts_lines())
+        let targets = self.snapshot();
+        !targets.is_empty() && targets.iter().all(|(_, t)| t.accepts_lines())
+    }
+
+    /// Takes out a consumer that has stopped (unless a reload has already replaced it).
+    fn remove_stopped(&self, id: &str, stopped: &BatchSender) {
+        let mut targets = self.lock();
+        if targets.iter().any(|(i, t)| i == id && t.same_channel(stopped)) {
+            let kept = targets.iter().filter(|(i, _)| i != id).cloned().collect();
+            *targets = Arc::new(kept);
+        }
     }
 
     /// Sends `events` to every consumer. Returns `false` when there is no consumer left.
@@ -37,34 +70,31 @@ impl Fanout {
     /// Sends a batch or a block of lines to every consumer. Returns `false` when there is no
     /// consumer left.
     pub async fn send_batch(&mut self, batch: Batch) -> bool {
+        let targets = self.snapshot();
         if batch.is_empty() {
-            return !self.targets.is_empty();
+            return !targets.is_empty();
         }
         let mut batch = Some(batch);
-        let mut i = 0;
-        while i < self.targets.len() {
-            let last = i + 1 == self.targets.len();
+        for (i, (id, target)) in targets.iter().enumerate() {
+            let last = i + 1 == targets.len();
             let Some(copy) = (if last { batch.take() } else { batch.clone() }) else { break };
-            match self.targets[i].1.send_batch(copy).await {
-                Ok(()) => i += 1,
+            match target.send_batch(copy).await {
+                Ok(()) => {}
                 Err(lost) => {
-                    let (id, _) = self.targets.remove(i);
+                    self.remove_stopped(id, target);
                     tracing::error!(
                         component = %id,
                         count = lost.len(),
                         "downstream component has stopped; its events will be read again after a restart"
                     );
                     lost.update_status(EventStatus::Errored);
-                    if last {
-                        break;
-                    }
                 }
             }
         }
         if let Some(orphans) = batch {
-            // The last consumer was removed before it got the original.
+            // There was no consumer to give it to.
             orphans.update_status(EventStatus::Errored);
         }
-        !self.targets.is_empty()
+        !self.is_empty()
     }
 }

@@ -160,6 +160,11 @@ impl BatchSender {
         self.lines
     }
 
+    /// Do both send into the same channel?
+    pub fn same_channel(&self, other: &BatchSender) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// Enqueues a batch, waiting for room when the policy is `block`.
     pub async fn send(&self, events: Vec<Event>) -> Result<(), Closed> {
         self.send_batch(Batch::Events(events)).await.map_err(|b| Closed(b.into_events()))

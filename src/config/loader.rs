@@ -467,8 +467,15 @@ fn gather_component(
         problems.push(problem);
         return Err((problems, failed_inputs));
     }
-    let parts =
-        ComponentDef { inner: (), inputs, buffer, location: location.clone(), field_locations };
+    let fingerprint = fingerprint(component);
+    let parts = ComponentDef {
+        inner: (),
+        inputs,
+        buffer,
+        location: location.clone(),
+        field_locations,
+        fingerprint,
+    };
     match deserialize(kind, &type_name, own_options(table, kind), parts) {
         Some(Ok(gotten)) if problems.is_empty() => Ok(gotten),
         Some(Ok(_)) | None => Err((problems, failed_inputs)),
@@ -620,9 +627,19 @@ fn deserialize(
 impl ComponentDef<()> {
     /// The same component with its typed config.
     fn with<T>(self, inner: T) -> ComponentDef<T> {
-        let ComponentDef { inner: (), inputs, buffer, location, field_locations } = self;
-        ComponentDef { inner, inputs, buffer, location, field_locations }
+        let ComponentDef { inner: (), inputs, buffer, location, field_locations, fingerprint } =
+            self;
+        ComponentDef { inner, inputs, buffer, location, field_locations, fingerprint }
     }
+}
+
+/// The component's table as canonical JSON (keys sorted, no layout or comments), after
+/// `${VAR}` expansion: a reload rebuilds a component when this changes.
+fn fingerprint(component: &Item) -> String {
+    item_to_value(component.clone())
+        .and_then(|v| serde_json::Value::deserialize(v.into_deserializer()).ok())
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 /// Serde's messages, with the wording tuned for people writing TOML.

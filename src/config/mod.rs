@@ -113,6 +113,9 @@ pub struct ComponentDef<T> {
     pub location: Location,
     /// Where each of its keys is, for errors found after parsing.
     pub field_locations: BTreeMap<String, Location>,
+    /// Its table in a canonical form: equal when the component's configuration is the same
+    /// (a reload keeps it running).
+    pub fingerprint: String,
 }
 
 impl<T> ComponentDef<T> {
@@ -189,6 +192,9 @@ pub struct ApiConfig {
     /// connection may wait for its next request. Default 10.
     #[serde(default = "default_api_header_read_timeout_secs")]
     pub header_read_timeout_secs: std::num::NonZeroU64,
+    /// Whether `POST /reload` reloads the pipeline files (as SIGHUP does). Default false.
+    #[serde(default)]
+    pub reload: bool,
 }
 
 fn default_api_max_connections() -> std::num::NonZeroUsize {

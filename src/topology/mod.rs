@@ -11,25 +11,33 @@
 //! emitted and write their checkpoints last. All of it within `shutdown_timeout_secs`.
 //!
 //! Invariant: no component holds a sender to its own input, so inputs close exactly when every
-//! upstream has finished.
+//! upstream has finished and the topology has let go of its own sender (kept for components
+//! a reload builds later; dropped when the component is replaced or weir stops).
+//!
+//! Reload ([`RunningTopology::reload`], in `reload.rs`) rebuilds only the components whose
+//! configuration changed.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::buffers::disk;
 use crate::channel::{self, BatchReceiver, BatchSender, DEFAULT_BUFFER_BYTES, Fanout, WhenFull};
-use crate::component::{ShutdownSignal, SinkContext, SourceContext, SourceSender};
+use crate::component::{ShutdownSignal, SinkContext, SourceContext, SourceSender, Transform};
 use crate::config::graph::{OutputId, parse_input};
 use crate::config::{BufferType, ComponentDef, ComponentKind, Config};
 use crate::dead_letter::{self, DeadLetter};
 use crate::error::{BuildError, ComponentError, Task};
 use crate::metrics::{ComponentLabels, ComponentMetrics};
 use crate::sinks::SinkConfig;
+
+mod reload;
+
+pub use reload::{Changes, ReloadError};
 
 /// A component that could not be built, and why.
 #[derive(Debug, thiserror::Error)]
@@ -43,64 +51,142 @@ pub struct StartError {
 
 /// A started pipeline.
 pub struct RunningTopology {
+    /// The configuration running now.
+    config: Config,
     tracker: TaskTracker,
-    shutdown: ShutdownSignal,
+    /// The running instance of each component, by id (ids are unique across kinds).
+    instances: BTreeMap<String, Instance>,
+    /// A sender into the input of each running transform and sink: what a rebuilt upstream
+    /// component is connected to. Dropped when the component is replaced or weir stops, or
+    /// its input would never close.
+    inputs: BTreeMap<String, BatchSender>,
+    /// The output of each running component; a reload replaces the consumers of those it
+    /// keeps.
+    outputs: BTreeMap<OutputId, Fanout>,
+    /// The dead-letter destination's input, for sinks built by a reload.
+    dead_letter_input: Option<BatchSender>,
+    /// Sources that have not finished on their own.
+    live_sources: Arc<Mutex<BTreeSet<String>>>,
     sources_done: CancellationToken,
     /// Cancelled when a component's task ends with an error.
     failed: CancellationToken,
     running: Arc<Mutex<BTreeMap<String, &'static str>>>,
-    timeout: Duration,
+}
+
+/// One running component: its tasks (a sink with a disk buffer has four) and its signal.
+struct Instance {
+    kind: ComponentKind,
+    shutdown: ShutdownSignal,
+    /// Set when a reload stops it: its end is not the end of the pipeline's sources.
+    replaced: Arc<AtomicBool>,
+    /// Whether it keeps its events on disk (a sink with a disk buffer): stopped at once by
+    /// a reload rather than drained.
+    disk_buffer: bool,
+    tasks: Vec<Spawned>,
+    /// Its tasks as `/health` knows them.
+    labels: Vec<ComponentLabels>,
+}
+
+struct Spawned {
+    ended: CancellationToken,
+    abort: AbortHandle,
+}
+
+impl Instance {
+    fn ended(&self) -> bool {
+        self.tasks.iter().all(|t| t.ended.is_cancelled())
+    }
+
+    async fn wait(&self) {
+        for t in &self.tasks {
+            t.ended.cancelled().await;
+        }
+    }
 }
 
 /// Builds every component and starts its task. Errors are build failures (a directory that
 /// cannot be created, a port in use), one per component.
 pub fn start(config: &Config) -> Result<RunningTopology, Vec<StartError>> {
-    let mut builder = Builder::new(config);
-    builder.connect_inputs();
-    builder.build_sinks();
-    builder.build_transforms();
-    builder.build_sources();
-    builder.spawn()
+    let mut topology = RunningTopology::empty(config.clone());
+    if config.dead_letter.sink.is_none() {
+        topology.start_dead_letter_file();
+    }
+    let build: BTreeSet<String> = component_ids(config).collect();
+    let transforms = compile_transforms(config, &build)?;
+    let receivers = topology.open_inputs(&build);
+    if let Some(dl) = &config.dead_letter.sink {
+        topology.dead_letter_input = topology.inputs.get(dl).cloned();
+    }
+    let built = topology.build(&build, receivers, transforms);
+    if !built.errors.is_empty() {
+        return Err(built.errors);
+    }
+    topology.spawn(built.components);
+    Ok(topology)
 }
 
-/// The state of a start: the channels made so far, the tasks built and the errors met.
-struct Builder<'a> {
-    config: &'a Config,
-    /// The senders into each input that names an output; dropped before the tasks run, or
-    /// inputs would never close.
-    inputs: BTreeMap<OutputId, Vec<(String, BatchSender)>>,
-    /// The input of each transform and sink, taken when it is built.
-    receivers: BTreeMap<String, BatchReceiver>,
-    /// The input of the dead-letter destination: a configured sink's, or the default file's.
-    dead_letter_input: Option<BatchSender>,
-    shutdown: ShutdownSignal,
-    tasks: Vec<(String, ComponentKind, Task)>,
+/// Every component id of a configuration.
+fn component_ids(config: &Config) -> impl Iterator<Item = String> + '_ {
+    (config.sources.keys()).chain(config.transforms.keys()).chain(config.sinks.keys()).cloned()
+}
+
+/// Compiles the transforms among `build` (no I/O: a transform's build is its check).
+fn compile_transforms(
+    config: &Config,
+    build: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Box<dyn Transform>>, Vec<StartError>> {
+    let mut compiled = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (id, def) in config.transforms.iter().filter(|(id, _)| build.contains(*id)) {
+        let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
+        match def.inner.build(&metrics) {
+            Ok(t) => {
+                compiled.insert(id.clone(), t);
+            }
+            Err(issue) => errors
+                .push(StartError { component: format!("transforms.{id}"), error: issue.into() }),
+        }
+    }
+    if errors.is_empty() { Ok(compiled) } else { Err(errors) }
+}
+
+/// Components built and ready to spawn, or why they could not be.
+struct Built {
+    components: Vec<BuiltComponent>,
     errors: Vec<StartError>,
 }
 
-impl<'a> Builder<'a> {
-    fn new(config: &'a Config) -> Self {
+struct BuiltComponent {
+    id: String,
+    kind: ComponentKind,
+    shutdown: ShutdownSignal,
+    disk_buffer: bool,
+    /// The component's own task first, then its helpers (a disk buffer's), by name.
+    tasks: Vec<(String, Task)>,
+}
+
+impl RunningTopology {
+    fn empty(config: Config) -> Self {
         Self {
             config,
+            tracker: TaskTracker::new(),
+            instances: BTreeMap::new(),
             inputs: BTreeMap::new(),
-            receivers: BTreeMap::new(),
+            outputs: BTreeMap::new(),
             dead_letter_input: None,
-            shutdown: ShutdownSignal::new(),
-            tasks: Vec::new(),
-            errors: Vec::new(),
+            live_sources: Arc::default(),
+            sources_done: CancellationToken::new(),
+            failed: CancellationToken::new(),
+            running: Arc::default(),
         }
     }
 
-    fn failed(&mut self, kind: ComponentKind, id: &str, error: impl Into<BuildError>) {
-        let component = format!("{}.{id}", kind.table());
-        self.errors.push(StartError { component, error: error.into() });
-    }
-
-    /// Makes the bounded input channel of every sink and transform and registers it with the
-    /// outputs it reads.
-    fn connect_inputs(&mut self) {
-        let config = self.config;
-        for (id, def) in &config.sinks {
+    /// Makes the bounded input channel of every sink and transform in `build`, keeps a
+    /// sender into it and returns the receivers.
+    fn open_inputs(&mut self, build: &BTreeSet<String>) -> BTreeMap<String, BatchReceiver> {
+        let config = &self.config;
+        let mut receivers = BTreeMap::new();
+        for (id, def) in config.sinks.iter().filter(|(id, _)| build.contains(*id)) {
             // A disk buffer puts its writer behind a small memory channel and reports the
             // buffer's own fill level.
             let (bytes, when_full, gauges, lines) = match def.buffer.kind {
@@ -113,68 +199,50 @@ impl<'a> Builder<'a> {
                 BufferType::Disk => (disk::WRITER_INPUT_BYTES, WhenFull::Block, false, false),
             };
             let metrics = metrics_of(id, ComponentKind::Sink, def.inner.type_name());
-            let tx = self.connect(id, &def.inputs, &metrics, bytes, when_full, gauges, lines);
-            if config.dead_letter.sink.as_deref() == Some(id.as_str()) {
-                self.dead_letter_input = Some(tx);
-            }
+            let (tx, rx) = input_channel(&metrics, bytes, when_full, gauges);
+            self.inputs.insert(id.clone(), tx.with_lines(lines));
+            receivers.insert(id.clone(), rx);
         }
-        for (id, def) in &config.transforms {
+        for (id, def) in config.transforms.iter().filter(|(id, _)| build.contains(*id)) {
             let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
             let bytes = channel::TRANSFORM_BUFFER_BYTES;
-            self.connect(id, &def.inputs, &metrics, bytes, WhenFull::Block, true, false);
+            let (tx, rx) = input_channel(&metrics, bytes, WhenFull::Block, true);
+            self.inputs.insert(id.clone(), tx);
+            receivers.insert(id.clone(), rx);
         }
+        receivers
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn connect(
-        &mut self,
-        id: &str,
-        from: &[String],
-        metrics: &ComponentMetrics,
-        buffer_bytes: usize,
-        when_full: WhenFull,
-        gauges: bool,
-        lines: bool,
-    ) -> BatchSender {
-        let (tx, rx) = channel::channel(
-            buffer_bytes,
-            when_full,
-            gauges.then(|| metrics.buffer_gauges()),
-            Some(metrics.discarded_counter(crate::metrics::discard_reason::BUFFER_FULL)),
-        );
-        let tx = tx.with_lines(lines);
-        for input in from {
-            let senders = self.inputs.entry(parse_input(input)).or_default();
-            senders.push((id.to_string(), tx.clone()));
-        }
-        self.receivers.insert(id.to_string(), rx);
-        tx
-    }
-
-    /// The fan-out of one output over the inputs that name it.
-    fn fanout(&self, component: &str, port: Option<String>) -> Fanout {
-        let out = OutputId { component: component.to_string(), port };
-        Fanout::new(self.inputs.get(&out).cloned().unwrap_or_default())
-    }
-
-    /// Builds the sinks, and the default dead-letter file writer unless a sink takes its
-    /// place.
-    fn build_sinks(&mut self) {
-        let config = self.config;
-        if config.dead_letter.sink.is_none() {
-            self.build_dead_letter_file();
-        }
-        for (id, def) in &config.sinks {
-            let Some(input) = self.receivers.remove(id) else { continue };
-            if let Err(error) = self.build_sink(id, def, input) {
-                self.failed(ComponentKind::Sink, id, error);
+    /// The consumers of every output of the configuration, from the inputs they list.
+    fn wiring(&self) -> BTreeMap<OutputId, Vec<(String, BatchSender)>> {
+        let config = &self.config;
+        let consumers = (config.transforms.iter().map(|(id, d)| (id, &d.inputs)))
+            .chain(config.sinks.iter().map(|(id, d)| (id, &d.inputs)));
+        let mut wiring: BTreeMap<OutputId, Vec<(String, BatchSender)>> = BTreeMap::new();
+        for (id, inputs) in consumers {
+            let Some(tx) = self.inputs.get(id) else { continue };
+            for input in inputs {
+                wiring.entry(parse_input(input)).or_default().push((id.clone(), tx.clone()));
             }
         }
-        // Only the sinks' contexts hold it now: the destination's input closes after them.
-        self.dead_letter_input = None;
+        wiring
     }
 
-    fn build_dead_letter_file(&mut self) {
+    /// A new output of `component`, registered so that a reload can rewire it.
+    fn fanout(
+        &mut self,
+        wiring: &BTreeMap<OutputId, Vec<(String, BatchSender)>>,
+        component: &str,
+        port: Option<String>,
+    ) -> Fanout {
+        let out = OutputId { component: component.to_string(), port };
+        let fanout = Fanout::new(wiring.get(&out).cloned().unwrap_or_default());
+        self.outputs.insert(out, fanout.clone());
+        fanout
+    }
+
+    /// Starts the default dead-letter file writer (when no sink takes its place).
+    fn start_dead_letter_file(&mut self) {
         let id = dead_letter::FILE_WRITER_ID;
         let metrics = ComponentMetrics::new(ComponentLabels::new(id, "sink", "dead_letter_file"));
         let (tx, rx) = channel::channel(
@@ -185,8 +253,84 @@ impl<'a> Builder<'a> {
         );
         let dir = self.config.data_dir.join("dead_letter");
         let task = dead_letter::file_writer(dir, rx, metrics);
-        self.tasks.push((id.to_string(), ComponentKind::Sink, task));
         self.dead_letter_input = Some(tx);
+        self.spawn(vec![BuiltComponent {
+            id: id.to_string(),
+            kind: ComponentKind::Sink,
+            shutdown: ShutdownSignal::new(),
+            disk_buffer: false,
+            tasks: vec![(id.to_string(), task)],
+        }]);
+    }
+
+    /// Builds the components in `build`: sinks, transforms, then sources, each connected to
+    /// the inputs that name its outputs.
+    fn build(
+        &mut self,
+        build: &BTreeSet<String>,
+        mut receivers: BTreeMap<String, BatchReceiver>,
+        mut transforms: BTreeMap<String, Box<dyn Transform>>,
+    ) -> Built {
+        let mut built = Built { components: Vec::new(), errors: Vec::new() };
+        let wiring = self.wiring();
+        let config = self.config.clone();
+        for (id, def) in config.sinks.iter().filter(|(id, _)| build.contains(*id)) {
+            let Some(input) = receivers.remove(id) else { continue };
+            match self.build_sink(id, def, input) {
+                Ok(c) => built.components.push(c),
+                Err(error) => {
+                    built.errors.push(StartError { component: format!("sinks.{id}"), error })
+                }
+            }
+        }
+        for (id, def) in config.transforms.iter().filter(|(id, _)| build.contains(*id)) {
+            let (Some(input), Some(transform)) = (receivers.remove(id), transforms.remove(id))
+            else {
+                continue;
+            };
+            let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
+            let primary = self.fanout(&wiring, id, None);
+            let named = (def.inner.outputs().into_iter())
+                .map(|port| {
+                    let m = metrics.output(&port);
+                    (port.clone(), self.fanout(&wiring, id, Some(port)), m)
+                })
+                .collect();
+            let task = crate::transforms::runner::run(transform, input, primary, named, metrics);
+            built.components.push(BuiltComponent {
+                id: id.clone(),
+                kind: ComponentKind::Transform,
+                shutdown: ShutdownSignal::new(),
+                disk_buffer: false,
+                tasks: vec![(id.clone(), Box::pin(task))],
+            });
+        }
+        for (id, def) in config.sources.iter().filter(|(id, _)| build.contains(*id)) {
+            let metrics = metrics_of(id, ComponentKind::Source, def.inner.type_name());
+            let out = SourceSender::new(self.fanout(&wiring, id, None), metrics.output("_default"));
+            let shutdown = ShutdownSignal::new();
+            let cx = SourceContext {
+                id: id.clone(),
+                out,
+                shutdown: shutdown.clone(),
+                data_dir: config.data_dir.clone(),
+                metrics,
+            };
+            match def.inner.build(cx) {
+                Ok(task) => built.components.push(BuiltComponent {
+                    id: id.clone(),
+                    kind: ComponentKind::Source,
+                    shutdown,
+                    disk_buffer: false,
+                    tasks: vec![(id.clone(), task)],
+                }),
+                Err(error) => {
+                    self.outputs.remove(&OutputId { component: id.clone(), port: None });
+                    built.errors.push(StartError { component: format!("sources.{id}"), error });
+                }
+            }
+        }
+        built
     }
 
     fn build_sink(
@@ -194,10 +338,13 @@ impl<'a> Builder<'a> {
         id: &str,
         def: &ComponentDef<SinkConfig>,
         mut input: BatchReceiver,
-    ) -> Result<(), BuildError> {
-        let config = self.config;
+    ) -> Result<BuiltComponent, BuildError> {
+        let config = &self.config;
         let metrics = metrics_of(id, ComponentKind::Sink, def.inner.type_name());
-        if def.buffer.kind == BufferType::Disk {
+        let shutdown = ShutdownSignal::new();
+        let mut helpers = Vec::new();
+        let disk_buffer = def.buffer.kind == BufferType::Disk;
+        if disk_buffer {
             let settings = disk::Settings {
                 id: id.to_string(),
                 dir: disk::dir_for(&config.data_dir, id),
@@ -206,9 +353,9 @@ impl<'a> Builder<'a> {
                 shutdown_timeout: config.shutdown_timeout,
             };
             let (sink_input, buffer_tasks) =
-                disk::start(settings, input, &metrics, self.shutdown.clone())?;
+                disk::start(settings, input, &metrics, shutdown.clone())?;
             input = sink_input;
-            self.tasks.extend(buffer_tasks.into_iter().map(|(n, t)| (n, ComponentKind::Sink, t)));
+            helpers = buffer_tasks;
         }
         // The dead-letter sink does not send to itself (its input would never close).
         let is_destination = config.dead_letter.sink.as_deref() == Some(id);
@@ -220,122 +367,116 @@ impl<'a> Builder<'a> {
             metrics,
             data_dir: config.data_dir.clone(),
             dead_letter,
-            shutdown: self.shutdown.clone(),
+            shutdown: shutdown.clone(),
         };
         let task = def.inner.build(cx)?;
-        self.tasks.push((id.to_string(), ComponentKind::Sink, task));
-        Ok(())
-    }
-
-    fn build_transforms(&mut self) {
-        let config = self.config;
-        for (id, def) in &config.transforms {
-            let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
-            let Some(input) = self.receivers.remove(id) else { continue };
-            let transform = match def.inner.build(&metrics) {
-                Ok(t) => t,
-                Err(issue) => {
-                    self.failed(ComponentKind::Transform, id, issue);
-                    continue;
-                }
-            };
-            let primary = self.fanout(id, None);
-            let named = def
-                .inner
-                .outputs()
-                .into_iter()
-                .map(|port| {
-                    let m = metrics.output(&port);
-                    (port.clone(), self.fanout(id, Some(port)), m)
-                })
-                .collect();
-            let task = crate::transforms::runner::run(transform, input, primary, named, metrics);
-            self.tasks.push((id.clone(), ComponentKind::Transform, Box::pin(task)));
-        }
-    }
-
-    fn build_sources(&mut self) {
-        let config = self.config;
-        for (id, def) in &config.sources {
-            let metrics = metrics_of(id, ComponentKind::Source, def.inner.type_name());
-            let out = SourceSender::new(self.fanout(id, None), metrics.output("_default"));
-            let cx = SourceContext {
-                id: id.clone(),
-                out,
-                shutdown: self.shutdown.clone(),
-                data_dir: config.data_dir.clone(),
-                metrics,
-            };
-            match def.inner.build(cx) {
-                Ok(task) => self.tasks.push((id.clone(), ComponentKind::Source, task)),
-                Err(e) => self.failed(ComponentKind::Source, id, e),
-            }
-        }
-    }
-
-    /// Spawns every task, or returns the errors if any component failed to build.
-    fn spawn(self) -> Result<RunningTopology, Vec<StartError>> {
-        // The builder's own senders must go, or inputs would never close.
-        drop(self.inputs);
-        if !self.errors.is_empty() {
-            return Err(self.errors);
-        }
-        let tracker = TaskTracker::new();
-        let sources_done = CancellationToken::new();
-        let failed = CancellationToken::new();
-        // The states `/health` reports, by the names the log uses (`sinks.es`).
-        let config = self.config;
-        let type_names: BTreeMap<String, &str> = (config.sources.iter())
-            .map(|(id, d)| (format!("sources.{id}"), d.inner.type_name()))
-            .chain(
-                config
-                    .transforms
-                    .iter()
-                    .map(|(id, d)| (format!("transforms.{id}"), d.inner.type_name())),
-            )
-            .chain(config.sinks.iter().map(|(id, d)| (format!("sinks.{id}"), d.inner.type_name())))
-            .collect();
-        let running: Arc<Mutex<BTreeMap<String, &'static str>>> = Arc::default();
-        let source_count = self.tasks.iter().filter(|t| t.1 == ComponentKind::Source).count();
-        let remaining_sources = Arc::new(AtomicUsize::new(source_count));
-        for (id, kind, task) in self.tasks {
-            let name = format!("{}.{id}", kind.table());
-            running.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), kind.name());
-            let type_name = type_names.get(&name).copied().unwrap_or("internal");
-            let labels = ComponentLabels::new(&id, kind.name(), type_name);
-            let health = crate::health::global().register(&labels);
-            let running = Arc::clone(&running);
-            let remaining = Arc::clone(&remaining_sources);
-            let sources_done = sources_done.clone();
-            let failed = failed.clone();
-            tracker.spawn(async move {
-                match task.await {
-                    Ok(()) => {
-                        tracing::debug!(component = %name, "{} finished", kind.name());
-                        health.finished();
-                    }
-                    Err(error) => {
-                        report_failure(&name, kind, &error);
-                        health.failed();
-                        failed.cancel();
-                    }
-                }
-                running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
-                if kind == ComponentKind::Source && remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    sources_done.cancel();
-                }
-            });
-        }
-        tracker.close();
-        Ok(RunningTopology {
-            tracker,
-            shutdown: self.shutdown,
-            sources_done,
-            failed,
-            running,
-            timeout: self.config.shutdown_timeout,
+        let mut tasks = vec![(id.to_string(), task)];
+        tasks.extend(helpers);
+        Ok(BuiltComponent {
+            id: id.to_string(),
+            kind: ComponentKind::Sink,
+            shutdown,
+            disk_buffer,
+            tasks,
         })
     }
+
+    /// Spawns the tasks of built components and records them as running.
+    fn spawn(&mut self, components: Vec<BuiltComponent>) {
+        for c in components {
+            let replaced = Arc::new(AtomicBool::new(false));
+            if c.kind == ComponentKind::Source {
+                self.live_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone());
+            }
+            let type_name = self.type_name(&c.id);
+            let mut tasks = Vec::new();
+            let mut labels = Vec::new();
+            for (i, (task_id, task)) in c.tasks.into_iter().enumerate() {
+                // A disk buffer's tasks report as internal components of the sink.
+                let type_name = if i == 0 { type_name } else { "internal" };
+                let l = ComponentLabels::new(&task_id, c.kind.name(), type_name);
+                tasks.push(self.spawn_task(&c.id, &l, c.kind, task, &replaced));
+                labels.push(l);
+            }
+            let instance = Instance {
+                kind: c.kind,
+                shutdown: c.shutdown,
+                replaced,
+                disk_buffer: c.disk_buffer,
+                tasks,
+                labels,
+            };
+            self.instances.insert(c.id, instance);
+        }
+    }
+
+    fn type_name(&self, id: &str) -> &'static str {
+        let c = &self.config;
+        (c.sources.get(id).map(|d| d.inner.type_name()))
+            .or_else(|| c.transforms.get(id).map(|d| d.inner.type_name()))
+            .or_else(|| c.sinks.get(id).map(|d| d.inner.type_name()))
+            .unwrap_or("internal")
+    }
+
+    fn spawn_task(
+        &self,
+        component: &str,
+        labels: &ComponentLabels,
+        kind: ComponentKind,
+        task: Task,
+        replaced: &Arc<AtomicBool>,
+    ) -> Spawned {
+        // The name the log uses, `sinks.es`, which `/health` reports too.
+        let name = format!("{}.{}", kind.table(), labels.id);
+        let running = Arc::clone(&self.running);
+        running.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), kind.name());
+        let health = crate::health::global().register(labels);
+        let live_sources = Arc::clone(&self.live_sources);
+        let sources_done = self.sources_done.clone();
+        let failed = self.failed.clone();
+        let replaced = Arc::clone(replaced);
+        let component = component.to_string();
+        let ended = CancellationToken::new();
+        let end = ended.clone();
+        let handle = self.tracker.spawn(async move {
+            // Cancelled however the task ends, aborted included.
+            let _ended = end.drop_guard();
+            match task.await {
+                Ok(()) => {
+                    tracing::debug!(component = %name, "{} finished", kind.name());
+                    health.finished();
+                }
+                Err(error) => {
+                    report_failure(&name, kind, &error);
+                    health.failed();
+                    failed.cancel();
+                }
+            }
+            running.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            if kind == ComponentKind::Source && !replaced.load(Ordering::Acquire) {
+                let mut live = live_sources.lock().unwrap_or_else(|e| e.into_inner());
+                live.remove(&component);
+                if live.is_empty() {
+                    sources_done.cancel();
+                }
+            }
+        });
+        Spawned { ended, abort: handle.abort_handle() }
+    }
+}
+
+fn input_channel(
+    metrics: &ComponentMetrics,
+    bytes: usize,
+    when_full: WhenFull,
+    gauges: bool,
+) -> (BatchSender, BatchReceiver) {
+    channel::channel(
+        bytes,
+        when_full,
+        gauges.then(|| metrics.buffer_gauges()),
+        Some(metrics.discarded_counter(crate::metrics::discard_reason::BUFFER_FULL)),
+    )
 }
 
 fn metrics_of(id: &str, kind: ComponentKind, type_name: &str) -> ComponentMetrics {
@@ -349,6 +490,11 @@ fn report_failure(component: &str, kind: ComponentKind, error: &ComponentError) 
 }
 
 impl RunningTopology {
+    /// The configuration running now.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Resolves when every source has finished on its own (e.g. stdin reached its end).
     pub async fn sources_finished(&self) {
         self.sources_done.cancelled().await;
@@ -360,17 +506,21 @@ impl RunningTopology {
         self.failed.cancelled().await;
     }
 
-    /// Resolves when every task has finished.
-    pub async fn finished(&self) {
-        self.tracker.wait().await;
-    }
-
     /// Stops the sources and waits for the pipeline to drain, up to the shutdown timeout.
     /// Returns `false` if components were still running when time ran out, or if a
     /// component failed (then or before): weir's exit code says so.
-    pub async fn stop(self) -> bool {
-        self.shutdown.trigger(self.timeout);
-        match tokio::time::timeout(self.timeout, self.tracker.wait()).await {
+    pub async fn stop(mut self) -> bool {
+        let timeout = self.config.shutdown_timeout;
+        for instance in self.instances.values() {
+            instance.shutdown.trigger(timeout);
+        }
+        // What the topology holds of the channels goes, so that inputs close as their
+        // upstream components finish.
+        self.inputs.clear();
+        self.outputs.clear();
+        self.dead_letter_input = None;
+        self.tracker.close();
+        match tokio::time::timeout(timeout, self.tracker.wait()).await {
             Ok(()) => !self.failed.is_cancelled(),
             Err(_) => {
                 let still: Vec<String> = self
@@ -382,7 +532,7 @@ impl RunningTopology {
                     .collect();
                 tracing::error!(
                     components = %still.join(", "),
-                    timeout_secs = self.timeout.as_secs(),
+                    timeout_secs = timeout.as_secs(),
                     "shutdown timed out; events still in these components were not delivered \
                      and will be read again from the last checkpoint"
                 );

@@ -27,6 +27,7 @@ mod model_monitoring;
 mod monitoring_peers;
 mod pipelines;
 mod python_servers;
+mod reload;
 mod sample_logs;
 mod secrets;
 mod setup;
