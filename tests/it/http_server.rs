@@ -173,6 +173,12 @@ query_parameters = ["env"]"#,
     let get = curl(d, &url, &[]);
     assert_eq!(get.status, 405);
     assert_eq!(events(&out).len(), 8, "a refused body left events behind");
+    let answers = |status: &str| {
+        let labels = [("component_id", "http"), ("status", status)];
+        weir.metric("weir_component_http_responses_total", &labels)
+    };
+    let counts = [answers("200"), answers("400"), answers("413"), answers("404"), answers("405")];
+    assert_eq!(counts, [5.0, 1.0, 2.0, 1.0, 1.0]);
     let errors = |t: &str| {
         weir.metric("weir_component_errors_total", &[("component_id", "http"), ("error_type", t)])
     };
@@ -408,6 +414,9 @@ buffer.max_bytes = 65536
         }
     }
     assert_eq!(statuses, BTreeSet::from([429, 503]), "after {} requests", pending.len());
+    let answers =
+        |status: &str| weir.metric("weir_component_http_responses_total", &[("status", status)]);
+    assert_eq!(answers("429") + answers("503"), pending.len() as f64);
 
     // The sink moves again; the client sends what was refused until it is taken.
     let stop = Arc::new(AtomicBool::new(false));

@@ -35,7 +35,8 @@
 //! `ack_timeout_secs` or weir is stopping. Sending the same request again after a 429 or 503
 //! may deliver some events twice (at-least-once), never lose them.
 //!
-//! Metrics, besides the common component series: `weir_component_open_connections`;
+//! Metrics, besides the common component series: `weir_component_http_responses_total`
+//! by `status`; `weir_component_open_connections`;
 //! `weir_component_connections_closed_total{reason="header_timeout"}`;
 //! `weir_component_errors_total` with `error_type` `parse_failed` (bodies refused with 400),
 //! `message_too_long` (413), `credentials_refused` (401), `connection_refused` (at
@@ -272,13 +273,15 @@ impl Telemetry {
 
 impl State {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-        match self.accept(req, peer).await {
+        let response = match self.accept(req, peer).await {
             Ok(()) => http_server::text_response(StatusCode::OK, ""),
             Err(reply) => {
                 self.telemetry.refused(peer, &reply);
                 reply.into_response()
             }
-        }
+        };
+        http_server::count_response(&self.telemetry.metrics, response.status());
+        response
     }
 
     async fn accept(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<(), Reply> {

@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -34,6 +34,7 @@ use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -47,7 +48,7 @@ use crate::component::{ShutdownSignal, SourceSender};
 use crate::error::{BuildError, ComponentError, ConfigIssue};
 use crate::event::{BatchNotifier, BatchStatus, Event};
 use crate::internal_events::RateLimit;
-use crate::metrics::{ComponentMetrics, Stage, error_type};
+use crate::metrics::{ComponentMetrics, Labels, Stage, error_type};
 
 /// How long a request's body may take to arrive once its head has.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -340,6 +341,22 @@ impl Telemetry {
             handshake_log: Mutex::default(),
         }
     }
+}
+
+/// Counts an answer in `weir_component_http_responses_total{status}` (a bounded set: the
+/// statuses this module and its sources give).
+pub fn count_response(metrics: &ComponentMetrics, status: StatusCode) {
+    static FAMILY: OnceLock<Family<Labels, Counter>> = OnceLock::new();
+    let family = FAMILY.get_or_init(|| {
+        let family = Family::<Labels, Counter>::default();
+        crate::metrics::global().register(
+            "component_http_responses",
+            "Answers a source gave to HTTP requests, by status",
+            family.clone(),
+        );
+        family
+    });
+    family.get_or_create(&metrics.labels.with("status", status.as_str())).inc();
 }
 
 fn allow(limit: &Mutex<RateLimit>) -> Option<u64> {
