@@ -22,6 +22,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v mount >/dev/null || missing+=(mount)
 # `docker-compose config` checks docker-compose.yml (no Docker engine needed).
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# `systemd-analyze verify` checks deploy/systemd/weir.service.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
 # Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source

@@ -111,3 +111,29 @@ fn the_mount_scanner_reads_the_forms_used() {
     assert_eq!(m, ["./pipelines", "./deploy/x"]);
     assert_eq!(p, ["a.toml"]);
 }
+
+/// `deploy/systemd/weir.service` keeps its hardening and passes `systemd-analyze verify`
+/// (Debian's `systemd` package) without a warning. Verify checks that the commands exist, so
+/// the unit is checked with `/usr/bin/weir` pointing at the binary under test.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(root().join("deploy/systemd/weir.service")).unwrap();
+    for line in [
+        "User=weir",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/weir",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/usr/bin/weir run --config /etc/weir/weir.toml",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "weir.service has no `{line}`");
+    }
+    let analyze = crate::support::require_command("systemd-analyze");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.service");
+    let bin = crate::support::weir_bin();
+    std::fs::write(&path, unit.replace("/usr/bin/weir", &bin.display().to_string())).unwrap();
+    let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+}
