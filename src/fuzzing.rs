@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("multiline", multiline),
     ("kubernetes_cri", kubernetes_cri),
     ("kubernetes_docker", kubernetes_docker),
+    ("kubernetes_watch", kubernetes_watch),
     ("parse_json", parse_json),
     ("parse_grok", parse_grok),
     ("parse_kv", parse_kv),
@@ -290,6 +291,23 @@ pub fn kubernetes_cri(data: &[u8]) {
 /// The `kubernetes_logs` decoder over Docker `json-file` lines. Layout as `kubernetes_cri`.
 pub fn kubernetes_docker(data: &[u8]) {
     kubernetes_decoder(crate::sources::kubernetes_logs::decode::Format::Docker, data);
+}
+
+/// The Kubernetes API watch stream reader of `kubernetes_logs`: each line one watch event.
+/// Layout: lines separated by `\n`. A line that is not an event ends the watch (an error,
+/// never a panic); the version reached is one the events carried.
+pub fn kubernetes_watch(data: &[u8]) {
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let reached = crate::sources::kubernetes_logs::metadata::apply_watch_lines(&lines);
+    // Without escapes in the input, the version reached is written in it as it is.
+    if let Ok((Some(version), _)) = reached
+        && !version.is_empty()
+        && !data.contains(&b'\\')
+    {
+        let needle = format!("\"{version}\"");
+        let seen = data.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(seen, "version {version:?} is not in the input");
+    }
 }
 
 /// Feeds the lines to a decoder of `format` and checks what it promises: resume points never

@@ -336,3 +336,120 @@ fn kill_9_and_restart_lose_nothing() {
     assert!(weir.stop().success());
     assert_every_record(&events(&out), n, false);
 }
+
+/// kubernetes_logs with the API stand-in of node `node-1`, its token in `dir/token`.
+fn api_pipeline(api: &crate::kube_api_server::KubeApi, dir: &Path) -> String {
+    std::fs::write(dir.join("token"), "token-1\n").unwrap();
+    let extra = format!(
+        "kube_api_endpoint = \"{}\"\nkube_token_file = \"{}\"\nself_node_name = \"node-1\"",
+        api.url(),
+        dir.join("token").display()
+    );
+    pipeline(&extra, None)
+}
+
+/// Appends one CRI line to the log of pod `pod` (uid `uid`), container `server`.
+fn pod_line(dir: &Path, pod: &str, uid: &str, message: &str) {
+    let d = dir.join("pods").join(format!("serving_{pod}_{uid}")).join("server");
+    std::fs::create_dir_all(&d).unwrap();
+    append(&d.join("0.log"), &cri(1, "stdout", "F", message));
+}
+
+/// Writes `message <n>` lines to a pod until one arrives enriched (`kubernetes.labels`), so
+/// that the test knows the watch delivered what the API holds for it; returns that event.
+fn until_enriched(weir: &Weir, out: &Path, pod: &str, uid: &str) -> serde_json::Value {
+    let mut n = 0;
+    let mut found = None;
+    let ok = wait_for(TIMEOUT, || {
+        n += 1;
+        pod_line(weir.dir.as_path(), pod, uid, &format!("{pod} probe {n}"));
+        found = events(out).into_iter().find(|e| {
+            e["kubernetes"]["pod"]["uid"] == uid && e["kubernetes"]["labels"].is_object()
+        });
+        found.is_some()
+    });
+    assert!(ok, "{pod} was never enriched; stderr:\n{}", weir.stderr());
+    found.unwrap()
+}
+
+#[test]
+fn pod_metadata_from_the_api_stand_in() {
+    use crate::kube_api_server::{KubeApi, pod};
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start("token-1");
+    let labels = serde_json::json!({"app": "triton", "app.kubernetes.io/name": "triton"});
+    api.change("ADDED", pod("a-0", "uid-a", "node-1", labels.clone()));
+    api.change(
+        "ADDED",
+        pod("b-0", "uid-b", "node-1", serde_json::json!({"weir.io/exclude": "true"})),
+    );
+    api.change("ADDED", pod("c-0", "uid-c", "node-2", labels.clone()));
+    let weir = Weir::start(dir.path(), &api_pipeline(&api, dir.path()));
+    let out = dir.path().join("out.log");
+    assert!(wait_for(TIMEOUT, || api.state().watches >= 1), "no watch; stderr:\n{}", weir.stderr());
+
+    // Listed, then read: labels (dots made `_`), node, IP, image, owner; no annotations
+    // unless asked; the excluded pod's lines are not sent.
+    pod_line(dir.path(), "a-0", "uid-a", "a first");
+    pod_line(dir.path(), "b-0", "uid-b", "b excluded");
+    let a = until_enriched(&weir, &out, "a-0", "uid-a");
+    assert_eq!(
+        a["kubernetes"],
+        serde_json::json!({
+            "namespace": "serving",
+            "pod": {"name": "a-0", "uid": "uid-a", "ip": "10.1.2.3"},
+            "container": {"name": "server", "image": "nvcr.io/nvidia/tritonserver:24.05-py3"},
+            "labels": {"app": "triton", "app_kubernetes_io/name": "triton"},
+            "node": {"name": "node-1"},
+            "owner": {"kind": "ReplicaSet", "name": "a-0-rs"},
+        })
+    );
+    assert!(events(&out).iter().all(|e| e["kubernetes"]["pod"]["uid"] != "uid-b"));
+
+    // A pod added while watched; then deleted: its last lines are still enriched.
+    api.change("ADDED", pod("d-0", "uid-d", "node-1", labels.clone()));
+    until_enriched(&weir, &out, "d-0", "uid-d");
+    api.change("DELETED", pod("d-0", "uid-d", "node-1", labels.clone()));
+    api.change("ADDED", pod("e-0", "uid-e", "node-1", labels.clone()));
+    until_enriched(&weir, &out, "e-0", "uid-e"); // the deletion before it was applied too
+    pod_line(dir.path(), "d-0", "uid-d", "d last words");
+    let ok = wait_for(TIMEOUT, || events(&out).iter().any(|e| e["message"] == "d last words"));
+    assert!(ok);
+    let last = events(&out).into_iter().find(|e| e["message"] == "d last words").unwrap();
+    assert_eq!(last["kubernetes"]["labels"]["app"], "triton", "kept for delay_deletion_secs");
+
+    // The token expires (the server takes a new one) and the watch's version is compacted
+    // away (410 Gone): weir lists again with the token it reads from the file.
+    let lists = api.state().lists;
+    api.state().token = "token-2".into();
+    api.compact();
+    assert!(wait_for(TIMEOUT, || api.state().refused_tokens >= 1), "stderr:\n{}", weir.stderr());
+    std::fs::write(dir.path().join("token"), "token-2\n").unwrap();
+    api.change("ADDED", pod("f-0", "uid-f", "node-1", labels.clone()));
+    until_enriched(&weir, &out, "f-0", "uid-f");
+    assert!(api.state().lists > lists, "listed again after 410 Gone");
+
+    // The API goes down: logs keep flowing, known pods still enriched, new ones with the
+    // fields of their path.
+    api.state().down = true;
+    pod_line(dir.path(), "a-0", "uid-a", "a during the outage");
+    pod_line(dir.path(), "g-0", "uid-g", "g during the outage");
+    let ok = wait_for(TIMEOUT, || {
+        let e = events(&out);
+        ["a during the outage", "g during the outage"]
+            .iter()
+            .all(|m| e.iter().any(|x| x["message"] == *m))
+    });
+    assert!(ok, "stderr:\n{}", weir.stderr());
+    let e = events(&out);
+    let during = |m: &str| e.iter().find(|x| x["message"] == m).unwrap().clone();
+    assert_eq!(during("a during the outage")["kubernetes"]["labels"]["app"], "triton");
+    assert_eq!(during("g during the outage")["kubernetes"]["pod"]["name"], "g-0");
+    assert!(during("g during the outage")["kubernetes"].get("labels").is_none());
+    // Back: the new pod is found.
+    api.change("ADDED", pod("g-0", "uid-g", "node-1", labels));
+    api.state().down = false;
+    until_enriched(&weir, &out, "g-0", "uid-g");
+    assert!(weir.stop().success());
+    assert!(api.state().watches >= 2);
+}

@@ -17,6 +17,7 @@ mod grok_loghub;
 mod http_server;
 mod kafka;
 mod kibana_server;
+mod kube_api_server;
 mod kubernetes_logs;
 mod kubernetes_manifests;
 mod lifecycle;

@@ -146,12 +146,30 @@ pub struct Decoder {
     max_line_bytes: usize,
     /// The line in progress of stdout and of stderr.
     joining: [Option<Joining>; 2],
+    /// The pod's metadata from the API, when it is watched.
+    enricher: Option<super::metadata::Enricher>,
 }
 
 impl Decoder {
     pub fn new(max_line_bytes: usize, max_merged_line_bytes: usize) -> Self {
         let max_bytes = max_merged_line_bytes;
-        Self { format: None, max_bytes, max_line_bytes, joining: [None, None] }
+        Self { format: None, max_bytes, max_line_bytes, joining: [None, None], enricher: None }
+    }
+
+    /// A decoder whose events get their pod's metadata from `enricher`.
+    pub fn with_enricher(mut self, enricher: super::metadata::Enricher) -> Self {
+        self.enricher = Some(enricher);
+        self
+    }
+
+    /// The fields for the next events (the pod's, once known, else the path's), and whether
+    /// the pod asked not to be read.
+    fn fields(&mut self, path_fields: &Arc<SharedFields>) -> (Arc<SharedFields>, bool) {
+        match self.enricher.as_mut().map(super::metadata::Enricher::current) {
+            Some((Some(f), excluded)) => (Arc::clone(f), excluded),
+            Some((None, excluded)) => (Arc::clone(path_fields), excluded),
+            None => (Arc::clone(path_fields), false),
+        }
     }
 
     /// A decoder of files known to be in `format` (instead of detecting it from the first line).
@@ -204,19 +222,22 @@ impl Decoder {
 impl LineDecoder for Decoder {
     fn push(&mut self, line: Line, fields: &Arc<SharedFields>, out: &mut Vec<(u64, Event)>) {
         let format = *self.format.get_or_insert_with(|| Format::detect(&line.bytes));
+        let (fields, excluded) = self.fields(fields);
         let end = line.end;
         match format.parse(&line.bytes) {
             Ok(r) => {
                 let stream = r.stream;
                 if let Some(j) = self.join(r, &line)
                     && !j.buf.is_empty()
+                    && !excluded
                 {
-                    let e = self.event(j, stream, fields);
+                    let e = self.event(j, stream, &fields);
                     out.push((self.resume(end), e));
                 }
             }
+            Err(_) if excluded => {}
             Err(why) => {
-                let e = self.unparsed(line, why, fields);
+                let e = self.unparsed(line, why, &fields);
                 out.push((self.resume(end), e));
             }
         }
@@ -227,6 +248,8 @@ impl LineDecoder for Decoder {
     }
 
     fn flush(&mut self, position: u64, fields: &Arc<SharedFields>, out: &mut Vec<(u64, Event)>) {
+        let (fields, excluded) = self.fields(fields);
+        let fields = &fields;
         let mut held: Vec<(Stream, Joining)> = Vec::new();
         for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
             if let Some(j) = self.joining[i].take() {
@@ -237,7 +260,7 @@ impl LineDecoder for Decoder {
         let resumes: Vec<u64> =
             held.iter().skip(1).map(|(_, j)| j.start).chain([position]).collect();
         for ((stream, j), resume) in held.into_iter().zip(resumes) {
-            if !j.buf.is_empty() {
+            if !j.buf.is_empty() && !excluded {
                 let e = self.event(j, stream, fields);
                 out.push((resume, e));
             }

@@ -12,8 +12,9 @@
 //! is needed.
 
 pub mod decode;
+pub mod metadata;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -60,7 +61,35 @@ pub struct KubernetesLogsConfig {
     /// How long a rotated or deleted file is still read after it stops growing. Default 5000.
     #[serde(default = "default_rotate_wait_ms")]
     pub rotate_wait_ms: u64,
+    /// The Kubernetes API, for pod metadata. Default: in a pod, the cluster's
+    /// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, the service account's token and
+    /// CA); elsewhere none (the fields of the path only).
+    #[serde(default)]
+    pub kube_api_endpoint: Option<String>,
+    /// Bearer token file, read again before every request (tokens are rotated).
+    #[serde(default)]
+    pub kube_token_file: Option<PathBuf>,
+    /// PEM file of the API's certificate authority.
+    #[serde(default)]
+    pub kube_ca_file: Option<PathBuf>,
+    /// The node whose pods are watched. Default: the `NODE_NAME` environment variable (the
+    /// DaemonSet sets it from `spec.nodeName`).
+    #[serde(default)]
+    pub self_node_name: Option<String>,
+    /// Also add `kubernetes.annotations.*`. Default false.
+    #[serde(default)]
+    pub include_annotations: bool,
+    /// How long a deleted pod's metadata is kept, for the last lines of its files. Default 60.
+    #[serde(default = "default_delay_deletion_secs")]
+    pub delay_deletion_secs: u64,
 }
+
+fn default_delay_deletion_secs() -> u64 {
+    60
+}
+
+/// In-cluster credentials of a pod's service account.
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 fn default_pods_dir() -> String {
     "/var/log/pods".into()
@@ -126,6 +155,11 @@ impl SourceComponent for KubernetesLogsConfig {
         if self.pods_dir.is_empty() {
             issues.push(ConfigIssue::field("pods_dir", "must not be empty"));
         }
+        if let Some(e) = &self.kube_api_endpoint
+            && let Err(why) = crate::sinks::util::http::check_url(e)
+        {
+            issues.push(ConfigIssue::field("kube_api_endpoint", why));
+        }
         if self.max_merged_line_bytes == 0 {
             issues.push(ConfigIssue::field("max_merged_line_bytes", "must be at least 1"));
         }
@@ -138,11 +172,29 @@ impl SourceComponent for KubernetesLogsConfig {
     }
 
     fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
+        let pods = match self.api_settings()? {
+            Some(settings) => {
+                let grace = std::time::Duration::from_secs(self.delay_deletion_secs);
+                let cache = Arc::new(metadata::PodCache::new(grace, MAX_PODS));
+                let watcher = metadata::Watcher::new(
+                    settings,
+                    Arc::clone(&cache),
+                    cx.shutdown.clone(),
+                    cx.id.clone(),
+                )
+                .map_err(|message| BuildError::Client { what: "Kubernetes API", message })?;
+                tokio::spawn(watcher.run());
+                Some(cache)
+            }
+            None => None,
+        };
         let format = PodLogs {
             pods_dir: self.pods_dir.trim_end_matches('/').to_string(),
             host: host_name(),
             max_line_bytes: self.max_line_bytes,
             max_merged_line_bytes: self.max_merged_line_bytes,
+            pods,
+            annotations: self.include_annotations,
         };
         file::run_reader(checked.file, checked.file_checked, Some(Arc::new(format)), cx)
     }
@@ -153,18 +205,68 @@ impl SourceComponent for KubernetesLogsConfig {
     }
 }
 
-/// The files of `pods_dir`: decoded by [`decode::Decoder`], with fields from their path.
+/// Most pods whose metadata is kept (a node runs at most a few hundred).
+const MAX_PODS: usize = 5000;
+
+impl KubernetesLogsConfig {
+    /// Where the API is, when there is one to use.
+    fn api_settings(&self) -> Result<Option<metadata::ApiSettings>, BuildError> {
+        let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").ok().map(|host| {
+            let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+            let host = if host.contains(':') { format!("[{host}]") } else { host };
+            format!("https://{host}:{port}")
+        });
+        let (endpoint, defaults) = match (&self.kube_api_endpoint, in_cluster) {
+            (Some(e), _) => (e.clone(), false),
+            (None, Some(e)) => (e, true),
+            (None, None) => return Ok(None),
+        };
+        let account = |file: &str| defaults.then(|| Path::new(SERVICE_ACCOUNT).join(file));
+        let node_name = self.self_node_name.clone().or_else(|| std::env::var("NODE_NAME").ok());
+        let Some(node_name) = node_name.filter(|n| !n.is_empty()) else {
+            return Err(ConfigIssue::field(
+                "self_node_name",
+                "the Kubernetes API is in use but this node's name is not known: set \
+                 self_node_name, or NODE_NAME from spec.nodeName",
+            )
+            .into());
+        };
+        Ok(Some(metadata::ApiSettings {
+            endpoint,
+            token_file: self.kube_token_file.clone().or_else(|| account("token")),
+            ca_file: self.kube_ca_file.clone().or_else(|| account("ca.crt")),
+            node_name,
+        }))
+    }
+}
+
+/// The files of `pods_dir`: decoded by [`decode::Decoder`], with fields from their path and,
+/// with the API, their pod's metadata.
 struct PodLogs {
     pods_dir: String,
     host: Bytes,
     max_line_bytes: usize,
     max_merged_line_bytes: usize,
+    pods: Option<Arc<metadata::PodCache>>,
+    annotations: bool,
 }
 
 impl FileFormat for PodLogs {
     fn open(&self, path: &str) -> (Box<dyn LineDecoder>, Arc<SharedFields>) {
-        let decoder = decode::Decoder::new(self.max_line_bytes, self.max_merged_line_bytes);
-        (Box::new(decoder), SharedFields::new(self.fields(path)))
+        let mut decoder = decode::Decoder::new(self.max_line_bytes, self.max_merged_line_bytes);
+        let fields = self.fields(path);
+        let relative = Path::new(path).strip_prefix(&self.pods_dir).ok();
+        if let (Some(cache), Some(p)) = (&self.pods, relative.and_then(PodPath::parse)) {
+            let enricher = metadata::Enricher::new(
+                Arc::clone(cache),
+                p.uid,
+                p.container,
+                fields.clone(),
+                self.annotations,
+            );
+            decoder = decoder.with_enricher(enricher);
+        }
+        (Box::new(decoder), SharedFields::new(fields))
     }
 }
 
