@@ -10,6 +10,7 @@
 //! so that one corpus file fixes a whole run; [`Params`] reads them.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,7 +27,7 @@ use crate::sinks::loki::encoder::{LokiEntry, Stream};
 use crate::sinks::util::driver::Verdict;
 use crate::sources::syslog::framing::{Frame, SyslogDecoder};
 use crate::sources::util::lines::{LineFramer, Oversize};
-use crate::sources::util::multiline::{Group, Mode, MultilineConfig};
+use crate::sources::util::multiline::{Group, Mode, Multiline, MultilineConfig};
 use crate::transforms::{Transform, TransformComponent, TransformOutput};
 
 /// A target's entry: one input, any bytes.
@@ -254,13 +255,26 @@ pub fn multiline(data: &[u8]) {
         (Mode::HaltWith, r"^BEGIN", r";$"),
     ][usize::from(p.byte(0) & 3)];
     let max_bytes = [16, 64, 1024, 1 << 20][usize::from((p.byte(0) >> 2) & 3)];
-    let config = MultilineConfig {
-        start_pattern: start.into(),
-        condition_pattern: condition.into(),
-        mode,
-        timeout_ms: u64::from(p.byte(1)),
-    };
-    let mut agg = config.check().expect("the patterns compile").aggregator::<usize>(max_bytes);
+    // Compiling the patterns dominated each run, so each (mode, timeout) is checked once.
+    thread_local! {
+        static CHECKED: RefCell<HashMap<(u8, u8), Multiline>> = RefCell::new(HashMap::new());
+    }
+    let key = (p.byte(0) & 3, p.byte(1));
+    let checked = CHECKED.with(|c| {
+        c.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                let config = MultilineConfig {
+                    start_pattern: start.into(),
+                    condition_pattern: condition.into(),
+                    mode,
+                    timeout_ms: u64::from(key.1),
+                };
+                config.check().expect("the patterns compile")
+            })
+            .clone()
+    });
+    let mut agg = checked.aggregator::<usize>(max_bytes);
     let lines: Vec<Bytes> =
         p.rest.split(|b| *b == b'\n').map(Bytes::copy_from_slice).collect::<Vec<_>>();
     let t0 = std::time::Instant::now();
