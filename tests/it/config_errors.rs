@@ -53,7 +53,7 @@ type = "console"
 inputs = ["in"]
 "#,
         &[
-            "pipeline.toml:5:1: sources.in: unknown field `read_form`, expected one of `include`, `exclude`, `read_from`, `glob_interval_ms`, `poll_interval_ms`, `max_line_bytes`, `oversize`, `multiline`, `fingerprint_bytes`, `ignore_older_secs`, `rotate_wait_ms`, `max_read_bytes`, `checkpoint_interval_ms`",
+            "pipeline.toml:5:1: sources.in: unknown field `read_form`, expected one of `include`, `exclude`, `read_from`, `glob_interval_ms`, `poll_interval_ms`, `max_line_bytes`, `oversize`, `multiline`, `fingerprint_bytes`, `ignore_older_secs`, `rotate_wait_ms`, `max_read_bytes`, `checkpoint_interval_ms`, `close_inactive_secs`, `max_open_files`, `forget_after_secs`, `inotify`",
         ],
     );
 }

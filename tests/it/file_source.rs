@@ -443,3 +443,144 @@ encoding.codec = "json"
     );
     assert_eq!(counted, 2.0);
 }
+
+/// Descriptors weir holds on files under `dir` (Linux `/proc`).
+fn open_under(weir: &Weir, dir: &Path) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", weir.child.id())) else { return 0 };
+    fds.flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(dir)))
+        .count()
+}
+
+/// A file idle for `close_inactive_secs` is closed (its descriptor released); written again,
+/// it is opened again and read from where it stopped, and a restart resumes there too.
+fn close_inactive_and_reopen(extra: &str) {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..1000);
+    let p = pipeline(
+        &format!("{}/*.log", input.display()),
+        &format!("close_inactive_secs = 1\n{extra}"),
+    );
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 1000);
+    let closed = wait_for(TIMEOUT, || open_under(&weir, &input) == 0);
+    assert!(closed, "the idle file is still open; stderr:\n{}", weir.stderr());
+    append(&log, 1000..2000);
+    wait_lines(&weir, &out, 2000);
+    let closed = wait_for(TIMEOUT, || open_under(&weir, &input) == 0);
+    assert!(closed, "the file is not closed again; stderr:\n{}", weir.stderr());
+    assert!(weir.stop().success());
+    append(&log, 2000..3000);
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 3000);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 3000);
+}
+
+#[test]
+fn an_inactive_file_is_closed_and_reopened_when_it_grows() {
+    close_inactive_and_reopen("");
+}
+
+#[test]
+fn an_inactive_file_is_closed_and_reopened_when_it_grows_polling() {
+    close_inactive_and_reopen("inotify = false");
+}
+
+/// A file truncated while it is closed for inactivity is read again from its start.
+#[test]
+fn a_file_truncated_while_closed_is_read_from_its_start() {
+    let (dir, input, out) = setup();
+    let log = input.join("app.log");
+    append(&log, 0..100);
+    let p = pipeline(&format!("{}/*.log", input.display()), "close_inactive_secs = 1");
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 100);
+    assert!(wait_for(TIMEOUT, || open_under(&weir, &input) == 0), "{}", weir.stderr());
+    File::create(&log).unwrap();
+    append(&log, 100..150);
+    wait_lines(&weir, &out, 150);
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 150);
+}
+
+/// 24 files written to at once, 3 descriptors allowed: every file takes turns, none is
+/// starved, every line arrives once, and no more than 3 input files are held open (4 for a
+/// moment, while a new file's first line is read to identify it).
+fn more_files_than_max_open_files(extra: &str) {
+    const FILES: usize = 24;
+    const ROUNDS: usize = 40;
+    const PER_ROUND: usize = 25;
+    let (dir, input, out) = setup();
+    // Line ids are spread over the files: file k holds the ids equal to k modulo FILES.
+    let write_round = |input: &Path, r: usize| {
+        for k in 0..FILES {
+            let mut buf = String::new();
+            for j in 0..PER_ROUND {
+                buf.push_str(&line((r * PER_ROUND + j) * FILES + k));
+                buf.push('\n');
+            }
+            let path = input.join(format!("f{k:02}.log"));
+            let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+            f.write_all(buf.as_bytes()).unwrap();
+        }
+    };
+    write_round(&input, 0);
+    let p =
+        pipeline(&format!("{}/*.log", input.display()), &format!("max_open_files = 3\n{extra}"));
+    let weir = Weir::start(dir.path(), &p);
+    let writer = {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            for r in 1..ROUNDS {
+                write_round(&input, r);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let n = FILES * ROUNDS * PER_ROUND;
+    let mut most = 0;
+    let done = wait_for(TIMEOUT, || {
+        most = most.max(open_under(&weir, &input));
+        read_lines(&out).len() >= n
+    });
+    writer.join().unwrap();
+    assert!(done, "only {} of {n} lines; stderr:\n{}", read_lines(&out).len(), weir.stderr());
+    assert!(most <= 4, "{most} input files open at once");
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, n);
+}
+
+#[test]
+fn more_files_than_max_open_files_are_all_read() {
+    more_files_than_max_open_files("");
+}
+
+#[test]
+fn more_files_than_max_open_files_are_all_read_polling() {
+    more_files_than_max_open_files("inotify = false");
+}
+
+/// The checkpoint of a deleted file is kept for `forget_after_secs`, then forgotten; the
+/// other files' checkpoints stay.
+#[test]
+fn a_deleted_file_is_forgotten_after_the_grace_period() {
+    let (dir, input, out) = setup();
+    let (gone, kept) = (input.join("gone.log"), input.join("kept.log"));
+    append(&gone, 0..100);
+    append(&kept, 100..200);
+    let p = pipeline(&format!("{}/*.log", input.display()), "forget_after_secs = 2");
+    let weir = Weir::start(dir.path(), &p);
+    wait_lines(&weir, &out, 200);
+    let checkpoints = dir.path().join("data/files/checkpoints.json");
+    let saved = || std::fs::read_to_string(&checkpoints).unwrap_or_default();
+    let both = wait_for(TIMEOUT, || saved().contains("gone.log") && saved().contains("kept.log"));
+    assert!(both, "{}", saved());
+    std::fs::remove_file(&gone).unwrap();
+    let forgotten = wait_for(TIMEOUT, || !saved().contains("gone.log"));
+    assert!(forgotten, "{}", saved());
+    assert!(saved().contains("kept.log"), "{}", saved());
+    assert!(weir.stop().success());
+    assert_exactly_once(&out, 200);
+}

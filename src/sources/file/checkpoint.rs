@@ -6,8 +6,11 @@
 //! not left weir. A batch that comes back errored (a downstream component stopped) holds the
 //! position where it is until the next start, which reads it again.
 //!
-//! The checkpoint file is JSON, written to a temporary file, synced and renamed over the old
-//! one, so a crash leaves either the old or the new file, never a torn one.
+//! The checkpoint file is JSON (compact: about 100 bytes a file), written to a temporary
+//! file, synced and renamed over the old one, so a crash leaves either the old or the new
+//! file, never a torn one. It is written only when a position moved. The checkpoint of a
+//! file that is gone (released, or not found again after a restart) is kept for a grace
+//! period (`forget_after_secs`), then forgotten, so files that come and go do not pile up.
 
 use crate::error::BuildError;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,7 +29,8 @@ pub struct Checkpoint {
     pub fingerprint: Fingerprint,
     pub path: String,
     pub offset: u64,
-    /// Unix seconds of the last change, to forget files not seen for a long time.
+    /// Unix seconds of the last change (of a gone file: when it went), to forget files not
+    /// seen for a long time.
     pub updated: i64,
 }
 
@@ -36,7 +40,7 @@ struct CheckpointFile {
     checkpoints: Vec<Checkpoint>,
 }
 
-/// How long a checkpoint of a file no longer seen is kept.
+/// How long a checkpoint of a file no longer seen is kept, unless told otherwise.
 const FORGET_AFTER_SECS: i64 = 7 * 24 * 3600;
 
 #[derive(Debug)]
@@ -73,11 +77,12 @@ impl Inner {
             && f.released
             && f.pending.is_empty()
         {
+            // The grace period before it is forgotten starts now.
             let c = Checkpoint {
                 fingerprint: fp.clone(),
                 path: f.path.clone(),
                 offset: f.acked,
-                updated: f.updated,
+                updated: now_secs(),
             };
             self.files.remove(fp);
             self.dormant.insert(fp.clone(), c);
@@ -86,10 +91,12 @@ impl Inner {
 }
 
 /// The acknowledgement state of every file of one source; cheap to clone.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Checkpointer {
     inner: Arc<Mutex<Inner>>,
     path: Option<PathBuf>,
+    /// Seconds a gone file's checkpoint is kept.
+    forget_after: i64,
 }
 
 fn now_secs() -> i64 {
@@ -131,7 +138,17 @@ impl Checkpointer {
                 return Err(BuildError::Io { what, path, source });
             }
         }
-        Ok(Self { inner: Arc::new(Mutex::new(inner)), path: Some(path) })
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+            path: Some(path),
+            forget_after: FORGET_AFTER_SECS,
+        })
+    }
+
+    /// Keeps the checkpoint of a gone file for `grace` (default 7 days).
+    pub fn forget_after(mut self, grace: std::time::Duration) -> Self {
+        self.forget_after = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -267,11 +284,16 @@ impl Checkpointer {
         let Some(path) = &self.path else { return Ok(()) };
         let snapshot = {
             let mut inner = self.lock();
+            let cutoff = now_secs().saturating_sub(self.forget_after);
+            let before = inner.dormant.len();
+            inner.dormant.retain(|_, c| c.updated >= cutoff);
+            if inner.dormant.len() != before {
+                inner.dirty = true;
+            }
             if !inner.dirty {
                 return Ok(());
             }
             inner.dirty = false;
-            let cutoff = now_secs() - FORGET_AFTER_SECS;
             let mut all: Vec<Checkpoint> = inner
                 .files
                 .iter()
@@ -282,15 +304,18 @@ impl Checkpointer {
                     updated: f.updated,
                 })
                 .collect();
-            all.extend(inner.dormant.values().filter(|c| c.updated >= cutoff).cloned());
+            all.extend(inner.dormant.values().cloned());
             all.sort_by(|a, b| a.path.cmp(&b.path).then(a.fingerprint.cmp(&b.fingerprint)));
             CheckpointFile { version: 1, checkpoints: all }
         };
         let tmp = path.with_extension("json.tmp");
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, &snapshot)?;
-            f.write_all(b"\n")?;
+            let mut w = std::io::BufWriter::new(&mut f);
+            serde_json::to_writer(&mut w, &snapshot)?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+            drop(w);
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             if let Some(dir) = path.parent()

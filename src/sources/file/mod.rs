@@ -24,6 +24,16 @@
 //!   rate. A multi-line message with a cut line, or with lines left out because the message
 //!   reached `max_line_bytes`, is marked the same way.
 //!
+//! - **Thousands of files at a small, flat cost.** A file is read only when the kernel says
+//!   it was written to ([`watch`]: inotify; polling where events are not available), and the
+//!   globs are walked again only when a file is created, removed or renamed. One read buffer
+//!   serves every file. A file idle for `close_inactive_secs` is closed, keeping its
+//!   position (a few hundred bytes of state), and opened again when it grows, after checking
+//!   that its path still holds the same file (inode, first line, not shorter). At most
+//!   `max_open_files` are open: when more have data, idle ones close first and busy ones
+//!   take turns of a second, the longest waiting first, so none is starved. Checkpoints of
+//!   files that are gone are forgotten after `forget_after_secs`.
+//!
 //! - **Raw shipping without events.** When every consumer writes lines as read (a file
 //!   sink with the text codec and a constant path), a read's complete lines go on as one
 //!   [`LineBlock`] instead of an event each; a read with a line that needs a change (empty,
@@ -36,6 +46,7 @@
 
 pub mod checkpoint;
 pub mod fingerprint;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,7 +56,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::util::lines::{Line, LineFramer, Oversize};
@@ -113,6 +124,26 @@ pub struct FileConfig {
     /// How often checkpoints are written. Default 1000.
     #[serde(default = "default_checkpoint_interval_ms")]
     pub checkpoint_interval_ms: u64,
+    /// A file read to its end that has not grown for this long is closed; its position is
+    /// kept, and it is opened again (and checked to be the same file) when it grows.
+    /// Filebeat's `close_inactive`. Default 300.
+    #[serde(default = "default_close_inactive_secs")]
+    pub close_inactive_secs: u64,
+    /// Most files held open at once. Past it, idle files are closed first; files with data
+    /// take turns (the longest waiting first), so every file is read. Files renamed away or
+    /// deleted while being read stay open until finished. Default 1024.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// How long the checkpoint of a file that is gone (deleted, or renamed out of `include`)
+    /// is kept, in case it comes back. Default 604800 (7 days).
+    #[serde(default = "default_forget_after_secs")]
+    pub forget_after_secs: u64,
+    /// Learn of writes and new files from the kernel (inotify), walking the globs again only
+    /// when a file is created, removed or renamed (and once a minute as a safeguard). With
+    /// `false`, or where no watch can be set, every open file is polled each
+    /// `poll_interval_ms` and the globs walked each `glob_interval_ms`. Default true.
+    #[serde(default = "default_inotify")]
+    pub inotify: bool,
 }
 
 fn default_glob_interval_ms() -> u64 {
@@ -133,12 +164,34 @@ fn default_max_read_bytes() -> usize {
 fn default_checkpoint_interval_ms() -> u64 {
     1000
 }
+fn default_close_inactive_secs() -> u64 {
+    300
+}
+fn default_max_open_files() -> usize {
+    1024
+}
+fn default_forget_after_secs() -> u64 {
+    7 * 24 * 3600
+}
+fn default_inotify() -> bool {
+    true
+}
+
+/// With inotify, how often the globs are walked even when no event asked for it (a
+/// safeguard against a missed event; a walk of 10,000 files takes tens of milliseconds).
+const SAFEGUARD_SCAN: Duration = Duration::from_secs(60);
+
+/// How long a file with data keeps its slot while other files wait for one
+/// (`max_open_files` reached) before it closes and waits its turn again.
+const TURN: Duration = Duration::from_secs(1);
 
 /// A file source's config, checked: its compiled patterns.
 pub struct Checked {
     /// `exclude`, compiled. (`include` is walked by `glob::glob`, which takes the pattern as
     /// text; `check` has made sure each one compiles.)
     exclude: Vec<glob::Pattern>,
+    /// `include`, compiled: events on paths that match no pattern ask for no rescan.
+    include: Vec<glob::Pattern>,
     multiline: Option<Multiline>,
 }
 
@@ -157,13 +210,16 @@ impl SourceComponent for FileConfig {
                 })
                 .ok()
         };
-        self.include.iter().for_each(|p| drop(compile("include", p)));
+        let include: Vec<_> = self.include.iter().filter_map(|p| compile("include", p)).collect();
         let exclude: Vec<_> = self.exclude.iter().filter_map(|p| compile("exclude", p)).collect();
         if self.max_line_bytes == 0 {
             issues.push(ConfigIssue::field("max_line_bytes", "must be at least 1"));
         }
         if self.fingerprint_bytes < 16 {
             issues.push(ConfigIssue::field("fingerprint_bytes", "must be at least 16"));
+        }
+        if self.max_open_files == 0 {
+            issues.push(ConfigIssue::field("max_open_files", "must be at least 1"));
         }
         if self.max_read_bytes < 4096 {
             issues.push(ConfigIssue::field("max_read_bytes", "must be at least 4096"));
@@ -178,7 +234,7 @@ impl SourceComponent for FileConfig {
         if !issues.is_empty() {
             return Err(issues);
         }
-        Ok(Checked { exclude, multiline })
+        Ok(Checked { exclude, include, multiline })
     }
 
     fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
@@ -219,11 +275,30 @@ pub fn run_reader(
     cx: SourceContext,
 ) -> Result<Task, BuildError> {
     let dir = cx.data_dir.join(&cx.id);
-    let checkpoints = Checkpointer::load(&dir)?;
+    let checkpoints =
+        Checkpointer::load(&dir)?.forget_after(Duration::from_secs(config.forget_after_secs));
+    let changes = if config.inotify {
+        match watch::Changes::watch(&config.include) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(component = %cx.id, error = %e,
+                    "cannot watch the directories of `include`; polling them instead");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let reader = Reader {
         format,
         config: config.clone(),
         exclude: checked.exclude,
+        include: checked.include,
+        changes,
+        rescan_wanted: false,
+        by_path: None,
+        pool: BytesMut::new(),
+        next_turn: 0,
         multiline: checked.multiline,
         checkpoints,
         watchers: Vec::new(),
@@ -261,24 +336,35 @@ const SEND_BYTES: usize = 64 * 1024;
 /// event vectors large allocations, which the allocator keeps long after they are freed.
 const SEND_BYTES_AS_READ: usize = 256 * 1024;
 
-/// One open file.
+/// One file being followed: open, or closed (idle, or waiting for a slot under
+/// `max_open_files`) with its position kept. A closed file costs its path, identity and
+/// position: no descriptor and no buffer.
 struct Watcher {
     fp: Fingerprint,
     epoch: u64,
-    file: File,
+    /// `None` while closed.
+    file: Option<File>,
     dev: u64,
     ino: u64,
     path: String,
     /// `host.name` and `log.file.path`, shared by the file's events.
     fields: Arc<SharedFields>,
     framer: LineFramer,
-    agg: Option<Aggregator<(u64, u64)>>,
+    agg: Option<Box<Aggregator<(u64, u64)>>>,
     /// The source's decoder of this file's lines (see [`FileFormat`]), used instead of `agg`.
     decoder: Option<Box<dyn LineDecoder>>,
     /// Still matched by `include` at the last scan.
     in_scan: bool,
-    /// Last time data was read (for releasing rotated files).
+    /// Last time data was read (for releasing rotated files and closing idle ones).
     last_growth: Instant,
+    /// May have data not read yet: read it (open) or open it when a slot is free (closed).
+    wants_read: bool,
+    /// The last read found nothing new.
+    at_end: bool,
+    /// Order of closed files waiting for a slot: lowest first.
+    queued: u64,
+    /// When the file was last opened (a busy file's turn under `max_open_files`).
+    opened: Instant,
 }
 
 impl Watcher {
@@ -291,9 +377,15 @@ impl Watcher {
     fn safe_offset(&self) -> u64 {
         let held = match &self.decoder {
             Some(d) => d.pending_start(),
-            None => self.agg.as_ref().and_then(Aggregator::pending_first).map(|(start, _)| start),
+            None => self.agg.as_ref().and_then(|a| a.pending_first()).map(|(start, _)| start),
         };
         held.unwrap_or_else(|| self.framer.consumed_offset())
+    }
+
+    /// Open, following `include`, and holding nothing that is not yet sent: closing it
+    /// loses nothing (a file renamed away or deleted is reachable only by its open handle).
+    fn closable(&self) -> bool {
+        self.file.is_some() && self.in_scan && self.safe_offset() == self.position()
     }
 }
 
@@ -302,6 +394,17 @@ struct Reader {
     format: Option<Arc<dyn FileFormat>>,
     config: FileConfig,
     exclude: Vec<glob::Pattern>,
+    include: Vec<glob::Pattern>,
+    /// Kernel events on the watched directories; `None`: polling.
+    changes: Option<watch::Changes>,
+    /// An event asked for a rescan that the `glob_interval_ms` throttle has put off.
+    rescan_wanted: bool,
+    /// Watchers by path (for events), rebuilt after the watcher list changes.
+    by_path: Option<HashMap<PathBuf, usize>>,
+    /// The read buffer, lent to each file's framer in turn.
+    pool: BytesMut,
+    /// Next place in the queue for a slot under `max_open_files`.
+    next_turn: u64,
     multiline: Option<Multiline>,
     checkpoints: Checkpointer,
     watchers: Vec<Watcher>,
@@ -333,6 +436,24 @@ struct Found {
     modified: Option<SystemTime>,
 }
 
+/// What [`Reader::reopen`] found.
+enum Reopen {
+    /// Open again, with data to read.
+    Open,
+    /// The same file, with nothing new: left closed.
+    Same,
+    /// The path no longer holds the file (deleted, or another file took the path).
+    Gone,
+    /// The file was truncated or rewritten: its old content is gone.
+    Truncated,
+}
+
+/// Closes a watcher's file, keeping its position (nothing is held: see `closable`).
+fn close(w: &mut Watcher) {
+    w.file = None;
+    w.framer.reset(w.position());
+}
+
 enum ReadOutcome {
     Data,
     Idle,
@@ -346,18 +467,25 @@ enum ReadOutcome {
 
 impl Reader {
     fn run(mut self) -> Result<(), ComponentError> {
-        let glob_interval = Duration::from_millis(self.config.glob_interval_ms);
         let checkpoint_interval = Duration::from_millis(self.config.checkpoint_interval_ms);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(1));
+        let wake = self.changes.as_ref().map(watch::Changes::wake);
         let mut last_checkpoint = Instant::now();
         let mut open = true;
         while open && !self.shutdown.is_cancelled() {
-            if self.last_scan.is_none_or(|t| t.elapsed() >= glob_interval) {
+            if self.scan_due() {
                 self.scan();
             }
             let mut progress = false;
             let mut i = 0;
             while i < self.watchers.len() && open {
+                let w = &self.watchers[i];
+                // With events, an open file is read only when written to (or while it has
+                // data, or is renamed away and no longer reported on); polling, every time.
+                if w.file.is_none() || (self.changes.is_some() && !w.wants_read && w.in_scan) {
+                    i += 1;
+                    continue;
+                }
                 match self.read_one(i) {
                     ReadOutcome::Data => progress = true,
                     ReadOutcome::Idle => {}
@@ -366,8 +494,7 @@ impl Reader {
                         progress = true;
                     }
                     ReadOutcome::Failed => {
-                        let w = self.watchers.remove(i);
-                        self.checkpoints.release(&w.fp);
+                        self.remove(i);
                         continue;
                     }
                     ReadOutcome::Closed => open = false,
@@ -380,15 +507,24 @@ impl Reader {
             if !self.flush_expired() || !self.release_rotated() {
                 break;
             }
+            progress |= self.share_slots();
             if last_checkpoint.elapsed() >= checkpoint_interval {
                 self.write_checkpoints();
                 last_checkpoint = Instant::now();
             }
             if !progress {
                 let shutdown = self.shutdown.clone();
+                let wake = wake.clone();
                 self.handle.block_on(async {
+                    let event = async {
+                        match wake {
+                            Some(w) => w.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
+                        _ = event => {}
                         _ = tokio::time::sleep(poll) => {}
                     }
                 });
@@ -400,6 +536,58 @@ impl Reader {
         self.wait_for_acknowledgements();
         self.write_checkpoints();
         Ok(())
+    }
+
+    /// Takes the kernel's events (marking the files written to) and says whether the globs
+    /// must be walked now: polling, every `glob_interval_ms`; with events, when a file
+    /// matching `include` was created, removed or renamed (at most every
+    /// `glob_interval_ms`), and every [`SAFEGUARD_SCAN`].
+    fn scan_due(&mut self) -> bool {
+        let interval = Duration::from_millis(self.config.glob_interval_ms);
+        let since = self.last_scan.map(|t| t.elapsed());
+        let Some(changes) = &self.changes else {
+            return since.is_none_or(|s| s >= interval);
+        };
+        let pending = changes.take();
+        if pending.overflow {
+            tracing::warn!(component = %self.id, "file events were lost; checking every file");
+            for w in &mut self.watchers {
+                w.wants_read = true;
+            }
+            self.rescan_wanted = true;
+        }
+        if !pending.paths.is_empty() {
+            let by_path = self.by_path.get_or_insert_with(|| {
+                self.watchers.iter().enumerate().map(|(i, w)| (PathBuf::from(&w.path), i)).collect()
+            });
+            for path in &pending.paths {
+                match by_path.get(path) {
+                    Some(&i) => self.watchers[i].wants_read = true,
+                    None => {
+                        // A file not followed yet (new, or without a first line until now).
+                        let matched = self.include.iter().any(|p| p.matches_path(path));
+                        if matched && !self.exclude.iter().any(|e| e.matches_path(path)) {
+                            self.rescan_wanted = true;
+                        }
+                    }
+                }
+            }
+        }
+        if pending.rescan {
+            let matched = |path: &PathBuf| self.include.iter().any(|p| p.matches_path(path));
+            self.rescan_wanted |= pending.paths.iter().any(matched);
+        }
+        match since {
+            None => true,
+            Some(s) => (self.rescan_wanted && s >= interval) || s >= SAFEGUARD_SCAN,
+        }
+    }
+
+    /// Stops following watcher `i` (its file failed, or is gone), keeping its position.
+    fn remove(&mut self, i: usize) {
+        let w = self.watchers.remove(i);
+        self.checkpoints.release(&w.fp);
+        self.by_path = None;
     }
 
     fn wait_for_acknowledgements(&self) {
@@ -431,26 +619,39 @@ impl Reader {
         }
     }
 
-    /// Evaluates the globs: new files get a watcher, known ones are matched by inode.
+    /// Evaluates the globs: new files get a watcher, known ones are matched by inode (a
+    /// closed one that grew or shrank is marked to be read). A closed file no longer matched
+    /// is gone from where it can be read: its watcher goes, its position is kept.
     fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
+        self.rescan_wanted = false;
         let was_unreadable = self.unreadable.0 > 0;
         self.unreadable = (0, None);
         let found = self.glob();
-        for w in &mut self.watchers {
+        let mut by_inode: HashMap<(u64, u64), usize> = HashMap::with_capacity(self.watchers.len());
+        let mut fps: std::collections::HashSet<Fingerprint> = Default::default();
+        for (i, w) in self.watchers.iter_mut().enumerate() {
             w.in_scan = false;
+            by_inode.insert((w.dev, w.ino), i);
+            fps.insert(w.fp.clone());
         }
         let cutoff =
             self.config.ignore_older_secs.map(|s| SystemTime::now() - Duration::from_secs(s));
+        let mut open = self.open_files();
         for f in found {
             let path = f.path.to_string_lossy().into_owned();
-            if let Some(w) = self.watchers.iter_mut().find(|w| w.dev == f.dev && w.ino == f.ino) {
+            if let Some(&i) = by_inode.get(&(f.dev, f.ino)) {
+                let w = &mut self.watchers[i];
                 w.in_scan = true;
+                if w.file.is_none() && f.size != w.position() {
+                    w.wants_read = true;
+                }
                 if w.path != path {
                     tracing::info!(component = %self.id, from = %w.path, to = %path, "file renamed; following it");
                     w.path = path.clone();
                     w.fields = fields_of(self.format.as_deref(), &self.host, &path);
                     self.checkpoints.rename(&w.fp, &path);
+                    self.by_path = None;
                 }
                 continue;
             }
@@ -475,7 +676,7 @@ impl Reader {
                     continue;
                 }
             };
-            if self.watchers.iter().any(|w| w.fp == fp) {
+            if !fps.insert(fp.clone()) {
                 // A copy of a file being read (copytruncate); used if the original shrinks.
                 continue;
             }
@@ -489,25 +690,47 @@ impl Reader {
                 None if self.first_scan && self.config.read_from == ReadFrom::End => f.size,
                 None => 0,
             };
+            // Past `max_open_files` the file waits for a slot, closed.
+            let file = (open < self.config.max_open_files).then_some(file);
             if let Some(w) = self.open_watcher(file, &f, path, fp, offset) {
+                open += usize::from(w.file.is_some());
                 self.watchers.push(w);
+                self.by_path = None;
             }
         }
         self.first_scan = false;
+        // Closed files not found again: renamed out of `include` or deleted.
+        let mut i = 0;
+        while i < self.watchers.len() {
+            let w = &self.watchers[i];
+            if w.file.is_none() && !w.in_scan {
+                tracing::info!(component = %self.id, path = %w.path, "closed file is gone; forgetting it after forget_after_secs");
+                self.remove(i);
+                continue;
+            }
+            i += 1;
+        }
         if was_unreadable && self.unreadable.0 == 0 {
             self.health.healthy();
         }
     }
 
+    fn open_files(&self) -> usize {
+        self.watchers.iter().filter(|w| w.file.is_some()).count()
+    }
+
+    /// A watcher for a newly found file, open (`file`) or waiting for a slot (`None`).
     fn open_watcher(
         &mut self,
-        mut file: File,
+        mut file: Option<File>,
         f: &Found,
         path: String,
         fp: Fingerprint,
         offset: u64,
     ) -> Option<Watcher> {
-        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+        if let Some(file) = file.as_mut()
+            && let Err(e) = file.seek(SeekFrom::Start(offset))
+        {
             self.read_failed(&path, &e);
             return None;
         }
@@ -522,8 +745,11 @@ impl Reader {
         };
         let agg = match decoder {
             Some(_) => None,
-            None => self.multiline.as_ref().map(|m| m.aggregator(self.config.max_line_bytes)),
+            None => {
+                self.multiline.as_ref().map(|m| Box::new(m.aggregator(self.config.max_line_bytes)))
+            }
         };
+        self.next_turn += 1;
         Some(Watcher {
             fp,
             epoch,
@@ -537,7 +763,121 @@ impl Reader {
             agg,
             in_scan: true,
             last_growth: Instant::now(),
+            wants_read: true,
+            at_end: false,
+            queued: self.next_turn,
+            opened: Instant::now(),
         })
+    }
+
+    /// Closes files idle for `close_inactive_secs`, and shares `max_open_files` among the
+    /// files with data: when some wait, idle open files close first (least recently grown
+    /// first), then busy ones that have had a [`TURN`]; the longest waiting open. Returns
+    /// whether a file was opened.
+    fn share_slots(&mut self) -> bool {
+        let inactive = Duration::from_secs(self.config.close_inactive_secs);
+        let mut waiting: Vec<usize> = Vec::new();
+        let mut open = 0;
+        for (i, w) in self.watchers.iter_mut().enumerate() {
+            if w.closable() && w.at_end && !w.wants_read && w.last_growth.elapsed() >= inactive {
+                tracing::debug!(component = %self.id, path = %w.path, "closing inactive file");
+                close(w);
+            }
+            match &w.file {
+                Some(_) => open += 1,
+                None if w.wants_read => waiting.push(i),
+                None => {}
+            }
+        }
+        if waiting.is_empty() {
+            return false;
+        }
+        let cap = self.config.max_open_files;
+        let mut free = cap.saturating_sub(open);
+        if free < waiting.len() {
+            // Idle files first, then busy files that have had their turn.
+            let mut give: Vec<(bool, Instant, usize)> = self
+                .watchers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.closable() && (w.at_end || w.opened.elapsed() >= TURN))
+                .map(|(i, w)| (!w.at_end, w.last_growth, i))
+                .collect();
+            give.sort();
+            for (busy, _, i) in give.into_iter().take(waiting.len() - free) {
+                let w = &mut self.watchers[i];
+                close(w);
+                if busy {
+                    self.next_turn += 1;
+                    w.wants_read = true;
+                    w.queued = self.next_turn;
+                }
+                free += 1;
+            }
+        }
+        waiting.sort_by_key(|&i| self.watchers[i].queued);
+        let mut opened = false;
+        let mut gone = Vec::new();
+        for i in waiting.into_iter().take(free) {
+            match self.reopen(i) {
+                Reopen::Open => opened = true,
+                Reopen::Same => {}
+                Reopen::Gone => gone.push((i, false)),
+                Reopen::Truncated => gone.push((i, true)),
+            }
+        }
+        gone.sort_unstable();
+        for (i, truncated) in gone.into_iter().rev() {
+            if truncated {
+                // Its fingerprint may come back with new content, to be read from the start.
+                self.checkpoints.forget(&self.watchers[i].fp);
+            }
+            self.remove(i);
+            // The path may now hold another file: find it.
+            self.rescan_wanted = true;
+            self.last_scan = None;
+        }
+        opened
+    }
+
+    /// Opens the closed watcher `i` again, if its path still holds the same file (inode and
+    /// first line) at least as long as the position.
+    fn reopen(&mut self, i: usize) -> Reopen {
+        let fingerprint_bytes = self.config.fingerprint_bytes;
+        let w = &mut self.watchers[i];
+        w.wants_read = false;
+        let mut file = match File::open(&w.path) {
+            Ok(f) => f,
+            Err(e) => {
+                let path = w.path.clone();
+                self.read_failed(&path, &e);
+                return Reopen::Gone;
+            }
+        };
+        let Ok(meta) = file.metadata() else { return Reopen::Gone };
+        if (meta.dev(), meta.ino()) != (w.dev, w.ino) {
+            // Renamed out of `include` or deleted, and another file took the path.
+            return Reopen::Gone;
+        }
+        let same = meta.len() >= w.position()
+            && matches!(Fingerprint::of(&file, fingerprint_bytes), Ok(Some(fp)) if fp == w.fp);
+        if !same {
+            tracing::warn!(component = %self.id, path = %w.path, offset = w.position(),
+                "file truncated while closed; reading it again from the start");
+            return Reopen::Truncated;
+        }
+        if file.seek(SeekFrom::Start(w.position())).is_err() {
+            return Reopen::Gone;
+        }
+        if w.position() == file.metadata().map_or(0, |m| m.len()) {
+            // Nothing new after all (a scan saw a size change that was undone).
+            return Reopen::Same;
+        }
+        w.file = Some(file);
+        w.opened = Instant::now();
+        w.wants_read = true;
+        w.at_end = false;
+        Reopen::Open
     }
 
     fn glob(&self) -> Vec<Found> {
@@ -584,11 +924,28 @@ impl Reader {
         }
     }
 
-    /// Reads one round from watcher `i` and sends what it yields.
+    /// Reads one round from watcher `i` (open) and sends what it yields, with the shared
+    /// read buffer lent to its framer for the round.
     fn read_one(&mut self, i: usize) -> ReadOutcome {
+        let outcome = self.read_lent(i);
+        let w = &mut self.watchers[i];
+        w.framer.give_back(&mut self.pool);
+        match outcome {
+            ReadOutcome::Data => w.at_end = false,
+            ReadOutcome::Idle => {
+                w.at_end = true;
+                w.wants_read = false;
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    fn read_lent(&mut self, i: usize) -> ReadOutcome {
         let max_read = self.config.max_read_bytes;
         let w = &mut self.watchers[i];
-        let n = match w.framer.read_from(&mut w.file, max_read) {
+        let Some(file) = w.file.as_mut() else { return ReadOutcome::Idle };
+        let n = match w.framer.read_pooled(&mut self.pool, file, max_read) {
             Ok(n) => n,
             Err(e) => {
                 let path = w.path.clone();
@@ -612,7 +969,9 @@ impl Reader {
             // the read: they are sent) or the new file's bytes at the old position (it came
             // before: they are dropped, as the file is read again from its start).
             let at = w.position() - n as u64;
-            if read_from_new_content(&w.file, at, w.framer.last_read(n)) {
+            if let Some(file) = &w.file
+                && read_from_new_content(file, at, w.framer.last_read(n))
+            {
                 w.framer.unread(n);
                 return ReadOutcome::Truncated;
             }
@@ -670,10 +1029,11 @@ impl Reader {
     fn replaced(&self, i: usize) -> bool {
         let fingerprint_bytes = self.config.fingerprint_bytes;
         let w = &self.watchers[i];
-        if w.file.metadata().is_ok_and(|m| m.len() < w.position()) {
+        let Some(file) = &w.file else { return false };
+        if file.metadata().is_ok_and(|m| m.len() < w.position()) {
             return true;
         }
-        matches!(Fingerprint::of(&w.file, fingerprint_bytes), Ok(Some(fp)) if fp != w.fp)
+        matches!(Fingerprint::of(file, fingerprint_bytes), Ok(Some(fp)) if fp != w.fp)
     }
 
     /// The file of watcher `i` shrank: finish the rotated copy if there is one, else start over.
@@ -708,19 +1068,21 @@ impl Reader {
             let path = copy.path.to_string_lossy().into_owned();
             tracing::info!(component = %self.id, from = %w.path, to = %path, offset = w.position(),
                 "file truncated after being copied (copytruncate); finishing the copy");
-            w.file = file;
+            w.file = Some(file);
             w.dev = copy.dev;
             w.ino = copy.ino;
             w.fields = fields_of(self.format.as_deref(), &self.host, &path);
             w.path = path.clone();
             w.last_growth = Instant::now();
             self.checkpoints.rename(&fp, &path);
+            self.by_path = None;
             return;
         }
         tracing::warn!(component = %self.id, path = %w.path, offset = w.position(),
             "file truncated; reading it again from the start (if it was rotated with \
              copytruncate, add the rotated name to `include` so the copy is finished)");
         let w = self.watchers.remove(i);
+        self.by_path = None;
         self.checkpoints.forget(&w.fp);
         // The next scan finds the file again as new and reads it from its start.
         self.last_scan = None;
@@ -844,8 +1206,12 @@ impl Reader {
         let mut i = 0;
         while i < self.watchers.len() {
             let w = &self.watchers[i];
-            let at_end = w.file.metadata().map(|m| m.len() <= w.position()).unwrap_or(true);
-            if !w.in_scan && at_end && w.last_growth.elapsed() >= wait {
+            let released = !w.in_scan
+                && w.last_growth.elapsed() >= wait
+                && w.file
+                    .as_ref()
+                    .is_none_or(|f| !f.metadata().is_ok_and(|m| m.len() > w.position()));
+            if released {
                 let mut groups = Vec::new();
                 if let Some(a) = self.watchers[i].agg.as_mut() {
                     a.flush(&mut groups);
@@ -856,9 +1222,8 @@ impl Reader {
                 if !self.flush_decoder(i) {
                     return false;
                 }
-                let w = self.watchers.remove(i);
-                tracing::info!(component = %self.id, path = %w.path, "finished reading rotated or deleted file");
-                self.checkpoints.release(&w.fp);
+                tracing::info!(component = %self.id, path = %self.watchers[i].path, "finished reading rotated or deleted file");
+                self.remove(i);
                 continue;
             }
             i += 1;
@@ -943,6 +1308,6 @@ mod tests {
         Expect { received: 3, sent: 3, ..Expect::default() }.check(run, None).await;
         // The events were dropped (delivered) by `check`: the checkpoint is past all of them.
         let saved = std::fs::read_to_string(data.join(id).join("checkpoints.json")).unwrap();
-        assert!(saved.contains("\"offset\": 36"), "{saved}");
+        assert!(saved.contains("\"offset\":36"), "{saved}");
     }
 }

@@ -53,6 +53,8 @@ pub struct LineFramer {
     skipping: bool,
     /// Start offset of the over-long line being skipped, for its `Line`.
     skip_start: u64,
+    /// `buf` is lent by the caller ([`LineFramer::read_pooled`]).
+    pooled: bool,
 }
 
 impl LineFramer {
@@ -64,6 +66,7 @@ impl LineFramer {
             oversize,
             skipping: false,
             skip_start: offset,
+            pooled: false,
         }
     }
 
@@ -96,6 +99,49 @@ impl LineFramer {
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(start + n);
         result
+    }
+
+    /// As [`LineFramer::read_from`], into `pool`, a buffer lent by the caller and shared by
+    /// many framers (a file source with thousands of files keeps one read buffer, not one
+    /// each): what this framer had buffered moves to its front. Give it back with
+    /// [`LineFramer::give_back`] once the lines are taken.
+    pub fn read_pooled(
+        &mut self,
+        pool: &mut BytesMut,
+        reader: &mut impl Read,
+        chunk: usize,
+    ) -> io::Result<usize> {
+        let mut lent = std::mem::take(pool);
+        lent.clear();
+        lent.extend_from_slice(&self.buf);
+        self.buf = lent;
+        self.pooled = true;
+        self.read_from(reader, chunk)
+    }
+
+    /// Returns the buffer lent by [`LineFramer::read_pooled`]; a partial line left in it is
+    /// copied into a buffer of its own size.
+    pub fn give_back(&mut self, pool: &mut BytesMut) {
+        if !self.pooled {
+            return;
+        }
+        let rest = BytesMut::from(&self.buf[..]);
+        self.buf.clear();
+        *pool = std::mem::replace(&mut self.buf, rest);
+        self.pooled = false;
+    }
+
+    /// Takes the first `n` buffered bytes. From a lent buffer, a small part is copied out
+    /// rather than sliced: a slice would keep the whole buffer allocated while its events are
+    /// in flight, and many files' one-line reads would each hold a buffer.
+    fn take_front(&mut self, n: usize) -> Bytes {
+        if self.pooled && n < self.buf.capacity() / 4 {
+            let b = Bytes::copy_from_slice(&self.buf[..n]);
+            bytes::Buf::advance(&mut self.buf, n);
+            b
+        } else {
+            self.buf.split_to(n).freeze()
+        }
     }
 
     /// The last `n` bytes buffered: what the read that returned `n` brought, before any
@@ -147,7 +193,7 @@ impl LineFramer {
             }
         }
         let count = memchr::memchr_iter(b'\n', data).count();
-        let block = self.buf.split_to(end).freeze();
+        let block = self.take_front(end);
         self.offset += end as u64;
         Some((block, count))
     }
@@ -184,7 +230,7 @@ impl LineFramer {
                 }
                 return over;
             };
-            let complete = self.buf.split_to(last_nl + 1).freeze();
+            let complete = self.take_front(last_nl + 1);
             let base = self.offset;
             self.offset += complete.len() as u64;
             let mut pos = 0;
@@ -275,6 +321,35 @@ impl LineFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two framers reading through one lent buffer: each keeps its own partial line (in a
+    /// buffer of its size), small reads are copied out so events do not hold the shared
+    /// buffer, and the buffer comes back to the pool.
+    #[test]
+    fn framers_share_one_read_buffer() {
+        let mut pool = BytesMut::new();
+        let mut a = LineFramer::new(0, 1000, Oversize::Truncate);
+        let mut b = LineFramer::new(0, 1000, Oversize::Truncate);
+        let mut out = Vec::new();
+        assert_eq!(a.read_pooled(&mut pool, &mut &b"a1\na2\npart"[..], 4096).unwrap(), 10);
+        a.drain_lines(&mut out);
+        a.give_back(&mut pool);
+        assert!(pool.capacity() > 4000, "the buffer is back in the pool");
+        assert_eq!(a.pending_bytes(), 4);
+        assert!(a.buf.capacity() < 64, "only the partial line is kept");
+        assert_eq!(b.read_pooled(&mut pool, &mut &b"b1\n"[..], 4096).unwrap(), 3);
+        b.drain_lines(&mut out);
+        b.give_back(&mut pool);
+        assert_eq!(a.read_pooled(&mut pool, &mut &b"ial\n"[..], 4096).unwrap(), 4);
+        a.drain_lines(&mut out);
+        a.give_back(&mut pool);
+        let got: Vec<_> = out.iter().map(|l| (l.bytes.as_ref(), l.start, l.end)).collect();
+        assert_eq!(got, [(&b"a1"[..], 0, 3), (b"a2", 3, 6), (b"b1", 0, 3), (b"partial", 6, 14)]);
+        // Small lines were copied: the pool's buffer is free to be reused in place.
+        pool.clear();
+        assert!(pool.try_reclaim(4096), "no line holds the shared buffer");
+        drop(out);
+    }
 
     fn lines(framer: &mut LineFramer, input: &[&[u8]]) -> (Vec<(String, u64, u64)>, Overlong) {
         let mut out = Vec::new();
