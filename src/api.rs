@@ -1,5 +1,5 @@
-//! The HTTP API: `GET /metrics` (Prometheus text format), `GET /health` (readiness) and
-//! `GET /health/live` (liveness).
+//! The HTTP API: `GET /metrics` (OpenMetrics, or the Prometheus text format when `Accept`
+//! prefers `text/plain`), `GET /health` (readiness) and `GET /health/live` (liveness).
 //!
 //! HTTP/1.1 only, served by hyper on the address of `[api]`.
 //!
@@ -276,11 +276,12 @@ async fn handle(
         r
     };
     Ok(match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => response(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Bytes::from(crate::metrics::global().encode()),
-        ),
+        (&Method::GET, "/metrics") => {
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = crate::metrics::Format::negotiate(accept);
+            let (text, content_type) = crate::metrics::global().encode_as(format);
+            response(StatusCode::OK, content_type, Bytes::from(text))
+        }
         (&Method::GET, "/health/live") => response(
             StatusCode::OK,
             "application/json",

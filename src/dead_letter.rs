@@ -117,6 +117,11 @@ impl DeadLetter {
         }
     }
 
+    /// Registers the series of dead letters for `reason` at 0 (the sink may reject for it).
+    pub fn expect(&self, reason: &str) {
+        family().get_or_create_owned(&self.inner.labels.with("reason", reason));
+    }
+
     /// Hands rejected events to the destination, waiting while it is full. Events that the
     /// destination cannot take are marked errored (read again by their sources).
     pub async fn send(&self, rejected: Vec<Rejected>) {

@@ -1,5 +1,7 @@
-//! weir's own metrics, exported on the API's `GET /metrics` in the Prometheus text format
-//! (OpenMetrics flavour, encoded by `prometheus-client`).
+//! weir's own metrics, exported on the API's `GET /metrics`: in OpenMetrics (encoded by
+//! `prometheus-client`), or in the Prometheus text format 0.0.4 when the scraper's `Accept`
+//! prefers it ([`Format::negotiate`]), beside the standard `process_*` series
+//! ([`process`]).
 //!
 //! Every component gets a [`ComponentMetrics`] with the same series, labelled by
 //! `component_id`, `component_kind` and `component_type`, so a dashboard can follow events
@@ -11,11 +13,14 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
+
+pub mod process;
+pub mod text;
 
 /// Label pairs of a series.
 pub type Labels = Vec<(String, String)>;
@@ -26,6 +31,8 @@ type GaugeFamily = Family<Labels, Gauge>;
 /// The families every component reports into.
 pub struct Telemetry {
     registry: Mutex<Registry>,
+    /// Series without weir's prefix: `process_*`.
+    unprefixed: Registry,
     received_events: CounterFamily,
     received_bytes: CounterFamily,
     sent_events: CounterFamily,
@@ -58,6 +65,11 @@ impl Telemetry {
             buffer_bytes: GaugeFamily::default(),
             buffer_max_bytes: GaugeFamily::default(),
             registry: Mutex::new(Registry::default()),
+            unprefixed: {
+                let mut r = Registry::default();
+                r.register_collector(Box::new(process::ProcessCollector));
+                r
+            },
         };
         registry.register(
             "component_received_events",
@@ -119,13 +131,61 @@ impl Telemetry {
         registry.register(name, help, metric);
     }
 
-    /// The exposition text.
+    /// The exposition text in OpenMetrics.
     pub fn encode(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &registry);
+        let _ = encode_registry(&mut out, &registry);
+        let _ = encode_registry(&mut out, &self.unprefixed);
+        let _ = encode_eof(&mut out);
         out
+    }
+
+    /// The exposition in `format`, with its `Content-Type`.
+    pub fn encode_as(&self, format: Format) -> (String, &'static str) {
+        match format {
+            Format::OpenMetrics => (self.encode(), OPENMETRICS_CONTENT_TYPE),
+            Format::Prometheus => (text::from_openmetrics(&self.encode()), PROMETHEUS_CONTENT_TYPE),
+        }
+    }
+}
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition formats of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: the Prometheus text format when it ranks
+    /// `text/plain` above `application/openmetrics-text` (by `q`, then by order), as
+    /// Prometheus does with `scrape_protocols` and as `curl -H 'Accept: text/plain'` does;
+    /// OpenMetrics otherwise (no header, `*/*`, OpenMetrics first).
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let mut best: Option<(f32, Self)> = None;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/openmetrics-text" => Self::OpenMetrics,
+                "text/plain" => Self::Prometheus,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, format));
+            }
+        }
+        best.map_or(Self::OpenMetrics, |(_, f)| f)
     }
 }
 
@@ -367,4 +427,43 @@ pub mod discard_reason {
     pub const QUALITY_WINDOW_REFUSED: &str = "quality_window_refused";
     /// Left out by sampling.
     pub const SAMPLED: &str = "sampled";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_of_scrapers_and_tools() {
+        // Prometheus 2.x's default scrape header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        // Prometheus with `scrape_protocols: [PrometheusText0.0.4]`, and agents that ask so.
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4;q=1,*/*;q=0.1")),
+            Format::Prometheus
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0.2, text/plain;q=0.5")),
+            Format::Prometheus
+        );
+        assert_eq!(Format::negotiate(Some("text/plain;q=0")), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(None), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn both_formats_carry_the_process_series() {
+        let (om, ct) = global().encode_as(Format::OpenMetrics);
+        assert!(ct.starts_with("application/openmetrics-text"));
+        assert!(om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1, "{om}");
+        assert!(om.contains("\nprocess_cpu_seconds_total "), "{om}");
+        assert!(om.contains("\nprocess_resident_memory_bytes "), "{om}");
+        let (text, ct) = global().encode_as(Format::Prometheus);
+        assert!(ct.starts_with("text/plain; version=0.0.4"));
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE weir_component_received_events_total counter\n"), "{text}");
+    }
 }

@@ -307,6 +307,10 @@ impl Encoder for EsEncoder {
     type Key = String;
     type Payload = BulkItem;
 
+    // Mapping conflicts are the usual item refusals (8.x and 7.x names).
+    const REJECTION_REASONS: &'static [&'static str] =
+        &["missing_field", "document_parsing_exception", "mapper_parsing_exception"];
+
     fn encode(&mut self, event: &mut Event) -> Result<(String, BulkItem, usize), Rejection> {
         let (index, item) = self.inner.encode(event, chrono::Utc::now(), &mut self.scratch)?;
         let size = item.lines.len();

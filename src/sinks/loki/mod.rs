@@ -242,6 +242,9 @@ impl Encoder for LokiSinkEncoder {
     type Key = Option<String>;
     type Payload = LokiEntry;
 
+    const REJECTION_REASONS: &'static [&'static str] =
+        &["missing_field", "too_many_labels", "entry_out_of_order", "greater_than_max_sample_age"];
+
     fn encode(
         &mut self,
         event: &mut Event,

@@ -121,10 +121,17 @@ pub trait Encoder: Send + 'static {
     type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
     type Payload: Send + Sync + 'static;
 
+    /// The rejection reasons this sink gives most (its encoder's and its destination's
+    /// usual ones), registered at 0 when it starts so that dashboards show 0, not "No data".
+    const REJECTION_REASONS: &'static [&'static str] = &[];
+
     /// Encodes one event: its destination, its payload and the payload's size in bytes.
     fn encode(&mut self, event: &mut Event)
     -> Result<(Self::Key, Self::Payload, usize), Rejection>;
 }
+
+/// The reasons of whole requests refused for good, shared by every request sink.
+pub const WHOLE_REQUEST_REASONS: &[&str] = &["http_400", "http_404"];
 
 /// The outcome of one item of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +395,17 @@ where
     S: Service<Key = E::Key, Payload = E::Payload>,
 {
     let metrics = SinkMetrics::new(&cx.metrics);
+    // The series of what can go wrong exist from the start, at 0.
+    for reason in WHOLE_REQUEST_REASONS.iter().chain(E::REJECTION_REASONS) {
+        metrics.expect_rejections(reason);
+        cx.dead_letter.expect(reason);
+    }
+    for error in [
+        crate::metrics::error_type::RETRIES_EXHAUSTED,
+        crate::metrics::error_type::CREDENTIALS_REFUSED,
+    ] {
+        cx.metrics.error_counter(error, crate::metrics::Stage::Sending);
+    }
     let limiter = Limiter::new(
         settings.request.concurrency,
         settings.request.adaptive_max_concurrency,

@@ -141,6 +141,11 @@ impl SinkMetrics {
         families().requests.get_or_create(&self.with("status", status)).inc();
     }
 
+    /// Registers the series of rejections for `reason` at 0.
+    pub fn expect_rejections(&self, reason: &str) {
+        families().rejected.get_or_create_owned(&self.with("reason", reason));
+    }
+
     /// Counts `count` events the destination refused for good.
     pub fn rejected(&self, reason: &str, count: usize) {
         if count > 0 {
