@@ -266,6 +266,28 @@ impl Event {
         self.meta.size += size;
     }
 
+    /// Merges each shared object that an object of the event's own tree shadows into it, the
+    /// event's entries winning: a parser that wrote `log.level` keeps the file source's
+    /// `log.file.path`, as Logstash and Vector do. Costs a look-up per own object when the
+    /// event has shared fields, nothing otherwise.
+    pub fn merge_shadowed_shared(&mut self) {
+        let Some(shared) = self.shared.clone() else { return };
+        let Value::Object(tree) = &mut self.fields else { return };
+        let mut added = 0;
+        for (key, own) in tree.iter_mut() {
+            if let Value::Object(own) = own
+                && shared.has_key(key.as_str())
+                && let Some(Value::Object(base)) = shared.map().get(key.as_str())
+            {
+                added += merge_under(own, base);
+            }
+        }
+        // Deferred fields are counted in their event from the start.
+        if shared.size > 0 {
+            self.meta.size += added;
+        }
+    }
+
     /// The entry held beside the tree for top-level `key`, unless the tree shadows it.
     fn loose_entry(&self, key: &str) -> Option<&Value> {
         let value = self.loose[loose_slot(key)?].as_ref()?;
@@ -612,6 +634,25 @@ impl EventMetadata {
     pub fn finalizers(&self) -> &EventFinalizers {
         &self.finalizers
     }
+}
+
+/// Copies the entries of `base` that `own` lacks into it, objects merged at every depth;
+/// returns the estimated size added.
+fn merge_under(own: &mut ObjectMap, base: &ObjectMap) -> usize {
+    let mut added = 0;
+    for (key, value) in base {
+        match (own.get_mut(key.as_str()), value) {
+            (None, _) => {
+                added += key.len() + estimate_size(value) + ALLOCATION_BYTES;
+                own.insert(key.clone(), value.clone());
+            }
+            (Some(Value::Object(inner)), Value::Object(base_inner)) => {
+                added += merge_under(inner, base_inner);
+            }
+            (Some(_), _) => {}
+        }
+    }
+    added
 }
 
 /// Sum of the estimated sizes of `events`.

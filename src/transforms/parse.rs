@@ -105,6 +105,7 @@ impl<P: Parser> ParseTransform<P> {
             && let Some(result) = self.parser.parse_into_root(&input, event.own_map_mut())
         {
             event.grow(result?);
+            event.merge_shadowed_shared();
             return Ok(());
         }
         let parsed = self.parser.parse(&input)?;
@@ -114,7 +115,10 @@ impl<P: Parser> ParseTransform<P> {
                 event.insert(target, parsed);
             }
             None => match parsed {
-                Value::Object(map) => merge_into_root(event, map),
+                Value::Object(map) => {
+                    merge_into_root(event, map);
+                    event.merge_shadowed_shared();
+                }
                 other => {
                     return Err(format!(
                         "parsed value is {}, not an object; set `target` to keep it",
@@ -127,21 +131,51 @@ impl<P: Parser> ParseTransform<P> {
     }
 }
 
-/// Inserts every parsed field at the root, replacing fields of the same name. The smaller
-/// map is moved into the larger one (a parsed JSON log usually has more fields than the
-/// event it came from). Measured against `BTreeMap::append`, which rebuilds the whole tree,
-/// and against collecting and sorting: both cost more for maps of this size.
+/// Inserts every parsed field at the root, replacing fields of the same name; a parsed
+/// object merges with the event's object of the same name (a capture into `log.level`
+/// keeps `log.file.path`). The smaller map is moved into the larger one (a parsed JSON log
+/// usually has more fields than the event it came from). Measured against
+/// `BTreeMap::append`, which rebuilds the whole tree, and against collecting and sorting:
+/// both cost more for maps of this size.
 pub(crate) fn merge_into_root(event: &mut Event, mut parsed: ObjectMap) {
-    // Only adds and replaces: shared fields stay shared unless a parsed key shadows them.
+    // Only adds and replaces: shared fields stay shared (merged by `merge_shadowed_shared`).
     let root = event.own_map_mut();
     if parsed.len() > root.len() {
         for (k, v) in std::mem::take(root) {
-            parsed.entry(k).or_insert(v);
+            match (parsed.get_mut(k.as_str()), v) {
+                (None, v) => {
+                    parsed.insert(k, v);
+                }
+                (Some(Value::Object(new)), Value::Object(old)) => keep_missing(new, old),
+                (Some(_), _) => {}
+            }
         }
         *root = parsed;
     } else {
         for (k, v) in parsed {
-            root.insert(k, v);
+            match (root.get_mut(k.as_str()), v) {
+                (Some(Value::Object(old)), Value::Object(new)) => {
+                    let mut new = new;
+                    keep_missing(&mut new, std::mem::take(old));
+                    *old = new;
+                }
+                (_, v) => {
+                    root.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+/// Moves the entries of `old` that `new` lacks into `new`, objects merged at every depth.
+fn keep_missing(new: &mut ObjectMap, old: ObjectMap) {
+    for (k, v) in old {
+        match (new.get_mut(k.as_str()), v) {
+            (None, v) => {
+                new.insert(k, v);
+            }
+            (Some(Value::Object(n)), Value::Object(o)) => keep_missing(n, o),
+            (Some(_), _) => {}
         }
     }
 }
