@@ -6,6 +6,7 @@ mod backpressure;
 mod bench_compare;
 mod config_errors;
 mod connections;
+mod dashboards;
 mod delivery;
 mod deploy;
 mod elasticsearch;
