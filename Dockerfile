@@ -16,6 +16,8 @@ RUN mkdir -p src pipelines \
 COPY src src
 COPY pipelines pipelines
 COPY layout layout
+# The Kibana objects `weir setup` imports are compiled in.
+COPY deploy/kibana deploy/kibana
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim

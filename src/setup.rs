@@ -2,27 +2,46 @@
 //! `elasticsearch` sinks, and reports, object by object, what it created, updated or left as
 //! it was.
 //!
+//! It first waits for each peer, with visible progress, for at most `WEIR_SETUP_WAIT_SECS`
+//! (default 180; 0 tries once): Elasticsearch until `GET /` answers, Kibana until `GET
+//! /api/status` answers 200. A refused connection, a timeout, 429 and 5xx are waited out;
+//! any other answer is an error at once. Every error names the request, the endpoint and the
+//! status.
+//!
 //! For each `elasticsearch` sink:
 //! - an ILM policy `weir-<sink id>` (`PUT _ilm/policy/...`): data streams roll over at 50 GB
 //!   or one day and are deleted after 30 days; time-named indices are deleted after 30 days;
 //! - a composable index template `weir-<sink id>` (`PUT _index_template/...`) over the
 //!   sink's indices (`logs-<dataset>-*` for data streams, the `index` template with its
-//!   fields and dates as `*` otherwise) at priority 200, above Elasticsearch's built-in
-//!   `logs` template, with Elastic Common Schema mappings for the fields weir writes
-//!   (`@timestamp`, `message`, `log.level`, `host.name`, `service.name`, HTTP and model fields)
-//!   and other strings as keywords.
+//!   fields and dates as `*` otherwise). For a data stream it takes the place of
+//!   Elasticsearch's built-in `logs` template (priority 100) for that dataset as Fleet's
+//!   integrations do, at priority 200, and keeps what that template gives: it is composed of
+//!   the same component templates where the cluster has them (`logs@mappings`,
+//!   `logs@settings`, `logs@custom`, `ecs@mappings`; 8.11 and later), so the ECS dynamic
+//!   mappings and the default ingest pipeline still apply. Its own mappings name the fields
+//!   weir writes (ECS `event.duration` in nanoseconds, `error.message` searchable and, as
+//!   `error.message.keyword`, aggregatable) and map other strings as keywords.
 //!
-//! In Kibana (`--kibana URL`, or `KIBANA_ENDPOINT`), through the saved-objects API: a data view
-//! over the sink's indices and a "Model serving" dashboard with request rate, error rate,
-//! latency percentiles and top errors. Grafana is provisioned from files instead
-//! (`deploy/grafana/`): data sources for Loki and Prometheus and a dashboard of weir's metrics.
+//! In Kibana (`--kibana URL`, or `KIBANA_ENDPOINT`; 8.9 or later, or 9.x) through its current
+//! APIs: the data view `weir-logs` over every sink's indices through the Data Views API
+//! (`/api/data_views/data_view`), then the dashboards "Model serving", "Model drift" and
+//! "weir delivery", with their Lens visualizations and saved searches, through the saved
+//! objects import API (`POST /api/saved_objects/_import`) of
+//! `deploy/kibana/weir-dashboards.ndjson`, the same file users can import by hand. At the
+//! end it prints each dashboard's URL (on `KIBANA_PUBLIC_URL` when Kibana is reached by
+//! another name than the browser's). Grafana is provisioned from files instead
+//! (`deploy/grafana/`).
 //!
-//! Invariant: setup is idempotent. Every object carries a `weir` hash of its desired content
-//! (`_meta.weir_hash` in Elasticsearch, the description in Kibana); an object whose hash
-//! matches is left alone, so a second run changes nothing and says so.
+//! Invariant: setup is idempotent. Every Elasticsearch object carries a `weir` hash of its
+//! desired content (`_meta.weir_hash`), the dashboards the marker of the NDJSON's content;
+//! an object found with the same hash is left alone, so a second run changes nothing and
+//! says so.
 
+mod kibana;
+
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -31,7 +50,9 @@ use sha1::{Digest, Sha1};
 
 use crate::sinks::SinkConfig;
 use crate::sinks::elasticsearch::{ElasticsearchConfig, Mode};
-use crate::sinks::util::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::sinks::util::http::{HttpClient, HttpRequest, HttpResponse, SendError};
+
+pub use kibana::{DATA_VIEW_ID, NDJSON};
 
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +68,60 @@ impl Outcome {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// How long setup waits for a peer to be ready, from `WEIR_SETUP_WAIT_SECS`.
+fn wait_limit() -> Duration {
+    let secs = std::env::var("WEIR_SETUP_WAIT_SECS").ok().and_then(|s| s.trim().parse().ok());
+    Duration::from_secs(secs.unwrap_or(180))
+}
+
+/// Why a readiness probe failed: worth waiting out, or not.
+enum NotReady {
+    Retry(String),
+    Fatal(String),
+}
+
+/// Whether an answer means "not up yet": 429 and 5xx (a starting Kibana answers 503).
+fn transient(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Runs `probe` until it succeeds, printing what it waits for, for at most `limit`.
+async fn wait_ready<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, NotReady>>,
+{
+    let start = Instant::now();
+    let mut waited = false;
+    loop {
+        match probe().await {
+            Ok(v) => {
+                if waited {
+                    println!("{what} is ready after {}s", start.elapsed().as_secs());
+                }
+                return Ok(v);
+            }
+            Err(NotReady::Fatal(e)) => return Err(e),
+            Err(NotReady::Retry(e)) => {
+                let elapsed = start.elapsed();
+                if elapsed >= limit {
+                    return Err(format!(
+                        "{what} was not ready within {}s (WEIR_SETUP_WAIT_SECS): {e}",
+                        limit.as_secs()
+                    ));
+                }
+                println!(
+                    "waiting for {what}: {e} ({}s of at most {}s)",
+                    elapsed.as_secs(),
+                    limit.as_secs()
+                );
+                waited = true;
+                tokio::time::sleep(Duration::from_secs(3).min(limit - elapsed)).await;
+            }
         }
     }
 }
@@ -75,21 +150,33 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         return 0;
     }
     let kibana = kibana.or_else(|| std::env::var("KIBANA_ENDPOINT").ok()).filter(|k| !k.is_empty());
+    let limit = wait_limit();
     let mut failed = false;
-    for (id, sink) in sinks {
-        match setup_sink(id, sink, kibana.as_deref()).await {
-            Ok(lines) => {
-                for l in lines {
-                    println!("{l}");
-                }
-            }
+    for (id, sink) in &sinks {
+        match setup_sink(id, sink, limit).await {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 println!("error: sinks.{id}: {e}");
                 failed = true;
             }
         }
     }
-    if failed { 1 } else { 0 }
+    let Some(url) = kibana else {
+        println!("Kibana skipped (give --kibana URL or KIBANA_ENDPOINT)");
+        return i32::from(failed);
+    };
+    let mut patterns: Vec<String> = sinks.iter().map(|(_, s)| index_pattern(s)).collect();
+    patterns.dedup();
+    // Kibana is reached with the first sink's TLS settings and credentials (the stack's).
+    let (_, first) = sinks[0];
+    match kibana::setup(&url, first, &patterns, limit).await {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(e) => {
+            println!("error: Kibana: {e}");
+            failed = true;
+        }
+    }
+    i32::from(failed)
 }
 
 /// The index pattern a sink writes to.
@@ -153,9 +240,14 @@ pub fn ecs_mappings() -> Value {
                 "request": {"properties": {"method": kw(), "id": kw()}},
                 "response": {"properties": {"status_code": {"type": "long"}}}
             }},
-            "event": {"properties": {"duration": {"type": "long"}, "duration_ms": {"type": "long"}}},
+            // ECS: nanoseconds.
+            "event": {"properties": {"duration": {"type": "long"}, "action": kw(), "outcome": kw(), "dataset": kw()}},
             "model": {"properties": {"name": kw(), "version": kw()}},
-            "error": {"properties": {"message": {"type": "text"}, "type": kw()}},
+            "error": {"properties": {
+                "message": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
+                "type": kw(),
+                "stack_trace": {"type": "text"}
+            }},
             "process": {"properties": {"name": kw(), "pid": {"type": "long"}}},
             "data_stream": {"properties": {
                 "type": {"type": "constant_keyword"},
@@ -170,8 +262,18 @@ fn hash(v: &Value) -> String {
     Sha1::digest(v.to_string().as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The ILM policy and index template of a sink, each with its `_meta.weir_hash`.
-pub fn desired(id: &str, sink: &ElasticsearchConfig) -> (String, Value, String, Value) {
+/// The component templates of Elasticsearch's built-in `logs` template, in its order: a
+/// template that takes its place for a dataset is composed of those the cluster has.
+pub const LOGS_COMPONENTS: [&str; 4] =
+    ["logs@mappings", "logs@settings", "logs@custom", "ecs@mappings"];
+
+/// The ILM policy and index template of a sink, each with its `_meta.weir_hash`;
+/// `components` are the component templates to compose the index template of.
+pub fn desired(
+    id: &str,
+    sink: &ElasticsearchConfig,
+    components: &[String],
+) -> (String, Value, String, Value) {
     let policy_name = format!("weir-{id}");
     let hot = if sink.mode == Mode::DataStream {
         json!({"actions": {"rollover": {"max_primary_shard_size": "50gb", "max_age": "1d"}}})
@@ -187,7 +289,9 @@ pub fn desired(id: &str, sink: &ElasticsearchConfig) -> (String, Value, String, 
 
     let mut template = json!({
         "index_patterns": [index_pattern(sink)],
+        // Above the built-in `logs` template (100), as Fleet's dataset templates are.
         "priority": 200,
+        "composed_of": components,
         "template": {
             "settings": {"index.lifecycle.name": policy_name},
             "mappings": ecs_mappings()
@@ -202,6 +306,7 @@ pub fn desired(id: &str, sink: &ElasticsearchConfig) -> (String, Value, String, 
     (policy_name.clone(), policy, policy_name, template)
 }
 
+/// One request to the first endpoint of `client`; an error names the request and endpoint.
 async fn request(
     client: &HttpClient,
     method: reqwest::Method,
@@ -216,14 +321,22 @@ async fn request(
     for (k, v) in extra {
         headers.push((HeaderName::from_static(k), HeaderValue::from_static(v)));
     }
-    let req = HttpRequest {
-        method,
-        path: path.to_string(),
-        headers,
-        body: body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
-    };
-    let i = client.endpoints.pick();
-    client.send(i, &req).await.map_err(|e| format!("{path}: {e}"))
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    send(client, HttpRequest { method, path: path.to_string(), headers, body }).await
+}
+
+async fn send(client: &HttpClient, req: HttpRequest) -> Result<HttpResponse, String> {
+    client.send(0, &req).await.map_err(|e| describe(client, &req, &e))
+}
+
+/// "GET http://es:9200/_ilm/policy/x: cannot connect: ...".
+fn describe(client: &HttpClient, req: &HttpRequest, e: &SendError) -> String {
+    format!("{} {}{}: {e}", req.method, client.endpoints.url(0), req.path)
+}
+
+/// "PUT http://es:9200/_index_template/x answered 400: {...}".
+fn answered(client: &HttpClient, method: &str, path: &str, r: &HttpResponse) -> String {
+    format!("{method} {}{path} answered {}: {}", client.endpoints.url(0), r.status, body_text(r))
 }
 
 fn body_text(r: &HttpResponse) -> String {
@@ -251,33 +364,59 @@ async fn ensure_es(
             }
             Outcome::Updated
         }
-        s => return Err(format!("GET {path} answered {s}: {}", body_text(&got))),
+        _ => return Err(answered(client, "GET", path, &got)),
     };
     let put = request(client, reqwest::Method::PUT, path, Some(desired), &[]).await?;
     if !(200..300).contains(&put.status) {
-        return Err(format!("PUT {path} answered {}: {}", put.status, body_text(&put)));
+        return Err(answered(client, "PUT", path, &put));
     }
     Ok(outcome)
+}
+
+/// Waits until Elasticsearch answers `GET /`; its version.
+async fn wait_for_elasticsearch(client: &HttpClient, limit: Duration) -> Result<String, String> {
+    let what = format!("Elasticsearch at {}", client.endpoints.url(0));
+    wait_ready(&what, limit, || async {
+        let root =
+            request(client, reqwest::Method::GET, "/", None, &[]).await.map_err(NotReady::Retry)?;
+        match root.status {
+            200 => crate::sinks::elasticsearch::node_info(&root.headers, &root.body)
+                .map(|i| i.version)
+                .map_err(NotReady::Fatal),
+            s if transient(s) => Err(NotReady::Retry(format!("GET / answered {s}"))),
+            _ => Err(NotReady::Fatal(answered(client, "GET", "/", &root))),
+        }
+    })
+    .await
+}
+
+/// Those of [`LOGS_COMPONENTS`] the cluster has.
+async fn logs_components(client: &HttpClient) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    for name in LOGS_COMPONENTS {
+        let path = format!("/_component_template/{name}");
+        let r = request(client, reqwest::Method::GET, &path, None, &[]).await?;
+        match r.status {
+            200 => found.push(name.to_string()),
+            404 => {}
+            _ => return Err(answered(client, "GET", &path, &r)),
+        }
+    }
+    Ok(found)
 }
 
 async fn setup_sink(
     id: &str,
     sink: &ElasticsearchConfig,
-    kibana: Option<&str>,
+    limit: Duration,
 ) -> Result<Vec<String>, String> {
     let client = sink.client()?;
     let mut lines = Vec::new();
-    let root = request(&client, reqwest::Method::GET, "/", None, &[]).await?;
-    if root.status != 200 {
-        return Err(format!("GET / answered {}: {}", root.status, body_text(&root)));
-    }
-    let info = crate::sinks::elasticsearch::node_info(&root.headers, &root.body)?;
-    lines.push(format!(
-        "sinks.{id}: Elasticsearch {} at {}",
-        info.version,
-        client.endpoints.url(0)
-    ));
-    let (policy_name, policy, template_name, template) = desired(id, sink);
+    let version = wait_for_elasticsearch(&client, limit).await?;
+    lines.push(format!("sinks.{id}: Elasticsearch {version} at {}", client.endpoints.url(0)));
+    let components =
+        if sink.mode == Mode::DataStream { logs_components(&client).await? } else { Vec::new() };
+    let (policy_name, policy, template_name, template) = desired(id, sink, &components);
     let o = ensure_es(
         &client,
         &format!("/_ilm/policy/{policy_name}"),
@@ -295,187 +434,17 @@ async fn setup_sink(
         "/_meta/weir_hash",
     )
     .await?;
+    let composed = if components.is_empty() {
+        String::new()
+    } else {
+        format!(" (composed of {})", components.join(", "))
+    };
     lines.push(format!(
-        "sinks.{id}: index template {template_name} for {}: {}",
+        "sinks.{id}: index template {template_name} for {}{composed}: {}",
         index_pattern(sink),
         o.word()
     ));
-    match kibana {
-        None => {
-            lines.push(format!("sinks.{id}: Kibana skipped (give --kibana URL or KIBANA_ENDPOINT)"))
-        }
-        Some(url) => {
-            let kb = HttpClient::new(
-                vec![url.to_string()],
-                sink.tls.as_ref(),
-                sink.auth.as_ref(),
-                Duration::from_secs(30),
-            )?;
-            for (kind, obj_id, title, attributes, references) in kibana_objects(id, sink) {
-                let o = ensure_kibana(&kb, kind, &obj_id, attributes, references).await?;
-                lines.push(format!("sinks.{id}: Kibana {kind} \"{title}\": {}", o.word()));
-            }
-        }
-    }
     Ok(lines)
-}
-
-type KibanaObject = (&'static str, String, String, Value, Value);
-
-/// The data view and the dashboard with its visualizations.
-pub fn kibana_objects(id: &str, sink: &ElasticsearchConfig) -> Vec<KibanaObject> {
-    let view_id = format!("weir-{id}");
-    let pattern = index_pattern(sink);
-    let search = |query: &str| {
-        json!({"searchSourceJSON": json!({
-            "query": {"query": query, "language": "kuery"},
-            "filter": [],
-            "indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"
-        }).to_string()})
-    };
-    let view_ref = json!([{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern", "id": view_id}]);
-    let vis = |title: &str, kind: &str, aggs: Value, params: Value, query: &str| {
-        json!({
-            "title": title,
-            "visState": json!({"title": title, "type": kind, "aggs": aggs, "params": params}).to_string(),
-            "uiStateJSON": "{}",
-            "description": "",
-            "kibanaSavedObjectMeta": search(query)
-        })
-    };
-    let histogram = json!({"id": "2", "enabled": true, "type": "date_histogram", "schema": "segment",
-        "params": {"field": "@timestamp", "interval": "auto", "min_doc_count": 1}});
-    let count =
-        json!({"id": "1", "enabled": true, "type": "count", "schema": "metric", "params": {}});
-    let line = json!({"type": "line", "addLegend": true, "legendPosition": "right"});
-    let visualizations = [
-        (
-            format!("weir-{id}-request-rate"),
-            "Model serving: request rate",
-            vis(
-                "Model serving: request rate",
-                "line",
-                json!([count, histogram]),
-                line.clone(),
-                "http.request.method:*",
-            ),
-        ),
-        (
-            format!("weir-{id}-error-rate"),
-            "Model serving: error rate",
-            vis(
-                "Model serving: error rate",
-                "line",
-                json!([count, histogram]),
-                line.clone(),
-                "http.response.status_code >= 500 or log.level:(error or ERROR or critical or CRITICAL)",
-            ),
-        ),
-        (
-            format!("weir-{id}-latency"),
-            "Model serving: latency percentiles",
-            vis(
-                "Model serving: latency percentiles",
-                "line",
-                json!([{"id": "1", "enabled": true, "type": "percentiles", "schema": "metric",
-                     "params": {"field": "event.duration_ms", "percents": [50, 95, 99]}}, histogram]),
-                line,
-                "event.duration_ms:*",
-            ),
-        ),
-        (
-            format!("weir-{id}-top-errors"),
-            "Model serving: top errors",
-            vis(
-                "Model serving: top errors",
-                "table",
-                json!([count, {"id": "3", "enabled": true, "type": "terms", "schema": "bucket",
-                            "params": {"field": "log.logger", "size": 10, "order": "desc", "orderBy": "1"}}]),
-                json!({"perPage": 10}),
-                "log.level:(error or ERROR or critical or CRITICAL)",
-            ),
-        ),
-    ];
-    let mut objects: Vec<KibanaObject> = vec![(
-        "index-pattern",
-        view_id.clone(),
-        pattern.clone(),
-        json!({"title": pattern, "timeFieldName": "@timestamp"}),
-        json!([]),
-    )];
-    let mut panels = Vec::new();
-    let mut dash_refs = Vec::new();
-    for (i, (vid, title, attrs)) in visualizations.into_iter().enumerate() {
-        panels.push(json!({
-            "panelIndex": format!("{}", i + 1),
-            "gridData": {"x": (i % 2) * 24, "y": (i / 2) * 15, "w": 24, "h": 15, "i": format!("{}", i + 1)},
-            "version": "8.15.0",
-            "panelRefName": format!("panel_{i}"),
-            "embeddableConfig": {}
-        }));
-        dash_refs.push(json!({"name": format!("panel_{i}"), "type": "visualization", "id": vid}));
-        objects.push(("visualization", vid, title.to_string(), attrs, view_ref.clone()));
-    }
-    objects.push((
-        "dashboard",
-        format!("weir-{id}-model-serving"),
-        "Model serving".to_string(),
-        json!({
-            "title": "Model serving",
-            "description": "Request rate, error rate, latency percentiles and top errors of the model servers weir ships.",
-            "panelsJSON": Value::Array(panels).to_string(),
-            "optionsJSON": "{\"useMargins\":true}",
-            "timeRestore": false,
-            "kibanaSavedObjectMeta": {"searchSourceJSON": "{\"query\":{\"query\":\"\",\"language\":\"kuery\"},\"filter\":[]}"}
-        }),
-        Value::Array(dash_refs),
-    ));
-    objects
-}
-
-/// Creates or updates one saved object; its attributes carry a hash in a `weir:` marker of
-/// `description` (data views, which have none, are compared by attributes).
-async fn ensure_kibana(
-    kb: &HttpClient,
-    kind: &str,
-    id: &str,
-    mut attributes: Value,
-    references: Value,
-) -> Result<Outcome, String> {
-    let h = hash(&json!([attributes, references]));
-    if attributes.get("description").is_some() {
-        let d = attributes["description"].as_str().unwrap_or_default().to_string();
-        attributes["description"] = json!(format!("{d} (weir:{h})").trim().to_string());
-    }
-    let path = format!("/api/saved_objects/{kind}/{id}");
-    let got = request(kb, reqwest::Method::GET, &path, None, &[]).await?;
-    let body = json!({"attributes": attributes, "references": references});
-    let xsrf = [("kbn-xsrf", "weir")];
-    let (method, outcome) = match got.status {
-        404 => (reqwest::Method::POST, Outcome::Created),
-        200 => {
-            let v: Value = serde_json::from_slice(&got.body).unwrap_or(Value::Null);
-            let same = if attributes.get("description").is_some() {
-                v.pointer("/attributes/description")
-                    .and_then(Value::as_str)
-                    .is_some_and(|d| d.contains(&format!("weir:{h}")))
-            } else {
-                attributes
-                    .as_object()
-                    .is_some_and(|a| a.iter().all(|(k, val)| v["attributes"].get(k) == Some(val)))
-            };
-            if same {
-                return Ok(Outcome::Unchanged);
-            }
-            (reqwest::Method::PUT, Outcome::Updated)
-        }
-        s => return Err(format!("Kibana GET {path} answered {s}: {}", body_text(&got))),
-    };
-    let resp = request(kb, method, &path, Some(&body), &xsrf).await?;
-    if !(200..300).contains(&resp.status) {
-        return Err(format!("Kibana {path} answered {}: {}", resp.status, body_text(&resp)));
-    }
-    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -508,27 +477,21 @@ mod tests {
     #[test]
     fn desired_objects_are_stable_and_hashed() {
         let s = sink("endpoints = []\nmode = \"data_stream\"");
-        let (p1, policy, t1, template) = desired("es", &s);
+        let components = vec!["logs@mappings".to_string(), "ecs@mappings".to_string()];
+        let (p1, policy, t1, template) = desired("es", &s, &components);
         assert_eq!((p1.as_str(), t1.as_str()), ("weir-es", "weir-es"));
-        assert_eq!(desired("es", &s).3, template, "setup must be deterministic");
+        assert_eq!(desired("es", &s, &components).3, template, "setup must be deterministic");
         assert!(template.pointer("/_meta/weir_hash").is_some());
         assert_eq!(template["data_stream"], json!({}));
+        assert_eq!(template["composed_of"], json!(["logs@mappings", "ecs@mappings"]));
         assert_eq!(
             template.pointer("/template/mappings/properties/@timestamp/type"),
             Some(&json!("date"))
         );
+        let event = &template["template"]["mappings"]["properties"]["event"]["properties"];
+        assert_eq!(event["duration"]["type"], "long");
+        assert!(event.get("duration_ms").is_none(), "ECS has no event.duration_ms");
         assert!(policy.pointer("/policy/phases/hot/actions/rollover").is_some());
-        let objects = kibana_objects("es", &s);
-        assert_eq!(
-            objects.iter().map(|o| o.0).collect::<Vec<_>>(),
-            [
-                "index-pattern",
-                "visualization",
-                "visualization",
-                "visualization",
-                "visualization",
-                "dashboard"
-            ]
-        );
+        assert_ne!(desired("es", &s, &[]).3["_meta"]["weir_hash"], template["_meta"]["weir_hash"]);
     }
 }

@@ -4,7 +4,7 @@
 //! answering 409 on an existing `_id`, data streams taking only `create` and requiring
 //! `@timestamp`, compact JSON responses with Elasticsearch's error types), authentication,
 //! `http.max_content_length` (413), and the set-up APIs `weir setup` uses
-//! (`_index_template`, `_ilm/policy`).
+//! (`_index_template`, `_component_template`, `_ilm/policy`).
 //!
 //! Faults are injected per bulk request from a queue, or for every request, and everything
 //! indexed is kept for assertions.
@@ -72,6 +72,9 @@ pub struct EsState {
     /// `logs` template.
     pub data_stream_patterns: bool,
     pub index_templates: BTreeMap<String, Value>,
+    /// Component templates (`GET _component_template/{name}`): by default the built-in ones
+    /// of 8.15 that its `logs` template is composed of (`logs@custom` is not built in).
+    pub component_templates: BTreeMap<String, Value>,
     pub ilm_policies: BTreeMap<String, Value>,
     /// Keep the documents (tests); benchmarks only count them, to keep memory flat.
     pub keep_docs: bool,
@@ -104,6 +107,10 @@ impl Default for EsState {
             gzip_requests: 0,
             data_stream_patterns: true,
             index_templates: BTreeMap::new(),
+            component_templates: ["logs@mappings", "logs@settings", "ecs@mappings"]
+                .into_iter()
+                .map(|n| (n.to_string(), json!({"template": {}, "_meta": {"managed": true}})))
+                .collect(),
             ilm_policies: BTreeMap::new(),
             keep_docs: true,
             indexed: 0,
@@ -283,6 +290,23 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<EsState>>) -> Result<Re
                         404,
                         "resource_not_found_exception",
                         &format!("index template matching [{name}] not found"),
+                    ),
+                ),
+            })
+        }
+        ("GET", ["_component_template", name]) => {
+            let st = lock();
+            Ok(match st.component_templates.get(*name) {
+                Some(t) => json_response(
+                    200,
+                    &json!({"component_templates": [{"name": name, "component_template": t}]}),
+                ),
+                None => json_response(
+                    404,
+                    &error_body(
+                        404,
+                        "resource_not_found_exception",
+                        &format!("component template matching [{name}] not found"),
                     ),
                 ),
             })
