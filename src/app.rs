@@ -100,6 +100,9 @@ pub async fn run(config: Config, options: RunOptions) -> i32 {
         tracing::warn!("{w}");
     }
     let health = Health::default();
+    // Both results on /metrics at 0 from the start, so dashboards show 0, not "No data".
+    reload_counter(RELOAD_SUCCEEDED);
+    reload_counter(RELOAD_FAILED);
     let api_stop = CancellationToken::new();
     let mut api_task = None;
     let (reload_tx, mut reloads) = mpsc::channel::<ReloadRequest>(4);

@@ -103,6 +103,77 @@ fn docker_compose_is_valid_and_what_it_mounts_exists() {
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 5));
 }
 
+/// `docker-compose config` (anchors and variables resolved) as JSON, through the YAML reader
+/// of Debian's docker-compose itself (python3-yaml, one of its dependencies).
+fn resolved_compose() -> serde_json::Value {
+    let config = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config"])
+        .current_dir(root())
+        .output()
+        .expect("docker-compose");
+    assert!(config.status.success(), "{}", String::from_utf8_lossy(&config.stderr));
+    let mut py = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with yaml (a dependency of docker-compose)");
+    std::io::Write::write_all(&mut py.stdin.take().unwrap(), &config.stdout).unwrap();
+    let out = py.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).expect("docker-compose config as JSON")
+}
+
+#[test]
+fn the_compose_stack_comes_up_in_order_on_one_weir_image() {
+    let c = resolved_compose();
+    let services = c["services"].as_object().unwrap();
+    // The peers weir and Grafana wait for say when they are ready.
+    for s in ["elasticsearch", "kibana", "loki", "grafana", "prometheus", "alertmanager"] {
+        let test = &services[s]["healthcheck"]["test"];
+        assert!(test.as_array().is_some_and(|t| t.len() >= 2), "{s} has no health check: {test}");
+    }
+    // Every dependency waits for health (or, on weir-setup, for its success).
+    for (name, service) in services {
+        let Some(deps) = service.get("depends_on") else { continue };
+        let deps =
+            deps.as_object().unwrap_or_else(|| panic!("{name}: depends_on without conditions"));
+        for (dep, cond) in deps {
+            let want = if dep == "weir-setup" {
+                "service_completed_successfully"
+            } else {
+                "service_healthy"
+            };
+            assert_eq!(cond["condition"], want, "{name} -> {dep}");
+            if want == "service_healthy" {
+                assert!(
+                    services[dep].get("healthcheck").is_some(),
+                    "{name} waits for {dep}'s health, which it does not check"
+                );
+            }
+        }
+    }
+    for dep in ["elasticsearch", "kibana"] {
+        assert!(
+            services["weir-setup"]["depends_on"].get(dep).is_some(),
+            "weir-setup must wait for {dep}"
+        );
+    }
+    // One weir image for every weir service.
+    let weir: Vec<&String> = services.keys().filter(|k| k.starts_with("weir-")).collect();
+    assert!(weir.len() >= 4, "{weir:?}");
+    let images: std::collections::BTreeSet<String> =
+        weir.iter().map(|w| services[w.as_str()]["image"].to_string()).collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+    // The syslog reader may read a root:adm 0640 file.
+    assert_eq!(services["weir-loki"]["group_add"], serde_json::json!(["4"]));
+    // Prometheus scrapes every weir service that runs a pipeline.
+    let prometheus =
+        std::fs::read_to_string(root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    for w in weir.iter().filter(|w| w.as_str() != "weir-setup") {
+        assert!(prometheus.contains(&format!("\"{w}:9598\"")), "Prometheus does not scrape {w}");
+    }
+}
+
 #[test]
 fn the_mount_scanner_reads_the_forms_used() {
     let (m, p) = mounts_and_pipelines(
