@@ -57,6 +57,14 @@ if ! [ -x .venv/bin/kubernetes-validate ]; then
   .venv/bin/pip install -q kubernetes-validate
 fi
 
+# The OpenTelemetry Python SDK and its OTLP exporters (HTTP and gRPC): the app of the
+# opentelemetry source's tests logs through them.
+if ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc' >/dev/null 2>&1; then
+  echo "installing the OpenTelemetry SDK and OTLP exporters into .venv"
+  .venv/bin/pip install -q "opentelemetry-sdk==1.45.*" "opentelemetry-exporter-otlp-proto-http==1.45.*" \
+    "opentelemetry-exporter-otlp-proto-grpc==1.45.*"
+fi
+
 # The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory
 # storage (`dynostore`). Building it takes about ten minutes, once.
 if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then

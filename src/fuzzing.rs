@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("disk_buffer_recovery", disk_buffer_recovery),
     ("config", config),
     ("http_server_body", http_server_body),
+    ("otlp_request", otlp_request),
 ];
 
 /// Settings read from the first bytes of an input (zero when the input is shorter).
@@ -658,5 +659,35 @@ pub fn config(data: &[u8]) {
                 assert!(!e.to_string().is_empty());
             }
         }
+    }
+}
+
+/// An OTLP/HTTP logs request body: `Content-Encoding` decoding within a limit, the protobuf
+/// or JSON decoder, then the mapping of its records to events.
+///
+/// Input: `[flags, body...]`; `flags` bit 0: JSON (else protobuf), bit 1: the body is gzip.
+/// Checks that a decoded body stays within the limit, that every record becomes exactly one
+/// event whose root is an object with a `@timestamp`, and that each event serializes.
+pub fn otlp_request(data: &[u8]) {
+    use crate::sources::opentelemetry::{convert, decode};
+    use crate::sources::util::http_server;
+    const LIMIT: usize = 1 << 20;
+    let p = Params::split(data, 1);
+    let encoding =
+        if p.byte(0) & 1 == 1 { decode::Encoding::Json } else { decode::Encoding::Protobuf };
+    let content_encoding = (p.byte(0) & 2 == 2).then_some("gzip");
+    let Ok(body) = http_server::decompress(content_encoding, Bytes::copy_from_slice(p.rest), LIMIT)
+    else {
+        return;
+    };
+    assert!(body.len() <= LIMIT, "decoded body of {} bytes > {LIMIT}", body.len());
+    let Ok(request) = decode::request(encoding, &body) else { return };
+    let records = decode::records(&request);
+    let events = convert::events(request, received());
+    assert_eq!(events.len(), records, "one event per log record");
+    for event in &events {
+        assert!(event.fields().is_object(), "the root of an event is an object");
+        assert!(event.timestamp().is_some(), "every event has a @timestamp");
+        serde_json::to_string(&event.view()).expect("an event serializes");
     }
 }

@@ -5,6 +5,7 @@ pub mod file;
 pub mod http_server;
 pub mod kafka;
 pub mod kubernetes_logs;
+pub mod opentelemetry;
 pub mod stdin;
 pub mod syslog;
 pub mod util;
@@ -18,6 +19,7 @@ crate::component_enum! {
         "http_server" => HttpServer(http_server::HttpServerConfig),
         "kafka" => Kafka(kafka::KafkaConfig),
         "kubernetes_logs" => KubernetesLogs(kubernetes_logs::KubernetesLogsConfig),
+        "opentelemetry" => Opentelemetry(opentelemetry::OpentelemetryConfig),
         "stdin" => Stdin(stdin::StdinConfig),
         "syslog" => Syslog(syslog::SyslogConfig),
     }

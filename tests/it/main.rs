@@ -27,6 +27,7 @@ mod loki_server;
 mod model_lines;
 mod model_monitoring;
 mod monitoring_peers;
+mod opentelemetry;
 mod pipelines;
 mod python_servers;
 mod reload;
