@@ -22,21 +22,22 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-/// `weir validate`: every error, or "Configuration OK". Returns the exit code.
+/// `weir validate`: every error and warning on standard error, or "Configuration OK" on
+/// standard output. Returns the exit code.
 pub fn validate(paths: &[PathBuf]) -> i32 {
     match load(paths) {
         Ok(config) => {
             for w in &config.warnings {
-                println!("warning: {w}");
+                eprintln!("warning: {w}");
             }
             println!("Configuration OK");
             0
         }
         Err(errors) => {
             for e in &errors {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
-            println!("{} error{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            eprintln!("{} error{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
             1
         }
     }

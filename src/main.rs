@@ -4,7 +4,9 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Events are many small allocations freed on another thread than the one that made them;
 /// jemalloc, with the options below, holds little beside the live blocks in that pattern, as
@@ -48,6 +50,9 @@ struct Cli {
     /// Format of weir's own log.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Colour in weir's own log: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    color: Color,
 }
 
 #[derive(Subcommand)]
@@ -61,9 +66,13 @@ enum Command {
         #[arg(short, long)]
         watch_config: bool,
     },
-    /// Check pipeline files and print every error, or "Configuration OK".
+    /// Check pipeline files and print every error (to stderr), or "Configuration OK".
     Validate {
-        #[arg(required = true, value_name = "FILE")]
+        /// A pipeline file; repeat for several (as `run` takes them).
+        #[arg(short, long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// More pipeline files, as with --config.
+        #[arg(value_name = "FILE", required_unless_present = "config")]
         files: Vec<PathBuf>,
     },
     /// Inspect disk buffers.
@@ -124,10 +133,87 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// Whether weir's log (on standard error) is coloured: `auto` colours only a terminal,
+    /// and not when `NO_COLOR` is set to anything but the empty string (no-color.org).
+    fn enabled(self) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => {
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// What `weir --help` shows after the options: an example of each command, the component
+/// types and the environment variables weir reads.
+fn after_help() -> String {
+    const EXAMPLES: [(&str, &str); 6] = [
+        ("weir run --config pipeline.toml", "run a pipeline; kill -HUP reloads it"),
+        ("weir run -c a.toml -c b.toml --watch-config", "reload when the files change"),
+        ("weir validate --config pipeline.toml", "every error, with file:line:column"),
+        ("weir setup --config pipeline.toml", "Elasticsearch templates, Kibana objects"),
+        ("weir profile --input train.csv --out p.json", "reference profile for `drift`"),
+        ("weir buffer check /var/lib/weir", "verify the disk buffers of a data_dir"),
+    ];
+    let mut text = String::from("Examples:\n");
+    for (command, what) in EXAMPLES {
+        text.push_str(&format!("  {command:<46}{what}\n"));
+    }
+    text.push_str(
+        "\nComponent types (type = \"...\" in [sources.ID], [transforms.ID], [sinks.ID]):\n",
+    );
+    for (kind, types) in [
+        ("sources:", weir::sources::SourceConfig::TYPES),
+        ("transforms:", weir::transforms::TransformConfig::TYPES),
+        ("sinks:", weir::sinks::SinkConfig::TYPES),
+    ] {
+        text.push_str(&format!("  {kind:<12}"));
+        let mut width = 14;
+        for (i, t) in types.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+                if width + t.len() + 2 > 96 {
+                    text.push_str(&format!("\n{:14}", ""));
+                    width = 14;
+                } else {
+                    text.push(' ');
+                    width += 2;
+                }
+            }
+            text.push_str(t);
+            width += t.len();
+        }
+        text.push('\n');
+    }
+    text.push_str(
+        "\nEnvironment:
+  WEIR_LOG         weir's own log level or filter: info (default), debug, weir=debug,hyper=warn
+  NO_COLOR         set: no colour in weir's log (--color always overrides it)
+  MALLOC_CONF      jemalloc options, each overriding weir's own (see README, Memory)
+  KIBANA_ENDPOINT  Kibana's URL for `weir setup` when --kibana is not given
+  ${VAR}           in pipeline files: any variable; ${VAR:-default} gives a default",
+    );
+    text
+}
+
+fn init_logging(format: LogFormat, color: Color) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color.enabled());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -135,11 +221,18 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let matches = Cli::command().after_help(after_help()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.log_format, cli.color);
     let code = match cli.command.unwrap_or(Command::Run { config: Vec::new(), watch_config: false })
     {
-        Command::Validate { files } => weir::app::validate(&files),
+        Command::Validate { mut config, files } => {
+            config.extend(files);
+            weir::app::validate(&config)
+        }
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {
                 Ok(report) => {

@@ -269,7 +269,9 @@ fn environment_values_cannot_add_components() {
         .env("WEIR_TEST_INJECTION", "5\n[sinks.injected]\ntype = \"console\"\ninputs = [\"in\"]")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Errors go to standard error.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains(

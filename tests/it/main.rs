@@ -4,6 +4,7 @@ mod support;
 
 mod backpressure;
 mod bench_compare;
+mod cli;
 mod config_errors;
 mod connections;
 mod dashboards;

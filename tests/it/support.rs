@@ -56,10 +56,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
-/// Runs `weir validate` on files; (exit code, stdout).
+/// Runs `weir validate` on files; (exit code, standard error then standard output: errors
+/// and warnings, then "Configuration OK").
 pub fn validate(files: &[&Path]) -> (i32, String) {
     let out = Command::new(weir_bin()).arg("validate").args(files).output().expect("run weir");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
 }
 
 /// A running `weir run` process with its own directory and API port.

@@ -472,6 +472,7 @@ impl Reader {
         let wake = self.changes.as_ref().map(watch::Changes::wake);
         let mut last_checkpoint = Instant::now();
         let mut open = true;
+        self.warn_unmatched();
         while open && !self.shutdown.is_cancelled() {
             if self.scan_due() {
                 self.scan();
@@ -878,6 +879,22 @@ impl Reader {
         w.wants_read = true;
         w.at_end = false;
         Reopen::Open
+    }
+
+    /// At start, names each include pattern that matches no file: a typo, or files that are
+    /// not there yet (they are picked up when they appear).
+    fn warn_unmatched(&self) {
+        for pattern in &self.config.include {
+            let matched = glob::glob(pattern)
+                .is_ok_and(|mut paths| paths.any(|p| p.is_ok_and(|p| p.is_file())));
+            if !matched {
+                tracing::warn!(
+                    component = %self.id,
+                    pattern = %pattern,
+                    "include pattern matches no file yet; files that appear are read when found"
+                );
+            }
+        }
     }
 
     fn glob(&self) -> Vec<Found> {

@@ -1,0 +1,116 @@
+//! The command line as a user meets it: `--help`, `validate --config`, errors on standard
+//! error, colour only on a terminal (a real pseudo-terminal from util-linux `script`), and the
+//! warning for an include pattern that matches nothing.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Weir, require_command, wait_for, weir_bin};
+
+const STDIN_TO_CONSOLE: &str =
+    "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n";
+
+#[test]
+fn help_lists_commands_examples_types_and_environment() {
+    let out = Command::new(weir_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "validate",
+        "weir run --config pipeline.toml",
+        "--watch-config",
+        "weir buffer check",
+        "kubernetes_logs",
+        "parse_model_log",
+        "elasticsearch",
+        "WEIR_LOG",
+        "MALLOC_CONF",
+        "NO_COLOR",
+        "--color <COLOR>",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn validate_takes_config_like_run_and_reports_errors_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, STDIN_TO_CONSOLE).unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[sources.in]\ntype = \"stdn\"\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(weir_bin()).arg("validate").args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = run(&["--config".as_ref(), ok.as_os_str()]);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (Some(0), "Configuration OK\n", ""));
+    let (code, stdout, stderr) = run(&["-c".as_ref(), bad.as_os_str()]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""), "{stderr}");
+    assert!(stderr.contains("bad.toml:2:8: sources.in: unknown source type `stdn`"), "{stderr}");
+    assert!(stderr.contains("2 errors found"), "{stderr}");
+    // Positional files still work, with --config beside them.
+    let (code, _, stderr) = run(&[ok.as_os_str(), "--config".as_ref(), bad.as_os_str()]);
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
+/// weir's log on a terminal: `script` gives it a pseudo-terminal for standard error.
+fn log_on_a_terminal(extra: &str, env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, STDIN_TO_CONSOLE).unwrap();
+    let command =
+        format!("{} run --config {} {extra} < /dev/null", weir_bin().display(), config.display());
+    let out = Command::new(require_command("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_unless_told() {
+    const ESC: &str = "\u{1b}[";
+    let terminal = log_on_a_terminal("", &[]);
+    assert!(terminal.contains("weir is running") && terminal.contains(ESC), "{terminal:?}");
+    let no_color = log_on_a_terminal("", &[("NO_COLOR", "1")]);
+    assert!(no_color.contains("weir is running") && !no_color.contains(ESC), "{no_color:?}");
+    let never = log_on_a_terminal("--color never", &[]);
+    assert!(never.contains("weir is running") && !never.contains(ESC), "{never:?}");
+    // Written to a file: plain, unless asked.
+    let run = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("p.toml");
+        std::fs::write(&config, STDIN_TO_CONSOLE).unwrap();
+        let out = Command::new(weir_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let plain = run(&[]);
+    assert!(plain.contains("weir is running") && !plain.contains(ESC), "{plain:?}");
+    let always = run(&["--color", "always"]);
+    assert!(always.contains(ESC), "{always:?}");
+}
+
+#[test]
+fn an_include_pattern_matching_nothing_is_reported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(
+        dir.path(),
+        "[sources.in]\ntype = \"file\"\ninclude = [\"{{dir}}/model-*.log\"]\n\n\
+         [sinks.out]\ntype = \"blackhole\"\ninputs = [\"in\"]\n",
+    );
+    let warned = wait_for(Duration::from_secs(30), || {
+        weir.stderr().contains("include pattern matches no file yet")
+    });
+    assert!(warned, "{}", weir.stderr());
+    assert!(weir.stderr().contains("model-*.log"));
+}
