@@ -73,10 +73,13 @@ impl Format {
         if first_line.first() == Some(&b'{') { Format::Docker } else { Format::Cri }
     }
 
+    /// Parses one line; the error names the format the line is not in, and why.
     pub fn parse(self, line: &Bytes) -> Result<Record, String> {
         match self {
-            Format::Cri => parse_cri(line),
-            Format::Docker => parse_docker(line),
+            Format::Cri => parse_cri(line).map_err(|e| format!("not a CRI log line: {e}")),
+            Format::Docker => {
+                parse_docker(line).map_err(|e| format!("not a Docker json-file log line: {e}"))
+            }
         }
     }
 }
@@ -92,7 +95,7 @@ fn time(text: &[u8]) -> Result<DateTime<Utc>, String> {
 pub fn parse_cri(line: &Bytes) -> Result<Record, String> {
     let mut fields = line.splitn(4, |b| *b == b' ');
     let (Some(t), Some(s), Some(tags)) = (fields.next(), fields.next(), fields.next()) else {
-        return Err("not a CRI log line (`<time> <stream> <tag> <message>`)".into());
+        return Err("expected `<time> <stream> <tag> <message>`".into());
     };
     let time = time(t)?;
     let stream = Stream::parse(s).ok_or("stream is neither stdout nor stderr")?;
@@ -116,8 +119,7 @@ struct DockerLine {
 
 /// Parses a Docker `json-file` line; `log` without its final newline is a partial record.
 pub fn parse_docker(line: &Bytes) -> Result<Record, String> {
-    let d: DockerLine = serde_json::from_slice(line)
-        .map_err(|e| format!("not a Docker json-file log line: {e}"))?;
+    let d: DockerLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let time = time(d.time.as_bytes())?;
     let stream = Stream::parse(d.stream.as_bytes()).ok_or("stream is neither stdout nor stderr")?;
     let mut log = d.log;
@@ -148,12 +150,27 @@ pub struct Decoder {
     joining: [Option<Joining>; 2],
     /// The pod's metadata from the API, when it is watched.
     enricher: Option<super::metadata::Enricher>,
+    /// Counts lines in neither format (`parse_failed`).
+    metrics: Option<crate::metrics::ComponentMetrics>,
 }
 
 impl Decoder {
     pub fn new(max_line_bytes: usize, max_merged_line_bytes: usize) -> Self {
         let max_bytes = max_merged_line_bytes;
-        Self { format: None, max_bytes, max_line_bytes, joining: [None, None], enricher: None }
+        Self {
+            format: None,
+            max_bytes,
+            max_line_bytes,
+            joining: [None, None],
+            enricher: None,
+            metrics: None,
+        }
+    }
+
+    /// A decoder that counts the lines it cannot parse in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::ComponentMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A decoder whose events get their pod's metadata from `enricher`.
@@ -237,6 +254,10 @@ impl LineDecoder for Decoder {
             }
             Err(_) if excluded => {}
             Err(why) => {
+                if let Some(m) = &self.metrics {
+                    use crate::metrics::{Stage, error_type};
+                    m.error(error_type::PARSE_FAILED, Stage::Receiving);
+                }
                 let e = self.unparsed(line, why, &fields);
                 out.push((self.resume(end), e));
             }

@@ -195,6 +195,7 @@ impl SourceComponent for KubernetesLogsConfig {
             max_merged_line_bytes: self.max_merged_line_bytes,
             pods,
             annotations: self.include_annotations,
+            metrics: cx.metrics.clone(),
         };
         file::run_reader(checked.file, checked.file_checked, Some(Arc::new(format)), cx)
     }
@@ -249,11 +250,13 @@ struct PodLogs {
     max_merged_line_bytes: usize,
     pods: Option<Arc<metadata::PodCache>>,
     annotations: bool,
+    metrics: crate::metrics::ComponentMetrics,
 }
 
 impl FileFormat for PodLogs {
     fn open(&self, path: &str) -> (Box<dyn LineDecoder>, Arc<SharedFields>) {
-        let mut decoder = decode::Decoder::new(self.max_line_bytes, self.max_merged_line_bytes);
+        let mut decoder = decode::Decoder::new(self.max_line_bytes, self.max_merged_line_bytes)
+            .with_metrics(self.metrics.clone());
         let fields = self.fields(path);
         let relative = Path::new(path).strip_prefix(&self.pods_dir).ok();
         if let (Some(cache), Some(p)) = (&self.pods, relative.and_then(PodPath::parse)) {

@@ -34,7 +34,7 @@ fn a_cri_line_gives_time_stream_tag_and_message() {
 #[test]
 fn lines_that_are_not_cri_are_refused_with_the_reason() {
     for (line, why) in [
-        ("plain text", "not a CRI log line"),
+        ("plain text", "expected `<time> <stream> <tag> <message>`"),
         ("yesterday stdout F x", "is not RFC 3339"),
         ("2024-05-01T10:00:00Z stdfoo F x", "stream"),
         ("2024-05-01T10:00:00Z stdout X x", "tag"),
@@ -64,7 +64,9 @@ fn a_docker_line_is_partial_when_its_log_has_no_newline() {
     ))
     .unwrap();
     assert!(r.partial);
-    assert!(parse_docker(&b(r#"{"log":1}"#)).unwrap_err().contains("Docker json-file"));
+    assert!(parse_docker(&b(r#"{"log":1}"#)).unwrap_err().contains("invalid type"));
+    let e = Format::Docker.parse(&b("{")).unwrap_err();
+    assert!(e.starts_with("not a Docker json-file log line: "), "{e}");
 }
 
 /// Feeds `lines` (each with its newline counted) to a decoder; (resume, event as JSON).
