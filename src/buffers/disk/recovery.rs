@@ -32,44 +32,10 @@ pub(super) fn recover(
     metrics: &BufferMetrics,
 ) -> Result<Recovered, BuildError> {
     let dir = &settings.dir;
-    let id = &settings.id;
-    fs::create_dir_all(dir).map_err(|source| BuildError::Io {
-        what: "cannot create the disk buffer directory",
-        path: dir.clone(),
-        source,
-    })?;
-    let listing = list(dir)?;
-    for tmp in &listing.temporary {
-        // A write interrupted before its rename: the file it would have replaced is intact.
-        let _ = fs::remove_file(tmp);
-    }
-    let mut segments = BTreeMap::new();
-    for (seg, len) in listing.segments {
-        if len == 0 {
-            let _ = fs::remove_file(dir.join(segment::segment_name(seg)));
-        } else {
-            segments.insert(seg, len);
-        }
-    }
-    let ack = match segment::read_ack(dir) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(
-                component = %id, error = %e,
-                "disk buffer: the acknowledged position is unreadable; delivering the buffer \
-                 again from its first segment (duplicates possible, nothing lost)"
-            );
-            None
-        }
-    };
-    // Segments wholly before the acknowledged position were delivered (a crash came between
-    // writing the position and deleting them).
+    let mut segments = open_dir(dir)?;
+    let ack = read_ack(settings);
     if let Some(ack) = ack {
-        let stale: Vec<u64> = segments.range(..ack.segment).map(|(s, _)| *s).collect();
-        for s in stale {
-            segments.remove(&s);
-            let _ = fs::remove_file(dir.join(segment::segment_name(s)));
-        }
+        remove_delivered(dir, &mut segments, ack);
     }
     let next_segment = segments
         .keys()
@@ -90,49 +56,7 @@ pub(super) fn recover(
         dropped: Vec::new(),
     };
     for (seg, len) in segments {
-        let path = dir.join(segment::segment_name(seg));
-        let from = if seg == start.segment { start.offset.min(len) } else { 0 };
-        let found = match segment::scan(&path, from, false) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(
-                    component = %id, file = %path.display(), error = %e, bytes = len,
-                    "disk buffer: cannot read a segment; it is left out (and left on disk)"
-                );
-                out.dropped.push(format!("{}: unreadable ({e}), {len} bytes", path.display()));
-                continue;
-            }
-        };
-        for c in &found.corruption {
-            let line = format!("{}: dropped {}", path.display(), c.describe());
-            tracing::error!(
-                component = %id,
-                file = %path.display(),
-                offset = c.offset,
-                bytes = c.bytes,
-                records = c.records().map_or_else(|| "unknown".to_string(), |r| r.to_string()),
-                "disk buffer: corrupt data dropped at start: {}",
-                c.describe()
-            );
-            metrics.corrupted_bytes.inc_by(c.bytes);
-            metrics.corrupted_records.inc_by(c.records().unwrap_or(0));
-            out.dropped.push(line);
-        }
-        if let Err(e) = segment::repair(&path, &found) {
-            tracing::error!(
-                component = %id, file = %path.display(), error = %e,
-                "disk buffer: cannot repair a segment; it is left out (and left on disk)"
-            );
-            continue;
-        }
-        let kept = found.len - found.dropped_bytes();
-        if kept == 0 {
-            let _ = fs::remove_file(&path);
-            continue;
-        }
-        out.records += found.records;
-        out.events += found.events;
-        out.segments.insert(seg, kept);
+        verify_segment(settings, metrics, seg, len, &mut out);
     }
     // The start segment may have been dropped whole.
     if !out.segments.contains_key(&out.start.segment) {
@@ -142,6 +66,115 @@ pub(super) fn recover(
         };
     }
     Ok(out)
+}
+
+/// Creates the directory if needed and clears what a crash left: temporary files and empty
+/// segments. Returns the segments and their lengths.
+fn open_dir(dir: &Path) -> Result<BTreeMap<u64, u64>, BuildError> {
+    fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+        what: "cannot create the disk buffer directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let listing = list(dir)?;
+    for tmp in &listing.temporary {
+        // A write interrupted before its rename: the file it would have replaced is intact.
+        let _ = fs::remove_file(tmp);
+    }
+    let mut segments = BTreeMap::new();
+    for (seg, len) in listing.segments {
+        if len == 0 {
+            let _ = fs::remove_file(dir.join(segment::segment_name(seg)));
+        } else {
+            segments.insert(seg, len);
+        }
+    }
+    Ok(segments)
+}
+
+/// The acknowledged position; `None` when there is none or it cannot be read (logged).
+fn read_ack(settings: &Settings) -> Option<Position> {
+    match segment::read_ack(&settings.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(
+                component = %settings.id, error = %e,
+                "disk buffer: the acknowledged position is unreadable; delivering the buffer \
+                 again from its first segment (duplicates possible, nothing lost)"
+            );
+            None
+        }
+    }
+}
+
+/// Deletes the segments wholly before the acknowledged position: they were delivered (a crash
+/// came between writing the position and deleting them).
+fn remove_delivered(dir: &Path, segments: &mut BTreeMap<u64, u64>, ack: Position) {
+    let stale: Vec<u64> = segments.range(..ack.segment).map(|(s, _)| *s).collect();
+    for s in stale {
+        segments.remove(&s);
+        let _ = fs::remove_file(dir.join(segment::segment_name(s)));
+    }
+}
+
+/// Verifies segment `seg` (from the start position when it is the start segment), drops and
+/// reports its corrupt ranges, and adds what is kept to `out`. A segment that cannot be read
+/// or repaired is left out.
+fn verify_segment(
+    settings: &Settings,
+    metrics: &BufferMetrics,
+    seg: u64,
+    len: u64,
+    out: &mut Recovered,
+) {
+    let id = &settings.id;
+    let path = settings.dir.join(segment::segment_name(seg));
+    let from = if seg == out.start.segment { out.start.offset.min(len) } else { 0 };
+    let found = match segment::scan(&path, from, false) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                component = %id, file = %path.display(), error = %e, bytes = len,
+                "disk buffer: cannot read a segment; it is left out (and left on disk)"
+            );
+            out.dropped.push(format!("{}: unreadable ({e}), {len} bytes", path.display()));
+            return;
+        }
+    };
+    for c in &found.corruption {
+        report_corruption(id, metrics, &path, c);
+        out.dropped.push(format!("{}: dropped {}", path.display(), c.describe()));
+    }
+    if let Err(e) = segment::repair(&path, &found) {
+        tracing::error!(
+            component = %id, file = %path.display(), error = %e,
+            "disk buffer: cannot repair a segment; it is left out (and left on disk)"
+        );
+        return;
+    }
+    let kept = found.len - found.dropped_bytes();
+    if kept == 0 {
+        let _ = fs::remove_file(&path);
+        return;
+    }
+    out.records += found.records;
+    out.events += found.events;
+    out.segments.insert(seg, kept);
+}
+
+/// Logs a corrupt range found at start and counts it.
+fn report_corruption(id: &str, metrics: &BufferMetrics, path: &Path, c: &segment::Corruption) {
+    tracing::error!(
+        component = %id,
+        file = %path.display(),
+        offset = c.offset,
+        bytes = c.bytes,
+        records = c.records().map_or_else(|| "unknown".to_string(), |r| r.to_string()),
+        "disk buffer: corrupt data dropped at start: {}",
+        c.describe()
+    );
+    metrics.corrupted_bytes.inc_by(c.bytes);
+    metrics.corrupted_records.inc_by(c.records().unwrap_or(0));
 }
 
 /// The files of a buffer directory.

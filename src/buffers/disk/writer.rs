@@ -240,99 +240,123 @@ impl Writer {
         let mut backoff = Duration::from_millis(100);
         let frames = Arc::new(frames);
         loop {
-            let Some(mut seg) = self.segment.take() else { return Err(Stopped) };
-            let data = Arc::clone(&frames);
-            let joined = tokio::task::spawn_blocking(move || {
-                let r = append(&mut seg, &data);
-                (seg, r)
-            })
-            .await;
-            let (seg, result) = match joined {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(component = %self.shared.settings.id, error = %e,
-                        "disk buffer writer failed; its events will be read again by their sources");
-                    return Err(Stopped);
-                }
+            let (seg_id, seg_len, result) = self.append_off_thread(&frames).await?;
+            let Err(e) = result else {
+                self.synced(seg_id, seg_len, held);
+                return Ok(());
             };
-            let seg_id = seg.id;
-            let seg_len = seg.len;
-            self.segment = Some(seg);
-            match result {
-                Ok(()) => {
-                    let events: u64 = held.iter().map(|h| h.count).sum();
-                    {
-                        let mut st = self.shared.lock();
-                        st.segments.insert(seg_id, seg_len);
-                        st.events += events;
-                        self.shared.update_gauges(&st);
-                    }
-                    self.shared.written.notify_one();
-                    // Synced: the sources may now move past these events.
-                    for h in held {
-                        h.release();
-                    }
-                    if seg_len >= self.shared.settings.segment_bytes() {
-                        self.roll();
-                    }
-                    return Ok(());
+            self.shared.metrics.write_errors.inc();
+            // A full file system whose only segment has been delivered frees space once the
+            // writer moves on to a new one.
+            if self.roll_if_consumed() {
+                tokio::select! {
+                    _ = self.shared.freed.notified() => {}
+                    _ = self.shutdown.cancelled() => return Err(Stopped),
                 }
-                Err(e) => {
-                    self.shared.metrics.write_errors.inc();
-                    // A full file system whose only segment has been delivered frees space
-                    // once the writer moves on to a new one.
-                    if self.roll_if_consumed() {
-                        tokio::select! {
-                            _ = self.shared.freed.notified() => {}
-                            _ = self.shutdown.cancelled() => return Err(Stopped),
-                        }
-                        continue;
-                    }
-                    let disk_full = e.raw_os_error() == Some(28); // ENOSPC
-                    let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
-                    if self.shared.settings.when_full == WhenFull::DropNewest {
-                        let count: u64 = held.iter().map(|h| h.count).sum();
-                        if let Some(suppressed) = self.log.allow() {
-                            tracing::error!(
-                                component = %self.shared.settings.id,
-                                file = %path.display(),
-                                error = %e,
-                                events = count,
-                                suppressed,
-                                "disk buffer cannot write{}; events discarded \
-                                 (when_full = drop_newest)",
-                                if disk_full { " (the file system is full)" } else { "" },
-                            );
-                        }
-                        for h in held {
-                            h.reject(&self.shared.metrics.discarded_disk);
-                        }
-                        return Ok(());
-                    }
-                    if let Some(suppressed) = self.log.allow() {
-                        tracing::error!(
-                            component = %self.shared.settings.id,
-                            file = %path.display(),
-                            error = %e,
-                            retry_in_ms = backoff.as_millis() as u64,
-                            suppressed,
-                            "disk buffer cannot write{}; holding its input (when_full = block) \
-                             and trying again",
-                            if disk_full { " (the file system is full)" } else { "" },
-                        );
-                    }
-                    if self.shutdown.is_cancelled() {
-                        return Err(Stopped);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.shared.freed.notified() => {}
-                        _ = self.shutdown.cancelled() => return Err(Stopped),
-                    }
-                    backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
-                }
+                continue;
             }
+            let path = self.shared.settings.dir.join(segment::segment_name(seg_id));
+            if self.shared.settings.when_full == WhenFull::DropNewest {
+                self.reject_unwritten(&e, &path, held);
+                return Ok(());
+            }
+            self.wait_to_retry(&e, &path, backoff).await?;
+            backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
         }
+    }
+
+    /// Appends and syncs `frames` to the current segment on a blocking thread. Returns the
+    /// segment's id and length and how the write went; errs when the thread failed (logged).
+    async fn append_off_thread(
+        &mut self,
+        frames: &Arc<Vec<u8>>,
+    ) -> Result<(u64, u64, io::Result<()>), Stopped> {
+        let Some(mut seg) = self.segment.take() else { return Err(Stopped) };
+        let data = Arc::clone(frames);
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = append(&mut seg, &data);
+            (seg, r)
+        })
+        .await;
+        let (seg, result) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(component = %self.shared.settings.id, error = %e,
+                    "disk buffer writer failed; its events will be read again by their sources");
+                return Err(Stopped);
+            }
+        };
+        let (seg_id, seg_len) = (seg.id, seg.len);
+        self.segment = Some(seg);
+        Ok((seg_id, seg_len, result))
+    }
+
+    /// After a successful sync: the records become readable and the events' handles go.
+    fn synced(&mut self, seg_id: u64, seg_len: u64, held: Vec<Held>) {
+        let events: u64 = held.iter().map(|h| h.count).sum();
+        {
+            let mut st = self.shared.lock();
+            st.segments.insert(seg_id, seg_len);
+            st.events += events;
+            self.shared.update_gauges(&st);
+        }
+        self.shared.written.notify_one();
+        // Synced: the sources may now move past these events.
+        for h in held {
+            h.release();
+        }
+        if seg_len >= self.shared.settings.segment_bytes() {
+            self.roll();
+        }
+    }
+
+    /// A failed write under `drop_newest`: its events are rejected.
+    fn reject_unwritten(&mut self, e: &io::Error, path: &Path, held: Vec<Held>) {
+        let count: u64 = held.iter().map(|h| h.count).sum();
+        if let Some(suppressed) = self.log.allow() {
+            tracing::error!(
+                component = %self.shared.settings.id,
+                file = %path.display(),
+                error = %e,
+                events = count,
+                suppressed,
+                "disk buffer cannot write{}; events discarded (when_full = drop_newest)",
+                disk_full_note(e),
+            );
+        }
+        for h in held {
+            h.reject(&self.shared.metrics.discarded_disk);
+        }
+    }
+
+    /// A failed write under `block`: waits for freed space or `backoff` before the next try.
+    async fn wait_to_retry(
+        &mut self,
+        e: &io::Error,
+        path: &Path,
+        backoff: Duration,
+    ) -> Result<(), Stopped> {
+        if let Some(suppressed) = self.log.allow() {
+            tracing::error!(
+                component = %self.shared.settings.id,
+                file = %path.display(),
+                error = %e,
+                retry_in_ms = backoff.as_millis() as u64,
+                suppressed,
+                "disk buffer cannot write{}; holding its input (when_full = block) \
+                 and trying again",
+                disk_full_note(e),
+            );
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(Stopped);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = self.shared.freed.notified() => {}
+            _ = self.shutdown.cancelled() => return Err(Stopped),
+        }
+        Ok(())
     }
 
     /// Rolls to a new segment when the current one is not empty and wholly acknowledged (it
@@ -375,6 +399,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// Words for a log line when a write failed because the file system is full.
+fn disk_full_note(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(28) { " (the file system is full)" } else { "" } // ENOSPC
 }
 
 /// Appends and syncs; on failure cuts the segment back to where it was.
