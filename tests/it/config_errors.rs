@@ -63,7 +63,7 @@ fn unknown_types_suggest_the_closest() {
     expect_errors(
         &format!("[sources.in]\ntype = \"stdn\"\n{GOOD_TAIL}"),
         &[
-            "pipeline.toml:2:8: sources.in: unknown source type `stdn`; did you mean `stdin`? known types: demo, file, http_server, kafka, kubernetes_logs, stdin, syslog",
+            "pipeline.toml:2:8: sources.in: unknown source type `stdn`; did you mean `stdin`? known types: demo, file, http_server, kafka, kubernetes_logs, opentelemetry, stdin, syslog",
         ],
     );
 }
