@@ -115,11 +115,13 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
     );
     let pid = weir.child.id();
     let before = open_fds(pid);
-    let started = Instant::now();
     let mut half = connect_many(weir.api, 1500, b"GET /metrics HTTP/1.1\r\nHost: weir\r\n");
-    // The default header_read_timeout_secs is 10: every connection is closed by then (with a
-    // few seconds for a loaded machine), whether it was served or refused at the cap.
-    let deadline = started + Duration::from_secs(10 + 5);
+    let started = Instant::now();
+    // The default header_read_timeout_secs is 10: every connection is closed by then, whether
+    // it was served or refused at the cap. The margin is wide because on a loaded machine the
+    // kernel's accept queue (1,024) can overflow during the flood; the client then believes a
+    // connection open that weir only accepts after TCP's retransmissions, seconds later.
+    let deadline = started + Duration::from_secs(10 + 20);
     for (i, s) in half.iter_mut().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         s.set_read_timeout(Some(left)).unwrap();
@@ -131,7 +133,7 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
                 Ok(_) => continue,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     panic!(
-                        "connection {i} still open {:?} after the flood began; weir has {} fds",
+                        "connection {i} still open {:?} after the flood ended; weir has {} fds",
                         started.elapsed(),
                         open_fds(pid)
                     )
