@@ -86,14 +86,16 @@ fn a_sender_gets_through_while_2000_idle_connections_are_open() {
         .output()
         .expect("run logger (util-linux)");
     assert!(out.status.success(), "logger: {}", String::from_utf8_lossy(&out.stderr));
-    let arrived = wait_for(Duration::from_secs(1), || {
+    // Starved or refused, the message would never arrive: the bound only has to end the
+    // test, and is as wide as the other waits for a loaded machine.
+    let arrived = wait_for(WAIT, || {
         read_lines(&dir.path().join("out.log"))
             .iter()
             .any(|l| l.contains("legitimate message during the flood"))
     });
     assert!(
         arrived,
-        "the message did not arrive within a second of sending ({:?} now); weir stderr:\n{}",
+        "the message did not arrive ({:?} after sending); weir stderr:\n{}",
         sent.elapsed(),
         weir.stderr()
     );

@@ -110,7 +110,7 @@ fn delivers_every_event_once_gzip_and_ecs_fields() {
         &[("component_id", "es"), ("component_kind", "sink")],
     );
     assert!(
-        wait_for(Duration::from_secs(5), || {
+        wait_for(Duration::from_secs(60), || {
             weir.metric("weir_component_sent_events_total", &[("component_id", "es")]) >= 3000.0
         }),
         "sent events metric {sent}"
@@ -143,13 +143,15 @@ fn item_level_429_and_503_are_retried_alone() {
     let counts = wait_for_docs(&es, &weir, ids.len());
     assert_each_once(&counts, &ids);
     // Retried items went alone: the actions sent exceed the events only by the items that
-    // failed (every third of six requests of up to 200), not by whole batches.
+    // failed (every third of six requests of up to 200), not by whole batches. A request
+    // that timed out on a loaded machine is sent again whole: its actions are not counted.
     let st = es.state();
     assert!(st.bulk_actions > ids.len(), "nothing was retried");
     assert!(
-        st.bulk_actions <= ids.len() + 6 * 67,
-        "{} actions for {} events",
+        st.bulk_actions - st.resent_actions <= ids.len() + 6 * 67,
+        "{} actions ({} in requests sent again) for {} events",
         st.bulk_actions,
+        st.resent_actions,
         ids.len()
     );
     drop(st);
@@ -200,11 +202,14 @@ fn without_ids_a_reset_after_indexing_may_duplicate_but_never_loses() {
     assert!(ok, "not every event was sent ({}); stderr:\n{}", sent(&weir), weir.stderr());
     let counts = es.state().count_by("id");
     let duplicated = counts.values().filter(|c| **c > 1).count();
-    // The first request's documents were indexed, then the connection broke: they were sent
-    // again under new ids. Nothing else is duplicated.
+    let resent = es.state().resent_indexed;
+    // The first request's documents were indexed, then the connection broke: the same request
+    // was sent again and its documents indexed under new ids. Nothing else is duplicated: every
+    // duplicate came from a request sent again (that one, or one that timed out).
     assert!(
-        duplicated > 0 && duplicated <= 200,
-        "{duplicated} duplicated; requests {} actions {} stderr:\n{}",
+        duplicated > 0 && duplicated <= resent,
+        "{duplicated} duplicated, {resent} indexed from requests sent again; requests {} \
+         actions {} stderr:\n{}",
         es.state().bulk_requests,
         es.state().bulk_actions,
         weir.stderr()
@@ -230,7 +235,7 @@ fn rejected_items_are_counted_logged_and_the_rest_delivered() {
         )
     };
     assert!(
-        wait_for(Duration::from_secs(10), || rejected(&weir) == 100.0),
+        wait_for(Duration::from_secs(60), || rejected(&weir) == 100.0),
         "rejected {}",
         rejected(&weir)
     );
@@ -240,8 +245,10 @@ fn rejected_items_are_counted_logged_and_the_rest_delivered() {
             && log.contains("failed to parse field [poison]"),
         "{log}"
     );
-    // Rejected items were not sent again.
-    assert_eq!(es.state().bulk_actions, ids.len());
+    // Rejected items were not sent again (only whole requests that timed out, if any).
+    let st = es.state();
+    assert_eq!(st.bulk_actions - st.resent_actions, ids.len());
+    drop(st);
     assert!(weir.stop().success());
 }
 

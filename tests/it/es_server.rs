@@ -11,7 +11,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +85,15 @@ pub struct EsState {
     /// value was first indexed (for tests that ship more documents than they should keep).
     pub track_field: Option<String>,
     pub tracked: HashMap<String, (usize, std::time::Instant)>,
+    /// Digests of the bulk bodies (decompressed) received since [`EsState::new_sender`]. A
+    /// sender builds each batch once from what it reads, so a body it sends twice is a
+    /// request it sent again (after a timeout or a lost response): at-least-once delivery.
+    pub bodies: HashSet<u64>,
+    /// Bulk requests whose body had already arrived from the same sender, their actions, and
+    /// the documents indexed (again) from them.
+    pub resent_requests: usize,
+    pub resent_actions: usize,
+    pub resent_indexed: usize,
     /// Requests being handled now (a request whose client went away is still finished if its
     /// body had arrived).
     pub active: usize,
@@ -116,6 +126,10 @@ impl Default for EsState {
             indexed: 0,
             track_field: None,
             tracked: HashMap::new(),
+            bodies: HashSet::new(),
+            resent_requests: 0,
+            resent_actions: 0,
+            resent_indexed: 0,
             active: 0,
             seq_no: 0,
             auto_id: 0,
@@ -124,6 +138,12 @@ impl Default for EsState {
 }
 
 impl EsState {
+    /// Requests from here on come from a new sender (a restarted weir): a body it sends that
+    /// an earlier one sent too is what it read again, not a request sent again.
+    pub fn new_sender(&mut self) {
+        self.bodies.clear();
+    }
+
     /// Every document of every index.
     pub fn all_docs(&self) -> Vec<&Value> {
         self.indices.values().flat_map(|i| i.docs.iter().map(|(_, d)| d)).collect()
@@ -387,6 +407,11 @@ async fn bulk(
     } else {
         body.to_vec()
     };
+    let digest = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        h.finish()
+    };
     let fault = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.bulk_requests += 1;
@@ -416,6 +441,10 @@ async fn bulk(
     let mut items = Vec::new();
     let mut errors = false;
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    // Counted when the request is handled (not when it arrives): a resend that is refused
+    // whole indexes nothing again.
+    let resent = !st.bodies.insert(digest);
+    st.resent_requests += usize::from(resent);
     let mut position = 0usize;
     while let Some((n, action_line)) = lines.next() {
         let action: Value = match serde_json::from_str(action_line) {
@@ -459,6 +488,7 @@ async fn bulk(
             ));
         };
         st.bulk_actions += 1;
+        st.resent_actions += usize::from(resent);
         let index =
             meta.get("_index").and_then(Value::as_str).map(str::to_string).or(path_index.clone());
         let id = meta.get("_id").and_then(Value::as_str).map(str::to_string);
@@ -555,6 +585,7 @@ async fn bulk(
         }
         st.seq_no += 1;
         st.indexed += 1;
+        st.resent_indexed += usize::from(resent);
         let seq_no = st.seq_no;
         if !st.keep_docs && id.is_none() {
             track(&mut st, &doc);

@@ -472,7 +472,7 @@ fn connections_are_capped_and_half_sent_requests_closed_after_the_header_timeout
     };
     let mut held = [half(), half()];
     let served =
-        wait_for(Duration::from_secs(10), || metric("weir_component_open_connections", &[]) == 2.0);
+        wait_for(Duration::from_secs(60), || metric("weir_component_open_connections", &[]) == 2.0);
     assert!(served, "two connections not served\n{}", weir.metrics());
     // A third is closed at once: no answer, the end of the stream.
     let mut third = half();
@@ -483,7 +483,7 @@ fn connections_are_capped_and_half_sent_requests_closed_after_the_header_timeout
     for s in &mut held {
         assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "a half-sent request was answered");
     }
-    let closed = wait_for(Duration::from_secs(10), || {
+    let closed = wait_for(Duration::from_secs(60), || {
         metric("weir_component_connections_closed_total", &[("reason", "header_timeout")]) == 2.0
     });
     assert!(closed, "{}", weir.metrics());

@@ -171,11 +171,13 @@ fn a_second_signal_exits_at_once() {
     let mut weir = stuck_pipeline(dir.path(), 600);
     signal(weir.child.id(), "TERM");
     let draining =
-        wait_for(Duration::from_secs(10), || weir.stderr().contains("stopping: draining"));
+        wait_for(Duration::from_secs(60), || weir.stderr().contains("stopping: draining"));
     assert!(draining);
     let started = Instant::now();
     signal(weir.child.id(), "TERM");
-    let status = weir.wait(Duration::from_secs(10));
+    // The shutdown deadline is 600 s: any exit well within it is the second signal's doing,
+    // so the bound leaves a loaded machine plenty of room.
+    let status = weir.wait(Duration::from_secs(60));
     assert_eq!(status.code(), Some(130));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(60));
 }

@@ -37,7 +37,7 @@ fn exercise(port: u16) -> i64 {
 
 /// Stops the server and returns what it wrote, once the last request is in it.
 fn written(peer: Peer, last: &str) -> String {
-    let done = wait_for(Duration::from_secs(20), || peer.output().contains(last));
+    let done = wait_for(Duration::from_secs(60), || peer.output().contains(last));
     let text = peer.output();
     drop(peer);
     assert!(done, "the server's log lacks {last:?}:\n{text}");

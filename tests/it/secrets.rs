@@ -11,7 +11,9 @@ use std::time::Duration;
 use crate::es_server::{EsServer, EsState, Fault};
 use crate::support::{Weir, free_port, read_lines, wait_for, weir_bin};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// Wide: weir starts, fails at each sink and logs it within a second or two when the machine
+/// is idle; a loaded CI machine can be many times slower.
+const WAIT: Duration = Duration::from_secs(120);
 
 const SECRETS: [&str; 7] = [
     "pw-refused-4c1f",
@@ -99,7 +101,14 @@ fn passwords_in_urls_appear_in_no_output() {
         let file = dir.path().join(format!("setup-{}.toml", free_port()));
         std::fs::write(&file, format!("[sources.in]\ntype = \"stdin\"\n\n{}", es_sink("es", url)))
             .unwrap();
-        let out = Command::new(weir_bin()).args(["setup", "--config"]).arg(&file).output().unwrap();
+        // Long enough to print its "waiting for" progress and then the error, both of which
+        // name the endpoint; the default (180 s) would only make the test slow.
+        let out = Command::new(weir_bin())
+            .args(["setup", "--config"])
+            .arg(&file)
+            .env("WEIR_SETUP_WAIT_SECS", "4")
+            .output()
+            .unwrap();
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     };
     let setup_output = setup(&refused) + &setup(&with_password(&unauthorized.url(), SECRETS[1]));
@@ -142,5 +151,10 @@ fn passwords_in_urls_appear_in_no_output() {
     assert!(!read_lines(&walk(&dir.path().join("data/dead_letter"))[0]).is_empty());
     assert!(validate_output.contains("weir:***@es:9200"), "{validate_output}");
     assert!(!validated.status.success());
-    assert!(setup_output.contains("es"), "{setup_output}");
+    // Setup waited for the refused endpoint, then gave up, naming it (redacted) both times.
+    assert!(
+        setup_output.contains("waiting for Elasticsearch at http://weir:***@"),
+        "{setup_output}"
+    );
+    assert!(setup_output.contains("was not ready within 4s"), "{setup_output}");
 }

@@ -176,7 +176,9 @@ fn a_peer_that_never_comes_up_is_waited_for_then_named_in_the_error() {
     let started = std::time::Instant::now();
     let (code, out) = setup_with(&dead, &kibana.url(), "4");
     assert_eq!(code, 1, "{out}");
-    assert!(started.elapsed() < Duration::from_secs(20), "bounded: {:?}", started.elapsed());
+    // 4 s asked for; the default wait is 180 s. 60 s leaves a loaded machine room to start
+    // the process and make its requests, and still tells the two apart.
+    assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
     assert!(
         out.contains(&format!("waiting for Elasticsearch at {dead}: GET {dead}/: cannot connect")),
         "{out}"

@@ -119,7 +119,8 @@ impl Weir {
     /// 200 from `/health` for builds without `/health/live`). Not until it is ready: a test
     /// may start weir against a destination that is down on purpose.
     fn wait_healthy(&self) {
-        let ok = wait_for(Duration::from_secs(30), || {
+        // Wide: a debug build starting on a loaded machine (CI runs every test at once).
+        let ok = wait_for(Duration::from_secs(120), || {
             let started = matches!(http_get(self.api, "/health/live"), Ok((200, _)))
                 && self.health().1["status"] != "starting";
             started || matches!(http_get(self.api, "/health"), Ok((200, _)))
