@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing weir needs on a fresh Debian machine, when it is missing:
 # the C toolchain and libraries of the bundled librdkafka, the real peers the tests talk to
-# (rsyslog, logger, docker-compose for its `config` check) and the Kafka test broker.
+# (rsyslog, logger, docker-compose for its `config` check), the Kafka test broker and cargo-deb.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,10 @@ command -v mount >/dev/null || missing+=(mount)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 # `systemd-analyze verify` checks deploy/systemd/weir.service.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# The Debian package's test: cargo-deb computes its dependencies with dpkg-shlibdeps
+# (dpkg-dev), and the package depends on adduser.
+command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+command -v adduser >/dev/null || [ -x /usr/sbin/adduser ] || missing+=(adduser)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
 # Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source
@@ -73,3 +77,10 @@ if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tans
     --target-dir "${TMPDIR:-/tmp}/weir-tansu-build"
 fi
 
+
+# `cargo deb` builds the Debian package the tests install (scripts/check-deb.sh). Pinned: the
+# tests package the debug build, which later versions mean to refuse. About 2 minutes of CPU.
+if ! command -v cargo-deb >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
+  echo "installing cargo-deb 3.8.0"
+  cargo install cargo-deb --version 3.8.0 --locked --target-dir "${TMPDIR:-/tmp}/weir-cargo-deb-build"
+fi

@@ -208,3 +208,226 @@ fn the_systemd_unit_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
 }
+
+fn dockerfile() -> String {
+    std::fs::read_to_string(root().join("Dockerfile")).unwrap()
+}
+
+/// The Dockerfile's instructions, continuation lines joined, comments left out.
+fn instructions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        match line.strip_suffix('\\') {
+            Some(head) => cur.push_str(head),
+            None => {
+                cur.push_str(line);
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    out
+}
+
+/// What the image's build does that can be checked without a Docker engine: it builds weir
+/// once, with the command users run, from the checked-in tree, strips it and ships it alone
+/// into a slim runtime stage run as a user of its own; every compose service uses that image.
+#[test]
+fn the_image_is_one_stripped_release_build_shared_by_every_service() {
+    let steps = instructions(&dockerfile());
+    let froms: Vec<&String> = steps.iter().filter(|s| s.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "a build stage and a runtime stage: {froms:?}");
+    assert!(froms[0].ends_with(" AS build"), "{}", froms[0]);
+    assert_eq!(froms[1], "FROM debian:bookworm-slim");
+    let runs: Vec<&String> = steps.iter().filter(|s| s.starts_with("RUN ")).collect();
+    let builds: Vec<&String> = runs.iter().copied().filter(|r| r.contains("cargo ")).collect();
+    assert_eq!(builds.len(), 1, "one cargo build: {builds:?}");
+    assert_eq!(builds[0].matches("cargo ").count(), 1, "{}", builds[0]);
+    assert!(builds[0].contains("cargo build --release --locked"), "{}", builds[0]);
+    assert!(builds[0].contains("strip --strip-all -o /weir target/release/weir"), "{}", builds[0]);
+    let runtime = steps.iter().position(|s| s == froms[1]).unwrap();
+    let copies: Vec<&String> = steps[runtime..].iter().filter(|s| s.starts_with("COPY ")).collect();
+    // From the build stage: the stripped binary and the CA bundle, nothing else.
+    let from_build: Vec<&str> =
+        copies.iter().filter(|c| c.contains("--from=")).map(|c| c.as_str()).collect();
+    assert_eq!(
+        from_build,
+        [
+            "COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
+            "COPY --from=build /weir /usr/bin/weir",
+        ],
+        "{copies:?}"
+    );
+    assert!(steps.iter().any(|s| s == "USER weir"));
+    // The API's default port is the one exposed and the one the image binds.
+    assert!(steps.iter().any(|s| s == "EXPOSE 9598"));
+    assert!(steps.iter().any(|s| s == "ENV WEIR_API_ADDRESS=0.0.0.0:9598"));
+
+    // The build context is the checked-in tree: .dockerignore leaves out no tracked file.
+    let tracked = Command::new("git").args(["ls-files"]).current_dir(root()).output().unwrap();
+    assert!(tracked.status.success());
+    let tracked = String::from_utf8_lossy(&tracked.stdout).into_owned();
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    for pattern in ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let hidden: Vec<&str> = tracked
+            .lines()
+            .filter(|f| *f == pattern || f.starts_with(&format!("{pattern}/")))
+            .collect();
+        assert!(hidden.is_empty(), ".dockerignore's `{pattern}` leaves out {hidden:?}");
+    }
+
+    // Every weir service: the same image from the same build (Compose builds it once).
+    let c = resolved_compose();
+    let services = c["services"].as_object().unwrap();
+    let weir: Vec<&serde_json::Value> =
+        services.iter().filter(|(k, _)| k.starts_with("weir-")).map(|(_, v)| v).collect();
+    assert!(weir.len() >= 4);
+    for w in &weir {
+        assert_eq!(w["image"], weir[0]["image"]);
+        assert_eq!(w["build"], weir[0]["build"]);
+    }
+    let context = weir[0]["build"]["context"].as_str().expect("a build context");
+    assert_eq!(
+        std::fs::canonicalize(context).unwrap(),
+        std::fs::canonicalize(root()).unwrap(),
+        "the image builds from the project's root"
+    );
+}
+
+/// The shared libraries the runtime stage must provide (see the Dockerfile): glibc's, libgcc_s
+/// and zlib, all in debian:bookworm-slim. A dependency that starts linking another library
+/// dynamically (libsasl2, the system's libssl) fails here until the image installs it.
+#[test]
+fn weir_links_only_libraries_the_runtime_image_has() {
+    let out = Command::new("ldd").arg(crate::support::weir_bin()).output().expect("ldd");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let allowed = [
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "libz.so.1",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+    ];
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if base.starts_with("ld-linux") {
+            continue;
+        }
+        assert!(allowed.contains(&base), "weir links {base}, which the image lacks:\n{text}");
+        seen.push(base.to_string());
+    }
+    assert!(seen.iter().any(|l| l == "libc.so.6"), "{text}");
+}
+
+/// The image's health check, as the Dockerfile writes it, run against weir stripped as the
+/// image's build strips it, on the default pipeline the image runs: it fails while nothing
+/// listens, passes once weir is up, and fails again after weir has stopped.
+#[test]
+fn the_image_healthcheck_passes_on_the_stripped_binary_running_the_default_pipeline() {
+    let steps = instructions(&dockerfile());
+    let check = steps.iter().find(|s| s.starts_with("HEALTHCHECK ")).expect("a HEALTHCHECK");
+    let json = &check[check.find("CMD [").expect("exec form") + 4..];
+    let argv: Vec<String> = serde_json::from_str(json).expect("CMD as a JSON array");
+
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("weir");
+    let status = Command::new("strip")
+        .args(["--strip-all", "-o"])
+        .arg(&stripped)
+        .arg(crate::support::weir_bin())
+        .status()
+        .expect("strip (binutils)");
+    assert!(status.success());
+    let addr = format!("127.0.0.1:{}", crate::support::free_port());
+    let probe = || {
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("WEIR_API_ADDRESS", &addr)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!probe(), "the health check passed with nothing listening");
+
+    // The image's CMD runs /etc/weir/weir.toml, the default pipeline; data_dir in the test's
+    // directory instead of /var/lib/weir.
+    let default = std::fs::read_to_string(root().join("pipelines/default.toml")).unwrap();
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n{default}", dir.path().join("data")))
+        .unwrap();
+    let (code, out) = {
+        let o = Command::new(&stripped).args(["validate", "--config"]).arg(&config).output();
+        let o = o.unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    assert_eq!(code, Some(0), "{out}");
+    let mut child = Command::new(&stripped)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("WEIR_API_ADDRESS", &addr)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // 60 s: a stripped debug build starts in well under a second here; the margin is for a
+    // loaded CI machine.
+    let up = crate::support::wait_for(std::time::Duration::from_secs(60), probe);
+    crate::support::signal(child.id(), "TERM");
+    let exit = child.wait().unwrap();
+    assert!(up, "the health check never passed against a running weir");
+    assert!(exit.success(), "weir exited with {exit} after SIGTERM");
+    assert!(!probe(), "the health check passed after weir stopped");
+}
+
+/// The Debian package (`cargo deb`), around the binary under test: `scripts/check-deb.sh`
+/// installs it with `dpkg -i`, checks the user, the modes and the unit (`systemd-analyze
+/// verify`), runs `weir validate` and `weir run` as the user weir on /etc/weir/weir.toml
+/// until the default pipeline's events come out and `/health/live` answers, stops it with
+/// SIGTERM, then removes and purges the package. Needs root (as the tmpfs tests do) and
+/// cargo-deb (scripts/install-test-deps.sh installs it).
+#[test]
+fn the_debian_package_installs_runs_and_purges() {
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root_user {
+        eprintln!("skipped: dpkg -i needs root");
+        return;
+    }
+    crate::support::require_command("cargo-deb");
+    // The package takes the binary cargo built for these tests (target/debug/weir).
+    let out = Command::new("bash")
+        .arg(root().join("scripts/check-deb.sh"))
+        .args(["--profile", "dev"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        eprintln!("skipped: {text}");
+        return;
+    }
+    assert!(out.status.success(), "scripts/check-deb.sh --profile dev:\n{text}");
+    for line in [
+        "/etc/weir/weir.toml root:weir 640",
+        "/var/lib/weir weir:weir 750",
+        "unit: /usr/lib/systemd/system/weir.service",
+        "Configuration OK",
+        "weir run exited with 0 after SIGTERM; its log:",
+        "/usr/bin/weir removed, /var/lib/weir kept",
+        "check-deb: OK",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    let depends = text.lines().find(|l| l.starts_with("Depends: ")).unwrap_or_default();
+    assert!(depends.contains("libc6") && depends.contains("adduser"), "{depends}");
+}
