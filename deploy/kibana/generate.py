@@ -139,6 +139,13 @@ share = lens("weir-lens-drift-share", "Share of features drifted", "drift.datase
              "event.action:drift_window", {"x": col_date(), "y": col_metric("max", "drift.dataset.share", "Share drifted"),
                                            "model": col_terms("model.name", "Model and version", "y", secondary=["model.version"])},
              "lnsXY", xy("line", "x", ["y"], "model"))
+feature_scores = lens("weir-lens-drift-feature-scores", "Drift score per feature",
+                      "drift.feature.score of each feature and window, by feature and model (the drift transform's feature_events; "
+                      "each method's threshold is in the drift reports).",
+                      "event.action:drift_feature and drift.feature.tested:true",
+                      {"x": col_date(), "y": col_metric("max", "drift.feature.score", "Drift score"),
+                       "feature": col_terms("drift.feature.name", "Feature and model", "y", size=20, secondary=["model.name"])},
+                      "lnsXY", xy("line", "x", ["y"], "feature"))
 drift_log = search("weir-search-drift", "Drift reports", "Each window's verdict; open a report for every feature's score, method and p-value (drift.features.<name>.*).",
                    "event.action:drift_window", ["model.name", "model.version", "drift.dataset.drifted", "drift.dataset.features_drifted",
                                                  "drift.dataset.features_tested", "drift.dataset.share", "drift.window.events"])
@@ -160,7 +167,8 @@ serving = dashboard("weir-model-serving", "Model serving",
                      (status, 24, 12, 24, 12), (top_errors, 0, 24, 16, 15), (error_log, 16, 24, 32, 15)])
 drift = dashboard("weir-model-drift", "Model drift",
                   "Drift against the training data, from weir's drift reports (event.action: drift_window).",
-                  [(drifted, 0, 0, 24, 12), (share, 24, 0, 24, 12), (drift_log, 0, 12, 48, 15)])
+                  [(drifted, 0, 0, 24, 12), (share, 24, 0, 24, 12), (feature_scores, 0, 12, 48, 14),
+                   (drift_log, 0, 26, 48, 15)])
 delivery = dashboard("weir-delivery", "weir delivery",
                      "Dead letters by reason and sink. Events in and out per component are on Grafana's weir dashboard (Prometheus).",
                      [(dl_reason, 0, 0, 32, 12), (dl_sink, 32, 0, 16, 12), (dl_log, 0, 12, 48, 15)])
@@ -171,7 +179,7 @@ view = {"id": VIEW, "type": "index-pattern", "coreMigrationVersion": "8.8.0", "t
                            "inputFormat": "nanoseconds", "outputFormat": "asMilliseconds", "outputPrecision": 1}}})},
         "references": []}
 
-objects = [view, requests, latency, error_rate, status, top_errors, error_log, drifted, share, drift_log,
+objects = [view, requests, latency, error_rate, status, top_errors, error_log, drifted, share, feature_scores, drift_log,
            dl_reason, dl_sink, dl_log, serving, drift, delivery]
 # A hash of the content marks each dashboard, so that `weir setup` sees whether Kibana has
 # these objects already (and says "unchanged") without comparing what Kibana migrated.

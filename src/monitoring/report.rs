@@ -21,6 +21,8 @@ pub const PSI_CRITICAL: f64 = 0.25;
 
 /// `event.action` of a drift report.
 pub const DRIFT_ACTION: &str = "drift_window";
+/// `event.action` of the per-feature events of a drift report ([`DriftReport::feature_events`]).
+pub const DRIFT_FEATURE_ACTION: &str = "drift_feature";
 /// `event.action` of a quality report.
 pub const QUALITY_ACTION: &str = "quality_window";
 
@@ -98,38 +100,45 @@ pub struct FeatureReport {
     pub psi: Option<f64>,
 }
 
+impl FeatureReport {
+    /// The feature's verdict as a report holds it (under its name).
+    fn to_value(&self) -> Value {
+        let mut m = ObjectMap::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(KeyString::from(k), v);
+        };
+        put("type", Value::from(if self.categorical { "categorical" } else { "numeric" }));
+        put("method", Value::from(self.method.as_str()));
+        put("samples", int(self.samples));
+        put("tested", Value::Boolean(self.tested));
+        put("drifted", Value::Boolean(self.drifted));
+        let optional = [
+            ("threshold", self.threshold),
+            ("score", self.score),
+            ("statistic", self.statistic),
+            ("p_value", self.p_value),
+            ("psi", self.psi),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                put(k, float(v));
+            }
+        }
+        if let Some(psi) = self.psi {
+            put("psi_level", Value::from(PsiLevel::of(psi).as_str()));
+        }
+        Value::Object(m)
+    }
+}
+
 impl DriftReport {
     /// The report as the event the `drift` transform emits.
     pub fn to_event(&self) -> Event {
-        let mut features = ObjectMap::new();
-        for f in &self.features {
-            let mut m = ObjectMap::new();
-            let mut put = |k: &str, v: Value| {
-                m.insert(KeyString::from(k), v);
-            };
-            put("type", Value::from(if f.categorical { "categorical" } else { "numeric" }));
-            put("method", Value::from(f.method.as_str()));
-            put("samples", int(f.samples));
-            put("tested", Value::Boolean(f.tested));
-            put("drifted", Value::Boolean(f.drifted));
-            let optional = [
-                ("threshold", f.threshold),
-                ("score", f.score),
-                ("statistic", f.statistic),
-                ("p_value", f.p_value),
-                ("psi", f.psi),
-            ];
-            for (k, v) in optional {
-                if let Some(v) = v {
-                    put(k, float(v));
-                }
-            }
-            if let Some(psi) = f.psi {
-                put("psi_level", Value::from(PsiLevel::of(psi).as_str()));
-            }
-            features.insert(KeyString::from(f.name.as_str()), Value::Object(m));
-        }
-        let mut window = object([("events", int(self.events))]);
+        let features = self
+            .features
+            .iter()
+            .map(|f| (KeyString::from(f.name.as_str()), f.to_value()))
+            .collect();
         let mut dataset = object([
             ("drifted", Value::Boolean(self.dataset_drifted)),
             ("features_tested", int(self.features_tested)),
@@ -138,18 +147,43 @@ impl DriftReport {
         if let Some(share) = self.share {
             dataset.insert("share".into(), float(share));
         }
-        for (k, t) in [("start", self.window_start), ("end", self.window_end)] {
-            if let Some(t) = t {
-                window.insert(k.into(), Value::Timestamp(t));
-            }
-        }
         let drift = object([
-            ("window", Value::Object(window)),
+            ("window", self.window()),
             ("dataset", Value::Object(dataset)),
             ("features", Value::Object(features)),
         ]);
         let drift = Value::Object(drift);
         report_event(DRIFT_ACTION, "weir.drift", &self.model, self.window_end, "drift", drift)
+    }
+
+    /// One event per feature (`event.action = "drift_feature"`): the window and
+    /// `drift.feature.{name,type,method,score,...}`. The report keys its features by name,
+    /// which a store that charts by a field's value (Kibana's Lens) cannot split by.
+    pub fn feature_events(&self) -> Vec<Event> {
+        self.features
+            .iter()
+            .map(|f| {
+                let mut feature = f.to_value();
+                if let Value::Object(m) = &mut feature {
+                    m.insert("name".into(), Value::from(f.name.as_str()));
+                }
+                let drift = object([("window", self.window()), ("feature", feature)]);
+                let drift = Value::Object(drift);
+                let at = self.window_end;
+                report_event(DRIFT_FEATURE_ACTION, "weir.drift", &self.model, at, "drift", drift)
+            })
+            .collect()
+    }
+
+    /// `drift.window`: its events, start and end.
+    fn window(&self) -> Value {
+        let mut window = object([("events", int(self.events))]);
+        for (k, t) in [("start", self.window_start), ("end", self.window_end)] {
+            if let Some(t) = t {
+                window.insert(k.into(), Value::Timestamp(t));
+            }
+        }
+        Value::Object(window)
     }
 
     /// The drift report an event carries, if it is one.

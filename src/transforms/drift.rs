@@ -42,7 +42,10 @@
 //! `event.action = "drift_window"`, `model.*`, `drift.window.{start,end,events}`,
 //! `drift.dataset.{drifted,share,features_drifted,features_tested}` and
 //! `drift.features.<name>.{type,method,score,threshold,p_value,statistic,drifted,psi,
-//! psi_level,samples}`. It also sets the gauges of [`crate::monitoring::gauges`].
+//! psi_level,samples}`. It also sets the gauges of [`crate::monitoring::gauges`]. With
+//! `feature_events = true` it emits as well one event per feature of the window
+//! (`event.action = "drift_feature"`, `drift.window.*`, `drift.feature.{name,type,method,
+//! score,...}`), which a store can chart split by the feature's name.
 //!
 //! Invariants: memory is bounded: a window holds at most `window.count` values per feature,
 //! and at most [`MAX_WINDOWS`] model/version windows are open (events of further ones are
@@ -112,6 +115,11 @@ pub struct DriftConfig {
     /// Share of drifted features at which the dataset counts as drifted.
     #[serde(default = "default_drift_share")]
     pub drift_share: f64,
+    /// Also emit one event per feature and window (`event.action = "drift_feature"`), for
+    /// stores that chart by a field's value: Kibana's drift dashboard splits by
+    /// `drift.feature.name`.
+    #[serde(default)]
+    pub feature_events: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +210,7 @@ impl TransformComponent for DriftConfig {
             window_secs: self.window.secs,
             min_samples: self.min_samples,
             drift_share: self.drift_share,
+            feature_events: self.feature_events,
             windows: HashMap::new(),
             refused: EventsDiscarded::new(
                 metrics,
@@ -387,6 +396,7 @@ pub struct Drift {
     window_secs: Option<u64>,
     min_samples: usize,
     drift_share: f64,
+    feature_events: bool,
     windows: HashMap<(String, String), Window>,
     refused: EventsDiscarded,
     now: fn() -> DateTime<Utc>,
@@ -654,7 +664,15 @@ fn categorical_test(method: &str, reference: &[f64], current: &[f64]) -> Score {
 }
 
 impl Drift {
-    fn close(&self, key: (String, String), w: Window, end: DateTime<Utc>) -> Event {
+    /// Tests the window's features and emits its report (and, when asked, its features'
+    /// events).
+    fn close(
+        &self,
+        key: (String, String),
+        w: Window,
+        end: DateTime<Utc>,
+        out: &mut TransformOutput,
+    ) {
         let reference = &self.references[w.reference];
         let mut results = Vec::new();
         let (mut ni, mut ci) = (0, 0);
@@ -694,7 +712,7 @@ impl Drift {
             g.dataset_drift_detected.get_or_create(&l).set(if dataset_drift { 1.0 } else { 0.0 });
             g.dataset_drift_share.get_or_create(&l).set(share);
         }
-        DriftReport {
+        let report = DriftReport {
             model: ModelKey { name: model, version },
             window_start: Some(w.started),
             window_end: Some(end),
@@ -704,8 +722,13 @@ impl Drift {
             features_tested: tested as u64,
             features_drifted: drifted as u64,
             features: results.iter().map(FeatureDrift::report).collect(),
+        };
+        out.push(report.to_event());
+        if self.feature_events {
+            for e in report.feature_events() {
+                out.push(e);
+            }
         }
-        .to_event()
     }
 
     fn observe(&mut self, event: &Event, out: &mut TransformOutput) {
@@ -777,7 +800,7 @@ impl Drift {
         if (full || expired)
             && let Some(w) = self.windows.remove(&key)
         {
-            out.push(self.close(key, w, now));
+            self.close(key, w, now, out);
         }
     }
 
@@ -821,7 +844,7 @@ impl Drift {
             .collect();
         for key in expired {
             if let Some(w) = self.windows.remove(&key) {
-                out.push(self.close(key, w, now));
+                self.close(key, w, now, out);
             }
         }
     }
@@ -901,6 +924,7 @@ mod tests {
             window_secs: None,
             min_samples: 100,
             drift_share: 0.5,
+            feature_events: false,
             windows: HashMap::new(),
             refused: EventsDiscarded::new(&metrics(), "drift_window_refused"),
             now: Utc::now,
@@ -966,6 +990,52 @@ mod tests {
         let drifted: Vec<Event> = (0..500).map(|_| prediction(&mut rng, 0.5, 0.5)).collect();
         let (out, _) = run(&mut t, 0, drifted);
         assert!(dataset_drifted(&out[0]));
+    }
+
+    /// With `feature_events`, each window's report is followed by one event per feature that
+    /// carries the report's verdict on it under `drift.feature`, its name a value.
+    #[test]
+    fn feature_events_repeat_the_reports_verdict_per_feature() {
+        let p = profile(5000, 21);
+        let mut t = transform(&p, 500);
+        t.feature_events = true;
+        let mut rng = StdRng::seed_from_u64(22);
+        let events: Vec<Event> = (0..500).map(|_| prediction(&mut rng, 0.5, 0.2)).collect();
+        let (out, _) = run(&mut t, 0, events);
+        assert_eq!(out.len(), 4, "a report and its three features");
+        let report = serde_json::to_value(out[0].view()).unwrap();
+        assert_eq!(report["event"]["action"], "drift_window");
+        let mut names = Vec::new();
+        for e in &out[1..] {
+            let f = serde_json::to_value(e.view()).unwrap();
+            assert_eq!(f["event"]["action"], "drift_feature");
+            assert_eq!(f["event"]["dataset"], "weir.drift");
+            assert_eq!(f["model"], report["model"]);
+            assert_eq!(f["@timestamp"], report["@timestamp"]);
+            assert_eq!(f["drift"]["window"], report["drift"]["window"]);
+            let name = f["drift"]["feature"]["name"].as_str().unwrap().to_string();
+            let mut expected = report["drift"]["features"][&name].clone();
+            expected["name"] = serde_json::json!(name);
+            assert_eq!(f["drift"]["feature"], expected);
+            // Not a report: the alerting and MLflow sinks pass it by.
+            assert!(DriftReport::from_event(e).is_none());
+            names.push(name);
+        }
+        names.sort();
+        assert_eq!(names, ["charges", "plan", "tenure"]);
+        assert_eq!(out[1..].iter().filter(|e| dataset_drifted(e)).count(), 0);
+        let tenure = serde_json::to_value(
+            out[1..]
+                .iter()
+                .find(|e| {
+                    e.get(&parse_path("drift.feature.name").unwrap())
+                        == Some(&Value::from("tenure"))
+                })
+                .unwrap()
+                .view(),
+        )
+        .unwrap();
+        assert_eq!(tenure["drift"]["feature"]["drifted"], true, "{tenure}");
     }
 
     fn prediction(rng: &mut StdRng, shift: f64, p_gold: f64) -> Event {

@@ -62,7 +62,7 @@ fn installs_on_current_apis_then_changes_nothing() {
         "GET /api/status answered 503",
         "Kibana 8.15.0 at",
         "Kibana data view weir-logs (logs-model_serving-*): created",
-        "Kibana dashboards, Lens visualizations and saved searches (15 objects): created",
+        "Kibana dashboards, Lens visualizations and saved searches (16 objects): created",
         "dashboard \"Model serving\": http://localhost:5601/app/dashboards#/view/weir-model-serving",
         "dashboard \"Model drift\": http://localhost:5601/app/dashboards#/view/weir-model-drift",
         "dashboard \"weir delivery\": http://localhost:5601/app/dashboards#/view/weir-delivery",
@@ -142,7 +142,7 @@ fn installs_on_current_apis_then_changes_nothing() {
     for line in [
         "index template weir-elasticsearch for logs-model_serving-* (composed of logs@mappings, logs@settings, ecs@mappings): updated",
         "Kibana data view weir-logs (logs-model_serving-*): updated",
-        "(15 objects): updated",
+        "(16 objects): updated",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -316,7 +316,7 @@ fn every_kibana_object_reads_fields_the_elasticsearch_sink_writes() {
     let poisoned =
         EsServer::start_with(EsState { poison_field: Some("label".into()), ..EsState::default() });
     let pipeline = format!(
-        "[dead_letter]\nsink = \"dead_letters\"\n\n[sources.predictions]\ntype = \"file\"\ninclude = [\"{p}\"]\n\n[sources.labels]\ntype = \"file\"\ninclude = [\"{l}\"]\n\n[transforms.inference]\ntype = \"parse_model_log\"\ninputs = [\"predictions\"]\n\n[transforms.labels_json]\ntype = \"parse_json\"\ninputs = [\"labels\"]\n\n[transforms.drift]\ntype = \"drift\"\ninputs = [\"inference\"]\nreferences = [\"{r}\"]\nwindow.count = 100\nmin_samples = 50\n\n{}{}{}",
+        "[dead_letter]\nsink = \"dead_letters\"\n\n[sources.predictions]\ntype = \"file\"\ninclude = [\"{p}\"]\n\n[sources.labels]\ntype = \"file\"\ninclude = [\"{l}\"]\n\n[transforms.inference]\ntype = \"parse_model_log\"\ninputs = [\"predictions\"]\n\n[transforms.labels_json]\ntype = \"parse_json\"\ninputs = [\"labels\"]\n\n[transforms.drift]\ntype = \"drift\"\ninputs = [\"inference\"]\nreferences = [\"{r}\"]\nwindow.count = 100\nmin_samples = 50\nfeature_events = true\n\n{}{}{}",
         es_sink("reports", &es.url(), "[\"drift\"]"),
         es_sink("labels_out", &poisoned.url(), "[\"labels_json\"]"),
         es_sink("dead_letters", &dlq.url(), "[]"),
@@ -325,10 +325,15 @@ fn every_kibana_object_reads_fields_the_elasticsearch_sink_writes() {
         r = root().join("deploy/profiles/churn-xgb-3.profile.json").display(),
     );
     let weir = Weir::start(&monitoring_dir, &pipeline);
-    let drift_docs =
-        || es.state().all_docs().iter().filter(|d| d["event"]["action"] == "drift_window").count();
+    let docs = |action: &str| {
+        es.state().all_docs().iter().filter(|d| d["event"]["action"] == action).count()
+    };
+    let drift_docs = || docs("drift_window");
+    // Each window's report is followed by its features' events: the churn profile has three.
     assert!(
-        wait_for(Duration::from_secs(30), || drift_docs() >= 2 && dlq.state().doc_count() >= 100),
+        wait_for(Duration::from_secs(60), || drift_docs() >= 2
+            && docs("drift_feature") >= 2 * 3
+            && dlq.state().doc_count() >= 100),
         "drift reports {}, dead letters {}:\n{}",
         drift_docs(),
         dlq.state().doc_count(),
