@@ -131,6 +131,12 @@ labels.job = "test"
         let e = [sink[0], ("error_type", error)];
         assert!(has_series(&text, "weir_component_errors_total", &e), "{error}:\n{text}");
     }
+    // And at the file source.
+    for error in ["read_failed", "checkpoint_write_failed"] {
+        let e = [("component_id", "in"), ("error_type", error)];
+        assert!(has_series(&text, "weir_component_errors_total", &e), "{error}:\n{text}");
+        assert_eq!(crate::support::metric_sum(&text, "weir_component_errors_total", &e), 0.0);
+    }
     assert_eq!(sample(&text, "weir_dead_letter_events_total"), 0.0);
     assert!(has_series(&text, "weir_sink_retries_total", &sink), "{text}");
     weir.stop();

@@ -68,8 +68,11 @@ use crate::error::{BuildError, ComponentError, ConfigIssue, Task};
 use crate::event::{BatchNotifier, Event, EventStatus, LineBlock, SharedFields};
 use crate::internal_events::{LineTooLong, RateLimit};
 use crate::metrics::ComponentMetrics;
+use crate::metrics::Stage;
+use crate::metrics::error_type::{CHECKPOINT_WRITE_FAILED, READ_FAILED};
 use checkpoint::Checkpointer;
 use fingerprint::Fingerprint;
+use prometheus_client::metrics::counter::Counter;
 
 /// Where to start a file that has no checkpoint and is found at start-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -304,6 +307,9 @@ pub fn run_reader(
         watchers: Vec::new(),
         too_long: LineTooLong::new(&cx.metrics, config.oversize == Oversize::Truncate),
         read_error_log: RateLimit::default(),
+        // Resolved now, so that dashboards show 0 rather than no data until a first failure.
+        read_failed: cx.metrics.error_counter(READ_FAILED, Stage::Receiving),
+        checkpoint_failed: cx.metrics.error_counter(CHECKPOINT_WRITE_FAILED, Stage::Processing),
         health: crate::health::global().handle(&cx.metrics.labels),
         unreadable: (0, None),
         metrics: cx.metrics,
@@ -410,6 +416,8 @@ struct Reader {
     watchers: Vec<Watcher>,
     too_long: LineTooLong,
     read_error_log: RateLimit,
+    read_failed: Counter,
+    checkpoint_failed: Counter,
     /// `/health`: the source is unhealthy while files it found cannot be read.
     health: crate::health::Handle<'static>,
     /// Files that could not be opened or read since the last scan began, and the first one's
@@ -612,10 +620,7 @@ impl Reader {
 
     fn write_checkpoints(&self) {
         if let Err(e) = self.checkpoints.write() {
-            self.metrics.error(
-                crate::metrics::error_type::CHECKPOINT_WRITE_FAILED,
-                crate::metrics::Stage::Processing,
-            );
+            self.checkpoint_failed.inc();
             tracing::error!(component = %self.id, error = %e, "cannot write checkpoints; will retry");
         }
     }
@@ -930,8 +935,7 @@ impl Reader {
         if e.kind() == std::io::ErrorKind::NotFound {
             return;
         }
-        self.metrics
-            .error(crate::metrics::error_type::READ_FAILED, crate::metrics::Stage::Receiving);
+        self.read_failed.inc();
         let (count, first) = &mut self.unreadable;
         *count += 1;
         let first = first.get_or_insert_with(|| format!("{path}: {e}"));
