@@ -128,7 +128,8 @@ fn the_compose_stack_comes_up_in_order_on_one_weir_image() {
     let c = resolved_compose();
     let services = c["services"].as_object().unwrap();
     // The peers weir and Grafana wait for say when they are ready.
-    for s in ["elasticsearch", "kibana", "loki", "grafana", "prometheus", "alertmanager"] {
+    for s in ["elasticsearch", "kibana", "loki", "grafana", "prometheus", "alertmanager", "mlflow"]
+    {
         let test = &services[s]["healthcheck"]["test"];
         assert!(test.as_array().is_some_and(|t| t.len() >= 2), "{s} has no health check: {test}");
     }
@@ -164,6 +165,29 @@ fn the_compose_stack_comes_up_in_order_on_one_weir_image() {
     let images: std::collections::BTreeSet<String> =
         weir.iter().map(|w| services[w.as_str()]["image"].to_string()).collect();
     assert_eq!(images.len(), 1, "{images:?}");
+    // Every peer a pipeline names by a variable whose default is on the loopback is given to
+    // the service that runs it: a service of the stack, waited for (weir-monitoring once lacked
+    // MLflow and was unhealthy for it).
+    let loopback =
+        regex::Regex::new(r"\$\{([A-Z_]+):-https?://(?:127\.0\.0\.1|localhost)").unwrap();
+    let mut peers = 0;
+    for w in &weir {
+        let service = &services[w.as_str()];
+        let command: Vec<&str> =
+            service["command"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+        let config = command.iter().position(|c| *c == "--config").map(|i| command[i + 1]).unwrap();
+        let file = config.strip_prefix("/etc/weir/pipelines/").unwrap();
+        let pipeline = std::fs::read_to_string(root().join("pipelines").join(file)).unwrap();
+        for var in loopback.captures_iter(&pipeline) {
+            let url = service["environment"][&var[1]].as_str();
+            let url = url.unwrap_or_else(|| panic!("{w} does not set {} for {file}", &var[1]));
+            let host = url.split("://").nth(1).and_then(|r| r.split([':', '/']).next()).unwrap();
+            assert!(services.contains_key(host), "{w}: {} = {url} is not in the stack", &var[1]);
+            assert!(service["depends_on"].get(host).is_some(), "{w} does not wait for {host}");
+            peers += 1;
+        }
+    }
+    assert!(peers >= 6, "{peers} peers found");
     // The syslog reader may read a root:adm 0640 file.
     assert_eq!(services["weir-loki"]["group_add"], serde_json::json!(["4"]));
     // Prometheus scrapes every weir service that runs a pipeline.
