@@ -25,7 +25,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
 /// `weir validate`: every error and warning on standard error, or "Configuration OK" on
 /// standard output. Returns the exit code.
 pub fn validate(paths: &[PathBuf]) -> i32 {
-    match load(paths) {
+    let config = load(paths).and_then(|config| {
+        let errors = config::unit_test::check(&config);
+        if errors.is_empty() { Ok(config) } else { Err(errors) }
+    });
+    match config {
         Ok(config) => {
             for w in &config.warnings {
                 eprintln!("warning: {w}");

@@ -21,6 +21,7 @@ pub mod health;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;
+pub mod pipeline_test;
 pub mod redact;
 pub mod setup;
 pub mod sinks;

@@ -75,6 +75,17 @@ enum Command {
         #[arg(value_name = "FILE", required_unless_present = "config")]
         files: Vec<PathBuf>,
     },
+    /// Run the unit tests ([[tests]]) of pipeline files: exit 0 when all pass, 1 when one
+    /// fails (with what came out), 78 when the files are invalid.
+    Test {
+        /// Pipeline files, taken together as by `run` (the embedded default pipeline when
+        /// none is given).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// More pipeline files, as with `run`.
+        #[arg(short, long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
     /// Inspect disk buffers.
     Buffer {
         #[command(subcommand)]
@@ -158,10 +169,11 @@ impl Color {
 /// What `weir --help` shows after the options: an example of each command, the component
 /// types and the environment variables weir reads.
 fn after_help() -> String {
-    const EXAMPLES: [(&str, &str); 6] = [
+    const EXAMPLES: [(&str, &str); 7] = [
         ("weir run --config pipeline.toml", "run a pipeline; kill -HUP reloads it"),
         ("weir run -c a.toml -c b.toml --watch-config", "reload when the files change"),
         ("weir validate --config pipeline.toml", "every error, with file:line:column"),
+        ("weir test pipeline.toml", "run the pipeline's [[tests]]"),
         ("weir setup --config pipeline.toml", "Elasticsearch templates, Kibana objects"),
         ("weir profile --input train.csv --out p.json", "reference profile for `drift`"),
         ("weir buffer check /var/lib/weir", "verify the disk buffers of a data_dir"),
@@ -232,6 +244,10 @@ fn main() -> ExitCode {
         Command::Validate { mut config, files } => {
             config.extend(files);
             weir::app::validate(&config)
+        }
+        Command::Test { mut config, files } => {
+            config.extend(files);
+            weir::pipeline_test::command(&config)
         }
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {

@@ -74,6 +74,8 @@ struct Gathered {
     broken_inputs: Vec<graph::Consumer>,
     /// A file was not valid TOML: what it defines is unknown.
     unparsed: bool,
+    tests: Vec<super::unit_test::TestDef>,
+    test_errors: Vec<ConfigError>,
     errors: Vec<ConfigError>,
 }
 
@@ -144,6 +146,8 @@ fn load_texts<'a>(
         transforms: std::mem::take(&mut g.transforms),
         sinks: std::mem::take(&mut g.sinks),
         warnings: Vec::new(),
+        tests: std::mem::take(&mut g.tests),
+        test_errors: std::mem::take(&mut g.test_errors),
     };
     let mut errors = std::mem::take(&mut g.errors);
     errors.extend(graph::check(&mut config, &g.broken, &g.broken_inputs));
@@ -196,6 +200,11 @@ fn gather_file(g: &mut Gathered, name: &str, original: &str) {
             "sources" => gather_kind(g, &index, ComponentKind::Source, item, key_span),
             "transforms" => gather_kind(g, &index, ComponentKind::Transform, item, key_span),
             "sinks" => gather_kind(g, &index, ComponentKind::Sink, item, key_span),
+            "tests" => {
+                let at = index.span(key_span).unwrap_or_else(|| index.locate(0));
+                let locate = |span| index.span(span);
+                super::unit_test::gather(item, at, &locate, &mut g.tests, &mut g.test_errors);
+            }
             "api" => match item_to_value(item.clone())
                 .map(|v| super::ApiConfig::deserialize(v.into_deserializer()))
             {
@@ -272,7 +281,8 @@ fn top_level_message(msg: &str) -> String {
     if msg.starts_with("unknown field") {
         format!(
             "{} at the top level (the top level holds data_dir, api, dead_letter, \
-             shutdown_timeout_secs and the [sources], [transforms] and [sinks] tables)",
+             shutdown_timeout_secs, the [sources], [transforms] and [sinks] tables and \
+             [[tests]])",
             msg.replace("unknown field", "unknown key").split(", expected").next().unwrap_or(msg)
         )
     } else {

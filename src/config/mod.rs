@@ -15,6 +15,7 @@
 
 pub mod graph;
 pub mod loader;
+pub mod unit_test;
 pub mod vars;
 
 use std::collections::BTreeMap;
@@ -242,6 +243,10 @@ pub struct Config {
     pub sinks: BTreeMap<String, ComponentDef<SinkConfig>>,
     /// Non-fatal findings (unused outputs), printed by `validate` and logged by `run`.
     pub warnings: Vec<String>,
+    /// `[[tests]]`, for `weir test`; `run` ignores them.
+    pub tests: Vec<unit_test::TestDef>,
+    /// What is malformed in `[[tests]]`: errors for `validate` and `test`, not for `run`.
+    pub test_errors: Vec<ConfigError>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/weir";

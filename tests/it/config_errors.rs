@@ -154,7 +154,7 @@ fn invalid_toml_and_top_level_typos() {
     expect_errors(
         &format!("datadir = \"/x\"\n[sources.in]\ntype = \"stdin\"\n{GOOD_TAIL}"),
         &[
-            "pipeline.toml:1:1: unknown key `datadir` at the top level (the top level holds data_dir, api, dead_letter, shutdown_timeout_secs and the [sources], [transforms] and [sinks] tables)",
+            "pipeline.toml:1:1: unknown key `datadir` at the top level (the top level holds data_dir, api, dead_letter, shutdown_timeout_secs, the [sources], [transforms] and [sinks] tables and [[tests]])",
         ],
     );
 }

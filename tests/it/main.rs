@@ -29,6 +29,7 @@ mod model_lines;
 mod model_monitoring;
 mod monitoring_peers;
 mod opentelemetry;
+mod pipeline_tests;
 mod pipelines;
 mod python_servers;
 mod reload;
