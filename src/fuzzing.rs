@@ -662,22 +662,38 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// An OTLP/HTTP logs request body: `Content-Encoding` decoding within a limit, the protobuf
-/// or JSON decoder, then the mapping of its records to events.
+/// An OTLP logs request: an OTLP/HTTP body (`Content-Encoding` decoding within a limit) or
+/// an OTLP/gRPC call's body (the length-prefixed frame, its compression undone within the
+/// limit); the protobuf or JSON decoder (gRPC's is the same protobuf decoder); then the
+/// mapping of its records to events.
 ///
-/// Input: `[flags, body...]`; `flags` bit 0: JSON (else protobuf), bit 1: the body is gzip.
+/// Input: `[flags, body...]`; `flags` bit 0: JSON (else protobuf), bit 1: the body is gzip
+/// (`grpc-encoding: gzip` for gRPC), bit 2: a gRPC call body (protobuf only).
 /// Checks that a decoded body stays within the limit, that every record becomes exactly one
 /// event whose root is an object with a `@timestamp`, and that each event serializes.
 pub fn otlp_request(data: &[u8]) {
-    use crate::sources::opentelemetry::{convert, decode};
+    use crate::sources::opentelemetry::{convert, decode, grpc};
     use crate::sources::util::http_server;
     const LIMIT: usize = 1 << 20;
     let p = Params::split(data, 1);
-    let encoding =
-        if p.byte(0) & 1 == 1 { decode::Encoding::Json } else { decode::Encoding::Protobuf };
+    let grpc_call = p.byte(0) & 4 == 4;
+    let encoding = if p.byte(0) & 1 == 1 && !grpc_call {
+        decode::Encoding::Json
+    } else {
+        decode::Encoding::Protobuf
+    };
     let content_encoding = (p.byte(0) & 2 == 2).then_some("gzip");
-    let Ok(body) = http_server::decompress(content_encoding, Bytes::copy_from_slice(p.rest), LIMIT)
-    else {
+    let raw = Bytes::copy_from_slice(p.rest);
+    let body = if grpc_call {
+        let mut headers = hyper::HeaderMap::new();
+        if let Some(coding) = content_encoding {
+            headers.insert("grpc-encoding", hyper::header::HeaderValue::from_static(coding));
+        }
+        grpc::unframe(raw, &headers, LIMIT).map_err(drop)
+    } else {
+        http_server::decompress(content_encoding, raw, LIMIT).map_err(drop)
+    };
+    let Ok(body) = body else {
         return;
     };
     assert!(body.len() <= LIMIT, "decoded body of {} bytes > {LIMIT}", body.len());

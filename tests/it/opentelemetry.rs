@@ -1,6 +1,7 @@
 //! The `opentelemetry` source against the real OpenTelemetry Python SDK (`LoggingHandler`,
-//! the OTLP/HTTP exporter; `tests/python/otlp_app.py`) and against hand-made requests for
-//! what an SDK never sends (bad bodies, wrong types, oversized bodies).
+//! the OTLP/HTTP and OTLP/gRPC exporters; `tests/python/otlp_app.py`) and against hand-made
+//! requests for what an SDK never sends (bad bodies, wrong types, oversized bodies; over gRPC
+//! with grpcio, `tests/python/otlp_grpc_raw.py`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,13 +20,19 @@ fn app() -> std::path::PathBuf {
 
 /// weir with an OTLP/HTTP source on `port` writing JSON lines to `dir/out.jsonl`.
 fn start_to_file(dir: &Path, port: u16) -> Weir {
+    start_transport_to_file(dir, "http", port)
+}
+
+/// weir with an OTLP source serving `transport` (`grpc` or `http`) on `port`, writing JSON
+/// lines to `dir/out.jsonl`.
+fn start_transport_to_file(dir: &Path, transport: &str, port: u16) -> Weir {
     Weir::start(
         dir,
         &format!(
             r#"
 [sources.otel]
 type = "opentelemetry"
-http.address = "127.0.0.1:{port}"
+{transport}.address = "127.0.0.1:{port}"
 
 [sinks.out]
 type = "file"
@@ -94,14 +101,22 @@ fn check_batch(events: &[Value], batch: &str, count: usize) {
     assert!(stack.starts_with("Traceback") && stack.contains("ValueError"), "{stack}");
 }
 
-#[test]
-fn sdk_records_arrive_over_http_with_their_fields() {
+/// The app's exporter endpoint for `transport` on `port`.
+fn endpoint(transport: &str, port: u16) -> String {
+    match transport {
+        "http" => format!("http://127.0.0.1:{port}/v1/logs"),
+        _ => format!("127.0.0.1:{port}"),
+    }
+}
+
+fn sdk_records_arrive(transport: &str, gzip: bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let weir = start_to_file(dir.path(), port);
+    let weir = start_transport_to_file(dir.path(), transport, port);
     let out = Command::new(test_python())
         .arg(app())
-        .args(["http", &format!("http://127.0.0.1:{port}/v1/logs"), "5"])
+        .args([transport, &endpoint(transport, port), "5"])
+        .env("OTLP_GZIP", if gzip { "1" } else { "0" })
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -119,14 +134,23 @@ fn sdk_records_arrive_over_http_with_their_fields() {
 }
 
 #[test]
-fn sdk_retries_deliver_what_was_logged_while_weir_was_stopped() {
+fn sdk_records_arrive_over_http_with_their_fields() {
+    sdk_records_arrive("http", false);
+}
+
+#[test]
+fn sdk_records_arrive_over_grpc_with_their_fields_gzip_compressed() {
+    sdk_records_arrive("grpc", true);
+}
+
+fn sdk_retries_deliver_what_was_logged_while_weir_was_stopped(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let weir = start_to_file(dir.path(), port);
+    let weir = start_transport_to_file(dir.path(), transport, port);
     let log = std::fs::File::create(dir.path().join("app.log")).unwrap();
     let mut app = Command::new(test_python())
         .arg(app())
-        .args(["http", &format!("http://127.0.0.1:{port}/v1/logs"), "20", "--pause"])
+        .args([transport, &endpoint(transport, port), "20", "--pause"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -141,12 +165,22 @@ fn sdk_retries_deliver_what_was_logged_while_weir_was_stopped() {
         std::fs::read_to_string(dir.path().join("app.log")).unwrap_or_default().contains("retrying")
     });
     assert!(retrying, "the exporter did not retry");
-    let _weir = start_to_file(dir.path(), port);
+    let _weir = start_transport_to_file(dir.path(), transport, port);
     assert_eq!(line(&mut stdout), "flushed B True");
     assert!(app.wait().unwrap().success());
     let events = events(dir.path());
     check_batch(&events, "A", 20);
     check_batch(&events, "B", 20);
+}
+
+#[test]
+fn sdk_retries_over_http_deliver_what_was_logged_while_weir_was_stopped() {
+    sdk_retries_deliver_what_was_logged_while_weir_was_stopped("http");
+}
+
+#[test]
+fn sdk_retries_over_grpc_deliver_what_was_logged_while_weir_was_stopped() {
+    sdk_retries_deliver_what_was_logged_while_weir_was_stopped("grpc");
 }
 
 /// One line of a child's standard output.
@@ -351,4 +385,215 @@ impl WaitOutput for std::process::Child {
         }
         out
     }
+}
+
+/// Runs `tests/python/otlp_grpc_raw.py` against `port` with `env`: one JSON answer per case.
+fn grpc_raw(port: u16, cases: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_grpc_raw.py");
+    let out = Command::new(test_python())
+        .arg(script)
+        .arg(format!("127.0.0.1:{port}"))
+        .args(cases)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), cases.len(), "{answers:?}");
+    answers
+}
+
+#[test]
+fn grpc_calls_get_the_answers_the_specification_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.otel]
+type = "opentelemetry"
+grpc.address = "127.0.0.1:{port}"
+grpc.max_body_bytes = 4096
+
+[sinks.out]
+type = "file"
+inputs = ["otel"]
+path = "{{{{dir}}}}/out.jsonl"
+encoding.codec = "json"
+"#
+        ),
+    );
+    // Bytes that are not HTTP/2 at all: the connection is closed, the server serves on.
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\x13garbage").unwrap();
+    let mut rest = Vec::new();
+    // Closed with unread bytes, the connection may be reset rather than ended.
+    match garbage.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was not closed: {e}"),
+    }
+
+    let answers = grpc_raw(
+        port,
+        &["ok", "gzip", "garbage", "traces", "large", "large_gzip"],
+        &[("LARGE", "20000")],
+    );
+    let code = |i: usize| answers[i]["code"].as_str().unwrap().to_owned();
+    let details = |i: usize| answers[i]["details"].as_str().unwrap_or_default().to_owned();
+    assert_eq!((code(0), code(1)), ("OK".into(), "OK".into()), "{answers:?}");
+    assert_eq!(answers[0]["rejected"], Value::Null, "no partial success: {answers:?}");
+    assert_eq!(code(2), "INVALID_ARGUMENT", "{answers:?}");
+    assert!(details(2).starts_with("invalid OTLP protobuf logs request"), "{answers:?}");
+    assert_eq!(code(3), "UNIMPLEMENTED", "{answers:?}");
+    assert!(details(3).contains("TraceService"), "{answers:?}");
+    // Over max_body_bytes on the wire, and once decompressed (20,000 x compress to ~100
+    // bytes): RESOURCE_EXHAUSTED without RetryInfo, which OTLP clients do not retry.
+    for i in [4, 5] {
+        assert_eq!(code(i), "RESOURCE_EXHAUSTED", "{answers:?}");
+        assert!(details(i).contains("max_body_bytes (4096)"), "{answers:?}");
+        assert_eq!(answers[i]["retry_delay"], Value::Null, "{answers:?}");
+    }
+    let got = events(dir.path());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["message"], "plain");
+    assert_eq!(got[1]["message"], "zipped");
+    assert_eq!(got[1]["service"]["name"], "raw-grpc");
+    assert_eq!(got[1]["@timestamp"], "2023-11-14T22:13:20Z");
+    let errors = |t: &str| {
+        weir.metric("weir_component_errors_total", &[("component_id", "otel"), ("error_type", t)])
+    };
+    assert_eq!(errors("parse_failed"), 1.0);
+    assert_eq!(errors("message_too_long"), 2.0);
+}
+
+#[test]
+fn an_undelivered_grpc_call_is_answered_unavailable_and_the_sdk_sends_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start();
+    es.state().always = Some(Fault::Status(503));
+    let port = free_port();
+    let _weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.otel]
+type = "opentelemetry"
+grpc.address = "127.0.0.1:{port}"
+ack_timeout_secs = 1
+
+[sinks.es]
+type = "elasticsearch"
+inputs = ["otel"]
+endpoints = ["{}"]
+index = "logs"
+batch.timeout_secs = 0.1
+request.retry_initial_backoff_secs = 0.05
+request.retry_max_duration_secs = 0.5
+"#,
+            es.url()
+        ),
+    );
+    let answers = grpc_raw(port, &["ok"], &[]);
+    assert_eq!(answers[0]["code"], "UNAVAILABLE", "{answers:?}");
+    assert_eq!(answers[0]["retry_delay"], 1, "RetryInfo: {answers:?}");
+
+    // The SDK is answered UNAVAILABLE with RetryInfo while Elasticsearch refuses, waits the
+    // delay it names, and sends again.
+    let log = std::fs::File::create(dir.path().join("app.log")).unwrap();
+    let mut app = Command::new(test_python())
+        .arg(app())
+        .args(["grpc", &endpoint("grpc", port), "10"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let app_log = || std::fs::read_to_string(dir.path().join("app.log")).unwrap_or_default();
+    let retrying = wait_for(Duration::from_secs(30), || app_log().contains("retrying"));
+    assert!(retrying, "the exporter was not told to retry");
+    assert!(app_log().contains("UNAVAILABLE"), "{}", app_log());
+    es.state().always = None;
+    let out = app.wait_with_output_or_kill();
+    assert!(out.contains("flushed A True"), "{out}\n{}", app_log());
+    let mut docs: Vec<Value> = es.state().all_docs().into_iter().cloned().collect();
+    let mut seen = std::collections::HashSet::new();
+    docs.retain(|d| seen.insert(d["message"].to_string()));
+    check_batch(&docs, "A", 10);
+}
+
+#[test]
+fn sdk_exports_over_tls_with_a_bearer_token_on_both_transports() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::syslog::pki();
+    let (crt, key, ca) =
+        (dir.path().join("server.crt"), dir.path().join("server.key"), dir.path().join("ca.crt"));
+    std::fs::write(&crt, &pki.server.0).unwrap();
+    std::fs::write(&key, &pki.server.1).unwrap();
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let tls = format!("{{ crt_file = \"{}\", key_file = \"{}\" }}", crt.display(), key.display());
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.otel]
+type = "opentelemetry"
+auth = {{ strategy = "bearer", token = "t0ken" }}
+grpc = {{ address = "127.0.0.1:{grpc_port}", tls = {tls} }}
+http = {{ address = "127.0.0.1:{http_port}", tls = {tls} }}
+
+[sinks.out]
+type = "file"
+inputs = ["otel"]
+path = "{{{{dir}}}}/out.jsonl"
+encoding.codec = "json"
+"#
+        ),
+    );
+    let ca = ca.display().to_string();
+    let run = |transport: &str, endpoint: &str, batch: &str, token: &str| {
+        let out = Command::new(test_python())
+            .arg(app())
+            .args([transport, endpoint, "3"])
+            .envs([("OTLP_CA_FILE", ca.as_str()), ("OTLP_TOKEN", token), ("OTLP_BATCH", batch)])
+            // `requests` prefers these to the exporter's own CA file.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (out, err) = run("grpc", &format!("127.0.0.1:{grpc_port}"), "G", "t0ken");
+    assert!(out.contains("flushed G True"), "{out}\n{err}");
+    let https = format!("https://127.0.0.1:{http_port}/v1/logs");
+    let (out, err) = run("http", &https, "H", "t0ken");
+    assert!(out.contains("flushed H True"), "{out}\n{err}");
+    let got = events(dir.path());
+    check_batch(&got, "G", 3);
+    check_batch(&got, "H", 3);
+
+    // A wrong token: refused on both, and nothing of those batches arrives.
+    let (_, err) = run("http", &https, "W", "wrong");
+    assert!(err.contains("401"), "{err}");
+    let answers = grpc_raw(grpc_port, &["ok"], &[("OTLP_CA_FILE", &ca), ("OTLP_TOKEN", "wrong")]);
+    assert_eq!(answers[0]["code"], "UNAUTHENTICATED", "{answers:?}");
+    let answers = grpc_raw(grpc_port, &["ok"], &[("OTLP_CA_FILE", &ca)]);
+    assert_eq!(answers[0]["code"], "UNAUTHENTICATED", "{answers:?}");
+    // Plain text to a TLS port: the handshake fails, the connection is closed.
+    let plain = grpc_raw(grpc_port, &["ok"], &[("OTLP_TOKEN", "t0ken")]);
+    assert_eq!(plain[0]["code"], "UNAVAILABLE", "{plain:?}");
+    let got = events(dir.path());
+    assert_eq!(got.len(), 10, "only batches G and H: {got:?}");
+    assert!(
+        weir.metric(
+            "weir_component_errors_total",
+            &[("component_id", "otel"), ("error_type", "tls_handshake_failed")]
+        ) >= 1.0
+    );
 }

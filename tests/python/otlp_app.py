@@ -8,9 +8,14 @@ host:port). The app logs COUNT records in a trace context, one warning with extr
 one exception, then flushes and prints `flushed A <ok>`. With --pause it then waits for a line on
 standard input, logs COUNT more records (`batch B`) and prints `flushed B <ok>`: the test stops
 weir before that line and starts it again while the exporter retries.
+
+From the environment: OTLP_TOKEN (sent as `Authorization: Bearer`), OTLP_CA_FILE (TLS, the
+server's certificate verified against it), OTLP_GZIP=1 (compressed requests), OTLP_BATCH (the
+first batch's name, default A).
 """
 
 import logging
+import os
 import sys
 
 from opentelemetry import trace
@@ -26,13 +31,34 @@ SPAN_ID = 0xEEE19B7EC3C1B174
 def exporter(protocol, endpoint):
     # A long export timeout: the exporter retries (with backoff, honouring Retry-After) for
     # that long while weir is away.
+    token = os.environ.get("OTLP_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else None
+    ca_file = os.environ.get("OTLP_CA_FILE")
+    gzip = os.environ.get("OTLP_GZIP") == "1"
     if protocol == "http":
+        from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        return OTLPLogExporter(endpoint=endpoint, timeout=60)
+        compression = Compression.Gzip if gzip else Compression.NoCompression
+        return OTLPLogExporter(
+            endpoint=endpoint, timeout=60, headers=headers, certificate_file=ca_file, compression=compression
+        )
+    import grpc
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-    return OTLPLogExporter(endpoint=endpoint, insecure=True, timeout=60)
+    credentials = None
+    if ca_file:
+        with open(ca_file, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+    return OTLPLogExporter(
+        endpoint=endpoint,
+        insecure=credentials is None,
+        credentials=credentials,
+        headers=headers,
+        timeout=60,
+        compression=compression,
+    )
 
 
 def log_batch(logger, name, count):
@@ -71,8 +97,9 @@ def main():
     logger.propagate = False
     logger.addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))
 
-    log_batch(logger, "A", count)
-    print("flushed A", provider.force_flush(90_000), flush=True)
+    first = os.environ.get("OTLP_BATCH", "A")
+    log_batch(logger, first, count)
+    print("flushed", first, provider.force_flush(90_000), flush=True)
     if pause:
         sys.stdin.readline()
         log_batch(logger, "B", count)

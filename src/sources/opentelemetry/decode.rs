@@ -47,9 +47,38 @@ pub fn request(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceReque
     match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
             .map_err(|e| format!("invalid OTLP protobuf logs request: {e}")),
-        Encoding::Json => {
-            serde_json::from_slice(body).map_err(|e| format!("invalid OTLP/JSON logs request: {e}"))
+        Encoding::Json => serde_json::from_slice(body).or_else(|e| {
+            with_numeric_times(body).ok_or_else(|| format!("invalid OTLP/JSON logs request: {e}"))
+        }),
+    }
+}
+
+/// 64-bit times are strings in OTLP/JSON, but receivers must take numbers too (protobuf's
+/// JSON mapping), and opentelemetry-proto reads strings only: a request that failed is read
+/// again with its numeric times as strings.
+fn with_numeric_times(body: &[u8]) -> Option<ExportLogsServiceRequest> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    times_as_strings(&mut value);
+    serde_json::from_value(value).ok()
+}
+
+/// Turns the numbers of `timeUnixNano` and `observedTimeUnixNano` into strings, everywhere.
+fn times_as_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::Number(n)
+                        if key == "timeUnixNano" || key == "observedTimeUnixNano" =>
+                    {
+                        *v = serde_json::Value::String(n.to_string());
+                    }
+                    _ => times_as_strings(v),
+                }
+            }
         }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(times_as_strings),
+        _ => {}
     }
 }
 
@@ -80,14 +109,18 @@ pub fn response(encoding: Encoding, warning: Option<&str>) -> Bytes {
     }
 }
 
-/// `google.rpc.Status`, the body of an OTLP/HTTP error response. Written out here because
-/// it is two fields and `opentelemetry-proto` does not carry the `google.rpc` protos.
+/// `google.rpc.Status`, the body of an OTLP/HTTP error response and the details of a gRPC
+/// one. Written out here because it is three fields and `opentelemetry-proto` does not carry
+/// the `google.rpc` protos.
 #[derive(Clone, PartialEq, Message)]
 pub struct Status {
     #[prost(int32, tag = "1")]
     pub code: i32,
     #[prost(string, tag = "2")]
     pub message: String,
+    /// `google.protobuf.Any` messages (a `RetryInfo`, say).
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<super::grpc::ProtoAny>,
 }
 
 /// gRPC status codes used in error bodies.
@@ -103,7 +136,8 @@ pub mod code {
 pub fn status(encoding: Encoding, code: i32, message: &str) -> Bytes {
     match encoding {
         Encoding::Protobuf => {
-            Bytes::from(Status { code, message: message.to_owned() }.encode_to_vec())
+            let status = Status { code, message: message.to_owned(), details: Vec::new() };
+            Bytes::from(status.encode_to_vec())
         }
         Encoding::Json => {
             Bytes::from(serde_json::json!({"code": code, "message": message}).to_string())
@@ -134,6 +168,15 @@ mod tests {
         assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
         assert_eq!(record.trace_id.len(), 16);
         assert_eq!(record.attributes.len(), 6);
+        // The same times as JSON numbers, which receivers must accept too.
+        let numeric = std::str::from_utf8(body)
+            .unwrap()
+            .replace("\"1544712660300000000\"", "1544712660300000000");
+        assert!(!numeric.contains("\"1544712660300000000\""));
+        let request = super::request(Encoding::Json, numeric.as_bytes()).unwrap();
+        let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
+        assert_eq!(record.observed_time_unix_nano, 1_544_712_660_300_000_000);
         let err = super::request(Encoding::Json, b"{\"resourceLogs\": 3}").unwrap_err();
         assert!(err.starts_with("invalid OTLP/JSON logs request"), "{err}");
         let err = super::request(Encoding::Protobuf, b"\xff\xff\xff").unwrap_err();

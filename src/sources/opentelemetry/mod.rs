@@ -1,19 +1,30 @@
-//! `opentelemetry`: receives logs over OTLP/HTTP, as the OpenTelemetry SDKs and the
-//! Collector export them.
+//! `opentelemetry`: receives logs over OTLP/gRPC and OTLP/HTTP, as the OpenTelemetry SDKs
+//! and the Collector export them.
 //!
 //! ```toml
 //! [sources.otel]
 //! type = "opentelemetry"
-//! ack_timeout_secs = 4                  # answer 503 if not delivered by then
+//! ack_timeout_secs = 4                  # answer "retry later" if not delivered by then
 //! # auth = { strategy = "bearer", token = "${OTLP_TOKEN}" }  # or "basic": user, password
+//!
+//! [sources.otel.grpc]
+//! address = "0.0.0.0:4317"              # LogsService/Export
+//! max_body_bytes = 10485760             # a message, also once decompressed
+//! max_connections = 256                 # further connections are closed at once
+//! header_read_timeout_secs = 10         # to send a first call (and a TLS handshake)
+//! idle_timeout_secs = 60                # a connection with no call for this long is closed
+//! # tls = { crt_file = "...", key_file = "..." }   # as the syslog source's
 //!
 //! [sources.otel.http]
 //! address = "0.0.0.0:4318"              # POST /v1/logs
 //! max_body_bytes = 10485760             # on the wire and once decompressed: 413 above
 //! max_connections = 256                 # further connections are closed at once
 //! header_read_timeout_secs = 10         # to send a request head (and a TLS handshake)
-//! # tls = { crt_file = "...", key_file = "..." }   # as the syslog source's
+//! # tls = { crt_file = "...", key_file = "..." }
 //! ```
+//!
+//! With neither table, both transports are served on their default ports; with one, only
+//! that one. [`grpc`] has the gRPC transport and its answers.
 //!
 //! `POST /v1/logs` takes an `ExportLogsServiceRequest` as protobuf (`application/x-protobuf`)
 //! or OTLP/JSON (`application/json`), optionally `Content-Encoding: gzip` (or `deflate`),
@@ -38,6 +49,7 @@
 
 pub mod convert;
 pub mod decode;
+pub mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -66,7 +78,10 @@ pub const LOGS_PATH: &str = "/v1/logs";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpentelemetryConfig {
-    /// OTLP/HTTP. Served with its defaults when the table is absent.
+    /// OTLP/gRPC. Served with its defaults when neither `grpc` nor `http` is given.
+    #[serde(default)]
+    pub grpc: Option<GrpcConfig>,
+    /// OTLP/HTTP. Served with its defaults when neither `grpc` nor `http` is given.
     #[serde(default)]
     pub http: Option<HttpConfig>,
     /// Longest a request waits, once the pipeline has taken its events, for them to be
@@ -108,8 +123,64 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[sources.<id>.grpc]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Where to listen. Default `0.0.0.0:4317`, the OTLP/gRPC port.
+    pub address: SocketAddr,
+    /// Largest message, compressed and decompressed. Default 10 MiB.
+    pub max_body_bytes: usize,
+    /// Most connections served at once. Default 256.
+    pub max_connections: usize,
+    /// Time for a client to make its first call (or a TLS handshake). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no call in progress for this long is closed (the client connects
+    /// again for its next export). Default 60.
+    pub idle_timeout_secs: u64,
+    /// TLS, as the other server sources take it.
+    pub tls: Option<TlsServerConfig>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([0, 0, 0, 0], 4317)),
+            max_body_bytes: 10 << 20,
+            max_connections: 256,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            tls: None,
+        }
+    }
+}
+
 fn default_ack_timeout_secs() -> u64 {
     4
+}
+
+impl OpentelemetryConfig {
+    /// The transports to serve: those given, or both with their defaults.
+    fn transports(&self) -> (Option<GrpcConfig>, Option<HttpConfig>) {
+        match (&self.grpc, &self.http) {
+            (None, None) => (Some(GrpcConfig::default()), Some(HttpConfig::default())),
+            (grpc, http) => (grpc.clone(), http.clone()),
+        }
+    }
+
+    fn state(&self, max_body_bytes: usize, cx: &SourceContext) -> Arc<State> {
+        Arc::new(State {
+            max_body_bytes,
+            delivery: http_server::Delivery {
+                wait_for_acks: true,
+                ack_timeout: Duration::from_secs(self.ack_timeout_secs),
+            },
+            auth: self.auth.clone(),
+            telemetry: Telemetry::new(&cx.metrics),
+            id: cx.id.clone(),
+            shutdown: cx.shutdown.clone(),
+        })
+    }
 }
 
 impl SourceComponent for OpentelemetryConfig {
@@ -117,21 +188,42 @@ impl SourceComponent for OpentelemetryConfig {
 
     fn check(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        let http = self.http.clone().unwrap_or_default();
-        let at_least_1 = [
-            ("http.max_body_bytes", http.max_body_bytes as u64),
-            ("http.max_connections", http.max_connections as u64),
-            ("http.header_read_timeout_secs", http.header_read_timeout_secs),
-            ("ack_timeout_secs", self.ack_timeout_secs),
-        ];
+        let (grpc, http) = self.transports();
+        let mut at_least_1 = vec![("ack_timeout_secs", self.ack_timeout_secs)];
+        let mut tls = Vec::new();
+        if let Some(g) = &grpc {
+            at_least_1.extend([
+                ("grpc.max_body_bytes", g.max_body_bytes as u64),
+                ("grpc.max_connections", g.max_connections as u64),
+                ("grpc.header_read_timeout_secs", g.header_read_timeout_secs),
+                ("grpc.idle_timeout_secs", g.idle_timeout_secs),
+            ]);
+            tls.extend(g.tls.as_ref().map(|t| ("grpc", t)));
+        }
+        if let Some(h) = &http {
+            at_least_1.extend([
+                ("http.max_body_bytes", h.max_body_bytes as u64),
+                ("http.max_connections", h.max_connections as u64),
+                ("http.header_read_timeout_secs", h.header_read_timeout_secs),
+            ]);
+            tls.extend(h.tls.as_ref().map(|t| ("http", t)));
+        }
         for (field, value) in at_least_1 {
             if value == 0 {
                 issues.push(ConfigIssue::field(field, "must be at least 1"));
             }
         }
-        if let Some(tls) = &http.tls {
+        if let (Some(g), Some(h)) = (&grpc, &http)
+            && g.address == h.address
+        {
+            issues.push(ConfigIssue::field(
+                "grpc.address",
+                format!("{} is http.address too: give each transport its own port", g.address),
+            ));
+        }
+        for (transport, tls) in tls {
             issues.extend(tls.check().into_iter().map(|i| ConfigIssue {
-                field: i.field.map(|f| format!("http.{f}")),
+                field: i.field.map(|f| format!("{transport}.{f}")),
                 message: i.message,
             }));
         }
@@ -142,32 +234,58 @@ impl SourceComponent for OpentelemetryConfig {
     }
 
     fn build(&self, (): (), cx: SourceContext) -> Result<Task, BuildError> {
-        let http = self.http.clone().unwrap_or_default();
-        let limits = Limits {
-            max_connections: http.max_connections,
-            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
+        let (grpc, http) = self.transports();
+        let grpc_task = match grpc {
+            None => None,
+            Some(g) => {
+                let limits = Limits {
+                    max_connections: g.max_connections,
+                    header_read_timeout: Duration::from_secs(g.header_read_timeout_secs),
+                };
+                // gRPC clients require HTTP/2 chosen by ALPN in a TLS handshake.
+                let alpn: &[&[u8]] = &[b"h2"];
+                let server =
+                    Server::bind_alpn(g.address, g.tls.as_ref(), alpn, limits, &cx.metrics)?;
+                tracing::info!(
+                    component = %cx.id,
+                    address = %g.address,
+                    tls = server.is_tls(),
+                    "listening for OTLP/gRPC logs (LogsService/Export)"
+                );
+                let state = self.state(g.max_body_bytes, &cx);
+                let idle = Duration::from_secs(g.idle_timeout_secs);
+                let protocol = grpc::Grpc::new(state, cx.out.clone(), idle);
+                Some(server.serve_with(cx.shutdown.clone(), protocol))
+            }
         };
-        let server = Server::bind(http.address, http.tls.as_ref(), limits, &cx.metrics)?;
-        tracing::info!(
-            component = %cx.id,
-            address = %http.address,
-            tls = server.is_tls(),
-            "listening for OTLP/HTTP logs (POST /v1/logs)"
-        );
-        let state = Arc::new(State {
-            max_body_bytes: http.max_body_bytes,
-            delivery: http_server::Delivery {
-                wait_for_acks: true,
-                ack_timeout: Duration::from_secs(self.ack_timeout_secs),
-            },
-            auth: self.auth.clone(),
-            telemetry: Telemetry::new(&cx.metrics),
-            id: cx.id.clone(),
-            shutdown: cx.shutdown.clone(),
-        });
-        let out = cx.out.clone();
-        let handler = move |req, peer| handle(req, peer, Arc::clone(&state), out.clone());
-        Ok(Box::pin(async move { server.serve(cx.shutdown.clone(), handler).await }))
+        let http_task = match http {
+            None => None,
+            Some(h) => {
+                let limits = Limits {
+                    max_connections: h.max_connections,
+                    header_read_timeout: Duration::from_secs(h.header_read_timeout_secs),
+                };
+                let server = Server::bind(h.address, h.tls.as_ref(), limits, &cx.metrics)?;
+                tracing::info!(
+                    component = %cx.id,
+                    address = %h.address,
+                    tls = server.is_tls(),
+                    "listening for OTLP/HTTP logs (POST /v1/logs)"
+                );
+                let state = self.state(h.max_body_bytes, &cx);
+                let out = cx.out.clone();
+                let handler = move |req, peer| handle(req, peer, Arc::clone(&state), out.clone());
+                Some(server.serve(cx.shutdown.clone(), handler))
+            }
+        };
+        Ok(Box::pin(async move {
+            match (grpc_task, http_task) {
+                (Some(g), Some(h)) => tokio::try_join!(g, h).map(|_| ()),
+                (Some(g), None) => g.await,
+                (None, Some(h)) => h.await,
+                (None, None) => Ok(()),
+            }
+        }))
     }
 
     /// A request is answered only once its events are acknowledged.
@@ -204,14 +322,14 @@ impl Telemetry {
     }
 
     /// Logs a refused request, at most every ten seconds.
-    fn refused(&self, id: &str, peer: SocketAddr, reply: &Reply) {
+    fn refused(&self, id: &str, peer: SocketAddr, status: &dyn std::fmt::Display, reason: &str) {
         let allowed = self.refused_log.lock().unwrap_or_else(|e| e.into_inner()).allow();
         if let Some(suppressed) = allowed {
             tracing::warn!(
                 component = %id,
                 %peer,
-                status = reply.status.as_u16(),
-                reason = %reply.message,
+                %status,
+                %reason,
                 suppressed,
                 "OTLP request refused"
             );
@@ -262,7 +380,7 @@ async fn handle(
         if let Some(c) = counter {
             c.inc();
         }
-        t.refused(&state.id, peer, &reply);
+        t.refused(&state.id, peer, &reply.status.as_u16(), &reply.message);
         refusal(reply, reply_encoding)
     };
     if let Some(auth) = &state.auth

@@ -379,10 +379,21 @@ impl Server {
         limits: Limits,
         metrics: &ComponentMetrics,
     ) -> Result<Self, BuildError> {
+        Self::bind_alpn(address, tls, &[], limits, metrics)
+    }
+
+    /// As [`Server::bind`], offering the application protocols `alpn` in TLS handshakes.
+    pub fn bind_alpn(
+        address: SocketAddr,
+        tls: Option<&TlsServerConfig>,
+        alpn: &[&[u8]],
+        limits: Limits,
+        metrics: &ComponentMetrics,
+    ) -> Result<Self, BuildError> {
         let acceptor = match tls {
-            Some(tls) => {
-                tls.acceptor().map_err(|message| BuildError::Client { what: "TLS", message })?
-            }
+            Some(tls) => tls
+                .acceptor_for(alpn)
+                .map_err(|message| BuildError::Client { what: "TLS", message })?,
             None => None,
         };
         let listener = std::net::TcpListener::bind(address)
@@ -396,8 +407,8 @@ impl Server {
         self.acceptor.is_some()
     }
 
-    /// Serves connections until `shutdown`; then lets each finish the request it is on
-    /// (until the shutdown deadline) and returns. `handler` answers one request.
+    /// Serves HTTP/1.1 connections until `shutdown`; then lets each finish the request it is
+    /// on (until the shutdown deadline) and returns. `handler` answers one request.
     pub async fn serve<H, F>(
         self,
         shutdown: ShutdownSignal,
@@ -407,6 +418,15 @@ impl Server {
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
+        self.serve_with(shutdown, Http1(handler)).await
+    }
+
+    /// Serves connections in `protocol` until `shutdown`, as [`Server::serve`] does.
+    pub async fn serve_with<P: Protocol>(
+        self,
+        shutdown: ShutdownSignal,
+        protocol: P,
+    ) -> Result<(), ComponentError> {
         let Self { listener, acceptor, limits, telemetry: t } = self;
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let connections = TaskTracker::new();
@@ -435,12 +455,12 @@ impl Server {
                 }
                 continue;
             };
-            let (t, acceptor, handler, shutdown) =
-                (Arc::clone(&t), acceptor.clone(), handler.clone(), shutdown.clone());
+            let (t, acceptor, protocol, shutdown) =
+                (Arc::clone(&t), acceptor.clone(), protocol.clone(), shutdown.clone());
             connections.spawn(async move {
                 let _permit = permit;
                 t.open.inc();
-                accepted_connection(stream, peer, acceptor, limits, &t, &shutdown, handler).await;
+                accepted_connection(stream, peer, acceptor, limits, &t, &shutdown, protocol).await;
                 t.open.dec();
             });
         }
@@ -451,83 +471,106 @@ impl Server {
     }
 }
 
-async fn accepted_connection<H, F>(
+async fn accepted_connection<P: Protocol>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     limits: Limits,
     t: &Telemetry,
     shutdown: &ShutdownSignal,
-    handler: H,
-) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let Some(acceptor) = acceptor else {
-        return connection(stream, peer, limits, t, shutdown, handler).await;
-    };
-    let timeout = limits.header_read_timeout;
-    let handshake = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no handshake within {} s", timeout.as_secs())),
-        },
-    };
-    match handshake {
-        Ok(tls) => connection(tls, peer, limits, t, shutdown, handler).await,
-        Err(e) => {
-            t.handshake_failed.inc();
-            if let Some(suppressed) = allow(&t.handshake_log) {
-                tracing::warn!(component = %t.id, %peer, error = %e, suppressed, "TLS handshake failed; connection closed");
+    protocol: P,
+) {
+    let header_timeout = match acceptor {
+        None => protocol.serve(stream, peer, limits, shutdown).await,
+        Some(acceptor) => {
+            let timeout = limits.header_read_timeout;
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no handshake within {} s", timeout.as_secs())),
+                },
+            };
+            match handshake {
+                Ok(tls) => protocol.serve(tls, peer, limits, shutdown).await,
+                Err(e) => {
+                    t.handshake_failed.inc();
+                    if let Some(suppressed) = allow(&t.handshake_log) {
+                        tracing::warn!(component = %t.id, %peer, error = %e, suppressed, "TLS handshake failed; connection closed");
+                    }
+                    return;
+                }
             }
         }
+    };
+    if header_timeout {
+        t.header_timeout.inc();
     }
 }
 
-/// Serves one connection's requests; on shutdown, finishes the one in progress.
-async fn connection<S, H, F>(
-    io: S,
-    peer: SocketAddr,
-    limits: Limits,
-    t: &Telemetry,
-    shutdown: &ShutdownSignal,
-    handler: H,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// What a [`Server`] speaks on each accepted connection (after the TLS handshake).
+pub trait Protocol: Clone + Send + Sync + 'static {
+    /// Serves `io` until the peer leaves, the connection times out, or `shutdown` (then lets
+    /// the requests in progress finish until the shutdown deadline). True when it was closed
+    /// because it asked nothing within `limits.header_read_timeout`.
+    fn serve<S>(
+        &self,
+        io: S,
+        peer: SocketAddr,
+        limits: Limits,
+        shutdown: &ShutdownSignal,
+    ) -> impl Future<Output = bool> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+/// HTTP/1.1, each request answered by the handler.
+#[derive(Clone)]
+pub struct Http1<H>(pub H);
+
+impl<H, F> Protocol for Http1<H>
+where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let asked_in = Arc::clone(&asked);
-    let service = service_fn(move |req| {
-        asked_in.store(true, std::sync::atomic::Ordering::Relaxed);
-        let answer = handler(req, peer);
-        async move { Ok::<_, Infallible>(answer.await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let served = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            match shutdown.deadline() {
-                Some(d) => tokio::time::timeout_at(d.into(), conn.as_mut()).await.unwrap_or(Ok(())),
-                None => conn.as_mut().await,
-            }
-        }
-    };
-    // A kept-alive connection that asked for something is closed by the same timeout as a
-    // half-sent request, but that is the ordinary end of a client.
-    if let Err(e) = served
-        && e.is_timeout()
-        && !asked.load(std::sync::atomic::Ordering::Relaxed)
+    /// On shutdown, finishes the request in progress.
+    async fn serve<S>(
+        &self,
+        io: S,
+        peer: SocketAddr,
+        limits: Limits,
+        shutdown: &ShutdownSignal,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        t.header_timeout.inc();
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked_in = Arc::clone(&asked);
+        let handler = self.0.clone();
+        let service = service_fn(move |req| {
+            asked_in.store(true, std::sync::atomic::Ordering::Relaxed);
+            let answer = handler(req, peer);
+            async move { Ok::<_, Infallible>(answer.await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let served = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                match shutdown.deadline() {
+                    Some(d) => tokio::time::timeout_at(d.into(), conn.as_mut()).await.unwrap_or(Ok(())),
+                    None => conn.as_mut().await,
+                }
+            }
+        };
+        // A kept-alive connection that asked for something is closed by the same timeout as a
+        // half-sent request, but that is the ordinary end of a client.
+        matches!(served, Err(e) if e.is_timeout() && !asked.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

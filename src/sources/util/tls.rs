@@ -65,6 +65,12 @@ impl TlsServerConfig {
 
     /// Reads the files and builds the acceptor; `None` when TLS is switched off.
     pub fn acceptor(&self) -> Result<Option<TlsAcceptor>, String> {
+        self.acceptor_for(&[])
+    }
+
+    /// As [`TlsServerConfig::acceptor`], offering the application protocols `alpn` in the
+    /// handshake (gRPC clients require `h2`).
+    pub fn acceptor_for(&self, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, String> {
         if !self.enabled {
             return Ok(None);
         }
@@ -96,13 +102,14 @@ impl TlsServerConfig {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder.with_single_cert(certs, key).map_err(|e| {
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| {
             format!(
                 "tls: the key in {} does not fit the certificate in {}: {e}",
                 self.key_file.display(),
                 self.crt_file.display()
             )
         })?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Some(TlsAcceptor::from(Arc::new(config))))
     }
 }
