@@ -48,7 +48,7 @@ pub mod checkpoint;
 pub mod fingerprint;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -184,6 +184,10 @@ fn default_inotify() -> bool {
 /// safeguard against a missed event; a walk of 10,000 files takes tens of milliseconds).
 const SAFEGUARD_SCAN: Duration = Duration::from_secs(60);
 
+/// The longest pause of a round when no file is open and events are watched: a put-off
+/// scan or a checkpoint waits at most this long.
+const IDLE_PAUSE: Duration = Duration::from_secs(1);
+
 /// How long a file with data keeps its slot while other files wait for one
 /// (`max_open_files` reached) before it closes and waits its turn again.
 const TURN: Duration = Duration::from_secs(1);
@@ -196,6 +200,19 @@ pub struct Checked {
     /// `include`, compiled: events on paths that match no pattern ask for no rescan.
     include: Vec<glob::Pattern>,
     multiline: Option<Multiline>,
+    /// Names a followed file takes when rotated, outside `include` (see
+    /// [`Checked::resume_rotated`]).
+    rotated: Vec<String>,
+}
+
+impl Checked {
+    /// Files matched by `patterns` (the names files get when rotated, not in `include`) are
+    /// looked for once at start: one with a checkpoint was renamed while weir was stopped,
+    /// and is read from its checkpoint to its end, then released; the others are left alone.
+    pub fn resume_rotated(mut self, patterns: Vec<String>) -> Self {
+        self.rotated = patterns;
+        self
+    }
 }
 
 impl SourceComponent for FileConfig {
@@ -237,7 +254,7 @@ impl SourceComponent for FileConfig {
         if !issues.is_empty() {
             return Err(issues);
         }
-        Ok(Checked { exclude, include, multiline })
+        Ok(Checked { exclude, include, multiline, rotated: Vec::new() })
     }
 
     fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
@@ -297,9 +314,12 @@ pub fn run_reader(
         config: config.clone(),
         exclude: checked.exclude,
         include: checked.include,
+        rotated: checked.rotated,
         changes,
         rescan_wanted: false,
         by_path: None,
+        closed: HashMap::new(),
+        no_fields: SharedFields::new(Default::default()),
         pool: BytesMut::new(),
         next_turn: 0,
         multiline: checked.multiline,
@@ -401,18 +421,28 @@ struct Reader {
     config: FileConfig,
     exclude: Vec<glob::Pattern>,
     include: Vec<glob::Pattern>,
+    /// See [`Checked::resume_rotated`].
+    rotated: Vec<String>,
     /// Kernel events on the watched directories; `None`: polling.
     changes: Option<watch::Changes>,
     /// An event asked for a rescan that the `glob_interval_ms` throttle has put off.
     rescan_wanted: bool,
-    /// Watchers by path (for events), rebuilt after the watcher list changes.
+    /// `watchers` by path (for events), rebuilt after the list changes.
     by_path: Option<HashMap<PathBuf, usize>>,
+    /// Files closed with nothing to read, by path: left alone until an event or a scan says
+    /// they changed, so the passes of each round cost nothing for them (see `demote`).
+    closed: HashMap<PathBuf, Watcher>,
+    /// The fields of a closed file, which are built again when it opens: one shared empty
+    /// set instead of each file's (a few KiB each).
+    no_fields: Arc<SharedFields>,
     /// The read buffer, lent to each file's framer in turn.
     pool: BytesMut,
     /// Next place in the queue for a slot under `max_open_files`.
     next_turn: u64,
     multiline: Option<Multiline>,
     checkpoints: Checkpointer,
+    /// Files open, waiting for a slot, or no longer matched by `include` and still read:
+    /// at most about `max_open_files` plus those with data waiting.
     watchers: Vec<Watcher>,
     too_long: LineTooLong,
     read_error_log: RateLimit,
@@ -463,7 +493,10 @@ fn close(w: &mut Watcher) {
 }
 
 enum ReadOutcome {
-    Data,
+    /// Lines were read; `to_end`: the read was short, so it reached the end of the file.
+    Data {
+        to_end: bool,
+    },
     Idle,
     /// The file shrank or its content was replaced.
     Truncated,
@@ -496,7 +529,7 @@ impl Reader {
                     continue;
                 }
                 match self.read_one(i) {
-                    ReadOutcome::Data => progress = true,
+                    ReadOutcome::Data { .. } => progress = true,
                     ReadOutcome::Idle => {}
                     ReadOutcome::Truncated => {
                         self.on_truncated(i);
@@ -517,11 +550,19 @@ impl Reader {
                 break;
             }
             progress |= self.share_slots();
+            self.demote();
             if last_checkpoint.elapsed() >= checkpoint_interval {
                 self.write_checkpoints();
                 last_checkpoint = Instant::now();
             }
             if !progress {
+                // Nothing open and no events: only checkpoints and put-off scans are left to
+                // do, so the round waits longer (an event still wakes it at once).
+                let pause = if self.watchers.is_empty() && wake.is_some() {
+                    poll.max(checkpoint_interval.min(IDLE_PAUSE))
+                } else {
+                    poll
+                };
                 let shutdown = self.shutdown.clone();
                 let wake = wake.clone();
                 self.handle.block_on(async {
@@ -534,7 +575,7 @@ impl Reader {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = event => {}
-                        _ = tokio::time::sleep(poll) => {}
+                        _ = tokio::time::sleep(pause) => {}
                     }
                 });
             }
@@ -564,6 +605,9 @@ impl Reader {
                 w.wants_read = true;
             }
             self.rescan_wanted = true;
+        }
+        if pending.overflow || !pending.paths.is_empty() {
+            self.promote(&pending.paths, pending.overflow);
         }
         if !pending.paths.is_empty() {
             let by_path = self.by_path.get_or_insert_with(|| {
@@ -597,6 +641,49 @@ impl Reader {
         let w = self.watchers.remove(i);
         self.checkpoints.release(&w.fp);
         self.by_path = None;
+    }
+
+    /// Moves closed files written to (all of them, when events were lost) back among the
+    /// watchers, marked to be opened when a slot is free.
+    fn promote(&mut self, paths: &std::collections::HashSet<PathBuf>, all: bool) {
+        let moved: Vec<PathBuf> = if all {
+            self.closed.keys().cloned().collect()
+        } else {
+            paths.iter().filter(|p| self.closed.contains_key(*p)).cloned().collect()
+        };
+        for path in moved {
+            if let Some(w) = self.closed.remove(&path) {
+                self.promote_one(w);
+            }
+        }
+    }
+
+    fn promote_one(&mut self, mut w: Watcher) {
+        w.wants_read = true;
+        self.next_turn += 1;
+        w.queued = self.next_turn;
+        self.watchers.push(w);
+        self.by_path = None;
+    }
+
+    /// Moves closed files with nothing to read (and still matched by `include`) out of the
+    /// watchers, dropping what is built again when they open (fields, the multi-line
+    /// aggregator or the source's decoder: a closed file holds no line).
+    fn demote(&mut self) {
+        let mut i = 0;
+        while i < self.watchers.len() {
+            let w = &self.watchers[i];
+            if w.file.is_some() || w.wants_read || !w.in_scan {
+                i += 1;
+                continue;
+            }
+            let mut w = self.watchers.swap_remove(i);
+            w.fields = Arc::clone(&self.no_fields);
+            w.agg = None;
+            w.decoder = None;
+            self.by_path = None;
+            self.closed.insert(PathBuf::from(&w.path), w);
+        }
     }
 
     fn wait_for_acknowledgements(&self) {
@@ -633,9 +720,9 @@ impl Reader {
         self.rescan_wanted = false;
         let was_unreadable = self.unreadable.0 > 0;
         self.unreadable = (0, None);
-        let found = self.glob();
+        let found = self.match_closed(self.glob(&self.config.include));
         let mut by_inode: HashMap<(u64, u64), usize> = HashMap::with_capacity(self.watchers.len());
-        let mut fps: std::collections::HashSet<Fingerprint> = Default::default();
+        let mut fps: HashSet<Fingerprint> = Default::default();
         for (i, w) in self.watchers.iter_mut().enumerate() {
             w.in_scan = false;
             by_inode.insert((w.dev, w.ino), i);
@@ -644,6 +731,8 @@ impl Reader {
         let cutoff =
             self.config.ignore_older_secs.map(|s| SystemTime::now() - Duration::from_secs(s));
         let mut open = self.open_files();
+        // Fingerprints of closed files, gathered only when a new file is found.
+        let mut closed_fps: Option<HashSet<Fingerprint>> = None;
         for f in found {
             let path = f.path.to_string_lossy().into_owned();
             if let Some(&i) = by_inode.get(&(f.dev, f.ino)) {
@@ -682,7 +771,10 @@ impl Reader {
                     continue;
                 }
             };
-            if !fps.insert(fp.clone()) {
+            let closed = closed_fps.get_or_insert_with(|| {
+                self.closed.values().map(|w| w.fp.clone()).collect::<HashSet<_>>()
+            });
+            if closed.contains(&fp) || !fps.insert(fp.clone()) {
                 // A copy of a file being read (copytruncate); used if the original shrinks.
                 continue;
             }
@@ -704,6 +796,9 @@ impl Reader {
                 self.by_path = None;
             }
         }
+        if self.first_scan && !self.rotated.is_empty() {
+            self.resume_rotated(&mut fps);
+        }
         self.first_scan = false;
         // Closed files not found again: renamed out of `include` or deleted.
         let mut i = 0;
@@ -716,9 +811,93 @@ impl Reader {
             }
             i += 1;
         }
+        self.closed.retain(|_, w| {
+            if !w.in_scan {
+                tracing::info!(component = %self.id, path = %w.path, "closed file is gone; forgetting it after forget_after_secs");
+                self.checkpoints.release(&w.fp);
+            }
+            w.in_scan
+        });
         if was_unreadable && self.unreadable.0 == 0 {
             self.health.healthy();
         }
+    }
+
+    /// At start, files matched by the `rotated` patterns whose checkpoint is short of their end
+    /// (renamed while weir was stopped) are read from it to their end, then released as a
+    /// file renamed out of `include` is. Files without a checkpoint are not read.
+    fn resume_rotated(&mut self, fps: &mut HashSet<Fingerprint>) {
+        for f in self.glob(&self.rotated) {
+            let path = f.path.to_string_lossy().into_owned();
+            let Ok(file) = File::open(&f.path) else { continue };
+            let Ok(Some(fp)) = Fingerprint::of(&file, self.config.fingerprint_bytes) else {
+                continue;
+            };
+            let Some(offset) = self.checkpoints.saved(&fp).filter(|&o| o < f.size) else {
+                continue;
+            };
+            if !fps.insert(fp.clone()) {
+                continue;
+            }
+            tracing::info!(component = %self.id, path = %path, offset,
+                "file rotated while weir was stopped; reading it to its end");
+            if let Some(mut w) = self.open_watcher(Some(file), &f, path, fp, offset) {
+                w.in_scan = false;
+                self.watchers.push(w);
+                self.by_path = None;
+            }
+        }
+    }
+
+    /// Marks the closed files that a scan found where they were (those that changed size go
+    /// back among the watchers) or renamed within `include`; returns the other paths found.
+    fn match_closed(&mut self, found: Vec<Found>) -> Vec<Found> {
+        for w in self.closed.values_mut() {
+            w.in_scan = false;
+        }
+        let mut rest = Vec::new();
+        let mut changed = Vec::new();
+        for f in found {
+            match self.closed.get_mut(&f.path) {
+                Some(w) if (w.dev, w.ino) == (f.dev, f.ino) => {
+                    w.in_scan = true;
+                    if f.size != w.position() {
+                        changed.push(f.path);
+                    }
+                }
+                _ => rest.push(f),
+            }
+        }
+        if self.closed.values().any(|w| !w.in_scan) && !rest.is_empty() {
+            let moved: HashMap<(u64, u64), PathBuf> = self
+                .closed
+                .iter()
+                .filter(|(_, w)| !w.in_scan)
+                .map(|(p, w)| ((w.dev, w.ino), p.clone()))
+                .collect();
+            rest.retain(|f| {
+                let Some(mut w) = moved.get(&(f.dev, f.ino)).and_then(|p| self.closed.remove(p))
+                else {
+                    return true;
+                };
+                let path = f.path.to_string_lossy().into_owned();
+                tracing::info!(component = %self.id, from = %w.path, to = %path, "file renamed; following it");
+                self.checkpoints.rename(&w.fp, &path);
+                w.path = path;
+                w.in_scan = true;
+                if f.size != w.position() {
+                    changed.push(f.path.clone());
+                }
+                self.closed.insert(f.path.clone(), w);
+                false
+            });
+        }
+        for path in changed {
+            if let Some(w) = self.closed.remove(&path) {
+                self.promote_one(w);
+            }
+        }
+        rest
     }
 
     fn open_files(&self) -> usize {
@@ -743,6 +922,8 @@ impl Reader {
         tracing::info!(component = %self.id, path = %path, offset, "reading file");
         let epoch = self.checkpoints.open(&fp, &path, offset);
         let (decoder, fields) = match &self.format {
+            // Waiting for a slot: built when it opens (see `reopen`).
+            _ if file.is_none() => (None, Arc::clone(&self.no_fields)),
             Some(format) => {
                 let (decoder, fields) = format.open(&path);
                 (Some(decoder), fields)
@@ -751,6 +932,7 @@ impl Reader {
         };
         let agg = match decoder {
             Some(_) => None,
+            None if file.is_none() => None,
             None => {
                 self.multiline.as_ref().map(|m| Box::new(m.aggregator(self.config.max_line_bytes)))
             }
@@ -852,6 +1034,14 @@ impl Reader {
         let fingerprint_bytes = self.config.fingerprint_bytes;
         let w = &mut self.watchers[i];
         w.wants_read = false;
+        // The same file at the same size has nothing new (a file rewritten in place to the
+        // same size is not told apart; it is when it grows): one `stat`, no descriptor.
+        if let Ok(meta) = std::fs::metadata(&w.path)
+            && (meta.dev(), meta.ino()) == (w.dev, w.ino)
+            && meta.len() == w.position()
+        {
+            return Reopen::Same;
+        }
         let mut file = match File::open(&w.path) {
             Ok(f) => f,
             Err(e) => {
@@ -883,6 +1073,21 @@ impl Reader {
         w.opened = Instant::now();
         w.wants_read = true;
         w.at_end = false;
+        // What `demote` dropped.
+        match &self.format {
+            Some(format) => {
+                let (decoder, fields) = format.open(&w.path);
+                w.decoder.get_or_insert(decoder);
+                w.fields = fields;
+            }
+            None => {
+                w.fields = line_fields(&self.host, Some(&w.path));
+                if w.agg.is_none() {
+                    let max_line_bytes = self.config.max_line_bytes;
+                    w.agg = self.multiline.as_ref().map(|m| Box::new(m.aggregator(max_line_bytes)));
+                }
+            }
+        }
         Reopen::Open
     }
 
@@ -902,9 +1107,9 @@ impl Reader {
         }
     }
 
-    fn glob(&self) -> Vec<Found> {
+    fn glob(&self, patterns: &[String]) -> Vec<Found> {
         let mut found: HashMap<PathBuf, Found> = HashMap::new();
-        for pattern in &self.config.include {
+        for pattern in patterns {
             let Ok(paths) = glob::glob(pattern) else { continue };
             for path in paths.flatten() {
                 if self.exclude.iter().any(|e| e.matches_path(&path)) || found.contains_key(&path) {
@@ -952,7 +1157,11 @@ impl Reader {
         let w = &mut self.watchers[i];
         w.framer.give_back(&mut self.pool);
         match outcome {
-            ReadOutcome::Data => w.at_end = false,
+            // A short read reached the end: with events, a later write is reported.
+            ReadOutcome::Data { to_end } => {
+                w.at_end = to_end && self.changes.is_some();
+                w.wants_read &= !w.at_end;
+            }
             ReadOutcome::Idle => {
                 w.at_end = true;
                 w.wants_read = false;
@@ -1042,7 +1251,7 @@ impl Reader {
         if !self.send_groups(i, groups) || !self.send_events(i, decoded) {
             return ReadOutcome::Closed;
         }
-        if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data }
+        if replaced { ReadOutcome::Truncated } else { ReadOutcome::Data { to_end: n < max_read } }
     }
 
     /// Has the file of watcher `i` shrunk below our position, or been replaced by a file with
@@ -1072,7 +1281,7 @@ impl Reader {
         }
         let fp = self.watchers[i].fp.clone();
         let (dev, ino) = (self.watchers[i].dev, self.watchers[i].ino);
-        let copy = self.glob().into_iter().find(|f| {
+        let copy = self.glob(&self.config.include).into_iter().find(|f| {
             (f.dev, f.ino) != (dev, ino)
                 && File::open(&f.path)
                     .ok()
