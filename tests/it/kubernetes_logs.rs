@@ -337,6 +337,53 @@ fn kill_9_and_restart_lose_nothing() {
     assert_every_record(&events(&out), n, false);
 }
 
+/// weir is killed (-9) while reading `0.log`; while it is down the container writes more,
+/// the kubelet rotates `0.log` to `0.log.<time>` and the container writes a new `0.log`. The
+/// restart finds the rotated file by its checkpoint and reads it from there to its end (the
+/// records written after the kill included), then the new file from its start: every record
+/// arrives. Records delivered after the last checkpoint come twice (at most), nothing else.
+#[test]
+fn rotated_while_killed_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = container_dir(dir.path(), "serving", "triton-0", "triton");
+    let log = d.join("0.log");
+    let (before_kill, old, n) = (20_000, 30_000, 50_000);
+    write_records(&log, 0..before_kill);
+    let out = dir.path().join("out.log");
+    let p = pipeline("", None);
+    let weir = Weir::start(dir.path(), &p);
+    // Killed once a checkpoint names the file: a file never checkpointed is not known after
+    // a restart under its rotated name (see `resume_rotated`).
+    let checkpoints = dir.path().join("data/k8s/checkpoints.json");
+    let named = wait_for(TIMEOUT, || {
+        std::fs::read_to_string(&checkpoints).is_ok_and(|c| c.contains("triton/0.log"))
+    });
+    assert!(named, "no checkpoint written; stderr:\n{}", weir.stderr());
+    assert!(!weir.kill9().success());
+    write_records(&log, before_kill..old);
+    // A kill can leave the sink's last line half written: only whole lines count.
+    let whole = std::fs::read_to_string(&out).unwrap_or_default();
+    let cut = whole.rfind('\n').map_or(0, |i| i + 1);
+    std::fs::write(&out, &whole[..cut]).unwrap();
+    let before = counts(&events(&out)).0;
+    rotate(&d, 0, &mut None);
+    write_records(&log, old..n);
+
+    let weir = Weir::start(dir.path(), &p);
+    let ok = wait_for(TIMEOUT, || counts(&events(&out)).0.len() >= n);
+    assert!(ok, "stderr:\n{}", weir.stderr());
+    assert!(weir.stop().success());
+    let got = events(&out);
+    assert_every_record(&got, n, false);
+    let (c, _) = counts(&got);
+    let repeated: Vec<usize> = c.iter().filter(|(_, k)| **k > 1).map(|(i, _)| *i).collect();
+    assert!(c.values().all(|k| *k <= 2), "a record arrived more than twice");
+    if let Some(first) = repeated.first() {
+        let tail: Vec<usize> = before.keys().filter(|i| *i >= first).copied().collect();
+        assert_eq!(repeated, tail, "the repeats are not exactly the killed run's last records");
+    }
+}
+
 /// kubernetes_logs with the API stand-in of node `node-1`, its token in `dir/token`.
 fn api_pipeline(api: &crate::kube_api_server::KubeApi, dir: &Path) -> String {
     std::fs::write(dir.join("token"), "token-1\n").unwrap();
@@ -388,7 +435,8 @@ fn pod_metadata_from_the_api_stand_in() {
     let out = dir.path().join("out.log");
     assert!(wait_for(TIMEOUT, || api.state().watches >= 1), "no watch; stderr:\n{}", weir.stderr());
 
-    // Listed, then read: labels (dots made `_`), node, IP, image, owner; no annotations
+    // Listed, then read: labels (dots made `_`), node, IP, image, owner (a ReplicaSet, so
+    // its Deployment too); no annotations
     // unless asked; the excluded pod's lines are not sent.
     pod_line(dir.path(), "a-0", "uid-a", "a first");
     pod_line(dir.path(), "b-0", "uid-b", "b excluded");
@@ -402,6 +450,8 @@ fn pod_metadata_from_the_api_stand_in() {
             "labels": {"app": "triton", "app_kubernetes_io/name": "triton"},
             "node": {"name": "node-1"},
             "owner": {"kind": "ReplicaSet", "name": "a-0-rs"},
+            "replicaset": {"name": "a-0-rs"},
+            "deployment": {"name": "a-0"},
         })
     );
     assert!(events(&out).iter().all(|e| e["kubernetes"]["pod"]["uid"] != "uid-b"));
@@ -452,4 +502,44 @@ fn pod_metadata_from_the_api_stand_in() {
     until_enriched(&weir, &out, "g-0", "uid-g");
     assert!(weir.stop().success());
     assert!(api.state().watches >= 2);
+}
+
+/// With `use_api = false` the API is not contacted, and events carry the fields of the path.
+/// In a pod without the service account's token mounted (`KUBERNETES_SERVICE_HOST` set,
+/// nothing at the token's path), weir says so once and reads the logs all the same.
+#[test]
+fn without_the_api_logs_flow_with_the_fields_of_the_path() {
+    use crate::kube_api_server::{KubeApi, pod};
+    let api = KubeApi::start("token-1");
+    api.change("ADDED", pod("a-0", "uid-a", "node-1", serde_json::json!({"app": "triton"})));
+    let path_only = serde_json::json!({"namespace": "serving",
+        "pod": {"name": "a-0", "uid": "uid-a"}, "container": {"name": "server"}});
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "use_api = false\nkube_api_endpoint = \"{}\"\nself_node_name = \"node-1\"",
+        api.url()
+    );
+    let weir = Weir::start(dir.path(), &pipeline(&extra, None));
+    pod_line(dir.path(), "a-0", "uid-a", "a line");
+    let got = wait_events(&weir, &dir.path().join("out.log"), 1);
+    assert!(weir.stop().success());
+    assert_eq!(got[0]["kubernetes"], path_only);
+    let state = api.state();
+    assert_eq!((state.lists, state.watches), (0, 0), "the API was contacted");
+    drop(state);
+
+    if Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists() {
+        eprintln!("this machine is a pod with a service account token: not tried without one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("KUBERNETES_SERVICE_HOST", "127.0.0.1"), ("NODE_NAME", "node-1")];
+    let weir = Weir::start_env(dir.path(), &pipeline("", None), &env);
+    pod_line(dir.path(), "a-0", "uid-a", "a line");
+    let got = wait_events(&weir, &dir.path().join("out.log"), 1);
+    assert!(weir.stop().success());
+    assert_eq!(got[0]["kubernetes"], path_only);
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert_eq!(stderr.matches("token is not mounted").count(), 1, "{stderr}");
 }

@@ -85,8 +85,18 @@ impl Weir {
         )
     }
 
+    /// As [`Weir::start`], with these environment variables set for weir.
+    pub fn start_env(dir: &Path, pipeline: &str, env: &[(&str, &str)]) -> Self {
+        let stdout = Stdio::from(std::fs::File::create(dir.join("stdout")).expect("stdout file"));
+        Self::spawn(dir, pipeline, stdout, env)
+    }
+
     /// As [`Weir::start`], with standard output given by the caller (a pipe, say).
     pub fn start_with(dir: &Path, pipeline: &str, stdout: Stdio) -> Self {
+        Self::spawn(dir, pipeline, stdout, &[])
+    }
+
+    fn spawn(dir: &Path, pipeline: &str, stdout: Stdio, env: &[(&str, &str)]) -> Self {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         // Top-level keys of `pipeline` must come before any table: the API table goes last.
         let text = format!(
@@ -105,6 +115,7 @@ impl Weir {
             .args(["run", "--config"])
             .arg(&config)
             .env("WEIR_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

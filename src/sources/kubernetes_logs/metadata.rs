@@ -556,9 +556,43 @@ impl Enricher {
         }
         if let Some((kind, name)) = &meta.owner {
             k8s.insert("owner".into(), object([("kind", text(kind)), ("name", text(name))]));
+            let hash = meta.labels.get("pod-template-hash").map(String::as_str);
+            for (field, name) in workloads(kind, name, hash) {
+                k8s.insert(field.into(), object([("name", text(name))]));
+            }
         }
         map
     }
+}
+
+/// The workloads a pod's controller stands for, as Filebeat's `kubernetes.deployment.name`
+/// and the OpenTelemetry Collector's `k8s.deployment.name` name them: a ReplicaSet
+/// `<deployment>-<pod-template-hash>` is its Deployment's, a Job `<cronjob>-<minutes>` is
+/// its CronJob's (both names are made so by their controllers).
+fn workloads<'a>(kind: &str, name: &'a str, hash: Option<&str>) -> Vec<(&'static str, &'a str)> {
+    let field = match kind {
+        "ReplicaSet" => "replicaset",
+        "StatefulSet" => "statefulset",
+        "DaemonSet" => "daemonset",
+        "Job" => "job",
+        _ => return Vec::new(),
+    };
+    let mut found = vec![(field, name)];
+    let trimmed =
+        name.rsplit_once('-').filter(|(prefix, suffix)| !prefix.is_empty() && !suffix.is_empty());
+    match (kind, trimmed) {
+        // The label says which suffix is the hash; without it, an alphanumeric last part.
+        ("ReplicaSet", Some((deployment, suffix)))
+            if hash.map_or(suffix.bytes().all(|b| b.is_ascii_alphanumeric()), |h| h == suffix) =>
+        {
+            found.push(("deployment", deployment));
+        }
+        ("Job", Some((cronjob, suffix))) if suffix.bytes().all(|b| b.is_ascii_digit()) => {
+            found.push(("cronjob", cronjob));
+        }
+        _ => {}
+    }
+    found
 }
 
 /// Feeds watch event lines to a watcher's cache (the `kubernetes_watch` fuzz target); returns
@@ -588,6 +622,25 @@ mod tests {
         format!(
             r#"{{"metadata":{{"uid":"{uid}","resourceVersion":"{rv}","labels":{labels},"annotations":{{"weir.io/exclude":"false"}},"ownerReferences":[{{"kind":"StatefulSet","name":"s","controller":true}},{{"kind":"Other","name":"o"}}]}},"spec":{{"nodeName":"node","containers":[{{"name":"c","image":"i:1"}}]}},"status":{{"podIP":"10.0.0.9"}}}}"#
         )
+    }
+
+    #[test]
+    fn a_replicaset_is_its_deployments_and_a_job_its_cronjobs() {
+        let rs = workloads("ReplicaSet", "vllm-llama-7d9f8c6b5", Some("7d9f8c6b5"));
+        assert_eq!(rs, [("replicaset", "vllm-llama-7d9f8c6b5"), ("deployment", "vllm-llama")]);
+        // Without the label: the alphanumeric last part is taken for the hash.
+        let rs = workloads("ReplicaSet", "triton-5f4b", None);
+        assert_eq!(rs, [("replicaset", "triton-5f4b"), ("deployment", "triton")]);
+        // A ReplicaSet not made by a Deployment (its name does not end in the hash).
+        assert_eq!(workloads("ReplicaSet", "mine", Some("abc")), [("replicaset", "mine")]);
+        assert_eq!(workloads("ReplicaSet", "a-b", Some("c")), [("replicaset", "a-b")]);
+        let job = workloads("Job", "retrain-29123400", None);
+        assert_eq!(job, [("job", "retrain-29123400"), ("cronjob", "retrain")]);
+        assert_eq!(workloads("Job", "backfill-once", None), [("job", "backfill-once")]);
+        assert_eq!(workloads("StatefulSet", "s", None), [("statefulset", "s")]);
+        assert_eq!(workloads("DaemonSet", "weir", None), [("daemonset", "weir")]);
+        assert!(workloads("InferenceService", "x", None).is_empty());
+        assert!(workloads("ReplicaSet", "-", None) == [("replicaset", "-")]);
     }
 
     #[test]

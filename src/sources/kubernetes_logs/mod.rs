@@ -6,7 +6,8 @@
 //! checkpoints, rotation and acknowledgements are the file source's. The kubelet rotates a
 //! container's log by renaming `0.log` to `0.log.<time>` (then compressing older ones to
 //! `.gz`): only `*.log` names are matched, so a rotated file is finished through the handle
-//! already open and never read again as new, and compressed files are never opened. Each
+//! already open and never read again as new, and compressed files are never opened. A file
+//! rotated while weir was stopped is found at start by its checkpoint and read to its end. Each
 //! line is decoded by [`decode`] (CRI or Docker `json-file`, detected per file, parts of long
 //! lines joined); the event's `kubernetes.*` fields come from the path alone, so no API access
 //! is needed.
@@ -61,6 +62,15 @@ pub struct KubernetesLogsConfig {
     /// How long a rotated or deleted file is still read after it stops growing. Default 5000.
     #[serde(default = "default_rotate_wait_ms")]
     pub rotate_wait_ms: u64,
+    /// How long the checkpoint of a file that is gone (its pod deleted, a rotated file
+    /// finished) is kept. A pod's files never come back under a new pod (its UID is in the
+    /// path), so an hour is plenty. Default 3600.
+    #[serde(default = "default_forget_after_secs")]
+    pub forget_after_secs: u64,
+    /// Enrich events from the Kubernetes API. With `false`, only the fields of the path are
+    /// set and no API is contacted. Default true.
+    #[serde(default = "default_use_api")]
+    pub use_api: bool,
     /// The Kubernetes API, for pod metadata. Default: in a pod, the cluster's
     /// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, the service account's token and
     /// CA); elsewhere none (the fields of the path only).
@@ -82,6 +92,14 @@ pub struct KubernetesLogsConfig {
     /// How long a deleted pod's metadata is kept, for the last lines of its files. Default 60.
     #[serde(default = "default_delay_deletion_secs")]
     pub delay_deletion_secs: u64,
+}
+
+fn default_forget_after_secs() -> u64 {
+    3600
+}
+
+fn default_use_api() -> bool {
+    true
 }
 
 fn default_delay_deletion_secs() -> u64 {
@@ -114,10 +132,13 @@ pub struct Checked {
 }
 
 impl KubernetesLogsConfig {
+    fn pods_dir(&self) -> &str {
+        self.pods_dir.trim_end_matches('/')
+    }
+
     /// The file source that reads `pods_dir`: every container's `*.log`, less the excluded.
     fn file_config(&self) -> Result<file::FileConfig, String> {
-        let dir = self.pods_dir.trim_end_matches('/');
-        let escaped = glob::Pattern::escape(dir);
+        let escaped = glob::Pattern::escape(self.pods_dir());
         let mut exclude: Vec<String> = Vec::new();
         exclude.extend(self.exclude_namespaces.iter().map(|ns| format!("{escaped}/{ns}_*/*/*")));
         exclude.extend(self.exclude_containers.iter().map(|c| format!("{escaped}/*/{c}/*")));
@@ -128,6 +149,7 @@ impl KubernetesLogsConfig {
             "ignore_older_secs": self.ignore_older_secs,
             "glob_interval_ms": self.glob_interval_ms,
             "rotate_wait_ms": self.rotate_wait_ms,
+            "forget_after_secs": self.forget_after_secs,
             "max_line_bytes": self.max_line_bytes,
         });
         serde_json::from_value(value).map_err(|e| e.to_string())
@@ -167,12 +189,14 @@ impl SourceComponent for KubernetesLogsConfig {
             return Err(issues);
         }
         let file = self.file_config().map_err(|e| vec![ConfigIssue::field("pods_dir", e)])?;
-        let file_checked = file.check()?;
+        // `0.log.20240501-100000`, not `.gz` nor the `.tmp` of a compression under way.
+        let rotated = format!("{}/*/*/*.log.[0-9]*[0-9]", glob::Pattern::escape(self.pods_dir()));
+        let file_checked = file.check()?.resume_rotated(vec![rotated]);
         Ok(Checked { file, file_checked })
     }
 
     fn build(&self, checked: Checked, cx: SourceContext) -> Result<Task, BuildError> {
-        let pods = match self.api_settings()? {
+        let pods = match self.api_settings(&cx.id)? {
             Some(settings) => {
                 let grace = std::time::Duration::from_secs(self.delay_deletion_secs);
                 let cache = Arc::new(metadata::PodCache::new(grace, MAX_PODS));
@@ -210,8 +234,13 @@ impl SourceComponent for KubernetesLogsConfig {
 const MAX_PODS: usize = 5000;
 
 impl KubernetesLogsConfig {
-    /// Where the API is, when there is one to use.
-    fn api_settings(&self) -> Result<Option<metadata::ApiSettings>, BuildError> {
+    /// Where the API is, when there is one to use. In a pod without the service account's
+    /// token or `NODE_NAME`, weir says so once and runs without metadata; with an explicit
+    /// `kube_api_endpoint`, a node name is required.
+    fn api_settings(&self, id: &str) -> Result<Option<metadata::ApiSettings>, BuildError> {
+        if !self.use_api {
+            return Ok(None);
+        }
         let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").ok().map(|host| {
             let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
             let host = if host.contains(':') { format!("[{host}]") } else { host };
@@ -224,7 +253,21 @@ impl KubernetesLogsConfig {
         };
         let account = |file: &str| defaults.then(|| Path::new(SERVICE_ACCOUNT).join(file));
         let node_name = self.self_node_name.clone().or_else(|| std::env::var("NODE_NAME").ok());
+        let without_metadata = |why: &str| {
+            tracing::warn!(component = %id, "{why}; pod metadata from the Kubernetes API is not \
+                added (only the fields of the path); set use_api = false to silence this");
+        };
+        let token = self.kube_token_file.clone().or_else(|| account("token"));
+        if defaults && self.kube_token_file.is_none() && token.as_ref().is_some_and(|t| !t.exists())
+        {
+            without_metadata("in a pod, but the service account's token is not mounted");
+            return Ok(None);
+        }
         let Some(node_name) = node_name.filter(|n| !n.is_empty()) else {
+            if defaults {
+                without_metadata("this node's name is not known (NODE_NAME is not set)");
+                return Ok(None);
+            }
             return Err(ConfigIssue::field(
                 "self_node_name",
                 "the Kubernetes API is in use but this node's name is not known: set \
@@ -234,7 +277,7 @@ impl KubernetesLogsConfig {
         };
         Ok(Some(metadata::ApiSettings {
             endpoint,
-            token_file: self.kube_token_file.clone().or_else(|| account("token")),
+            token_file: token,
             ca_file: self.kube_ca_file.clone().or_else(|| account("ca.crt")),
             node_name,
         }))
