@@ -28,6 +28,10 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 # (dpkg-dev), and the package depends on adduser.
 command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
 command -v adduser >/dev/null || [ -x /usr/sbin/adduser ] || missing+=(adduser)
+# `weir completions` scripts are parsed by their shells; `weir man` pages rendered by man.
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
+command -v man >/dev/null || missing+=(man-db)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
 # Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source

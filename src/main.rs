@@ -86,6 +86,18 @@ enum Command {
         #[arg(short, long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
     },
+    /// Print a shell completion script: `weir completions bash > /etc/bash_completion.d/weir`
+    /// (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): `weir man > weir.1`, `weir man run > weir-run.1`.
+    Man {
+        /// A command, for its own page (weir-COMMAND(1)).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
     /// Inspect disk buffers.
     Buffer {
         #[command(subcommand)]
@@ -169,7 +181,7 @@ impl Color {
 /// What `weir --help` shows after the options: an example of each command, the component
 /// types and the environment variables weir reads.
 fn after_help() -> String {
-    const EXAMPLES: [(&str, &str); 7] = [
+    const EXAMPLES: [(&str, &str); 9] = [
         ("weir run --config pipeline.toml", "run a pipeline; kill -HUP reloads it"),
         ("weir run -c a.toml -c b.toml --watch-config", "reload when the files change"),
         ("weir validate --config pipeline.toml", "every error, with file:line:column"),
@@ -177,6 +189,8 @@ fn after_help() -> String {
         ("weir setup --config pipeline.toml", "Elasticsearch templates, Kibana objects"),
         ("weir profile --input train.csv --out p.json", "reference profile for `drift`"),
         ("weir buffer check /var/lib/weir", "verify the disk buffers of a data_dir"),
+        ("weir completions bash", "shell completions (also zsh, fish, ...)"),
+        ("weir man run", "man pages: weir(1), weir-run(1), ..."),
     ];
     let mut text = String::from("Examples:\n");
     for (command, what) in EXAMPLES {
@@ -219,6 +233,30 @@ fn after_help() -> String {
     text
 }
 
+/// `weir man [COMMAND]`: the page of weir, or of one of its commands (`weir-run(1)`, as the
+/// SUBCOMMANDS section of weir(1) names them).
+fn man_page(name: Option<&str>) -> i32 {
+    let mut weir = Cli::command().after_help(after_help());
+    // Building gives each command its page name (`weir-run`) and usage (`weir run`).
+    weir.build();
+    let page = match name {
+        None => weir,
+        Some(name) => match weir.find_subcommand(name) {
+            Some(command) => command.clone().version(env!("CARGO_PKG_VERSION")),
+            None => {
+                let names: Vec<&str> = weir.get_subcommands().map(|c| c.get_name()).collect();
+                eprintln!("error: no command `{name}`; commands: {}", names.join(", "));
+                return 2;
+            }
+        },
+    };
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        Ok(()) => 0,
+        // Standard output was closed (`weir man | head`).
+        Err(_) => 74,
+    }
+}
+
 fn init_logging(format: LogFormat, color: Color) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -249,6 +287,12 @@ fn main() -> ExitCode {
             config.extend(files);
             weir::pipeline_test::command(&config)
         }
+        Command::Completions { shell } => {
+            let mut command = Cli::command().after_help(after_help());
+            clap_complete::generate(shell, &mut command, "weir", &mut std::io::stdout());
+            0
+        }
+        Command::Man { command } => man_page(command.as_deref()),
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {
                 Ok(report) => {

@@ -114,3 +114,58 @@ fn an_include_pattern_matching_nothing_is_reported_at_start() {
     assert!(warned, "{}", weir.stderr());
     assert!(weir.stderr().contains("model-*.log"));
 }
+
+/// `weir completions` scripts parse in their shells (bash, zsh, fish) and bash completes
+/// the commands from its script; `weir man` pages render with `man` and name every
+/// command, each of which has its own page.
+#[test]
+fn completions_and_man_pages() {
+    let run = |args: &[&str]| {
+        let out = Command::new(weir_bin()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, check) in [("bash", "-n"), ("zsh", "-n"), ("fish", "--no-execute")] {
+        let script = run(&["completions", shell]);
+        for command in ["validate", "test", "completions", "setup"] {
+            assert!(script.contains(command), "{shell} completions lack {command}");
+        }
+        let path = dir.path().join(format!("weir.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        let out = Command::new(require_command(shell)).arg(check).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // bash completes the commands from the script.
+    let path = dir.path().join("weir.bash");
+    let complete = format!(
+        "source {}; COMP_WORDS=(weir va); COMP_CWORD=1; _weir weir va weir; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        path.display()
+    );
+    let out = Command::new("bash").args(["-c", &complete]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "validate\n");
+
+    let man = require_command("man");
+    let page = dir.path().join("weir.1");
+    std::fs::write(&page, run(&["man"])).unwrap();
+    let out = Command::new(&man)
+        .arg("-l")
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["weir-run(1)", "weir-test(1)", "weir-validate(1)", "WEIR_LOG", "Component types"]
+    {
+        assert!(text.contains(needle), "weir(1) lacks {needle:?}:\n{text}");
+    }
+    let page = dir.path().join("weir-test.1");
+    std::fs::write(&page, run(&["man", "test"])).unwrap();
+    let out = Command::new(&man).arg("-l").arg(&page).env("MANWIDTH", "100").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("weir test [-c|--config]"), "{text}");
+    let out = Command::new(weir_bin()).args(["man", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
