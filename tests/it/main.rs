@@ -32,6 +32,7 @@ mod opentelemetry;
 mod pipeline_tests;
 mod pipelines;
 mod python_servers;
+mod reference;
 mod reload;
 mod sample_logs;
 mod secrets;
