@@ -301,6 +301,10 @@ pub fn percent_format(template: &str, args: &str) -> Option<String> {
             'd' | 'i' => int_of(&value)?.to_string(),
             'f' | 'F' => {
                 let precision = flags.split_once('.').map_or(Some(6), |(_, p)| p.parse().ok())?;
+                // Rust's formatter panics above u16::MAX digits; a width this large is garbage.
+                if precision > MAX_PAD {
+                    return None;
+                }
                 format!("{:.*}", precision, float_of(&value)?)
             }
             _ => return None,
@@ -314,6 +318,9 @@ pub fn percent_format(template: &str, args: &str) -> Option<String> {
     Some(out)
 }
 
+/// The widest padding or precision a `%` conversion gets: a bound on what one record can grow to.
+const MAX_PAD: usize = 1024;
+
 /// Applies a `%` conversion's width (`-` aligns left).
 fn pad(out: &mut String, text: &str, flags: &str) {
     let width: usize = flags
@@ -322,7 +329,7 @@ fn pad(out: &mut String, text: &str, flags: &str) {
         .next()
         .and_then(|w| w.parse().ok())
         .unwrap_or(0);
-    let fill = width.saturating_sub(text.chars().count()).min(1024);
+    let fill = width.saturating_sub(text.chars().count()).min(MAX_PAD);
     if flags.starts_with('-') {
         out.push_str(text);
         out.extend(std::iter::repeat_n(' ', fill));
@@ -511,5 +518,8 @@ mod tests {
         assert_eq!(percent_format("%x", "(1,)"), None);
         assert_eq!(percent_format("%(k)s", "{'k': 1}"), None);
         assert_eq!(percent_format("%s", "(<object at 0x1>,)"), None);
+        assert_eq!(percent_format("%.2f", "(1.005,)").as_deref(), Some("1.00"));
+        // Found by fuzzing: a precision beyond what Rust's formatter takes panicked.
+        assert_eq!(percent_format("%.84171834f", "(1.5,)"), None);
     }
 }
