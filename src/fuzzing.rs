@@ -643,14 +643,17 @@ fn scratch_dir() -> std::path::PathBuf {
     dir
 }
 
-/// The config loader over arbitrary text, with validation (`weir validate`): every error
-/// has a message, and errors and warnings print.
+/// The config loader over arbitrary text, with validation (`weir validate`, `[[tests]]`
+/// included): every error has a message, and errors and warnings print.
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     match crate::config::load_from_str("fuzz.toml", &text) {
         Ok(config) => {
             for w in &config.warnings {
                 let _ = w.to_string();
+            }
+            for e in crate::config::unit_test::check(&config) {
+                assert!(!e.to_string().is_empty());
             }
         }
         Err(errors) => {
