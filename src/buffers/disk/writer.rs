@@ -51,6 +51,13 @@ struct Record {
     events: Held,
 }
 
+/// Records placed and not yet committed: their frames, to be appended and synced at once.
+#[derive(Default)]
+struct Pending {
+    frames: Vec<u8>,
+    held: Vec<Held>,
+}
+
 /// The writer stopped (shutdown while it could not write).
 struct Stopped;
 
@@ -87,66 +94,84 @@ impl Writer {
     }
 
     async fn run_inner(&mut self, input: &mut BatchReceiver) -> Result<(), Stopped> {
-        let max = self.shared.settings.max_bytes;
-        loop {
-            // `recv` is cancel-safe (a tokio channel): no batch is lost to the other branch.
-            let first = tokio::select! {
-                b = input.recv() => b,
-                _ = self.shared.stalled.notified() => {
-                    self.roll_if_consumed();
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
-            let mut estimated = batch_size(&first);
-            let mut group = vec![first];
-            while estimated < GROUP_BYTES {
-                match input.try_recv() {
-                    Some(b) => {
-                        estimated += batch_size(&b);
-                        group.push(b);
-                    }
-                    None => break,
-                }
-            }
+        while let Some(group) = self.next_group(input).await {
             let records = self.encode(group);
-            let mut frames: Vec<u8> = Vec::new();
-            let mut held: Vec<Held> = Vec::new();
-            for record in records {
-                loop {
-                    let used = self.shared.lock().bytes() + frames.len() as u64;
-                    if used == 0 || used + record.framed.len() as u64 <= max {
-                        frames.extend_from_slice(&record.framed);
-                        held.push(record.events);
-                        // A segment ends near its size, so that it is freed as a whole soon.
-                        let seg_len = self.segment.as_ref().map_or(0, |s| s.len);
-                        if seg_len + frames.len() as u64 >= self.shared.settings.segment_bytes() {
-                            self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
-                                .await?;
-                        }
-                        break;
-                    }
-                    match self.shared.settings.when_full {
-                        WhenFull::DropNewest => {
-                            self.discard(record.events);
-                            break;
-                        }
-                        WhenFull::Block => {
-                            // Sync what fits first: its sources are acknowledged meanwhile.
-                            if !frames.is_empty() {
-                                self.commit(std::mem::take(&mut frames), std::mem::take(&mut held))
-                                    .await?;
-                            }
-                            self.wait_for_space(record.framed.len() as u64).await?;
-                        }
-                    }
-                }
-            }
-            if !frames.is_empty() {
-                self.commit(frames, held).await?;
-            }
+            self.write_records(records).await?;
         }
         Ok(())
+    }
+
+    /// Waits for a batch (rolling to a new segment when the reader waits on a wholly
+    /// acknowledged one), then takes what else is waiting, up to about [`GROUP_BYTES`]: a
+    /// group is synced once. `None` once the input has closed.
+    async fn next_group(&mut self, input: &mut BatchReceiver) -> Option<Vec<Vec<Event>>> {
+        let first = loop {
+            // `recv` is cancel-safe (a tokio channel): no batch is lost to the other branch.
+            tokio::select! {
+                b = input.recv() => break b?,
+                _ = self.shared.stalled.notified() => {
+                    self.roll_if_consumed();
+                }
+            }
+        };
+        let mut estimated = batch_size(&first);
+        let mut group = vec![first];
+        while estimated < GROUP_BYTES {
+            let Some(b) = input.try_recv() else { break };
+            estimated += batch_size(&b);
+            group.push(b);
+        }
+        Some(group)
+    }
+
+    /// Writes a group's records, committing whenever the segment is about full and once at
+    /// the end.
+    async fn write_records(&mut self, records: Vec<Record>) -> Result<(), Stopped> {
+        let mut pending = Pending::default();
+        for record in records {
+            self.place(record, &mut pending).await?;
+        }
+        if !pending.frames.is_empty() {
+            self.commit(pending.frames, pending.held).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a record to `pending` once it fits under `max_bytes`, or discards it
+    /// (`drop_newest`); `block` commits what is pending first, then waits for room.
+    async fn place(&mut self, record: Record, pending: &mut Pending) -> Result<(), Stopped> {
+        let max = self.shared.settings.max_bytes;
+        loop {
+            let used = self.shared.lock().bytes() + pending.frames.len() as u64;
+            if used == 0 || used + record.framed.len() as u64 <= max {
+                pending.frames.extend_from_slice(&record.framed);
+                pending.held.push(record.events);
+                // A segment ends near its size, so that it is freed as a whole soon.
+                let seg_len = self.segment.as_ref().map_or(0, |s| s.len);
+                if seg_len + pending.frames.len() as u64 >= self.shared.settings.segment_bytes() {
+                    self.commit_pending(pending).await?;
+                }
+                return Ok(());
+            }
+            match self.shared.settings.when_full {
+                WhenFull::DropNewest => {
+                    self.discard(record.events);
+                    return Ok(());
+                }
+                WhenFull::Block => {
+                    // Sync what fits first: its sources are acknowledged meanwhile.
+                    if !pending.frames.is_empty() {
+                        self.commit_pending(pending).await?;
+                    }
+                    self.wait_for_space(record.framed.len() as u64).await?;
+                }
+            }
+        }
+    }
+
+    async fn commit_pending(&mut self, pending: &mut Pending) -> Result<(), Stopped> {
+        let Pending { frames, held } = std::mem::take(pending);
+        self.commit(frames, held).await
     }
 
     /// Encodes batches into framed records of about [`RECORD_TARGET_BYTES`] each. An event
