@@ -170,19 +170,35 @@ impl CategoricalProfile {
     }
 }
 
+/// Why a profile file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileLoadError {
+    #[error("cannot read the reference profile {}: {source}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a weir profile: {source}", .path.display())]
+    NotAProfile {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} is profile format {found}, this weir reads {PROFILE_VERSION}", .path.display())]
+    Format { path: std::path::PathBuf, found: u32 },
+}
+
 impl Profile {
     /// Reads and checks a profile file.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, ProfileLoadError> {
+        let path_buf = || path.to_path_buf();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the reference profile {}: {e}", path.display()))?;
+            .map_err(|source| ProfileLoadError::Read { path: path_buf(), source })?;
         let p: Profile = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a weir profile: {e}", path.display()))?;
+            .map_err(|source| ProfileLoadError::NotAProfile { path: path_buf(), source })?;
         if p.weir_profile != PROFILE_VERSION {
-            return Err(format!(
-                "{} is profile format {}, this weir reads {PROFILE_VERSION}",
-                path.display(),
-                p.weir_profile
-            ));
+            return Err(ProfileLoadError::Format { path: path_buf(), found: p.weir_profile });
         }
         Ok(p)
     }
@@ -434,6 +450,8 @@ mod tests {
         assert!(req(&dir.path().join("missing.csv")).err().unwrap().contains("cannot read"));
         let p = dir.path().join("p.json");
         std::fs::write(&p, "{\"weir_profile\": 9, \"rows\": 1, \"features\": {}}").unwrap();
-        assert!(Profile::load(&p).err().unwrap().contains("format 9"));
+        let e = Profile::load(&p).err().unwrap();
+        assert!(matches!(e, ProfileLoadError::Format { found: 9, .. }), "{e}");
+        assert!(e.to_string().contains("format 9"), "{e}");
     }
 }

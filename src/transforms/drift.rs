@@ -198,7 +198,8 @@ impl TransformComponent for DriftConfig {
         }
         let mut references = Vec::new();
         for path in &self.references {
-            let profile = Profile::load(path).map_err(|e| ConfigIssue::field("references", e))?;
+            let profile =
+                Profile::load(path).map_err(|e| ConfigIssue::field("references", e.to_string()))?;
             references.push(Reference::new(&profile, &self.features).map_err(|e| {
                 ConfigIssue::field("references", format!("{}: {e}", path.display()))
             })?);
