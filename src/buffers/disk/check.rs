@@ -18,8 +18,21 @@ pub struct Report {
     pub sound: bool,
 }
 
+/// Why the check could not look at the buffers at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("cannot list {}: {source}", .path.display())]
+    List {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Checks every buffer under `data_dir`. Errs when the directory itself cannot be read.
-pub fn check_data_dir(data_dir: &Path) -> Result<Report, String> {
+pub fn check_data_dir(data_dir: &Path) -> Result<Report, CheckError> {
     let root = data_dir.join("buffers");
     let mut text = String::new();
     let mut sound = true;
@@ -27,12 +40,12 @@ pub fn check_data_dir(data_dir: &Path) -> Result<Report, String> {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !data_dir.is_dir() {
-                return Err(format!("{} is not a directory", data_dir.display()));
+                return Err(CheckError::NotADirectory(data_dir.to_path_buf()));
             }
             let _ = writeln!(text, "no disk buffers in {}", data_dir.display());
             return Ok(Report { text, sound });
         }
-        Err(e) => return Err(format!("cannot list {}: {e}", root.display())),
+        Err(source) => return Err(CheckError::List { path: root, source }),
     };
     let mut dirs: Vec<_> = entries.filter_map(Result::ok).filter(|e| e.path().is_dir()).collect();
     dirs.sort_by_key(|e| e.file_name());
