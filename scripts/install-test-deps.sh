@@ -34,6 +34,8 @@ command -v fish >/dev/null || missing+=(fish)
 command -v man >/dev/null || missing+=(man-db)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
+# `weir top` is tested in a terminal that tmux emulates.
+command -v tmux >/dev/null || missing+=(tmux)
 # Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source
 # (its Configure is Perl and needs IPC::Cmd), and links zlib. Debian's own librdkafka is not
 # used: it is too old for rdkafka 0.39.

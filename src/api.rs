@@ -19,12 +19,17 @@
 //!   `{"status":"failed","error":"..."}` when the new configuration is invalid (weir runs on
 //!   with the old one). Off by default: it changes what weir runs.
 //!
+//! - `GET /tap?outputs_of=ID&inputs_of=ID&limit=N&interval_ms=MS`, when `tap = true`: streams
+//!   copies of the events leaving the named outputs as NDJSON (chunked), for `weir tap`; see
+//!   [`crate::tap`]. Off by default: it shows the events' contents.
+//!
 //! ```toml
 //! [api]
 //! address = "127.0.0.1:9598"
 //! max_connections = 256              # further connections are closed at once
 //! header_read_timeout_secs = 10      # to send a request's headers, or to start the next one
 //! reload = false                     # POST /reload
+//! tap = false                        # GET /tap
 //! ```
 //!
 //! Connections are bounded so that clients cannot hold weir's file descriptors and memory:
@@ -41,7 +46,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -155,9 +161,19 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {address} for the API: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %local, "API listening: GET /metrics, GET /health, GET /health/live");
+    let extra = match (api.reload, api.tap) {
+        (true, true) => ", POST /reload, GET /tap",
+        (true, false) => ", POST /reload",
+        (false, true) => ", GET /tap",
+        (false, false) => "",
+    };
+    tracing::info!(
+        address = %local,
+        "API listening: GET /metrics, GET /health, GET /health/live{extra}"
+    );
     let limit = Arc::new(Semaphore::new(api.max_connections.get()));
     let header_timeout = Duration::from_secs(api.header_read_timeout_secs.get());
+    let tap = api.tap;
     let t = Telemetry::get();
     Ok(async move {
         let mut accept_log = RateLimit::default();
@@ -194,7 +210,7 @@ pub async fn serve(
                 let asked_in = Arc::clone(&asked);
                 let service = service_fn(move |req| {
                     asked_in.store(true, Ordering::Relaxed);
-                    handle(req, health.clone(), reloader.clone())
+                    handle(req, health.clone(), reloader.clone(), tap)
                 });
                 let served = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -262,13 +278,30 @@ async fn reload(reloader: Reloader) -> (StatusCode, Bytes) {
     }
 }
 
+/// `GET /tap`: the stream of a new tap, or why there is none.
+fn tap(enabled: bool, query: Option<&str>) -> Result<crate::tap::TapStream, (StatusCode, Bytes)> {
+    let refuse = |code, error: String| {
+        (code, Bytes::from(format!("{}\n", serde_json::json!({ "error": error }))))
+    };
+    if !enabled {
+        let error = "tapping is off: set tap = true in [api] and restart weir";
+        return Err(refuse(StatusCode::NOT_FOUND, error.into()));
+    }
+    let request = crate::tap::TapRequest::from_query(query.unwrap_or(""))
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
+    crate::tap::global().attach(request).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
 async fn handle(
     req: Request<Incoming>,
     health: Health,
     reloader: Reloader,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    tap_enabled: bool,
+) -> Result<Response<Body>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: Bytes| {
-        let mut r = Response::new(Full::new(body));
+        let mut r = Response::new(Full::new(body).boxed());
         *r.status_mut() = status;
         if let Ok(v) = content_type.parse() {
             r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -295,10 +328,18 @@ async fn handle(
             let (status, body) = reload(reloader).await;
             response(status, "application/json", body)
         }
+        (&Method::GET, "/tap") => match tap(tap_enabled, req.uri().query()) {
+            Ok(stream) => {
+                let mut r = response(StatusCode::OK, "application/x-ndjson", Bytes::new());
+                *r.body_mut() = stream.into_body().boxed();
+                r
+            }
+            Err((status, body)) => response(status, "application/json", body),
+        },
         _ => response(
             StatusCode::NOT_FOUND,
             "text/plain",
-            Bytes::from_static(b"not found: try /metrics, /health or /health/live\n"),
+            Bytes::from_static(b"not found: try /metrics, /health, /health/live or /tap\n"),
         ),
     })
 }

@@ -26,6 +26,8 @@ pub mod redact;
 pub mod setup;
 pub mod sinks;
 pub mod sources;
+pub mod tap;
 pub mod template;
+pub mod top;
 pub mod topology;
 pub mod transforms;

@@ -98,6 +98,17 @@ enum Command {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+    /// Print the events leaving components of a running weir (needs tap = true in [api]).
+    Tap(TapCli),
+    /// A live table of a running weir's components: rates, errors, buffers, health.
+    Top {
+        /// The API of the running weir.
+        #[arg(long, default_value = "http://127.0.0.1:9598")]
+        url: String,
+        /// Time between refreshes, in milliseconds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+        interval_ms: u64,
+    },
     /// Inspect disk buffers.
     Buffer {
         #[command(subcommand)]
@@ -137,6 +148,48 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TapCli {
+    /// Components whose outputs to tap (globs: `parse*`), as --outputs-of.
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
+    /// Tap the events leaving these components (sources, transforms; globs allowed).
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    outputs_of: Vec<String>,
+    /// Tap the events going into these components (transforms, sinks; globs allowed).
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    inputs_of: Vec<String>,
+    /// The API of the running weir.
+    #[arg(long, default_value = "http://127.0.0.1:9598")]
+    url: String,
+    /// How events are printed.
+    #[arg(long, value_enum, default_value_t = TapFormat::Json)]
+    format: TapFormat,
+    /// At most this many events per interval (and per tap); weir drops the rest.
+    #[arg(long, default_value_t = weir::tap::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(weir::tap::MAX_LIMIT)))]
+    limit: u32,
+    /// The sampling interval, in milliseconds: --limit events per interval at most.
+    #[arg(long, default_value_t = weir::tap::DEFAULT_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// Exit after printing this many events.
+    #[arg(long, short = 'n', value_name = "N")]
+    count: Option<u64>,
+    /// Print which output each event left (JSON: {"output":..,"event":..}; logfmt: output=).
+    #[arg(long, short)]
+    meta: bool,
+    /// Say nothing on stderr but drops, the tap's end and errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TapFormat {
+    Json,
+    Logfmt,
 }
 
 #[derive(Subcommand)]
@@ -181,12 +234,14 @@ impl Color {
 /// What `weir --help` shows after the options: an example of each command, the component
 /// types and the environment variables weir reads.
 fn after_help() -> String {
-    const EXAMPLES: [(&str, &str); 9] = [
+    const EXAMPLES: [(&str, &str); 11] = [
         ("weir run --config pipeline.toml", "run a pipeline; kill -HUP reloads it"),
         ("weir run -c a.toml -c b.toml --watch-config", "reload when the files change"),
         ("weir validate --config pipeline.toml", "every error, with file:line:column"),
         ("weir test pipeline.toml", "run the pipeline's [[tests]]"),
         ("weir setup --config pipeline.toml", "Elasticsearch templates, Kibana objects"),
+        ("weir tap parse --format logfmt", "the events leaving `parse`, live"),
+        ("weir top", "live rates, errors, buffers and health per component"),
         ("weir profile --input train.csv --out p.json", "reference profile for `drift`"),
         ("weir buffer check /var/lib/weir", "verify the disk buffers of a data_dir"),
         ("weir completions bash", "shell completions (also zsh, fish, ...)"),
@@ -293,6 +348,11 @@ fn main() -> ExitCode {
             0
         }
         Command::Man { command } => man_page(command.as_deref()),
+        Command::Tap(tap) => tap_command(tap),
+        Command::Top { url, interval_ms } => weir::top::run(weir::top::TopArgs {
+            url,
+            interval: std::time::Duration::from_millis(interval_ms),
+        }),
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {
                 Ok(report) => {
@@ -353,6 +413,37 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `weir tap`: runs the client on a small runtime of its own.
+fn tap_command(tap: TapCli) -> i32 {
+    let mut outputs_of = tap.ids;
+    outputs_of.extend(tap.outputs_of);
+    if outputs_of.is_empty() && tap.inputs_of.is_empty() {
+        eprintln!("error: name what to tap: weir tap ID, --outputs-of ID or --inputs-of ID");
+        return 2;
+    }
+    let args = weir::tap::client::TapArgs {
+        url: tap.url,
+        outputs_of,
+        inputs_of: tap.inputs_of,
+        format: match tap.format {
+            TapFormat::Json => weir::tap::client::Format::Json,
+            TapFormat::Logfmt => weir::tap::client::Format::Logfmt,
+        },
+        limit: tap.limit,
+        interval_ms: tap.interval_ms,
+        count: tap.count,
+        meta: tap.meta,
+        quiet: tap.quiet,
+    };
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(weir::tap::client::run(args)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            70
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,11 +9,16 @@
 //! Clones share one list of consumers, which a reload replaces ([`Fanout::set`]): a send
 //! takes the list as it is when it begins, so a consumer that a reload took out gets the
 //! batches already on their way to it, and its input closes once they are delivered.
+//!
+//! Each fan-out holds the [`TapPoint`] of its output: when a tap is attached (`weir tap`),
+//! every batch is offered to it first, which never waits (see [`crate::tap`]); when none is,
+//! that costs one atomic load per batch.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::channel::{Batch, BatchSender};
 use crate::event::{Event, EventStatus};
+use crate::tap::TapPoint;
 
 type Targets = Arc<Vec<(String, BatchSender)>>;
 
@@ -21,11 +26,24 @@ type Targets = Arc<Vec<(String, BatchSender)>>;
 #[derive(Clone, Default)]
 pub struct Fanout {
     targets: Arc<Mutex<Targets>>,
+    tap: Arc<TapPoint>,
 }
 
 impl Fanout {
     pub fn new(targets: Vec<(String, BatchSender)>) -> Self {
-        Self { targets: Arc::new(Mutex::new(Arc::new(targets))) }
+        Self { targets: Arc::new(Mutex::new(Arc::new(targets))), tap: Arc::default() }
+    }
+
+    /// The fan-out offering its batches to the taps of `point` (its output's).
+    pub fn tapped(self, point: Arc<TapPoint>) -> Self {
+        Self { tap: point, ..self }
+    }
+
+    /// Offers events that go nowhere (an output no component reads) to the taps.
+    pub fn tap_unsent(&self, events: &[Event]) {
+        if self.tap.is_active() {
+            self.tap.offer_events(events);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Targets> {
@@ -73,6 +91,9 @@ impl Fanout {
         let targets = self.snapshot();
         if batch.is_empty() {
             return !targets.is_empty();
+        }
+        if self.tap.is_active() {
+            self.tap.offer(&batch);
         }
         let mut batch = Some(batch);
         for (i, (id, target)) in targets.iter().enumerate() {

@@ -196,6 +196,10 @@ pub struct ApiConfig {
     /// Whether `POST /reload` reloads the pipeline files (as SIGHUP does). Default false.
     #[serde(default)]
     pub reload: bool,
+    /// Whether `GET /tap` (what `weir tap` reads) streams copies of events. Default false:
+    /// it shows the events' contents to whoever reaches the API.
+    #[serde(default)]
+    pub tap: bool,
 }
 
 fn default_api_max_connections() -> std::num::NonZeroUsize {

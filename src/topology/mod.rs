@@ -122,6 +122,7 @@ pub fn start(config: &Config) -> Result<RunningTopology, Vec<StartError>> {
         return Err(built.errors);
     }
     topology.spawn(built.components);
+    crate::tap::global().set_graph(config, &[]);
     Ok(topology)
 }
 
@@ -236,7 +237,8 @@ impl RunningTopology {
         port: Option<String>,
     ) -> Fanout {
         let out = OutputId { component: component.to_string(), port };
-        let fanout = Fanout::new(wiring.get(&out).cloned().unwrap_or_default());
+        let fanout = Fanout::new(wiring.get(&out).cloned().unwrap_or_default())
+            .tapped(crate::tap::global().point(&out));
         self.outputs.insert(out, fanout.clone());
         fanout
     }
@@ -511,6 +513,7 @@ impl RunningTopology {
     /// component failed (then or before): weir's exit code says so.
     pub async fn stop(mut self) -> bool {
         let timeout = self.config.shutdown_timeout;
+        crate::tap::global().stop_all();
         for instance in self.instances.values() {
             instance.shutdown.trigger(timeout);
         }

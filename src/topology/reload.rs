@@ -148,6 +148,9 @@ impl RunningTopology {
         for (out, fanout) in &self.outputs {
             fanout.set(wiring.get(out).cloned().unwrap_or_default());
         }
+        // Taps on the changed components follow their replacements (same points).
+        let rebuilt: Vec<String> = built.intersection(&retired).cloned().collect();
+        crate::tap::global().set_graph(&self.config, &rebuilt);
         let old: Vec<(String, Instance)> =
             retired.iter().filter_map(|id| self.instances.remove_entry(id)).collect();
         self.retire(&old).await;

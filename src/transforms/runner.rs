@@ -25,6 +25,7 @@ pub async fn run(
         if !events.is_empty() {
             primary_metrics.sent(events.len(), batch_size(&events));
             if primary.is_empty() {
+                primary.tap_unsent(&events);
                 unconsumed.inc_by(events.len() as u64);
             } else {
                 primary.send(events).await;
@@ -37,6 +38,7 @@ pub async fn run(
             }
             m.sent(events.len(), batch_size(&events));
             if fanout.is_empty() {
+                fanout.tap_unsent(&events);
                 unconsumed.inc_by(events.len() as u64);
             } else {
                 fanout.send(events).await;

@@ -40,3 +40,5 @@ mod setup;
 mod sink_health;
 mod stand_in;
 mod syslog;
+mod tap;
+mod top;

@@ -1,0 +1,248 @@
+//! `weir tap`: reads `GET /tap` of a running weir and prints the events, one per line, as
+//! JSON or logfmt; what weir says about the tap (outputs matched, drops, reloads, the end)
+//! goes to standard error.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How events are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Logfmt,
+}
+
+/// What `weir tap` was asked.
+#[derive(Clone, Debug)]
+pub struct TapArgs {
+    /// The API's base URL, `http://127.0.0.1:9598`.
+    pub url: String,
+    pub outputs_of: Vec<String>,
+    pub inputs_of: Vec<String>,
+    pub format: Format,
+    pub limit: u32,
+    pub interval_ms: u64,
+    /// Exit after printing this many events.
+    pub count: Option<u64>,
+    /// Print `{"output":...,"event":...}` (JSON) or an `output=` key (logfmt).
+    pub meta: bool,
+    /// No messages about the tap on standard error, drops and errors aside.
+    pub quiet: bool,
+}
+
+impl TapArgs {
+    fn endpoint(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for p in &self.outputs_of {
+            query.append_pair("outputs_of", p);
+        }
+        for p in &self.inputs_of {
+            query.append_pair("inputs_of", p);
+        }
+        query.append_pair("limit", &self.limit.to_string());
+        query.append_pair("interval_ms", &self.interval_ms.to_string());
+        format!("{}/tap?{}", self.url.trim_end_matches('/'), query.finish())
+    }
+}
+
+/// Runs the tap until weir ends it, `count` events are printed or standard output closes.
+/// Returns the exit code: 0, or 1 when weir cannot be reached or refuses the tap.
+pub async fn run(args: TapArgs) -> i32 {
+    match tap(&args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn tap(args: &TapArgs) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let url = args.endpoint();
+    let mut response = client.get(&url).send().await.map_err(|e| {
+        format!(
+            "cannot reach weir's API at {}: {} (is weir running, with [api] enabled at this \
+             address? --url sets it)",
+            args.url,
+            error_chain(&e)
+        )
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or(body);
+        return Err(format!("weir refused the tap ({status}): {}", error.trim()));
+    }
+    let mut printer = Printer { args, printed: 0, ended: false };
+    let mut pending = Vec::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| format!("the tap's stream broke off: {}", error_chain(&e)))?;
+        let Some(chunk) = chunk else { break };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if printer.line(&line)? == Flow::Stop {
+                return Ok(());
+            }
+        }
+    }
+    if printer.ended { Ok(()) } else { Err("weir closed the tap's connection".into()) }
+}
+
+/// The root cause of an error (reqwest's own message names the URL again and says little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(s) = cause.source() {
+        cause = s;
+    }
+    cause.to_string()
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+struct Printer<'a> {
+    args: &'a TapArgs,
+    printed: u64,
+    /// weir said the tap ended (its last notice came).
+    ended: bool,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, line: &[u8]) -> Result<Flow, String> {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            return Err(format!(
+                "weir sent a line that is not JSON: {}",
+                String::from_utf8_lossy(line)
+            ));
+        };
+        if let Some(event) = v.get("event") {
+            let output = v["output"].as_str().unwrap_or_default();
+            let text = match (self.args.format, self.args.meta) {
+                (Format::Json, true) => v.to_string(),
+                (Format::Json, false) => event.to_string(),
+                (Format::Logfmt, meta) => logfmt(event, meta.then_some(output)),
+            };
+            let mut out = std::io::stdout().lock();
+            // A closed standard output (`weir tap | head`) ends the tap quietly.
+            if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+                return Ok(Flow::Stop);
+            }
+            self.printed += 1;
+            if self.args.count.is_some_and(|c| self.printed >= c) {
+                return Ok(Flow::Stop);
+            }
+        } else if let Some(n) = v.get("dropped") {
+            eprintln!(
+                "weir tap: {n} events dropped so far: this tap reads slower than they come \
+                 (weir does not wait for it; raise --interval-ms or lower --limit)"
+            );
+        } else if let Some(notice) = v.get("notice").and_then(Value::as_str) {
+            if !self.args.quiet {
+                eprintln!("weir tap: {notice}");
+            }
+        } else if let Some(end) = v.get("end").and_then(Value::as_str) {
+            self.ended = true;
+            eprintln!("weir tap: the tap ended: {end}");
+        } else if let Some(outputs) = v.get("tapping").and_then(Value::as_array)
+            && !self.args.quiet
+        {
+            let names: Vec<&str> = outputs.iter().filter_map(Value::as_str).collect();
+            eprintln!("weir tap: tapping the outputs of {}", names.join(", "));
+        }
+        Ok(Flow::Go)
+    }
+}
+
+/// One event as a logfmt line: nested objects flattened to dotted keys, arrays and other
+/// values as their JSON text, values quoted when they hold spaces, `=` or quotes. Written
+/// here because no logfmt crate both flattens nested fields and is kept up.
+pub fn logfmt(event: &Value, output: Option<&str>) -> String {
+    let mut pairs = Vec::new();
+    if let Some(o) = output {
+        pairs.push(("output".to_string(), o.to_string()));
+    }
+    flatten("", event, &mut pairs);
+    let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+    parts.join(" ")
+}
+
+fn flatten(prefix: &str, value: &Value, pairs: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, pairs);
+            }
+        }
+        Value::String(s) => pairs.push((prefix.to_string(), s.clone())),
+        Value::Null => pairs.push((prefix.to_string(), String::new())),
+        other => pairs.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control() || c == '=' || c == '"');
+    if plain {
+        return value.to_string();
+    }
+    // A JSON string literal: quotes, backslashes and control characters escaped.
+    Value::String(value.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_as_logfmt() {
+        let event = serde_json::json!({
+            "empty": "",
+            "log": {"level": "info"},
+            "message": "GET /predict 200",
+            "n": 3,
+            "q": "say \"hi\"",
+            "tags": ["a", "b"],
+        });
+        assert_eq!(
+            logfmt(&event, Some("parse")),
+            "output=parse empty=\"\" log.level=info message=\"GET /predict 200\" n=3 \
+             q=\"say \\\"hi\\\"\" tags=\"[\\\"a\\\",\\\"b\\\"]\""
+        );
+    }
+
+    #[test]
+    fn the_request_names_every_pattern() {
+        let args = TapArgs {
+            url: "http://127.0.0.1:9598/".into(),
+            outputs_of: vec!["parse".into(), "in*".into()],
+            inputs_of: vec!["es".into()],
+            format: Format::Json,
+            limit: 7,
+            interval_ms: 250,
+            count: None,
+            meta: false,
+            quiet: false,
+        };
+        assert_eq!(
+            args.endpoint(),
+            "http://127.0.0.1:9598/tap?outputs_of=parse&outputs_of=in*&inputs_of=es&limit=7&interval_ms=250"
+        );
+    }
+}
