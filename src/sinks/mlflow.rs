@@ -83,7 +83,7 @@ impl SinkComponent for MlflowConfig {
     fn check(&self) -> Result<(), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if let Err(e) = check_url(&self.endpoint) {
-            issues.push(ConfigIssue::field("endpoint", e));
+            issues.push(ConfigIssue::field("endpoint", e.to_string()));
         }
         if self.experiment.trim().is_empty() {
             issues.push(ConfigIssue::field("experiment", "must not be empty"));

@@ -808,7 +808,7 @@ impl AlertSinkConfig {
         let options = self.options();
         let mut issues = options.check();
         if let Err(e) = check_url(&self.endpoint) {
-            issues.push(ConfigIssue::field("endpoint", e));
+            issues.push(ConfigIssue::field("endpoint", e.to_string()));
         }
         issues.extend(self.request.check());
         issues.extend(self.auth.iter().flat_map(AuthConfig::check));

@@ -154,16 +154,35 @@ impl AuthConfig {
     }
 }
 
+/// The `url` crate's parse error, as reqwest's `Url` gives it.
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Why an endpoint is not usable. Each holds the URL as it may be shown (password masked).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{shown}` is not a URL: {source}")]
+    NotAUrl {
+        shown: String,
+        #[source]
+        source: UrlParseError,
+    },
+    #[error("`{0}` is not an http:// or https:// URL")]
+    NotHttp(String),
+    #[error("`{0}` has no host")]
+    NoHost(String),
+}
+
 /// Checks that `url` is an absolute `http://` or `https://` URL with a host (for `check`);
 /// errors show it with any password masked.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let shown = crate::redact::credentials(url);
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+pub fn check_url(url: &str) -> Result<(), UrlError> {
+    let shown = || crate::redact::credentials(url).into_owned();
+    let parsed =
+        reqwest::Url::parse(url).map_err(|source| UrlError::NotAUrl { shown: shown(), source })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("`{shown}` is not an http:// or https:// URL"));
+        return Err(UrlError::NotHttp(shown()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{shown}` has no host"));
+        return Err(UrlError::NoHost(shown()));
     }
     Ok(())
 }
@@ -495,10 +514,11 @@ mod tests {
     fn urls_are_checked() {
         assert!(check_url("http://127.0.0.1:9093").is_ok());
         assert!(check_url("https://hooks.example.com/base/").is_ok());
-        assert!(check_url("ftp://x").unwrap_err().contains("http://"));
+        assert!(matches!(check_url("ftp://x"), Err(UrlError::NotHttp(_))));
+        assert!(check_url("ftp://x").unwrap_err().to_string().contains("http://"));
         assert!(check_url("http://x:notaport").is_err());
         assert!(check_url("127.0.0.1:9093").is_err());
-        let e = check_url("ftp://u:pw@h:1").unwrap_err();
+        let e = check_url("ftp://u:pw@h:1").unwrap_err().to_string();
         assert!(e.contains("u:***@h") && !e.contains("pw"), "{e}");
     }
 

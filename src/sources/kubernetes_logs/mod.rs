@@ -180,7 +180,7 @@ impl SourceComponent for KubernetesLogsConfig {
         if let Some(e) = &self.kube_api_endpoint
             && let Err(why) = crate::sinks::util::http::check_url(e)
         {
-            issues.push(ConfigIssue::field("kube_api_endpoint", why));
+            issues.push(ConfigIssue::field("kube_api_endpoint", why.to_string()));
         }
         if self.max_merged_line_bytes == 0 {
             issues.push(ConfigIssue::field("max_merged_line_bytes", "must be at least 1"));
