@@ -35,6 +35,8 @@ fn validate(file: &Path, dir: &Path) -> (i32, String) {
         .env("BENCH_ES_URL", "http://127.0.0.1:9200")
         .env("BENCH_LOKI_URL", "http://127.0.0.1:3100")
         .env("BENCH_SYSLOG_ADDRESS", "127.0.0.1:5514")
+        .env("BENCH_OTLP_GRPC_ADDRESS", "127.0.0.1:4317")
+        .env("BENCH_OTLP_HTTP_ADDRESS", "127.0.0.1:4318")
         .output()
         .expect("run weir validate");
     let text =
@@ -45,7 +47,8 @@ fn validate(file: &Path, dir: &Path) -> (i32, String) {
 #[test]
 fn scenario_pipelines_validate() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["s1-raw", "s2-json-es", "s3-regex-file", "s4-syslog-loki", "s5-json-es-disk"] {
+    let names = ["s1-raw", "s2-json-es", "s3-regex-file", "s4-syslog-loki", "s5-json-es-disk"];
+    for name in names.into_iter().chain(["otlp-es"]) {
         let (code, out) = validate(&scenario_dir().join(format!("{name}.toml")), dir.path());
         assert_eq!(code, 0, "{name}.toml does not validate:\n{out}");
         assert!(out.contains("Configuration OK"), "{out}");
