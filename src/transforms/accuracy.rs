@@ -58,17 +58,29 @@ pub const MAX_WINDOWS: usize = 256;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccuracyConfig {
+    /// `classification` (prediction and label compared as text) or `regression` (as
+    /// numbers).
     pub task: Task,
+    /// The request id that joins a prediction and its label. Default `http.request.id`.
     #[serde(default = "default_request_id_field")]
     pub request_id_field: String,
+    /// An event with this field (and a request id) is a prediction. Default
+    /// `inference.prediction`.
     #[serde(default = "default_prediction_field")]
     pub prediction_field: String,
+    /// An event with this field (and a request id) is a label. Default `inference.label`.
     #[serde(default = "default_label_field")]
     pub label_field: String,
+    /// How long a prediction waits for its label (and a label for its prediction).
+    /// Default 3600.
     #[serde(default = "default_join_window")]
     pub join_window_secs: u64,
+    /// The most predictions (and as many early labels) held while they wait. Default
+    /// 100000.
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
+    /// The report window: `window.count` predictions resolved (labelled or expired), or
+    /// `window.secs`, whichever comes first.
     #[serde(default)]
     pub window: WindowConfig,
 }

@@ -107,6 +107,8 @@ pub struct DriftConfig {
     /// Where the events hold their feature values.
     #[serde(default = "default_field")]
     pub field: String,
+    /// The comparison window: `window.count` events, or `window.secs`, whichever comes
+    /// first.
     #[serde(default)]
     pub window: WindowConfig,
     /// Features with fewer values in a window are reported as not tested.

@@ -145,6 +145,7 @@ impl Transform for Rename {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveConfig {
+    /// Paths of the fields to remove (`error.message`, `"@timestamp"`).
     pub fields: Vec<String>,
 }
 

@@ -24,15 +24,21 @@ pub struct ParseGrokConfig {
     /// One grok pattern; or `patterns`, tried in order.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// Several patterns, tried in order; the first that matches wins.
     #[serde(default)]
     pub patterns: Vec<String>,
     /// Extra named patterns usable as `%{NAME}`: `{ MODEL = "[a-z0-9_-]+" }`.
     #[serde(default)]
     pub pattern_definitions: BTreeMap<String, String>,
+    /// The field to parse. Default `message`.
     #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
+    /// Where the parsed fields go: unset merges them into the event's root; a path nests
+    /// them under it.
     #[serde(default)]
     pub target: Option<String>,
+    /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
+    /// with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
 }

@@ -27,10 +27,15 @@ pub struct ParseKvConfig {
     /// A key without a value becomes `true`. Default true.
     #[serde(default = "default_true")]
     pub accept_standalone_key: bool,
+    /// The field to parse. Default `message`.
     #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
+    /// Where the parsed fields go: unset merges them into the event's root; a path nests
+    /// them under it.
     #[serde(default)]
     pub target: Option<String>,
+    /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
+    /// with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
 }
@@ -39,10 +44,15 @@ pub struct ParseKvConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseLogfmtConfig {
+    /// The field to parse. Default `message`.
     #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
+    /// Where the parsed fields go: unset merges them into the event's root; a path nests
+    /// them under it.
     #[serde(default)]
     pub target: Option<String>,
+    /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
+    /// with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
 }

@@ -24,15 +24,21 @@ pub struct ParseRegexConfig {
     /// Patterns tried in order; the first that matches wins. `pattern` is one pattern.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// Several patterns, tried in order; the first that matches wins.
     #[serde(default)]
     pub patterns: Vec<String>,
     /// Conversions of captures: `{ status = "int", latency = "float" }`.
     #[serde(default)]
     pub types: BTreeMap<String, Conversion>,
+    /// The field to parse. Default `message`.
     #[serde(default = "crate::transforms::parse::default_field")]
     pub field: String,
+    /// Where the parsed fields go: unset merges them into the event's root; a path nests
+    /// them under it.
     #[serde(default)]
     pub target: Option<String>,
+    /// Send events that fail to parse to the `<id>.errors` output instead of passing them on
+    /// with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
 }

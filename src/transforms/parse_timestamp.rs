@@ -36,6 +36,8 @@ pub struct ParseTimestampConfig {
     /// Where the timestamp goes. Default `@timestamp`.
     #[serde(default = "default_target")]
     pub target: String,
+    /// Send events whose field does not parse to the `<id>.errors` output instead of passing
+    /// them on with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
 }

@@ -30,8 +30,12 @@ use crate::metrics::ComponentMetrics;
 pub struct RemapConfig {
     /// The VRL program.
     pub source: String,
+    /// Send events whose program fails at run time to the `<id>.errors` output instead of
+    /// passing them on unchanged with an `error.message` field. Default false.
     #[serde(default)]
     pub drop_on_error: bool,
+    /// Discard (and count) the events the program `abort`s; false passes them on as they
+    /// were. Default true.
     #[serde(default = "default_true")]
     pub drop_on_abort: bool,
 }

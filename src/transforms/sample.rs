@@ -24,6 +24,8 @@ use crate::metrics::ComponentMetrics;
 pub struct SampleConfig {
     /// Keep one event in this many (1 keeps all).
     pub rate: u64,
+    /// Keep or drop by a hash of this field, so that all events of one value (a request id)
+    /// are kept or dropped together. Default: every `rate`-th event.
     #[serde(default)]
     pub key_field: Option<String>,
     /// Events matching this VRL condition are never sampled out.

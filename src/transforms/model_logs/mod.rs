@@ -140,7 +140,11 @@ pub struct ParseModelLogConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PythonFormatConfig {
+    /// The `fmt` of the application's `logging.Formatter`, such as
+    /// `%(asctime)s %(levelname)s %(name)s: %(message)s`.
     pub format: String,
+    /// Its `datefmt` (a strftime format for `%(asctime)s`); default Python's
+    /// `%Y-%m-%d %H:%M:%S,<msecs>`.
     #[serde(default)]
     pub datefmt: Option<String>,
     /// `%` (default), `{` or `$`.
