@@ -373,6 +373,8 @@ pub mod error_type {
     pub const CONSUME_FAILED: &str = "consume_failed";
     /// A destination refused a sink's credentials (401, 403); the request is sent again.
     pub const CREDENTIALS_REFUSED: &str = "credentials_refused";
+    /// A Kafka record the broker did not take (it is produced again).
+    pub const DELIVERY_FAILED: &str = "delivery_failed";
     /// A line longer than `max_line_bytes` was cut.
     pub const LINE_TRUNCATED: &str = "line_truncated";
     /// A syslog frame could not be read.

@@ -5,8 +5,10 @@ pub mod blackhole;
 pub mod console;
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod loki;
 pub mod mlflow;
+pub mod socket;
 pub mod util;
 
 crate::component_enum! {
@@ -19,8 +21,10 @@ crate::component_enum! {
         // Boxed: the config is large, and the enum should stay small.
         "elasticsearch" => Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
         "file" => File(file::FileSinkConfig),
+        "kafka" => Kafka(Box<kafka::KafkaSinkConfig>),
         "loki" => Loki(Box<loki::LokiConfig>),
         "mlflow" => Mlflow(mlflow::MlflowConfig),
+        "socket" => Socket(Box<socket::SocketSinkConfig>),
         "webhook" => Webhook(alerting::WebhookConfig),
     }
 }

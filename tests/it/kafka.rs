@@ -42,17 +42,22 @@ fn broker_bin() -> PathBuf {
 }
 
 /// A tansu broker on a loopback port, storing in memory, stopped when dropped.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Broker {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// A broker on `port` (a restarted broker keeps its address; with in-memory storage it
+    /// starts empty).
+    pub(crate) fn start_on(port: u16) -> Self {
         // An empty working directory: tansu reads a `.env` file from it if there is one.
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(broker_bin())
             .current_dir(dir.path())
@@ -68,7 +73,7 @@ impl Broker {
         broker
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         ["broker.log", "broker.err"]
             .iter()
             .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
@@ -76,11 +81,11 @@ impl Broker {
             .join("\n")
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn create_topic(&self, name: &str, partitions: u32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(broker_bin())
             .current_dir(self.dir.path())
             .args(["topic", "create", name, "--partitions", &partitions.to_string()])
@@ -97,6 +102,10 @@ impl Broker {
 
     /// Produces records `ids` to `topic`, record `i` to partition `i % partitions`, each with
     /// key `model-{i % 5}` and a `trace-id` header; waits until every one is acknowledged.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     fn produce(&self, topic: &str, partitions: i32, ids: std::ops::Range<usize>) {
         let records = ids
             .map(|i| ((i % partitions as usize) as i32, format!("model-{}", i % 5), i))

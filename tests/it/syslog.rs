@@ -270,7 +270,7 @@ impl Drop for Rsyslog {
     }
 }
 
-fn rsyslogd() -> PathBuf {
+pub(crate) fn rsyslogd() -> PathBuf {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .iter()
         .map(PathBuf::from)

@@ -232,20 +232,7 @@ impl SourceComponent for KafkaConfig {
                 ));
             }
         }
-        if let Some(sasl) = &self.sasl
-            && sasl.enabled
-            && !SASL_MECHANISMS.contains(&sasl.mechanism.as_str())
-        {
-            issues.push(ConfigIssue::field(
-                "sasl.mechanism",
-                format!("`{}` is not one of {}", sasl.mechanism, SASL_MECHANISMS.join(", ")),
-            ));
-        }
-        if let Some(tls) = &self.tls
-            && tls.crt_file.is_some() != tls.key_file.is_some()
-        {
-            issues.push(ConfigIssue::field("tls", "`crt_file` and `key_file` go together"));
-        }
+        check_security(self.sasl.as_ref(), self.tls.as_ref(), &mut issues);
         if issues.is_empty() { Ok(()) } else { Err(issues) }
     }
 
@@ -312,47 +299,75 @@ impl KafkaConfig {
             .set("statistics.interval.ms", "10000")
             .set("queued.max.messages.kbytes", "16384")
             .set_log_level(RDKafkaLogLevel::Warning);
-        let tls = self.tls.as_ref().filter(|t| t.enabled);
-        let sasl = self.sasl.as_ref().filter(|s| s.enabled);
-        let protocol = match (tls.is_some(), sasl.is_some()) {
-            (false, false) => "plaintext",
-            (true, false) => "ssl",
-            (false, true) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
-        };
-        c.set("security.protocol", protocol);
-        if let Some(t) = tls {
-            // OpenSSL is linked statically (built from source, Cargo.toml): its own default
-            // CA path is the build's, not the system's. `probe` has librdkafka look in the
-            // standard places (Debian's /etc/ssl/certs/ca-certificates.crt, Red Hat's bundle,
-            // ...) instead, as the system's OpenSSL would have.
-            c.set("ssl.ca.location", "probe");
-            let pairs = [
-                ("ssl.ca.location", &t.ca_file),
-                ("ssl.certificate.location", &t.crt_file),
-                ("ssl.key.location", &t.key_file),
-                ("ssl.key.password", &t.key_pass),
-            ];
-            for (k, v) in pairs {
-                if let Some(v) = v {
-                    c.set(k, v);
-                }
-            }
-            c.set("enable.ssl.certificate.verification", t.verify_certificate.to_string());
-            c.set(
-                "ssl.endpoint.identification.algorithm",
-                if t.verify_hostname { "https" } else { "none" },
-            );
-        }
-        if let Some(s) = sasl {
-            c.set("sasl.mechanism", &s.mechanism)
-                .set("sasl.username", &s.username)
-                .set("sasl.password", &s.password);
-        }
+        security(&mut c, self.sasl.as_ref(), self.tls.as_ref());
         for (k, v) in &self.librdkafka_options {
             c.set(k, v);
         }
         c
+    }
+}
+
+/// The security settings of a Kafka client (the source's and the sink's): the protocol from
+/// which of `sasl` and `tls` are enabled, then their options.
+pub fn security(c: &mut ClientConfig, sasl: Option<&SaslConfig>, tls: Option<&KafkaTlsConfig>) {
+    let tls = tls.filter(|t| t.enabled);
+    let sasl = sasl.filter(|s| s.enabled);
+    let protocol = match (tls.is_some(), sasl.is_some()) {
+        (false, false) => "plaintext",
+        (true, false) => "ssl",
+        (false, true) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    c.set("security.protocol", protocol);
+    if let Some(t) = tls {
+        // OpenSSL is linked statically (built from source, Cargo.toml): its own default
+        // CA path is the build's, not the system's. `probe` has librdkafka look in the
+        // standard places (Debian's /etc/ssl/certs/ca-certificates.crt, Red Hat's bundle,
+        // ...) instead, as the system's OpenSSL would have.
+        c.set("ssl.ca.location", "probe");
+        let pairs = [
+            ("ssl.ca.location", &t.ca_file),
+            ("ssl.certificate.location", &t.crt_file),
+            ("ssl.key.location", &t.key_file),
+            ("ssl.key.password", &t.key_pass),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                c.set(k, v);
+            }
+        }
+        c.set("enable.ssl.certificate.verification", t.verify_certificate.to_string());
+        c.set(
+            "ssl.endpoint.identification.algorithm",
+            if t.verify_hostname { "https" } else { "none" },
+        );
+    }
+    if let Some(s) = sasl {
+        c.set("sasl.mechanism", &s.mechanism)
+            .set("sasl.username", &s.username)
+            .set("sasl.password", &s.password);
+    }
+}
+
+/// The checks of `sasl` and `tls` the source and the sink share.
+pub fn check_security(
+    sasl: Option<&SaslConfig>,
+    tls: Option<&KafkaTlsConfig>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    if let Some(sasl) = sasl
+        && sasl.enabled
+        && !SASL_MECHANISMS.contains(&sasl.mechanism.as_str())
+    {
+        issues.push(ConfigIssue::field(
+            "sasl.mechanism",
+            format!("`{}` is not one of {}", sasl.mechanism, SASL_MECHANISMS.join(", ")),
+        ));
+    }
+    if let Some(tls) = tls
+        && tls.crt_file.is_some() != tls.key_file.is_some()
+    {
+        issues.push(ConfigIssue::field("tls", "`crt_file` and `key_file` go together"));
     }
 }
 
