@@ -17,6 +17,11 @@
 //! them at once and wait when they are full, so nothing is dropped while the old instances
 //! finish. Events on unchanged paths are neither lost nor repeated; on a changed path the
 //! events in flight are handled by the old instance, the rest by the new one.
+//!
+//! A replacement that cannot be built once its old instance has stopped (a port another
+//! process holds, a disk buffer that cannot be opened) rolls the reload back: the components
+//! the reload started are retired in turn and the previous ones built again, from their
+//! checkpoints and disk buffers, and the reload counts as failed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -106,6 +111,13 @@ fn fingerprints(config: &Config) -> BTreeMap<&str, (ComponentKind, &str)> {
         .collect()
 }
 
+/// What [`RunningTopology::apply`] did.
+enum Applied {
+    Done(Changes),
+    /// These components could not be built; the others run.
+    BuildFailed(Vec<StartError>),
+}
+
 /// Why a reload was refused; the running pipeline is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -117,10 +129,41 @@ pub enum ReloadError {
 
 impl RunningTopology {
     /// Replaces the running configuration with `new` (validated), rebuilding only the
-    /// components that changed. An error leaves the running pipeline untouched, except for
-    /// a replacement that fails to build once its old instance has stopped: that is a
-    /// failed component, and weir stops (see [`RunningTopology::component_failed`]).
+    /// components that changed. An error leaves the previous configuration running: when a
+    /// replacement fails to build once its old instance has stopped, the reload is rolled
+    /// back. Only when that fails too is it a failed component, and weir stops (see
+    /// [`RunningTopology::component_failed`]).
     pub async fn reload(&mut self, new: Config) -> Result<Changes, ReloadError> {
+        let previous = self.config.clone();
+        let errors = match self.apply(new).await? {
+            Applied::Done(changes) => return Ok(changes),
+            Applied::BuildFailed(errors) => errors,
+        };
+        for e in &errors {
+            tracing::error!(
+                component = %e.component,
+                error = %e.error,
+                "cannot start the component after a reload; going back to the previous configuration"
+            );
+        }
+        let back = match self.apply(previous).await {
+            Ok(Applied::Done(changes)) => Ok(changes),
+            Ok(Applied::BuildFailed(errors)) => Err(ReloadError::Build(errors)),
+            Err(e) => Err(e),
+        };
+        match back {
+            Ok(changes) => tracing::warn!(%changes, "the previous configuration runs again"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the previous configuration again; weir stops");
+                self.failed.cancel();
+            }
+        }
+        Err(ReloadError::Build(errors))
+    }
+
+    /// One step of [`RunningTopology::reload`]: retires what changed and builds its
+    /// replacements. The components that did build run; those that did not are returned.
+    async fn apply(&mut self, new: Config) -> Result<Applied, ReloadError> {
         let old = &self.config;
         if new.data_dir != old.data_dir {
             return Err(ReloadError::NeedsRestart("data_dir".into()));
@@ -137,7 +180,7 @@ impl RunningTopology {
         let transforms = compile_transforms(&new, &built).map_err(ReloadError::Build)?;
         self.config = new;
         if changes.is_empty() {
-            return Ok(changes);
+            return Ok(Applied::Done(changes));
         }
         for id in &retired {
             self.inputs.remove(id);
@@ -155,18 +198,12 @@ impl RunningTopology {
             retired.iter().filter_map(|id| self.instances.remove_entry(id)).collect();
         self.retire(&old).await;
         let result = self.build(&built, receivers, transforms);
-        for e in &result.errors {
-            tracing::error!(
-                component = %e.component,
-                error = %e.error,
-                "cannot start the component after a reload; weir stops"
-            );
-        }
-        if !result.errors.is_empty() {
-            self.failed.cancel();
-        }
         self.spawn(result.components);
-        Ok(changes)
+        if result.errors.is_empty() {
+            Ok(Applied::Done(changes))
+        } else {
+            Ok(Applied::BuildFailed(result.errors))
+        }
     }
 
     /// Stops the old instances of replaced and removed components and waits for them.

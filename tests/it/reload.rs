@@ -360,3 +360,64 @@ fn post_reload_is_off_unless_the_api_enables_it() {
     assert!(body.contains("reload = true"), "{body}");
     stop_cleanly(weir);
 }
+
+/// A replacement that cannot start rolls the reload back: the syslog source moved to a port
+/// another process holds fails to bind once its old instance has stopped, so the old source is
+/// built again on its old port, weir runs on, and the reload counts as failed.
+#[test]
+fn a_replacement_that_cannot_start_rolls_back_to_the_old_component() {
+    require_command("logger");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Held for the whole test: binding it fails with "address in use".
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let pipeline = |port: u16| {
+        format!(
+            r#"
+[sources.syslog]
+type = "syslog"
+mode = "tcp"
+address = "127.0.0.1:{port}"
+
+[sinks.out]
+type = "file"
+inputs = ["syslog"]
+path = "{{{{dir}}}}/out.log"
+encoding.codec = "json"
+"#
+        )
+    };
+    let send = |message: &str| {
+        let status = Command::new("logger")
+            .args(["-n", "127.0.0.1", "-P", &port.to_string(), "-T", "--octet-count"])
+            .args(["-t", "rollback", message])
+            .status()
+            .unwrap();
+        assert!(status.success(), "logger could not send {message:?} to port {port}");
+    };
+    let weir = start(dir.path(), &pipeline(port), &[]);
+    let out = dir.path().join("out.log");
+    send("before");
+    assert!(wait_for(WAIT, || read_lines(&out).len() == 1), "stderr:\n{}", weir.stderr());
+
+    rewrite(&weir, &pipeline(taken_port));
+    sighup(&weir);
+    assert_eq!(reloads(&weir, "failed"), 1.0, "stderr:\n{}", weir.stderr());
+    assert_eq!(reloads(&weir, "success"), 0.0);
+    let stderr = weir.stderr();
+    assert!(stderr.contains("going back to the previous configuration"), "{stderr}");
+    assert!(stderr.contains("the previous configuration runs again"), "{stderr}");
+
+    // The old source listens on its old port again, and the pipeline is whole.
+    send("after");
+    assert!(wait_for(WAIT, || read_lines(&out).len() == 2), "stderr:\n{}", weir.stderr());
+    let messages: Vec<String> = read_lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].to_string())
+        .collect();
+    assert_eq!(messages, ["\"before\"", "\"after\""]);
+    assert!(wait_for(WAIT, || weir.health().1["status"] == "ok"), "{}", weir.health().1);
+    stop_cleanly(weir);
+    drop(taken);
+}
