@@ -132,7 +132,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
             return 78;
         }
@@ -156,7 +156,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         match setup_sink(id, sink, limit).await {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
-                println!("error: sinks.{id}: {e}");
+                eprintln!("error: sinks.{id}: {e}");
                 failed = true;
             }
         }
@@ -172,7 +172,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
     match kibana::setup(&url, first, &patterns, limit).await {
         Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
         Err(e) => {
-            println!("error: Kibana: {e}");
+            eprintln!("error: Kibana: {e}");
             failed = true;
         }
     }

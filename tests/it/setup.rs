@@ -29,8 +29,13 @@ fn setup_with(es: &str, kibana: &str, wait_secs: &str) -> (i32, String) {
         .env("WEIR_SETUP_WAIT_SECS", wait_secs)
         .output()
         .expect("run weir setup");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Errors go to stderr, as in every other command; stdout is what was set up.
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("error:")),
+        "weir setup printed an error on stdout:\n{stdout}"
+    );
+    let text = stdout.into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
