@@ -117,6 +117,7 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
     );
     let pid = weir.child.id();
     let before = open_fds(pid);
+    let flood = Instant::now();
     let mut half = connect_many(weir.api, 1500, b"GET /metrics HTTP/1.1\r\nHost: weir\r\n");
     let started = Instant::now();
     // The default header_read_timeout_secs is 10: every connection is closed by then, whether
@@ -144,6 +145,8 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
             }
         }
     }
+    // Every connection was accepted and closed by weir within this span.
+    let span = flood.elapsed();
     drop(half);
     assert!(
         wait_for(WAIT, || open_fds(pid) <= before + 8),
@@ -154,7 +157,16 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
     let closed =
         |reason: &str| weir.metric("weir_api_connections_closed_total", &[("reason", reason)]);
     assert_eq!(closed("header_timeout") + closed("max_connections"), 1500.0, "{}", weir.metrics());
-    assert!(closed("max_connections") >= 1500.0 - 256.0);
+    // At most 256 are served at once, each holding its slot for the 10 s header timeout, and
+    // all were closed within `span`: on a loaded machine, where connects are retransmitted and
+    // the flood lasts longer, freed slots are served again, but never more than this.
+    let windows = (span.as_secs_f64() / 10.0).floor().max(1.0);
+    assert!(
+        closed("header_timeout") <= 256.0 * windows,
+        "{} served while all closed within {span:?}; the cap is 256 at once",
+        closed("header_timeout")
+    );
+    assert!(closed("max_connections") >= 1.0, "the cap was never reached");
     let err = weir.stderr();
     assert!(
         err.contains("API max_connections reached") && err.contains("header_read_timeout_secs"),
