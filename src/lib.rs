@@ -18,6 +18,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod hex;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;

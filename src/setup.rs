@@ -259,7 +259,7 @@ pub fn ecs_mappings() -> Value {
 }
 
 fn hash(v: &Value) -> String {
-    Sha1::digest(v.to_string().as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower_hex(&Sha1::digest(v.to_string().as_bytes())[..8])
 }
 
 /// The component templates of Elasticsearch's built-in `logs` template, in its order: a

@@ -576,8 +576,7 @@ impl KafkaSink {
                 r = r.timestamp(t);
             }
             // Registered before the send, so that a report arriving at once is not missed.
-            let shared = Arc::clone(&self.shared);
-            let settled = shared.settled.notified();
+            let settled = self.shared.settled.notified();
             let (e, back) = match self.producer.send(r) {
                 Ok(()) => return None,
                 Err((e, back)) => (e, back),
@@ -588,8 +587,7 @@ impl KafkaSink {
                     // Backpressure: wait for delivery reports to make room.
                     let _ = tokio::time::timeout(Duration::from_millis(100), settled).await;
                 }
-                Some(code) if permanent(code).is_some() => {
-                    let reason = permanent(code).unwrap_or("invalid_record");
+                Some(code) if let Some(reason) = permanent(code) => {
                     return Some(reject(
                         &mut pending,
                         Some(&payload),
@@ -692,8 +690,7 @@ impl KafkaSink {
             .map(|d| d.checked_sub(Duration::from_secs(1)).unwrap_or(d))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
         while self.shared.outstanding.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            let shared = Arc::clone(&self.shared);
-            let settled = shared.settled.notified();
+            let settled = self.shared.settled.notified();
             tokio::select! {
                 Some(r) = self.returned.recv() => self.take_back(r).await,
                 _ = tokio::time::timeout(Duration::from_millis(100), settled) => {}

@@ -146,7 +146,7 @@ impl BulkEncoder {
             },
             IdSource::Content => {
                 let digest = Sha1::digest(&scratch[..]);
-                Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+                Some(crate::hex::lower_hex(&digest))
             }
         };
         let op = if id.is_some() { Op::Create } else { op_default };

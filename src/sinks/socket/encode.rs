@@ -243,7 +243,7 @@ impl SyslogOptions {
             app_name: header_field(&self.app_name, 48),
             hostname_field: unwrap(hostname_field),
             hostname: header_field(
-                &hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+                &String::from_utf8_lossy(&crate::sources::util::host_name()),
                 255,
             ),
             proc_id_field: unwrap(proc_id_field),

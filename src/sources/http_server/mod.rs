@@ -167,10 +167,7 @@ impl SourceComponent for HttpServerConfig {
     }
 
     fn build(&self, (): (), cx: SourceContext) -> Result<Task, BuildError> {
-        let limits = Limits {
-            max_connections: self.max_connections,
-            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
-        };
+        let limits = Limits::new(self.max_connections, self.header_read_timeout_secs);
         let server = Server::bind(self.address, self.tls.as_ref(), limits, &cx.metrics)?;
         tracing::info!(
             component = %cx.id,

@@ -99,10 +99,7 @@ fn add_attributes(map: &mut ObjectMap, attributes: Vec<KeyValue>, prefix: &str) 
     for KeyValue { key, value } in attributes {
         let value = value.map(any_value).unwrap_or(Value::Null);
         let placed = match ecs_path(&key) {
-            Some(path) => {
-                let path: Vec<&str> = path.iter().map(String::as_str).collect();
-                try_set(map, &path, value)
-            }
+            Some(path) => try_set(map, &path, value),
             None => Err(value),
         };
         if let Err(value) = placed {
@@ -197,8 +194,8 @@ const SAME: &[&str] = &[
 /// `k8s.*` becomes `kubernetes.*` as Filebeat names it: `k8s.namespace.name` is
 /// `kubernetes.namespace`, pod labels and annotations are `kubernetes.labels.<key>` and
 /// `kubernetes.annotations.<key>` (the label key kept whole), the rest keeps its segments.
-pub fn ecs_path(key: &str) -> Option<Vec<String>> {
-    let split = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+pub fn ecs_path(key: &str) -> Option<Vec<&str>> {
+    let split = |s| str::split(s, '.').collect::<Vec<_>>();
     if let Some((_, to)) = RENAMED.iter().find(|(from, _)| *from == key) {
         return Some(split(to));
     }
@@ -208,11 +205,11 @@ pub fn ecs_path(key: &str) -> Option<Vec<String>> {
     let rest = key.strip_prefix("k8s.")?;
     for (from, to) in [("pod.label.", "labels"), ("pod.annotation.", "annotations")] {
         if let Some(name) = rest.strip_prefix(from) {
-            return (!name.is_empty()).then(|| vec!["kubernetes".into(), to.into(), name.into()]);
+            return (!name.is_empty()).then(|| vec!["kubernetes", to, name]);
         }
     }
-    let mut path = vec!["kubernetes".to_owned()];
-    path.extend(rest.split('.').map(str::to_owned));
+    let mut path = vec!["kubernetes"];
+    path.extend(rest.split('.'));
     path.iter().all(|s| !s.is_empty()).then_some(path)
 }
 
@@ -295,7 +292,7 @@ fn hex_id(id: &[u8], len: usize) -> Option<String> {
     if id.len() != len || id.iter().all(|b| *b == 0) {
         return None;
     }
-    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::hex::lower_hex(id))
 }
 
 /// The short name of a severity number (the OpenTelemetry log data model's).

@@ -238,10 +238,7 @@ impl SourceComponent for OpentelemetryConfig {
         let grpc_task = match grpc {
             None => None,
             Some(g) => {
-                let limits = Limits {
-                    max_connections: g.max_connections,
-                    header_read_timeout: Duration::from_secs(g.header_read_timeout_secs),
-                };
+                let limits = Limits::new(g.max_connections, g.header_read_timeout_secs);
                 // gRPC clients require HTTP/2 chosen by ALPN in a TLS handshake.
                 let alpn: &[&[u8]] = &[b"h2"];
                 let server =
@@ -261,10 +258,7 @@ impl SourceComponent for OpentelemetryConfig {
         let http_task = match http {
             None => None,
             Some(h) => {
-                let limits = Limits {
-                    max_connections: h.max_connections,
-                    header_read_timeout: Duration::from_secs(h.header_read_timeout_secs),
-                };
+                let limits = Limits::new(h.max_connections, h.header_read_timeout_secs);
                 let server = Server::bind(h.address, h.tls.as_ref(), limits, &cx.metrics)?;
                 tracing::info!(
                     component = %cx.id,

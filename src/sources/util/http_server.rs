@@ -64,6 +64,13 @@ pub struct Limits {
     pub header_read_timeout: Duration,
 }
 
+impl Limits {
+    /// The limits as every server source's options give them.
+    pub fn new(max_connections: usize, header_read_timeout_secs: u64) -> Self {
+        Self { max_connections, header_read_timeout: Duration::from_secs(header_read_timeout_secs) }
+    }
+}
+
 /// `auth` of a source that takes requests: what a client must send in `Authorization`.
 /// Use `${VAR}` for secrets kept in the environment.
 #[derive(Clone, Deserialize)]
