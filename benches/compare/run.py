@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""weir against rsyslog, syslog-ng and the machine's limit, scenario by scenario.
+"""weir against Vector, rsyslog, syslog-ng and the machine's limit, scenario by scenario.
 
 One command builds what it needs, generates and caches its data, installs the peers when they
 are missing, runs every scenario several times for every shipper that can do it, checks at
@@ -9,13 +9,17 @@ the far end that the work was done, and prints a table per scenario:
     python3 benches/compare/run.py --size-mib 64 --runs 2 --scenario 1 --scenario 3
 
 Scenarios (the configurations are in this folder, one file per shipper and scenario):
-  1. file -> file, no parsing                        (weir, rsyslog, syslog-ng)
-  2. file -> parse JSON -> Elasticsearch bulk         (weir, rsyslog, syslog-ng)
-  3. Apache access log -> regex captures -> file      (weir, rsyslog, syslog-ng)
-  4. syslog over TCP, octet-counted -> Loki push      (weir, syslog-ng; Debian's rsyslog has
-                                                       no HTTP output)
-  5. scenario 2 with a disk buffer                    (weir, rsyslog, syslog-ng; skipped for
-                                                       a weir whose configuration does not validate)
+  1. file -> file, no parsing: the raw-copy bound, not a workload
+                                                      (weir, Vector, rsyslog, syslog-ng)
+  2. file -> parse JSON -> Elasticsearch bulk         (weir, Vector, rsyslog, syslog-ng)
+  3. Apache access log -> regex captures -> file      (weir, Vector, rsyslog, syslog-ng)
+  4. syslog over TCP, octet-counted -> Loki push      (weir, Vector, syslog-ng; Debian's
+                                                       rsyslog has no HTTP output)
+  5. scenario 2 with a disk buffer                    (weir, Vector, rsyslog, syslog-ng;
+                                                       skipped for a weir whose configuration
+                                                       does not validate)
+
+Vector runs when its binary is given (--peer-bin vector=PATH or VECTOR_BIN); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios) or receives it from one TCP connection that sends the whole
@@ -284,6 +288,22 @@ def proc_usage(pid):
 def loadavg():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
+
+
+class pinned:
+    """Runs the block with this process's CPU affinity set to `cpus` (None: unchanged), so that
+    the processes it starts inherit it; the harness's own affinity is restored after."""
+
+    def __init__(self, cpus):
+        self.cpus = cpus
+
+    def __enter__(self):
+        self.saved = os.sched_getaffinity(0)
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
+
+    def __exit__(self, *exc):
+        os.sched_setaffinity(0, self.saved)
 
 
 def stop(proc, grace=30):
@@ -616,12 +636,40 @@ class SyslogNg:
             env=s["env"], stdout=subprocess.DEVNULL, stderr=stderr)
 
 
+
+class Vector:
+    """Vector from a binary the user gives (`--peer-bin vector=PATH` or VECTOR_BIN): an official
+    release or a build from its source (README, "Peers"). Its configuration is
+    `vector/common.toml` followed by the scenario's file."""
+
+    name = "vector"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def supports(self, scenario):
+        return os.path.exists(os.path.join(HERE, "vector", scenario["key"] + ".toml"))
+
+    def start(self, scenario, run_dir, values, stderr):
+        data = os.path.join(run_dir, "data")
+        os.makedirs(data, exist_ok=True)
+        text = read("vector", "common.toml") + "\n" + read("vector", scenario["key"] + ".toml")
+        conf = os.path.join(run_dir, "vector.toml")
+        with open(conf, "w") as f:
+            f.write(fill(text, dict(values, DATA_DIR=data)))
+        # Vector's own log at warn, as weir's; its worker threads default to the CPUs it may
+        # use, so a run pinned with --cores gets as many threads as cores.
+        env = dict(os.environ, VECTOR_LOG=os.environ.get("VECTOR_LOG", "warn"))
+        return subprocess.Popen([self.binary, "--config-toml", conf],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 # ---------------------------------------------------------------------------------------------
 
 SCENARIOS = [
-    {"id": 1, "key": "s1-raw", "title": "file -> file (raw)", "data": "loghub", "far": "file",
+    {"id": 1, "key": "s1-raw", "title": "file -> file (raw; a bound, not a workload)", "data": "loghub", "far": "file",
      "check": "identical"},
     {"id": 2, "key": "s2-json-es", "title": "file -> parse JSON -> Elasticsearch bulk",
      "data": "predictions", "far": "es", "marker": "model_version"},
@@ -638,8 +686,13 @@ class Failed(Exception):
     pass
 
 
-def run_shipper(shipper, scenario, inp, args, run_dir, bins):
-    """One timed run of a shipper. Returns a result dict; raises Failed with a reason."""
+def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
+    """One timed run of a shipper. Returns a result dict; raises Failed with a reason. With
+    `cores`, the shipper may use only the first `cores` CPUs and the endpoint the others (all
+    of them when none are left)."""
+    every = sorted(os.sched_getaffinity(0))
+    shipper_cpus = set(every[:cores]) if cores else None
+    other_cpus = (set(every) - shipper_cpus or set(every)) if cores else None
     path, events, size = inp
     os.makedirs(run_dir, exist_ok=True)
     stderr_path = os.path.join(run_dir, "stderr")
@@ -652,7 +705,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins):
     result = {"shipper": shipper.name, "events": events, "bytes": size}
     try:
         if scenario["far"] in ("es", "loki"):
-            endpoint = Endpoint(bins["endpoint"], scenario.get("marker"))
+            with pinned(other_cpus):
+                endpoint = Endpoint(bins["endpoint"], scenario.get("marker"))
             values["ES_URL"] = values["LOKI_URL"] = endpoint.url
             values["ES_PORT"] = endpoint.addr.rsplit(":", 1)[1]
         if scenario["far"] == "file":
@@ -684,7 +738,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins):
 
         with open(stderr_path, "wb") as err:
             t0 = time.monotonic()
-            proc = shipper.start(scenario, run_dir, values, err)
+            with pinned(shipper_cpus):
+                proc = shipper.start(scenario, run_dir, values, err)
             if scenario["data"] == "syslog":
                 if not wait_listening(values["SYSLOG_PORT"], proc):
                     raise Failed("did not listen on its syslog port:\n" + tail(stderr_path))
@@ -858,6 +913,10 @@ def run_limit(kind, scenario, inp, bins, run_dir):
 # Reporting
 # ---------------------------------------------------------------------------------------------
 
+def label(name, cores):
+    return name if cores is None else "%s (%d core%s)" % (name, cores, "" if cores == 1 else "s")
+
+
 def summarize(name, results, failures, runs):
     if not results:
         return "| %s | failed | | | | | 0/%d |" % (name, runs)
@@ -871,6 +930,36 @@ def summarize(name, results, failures, runs):
     return "| %s | %.1f | %s | %.2f | %s | %.1f-%.1f (%.0f%%) | %d/%d |" % (
         name, med_rate, "{:,.0f}".format(events), cpu_gib, rss_text, min(rates), max(rates),
         spread, len(results), runs)
+
+
+TABLE_HEAD = ("| shipper | MiB/s | events/s | CPU s per GiB | peak RSS MiB | spread MiB/s "
+              "(min-max) | runs ok |\n|---|---|---|---|---|---|---|")
+STANDING_BEGIN = "<!-- standing table: written by benches/compare/run.py --write-benchmarks -->"
+STANDING_END = "<!-- end of the standing table -->"
+
+
+def write_standing(header, standing, skipped_peers):
+    """Replaces the standing table between its two markers at the top of BENCHMARKS.md."""
+    out = [STANDING_BEGIN, ""]
+    out += ["- " + line for line in header]
+    out += ["- %s: not run (%s)" % (name, why.splitlines()[0])
+            for name, why in skipped_peers.items()]
+    for sc, (path, events, size), rows, notes in standing:
+        out += ["", "### %d. %s" % (sc["id"], sc["title"]), "",
+                "%s, %s events, %.1f MiB" % (os.path.basename(path), "{:,}".format(events),
+                                            size / MIB), "", TABLE_HEAD] + rows
+        out += ["- " + n for n in notes]
+    out += ["", STANDING_END]
+    bench = os.path.join(ROOT, "BENCHMARKS.md")
+    with open(bench) as f:
+        text = f.read()
+    start, end = text.find(STANDING_BEGIN), text.find(STANDING_END)
+    if start < 0 or end < start:
+        sys.exit("BENCHMARKS.md has no standing table markers (%s ... %s)" % (
+            STANDING_BEGIN, STANDING_END))
+    text = text[:start] + "\n".join(out) + text[end + len(STANDING_END):]
+    with open(bench, "w") as f:
+        f.write(text)
 
 
 def machine():
@@ -906,7 +995,16 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per shipper and scenario")
     ap.add_argument("--scenario", type=int, action="append", help="only these (1-5)")
     ap.add_argument("--shipper", action="append",
-                    help="only these: weir, rsyslog, syslog-ng, cat, copy, split")
+                    help="only these: weir, vector, rsyslog, syslog-ng, cat, copy, split")
+    ap.add_argument("--peer-bin", action="append", default=[], metavar="NAME=PATH",
+                    help="a peer's binary, e.g. vector=/opt/vector/bin/vector (or VECTOR_BIN); "
+                    "a peer without one is left out")
+    ap.add_argument("--cores", type=int, action="append", metavar="N",
+                    help="run every shipper pinned to its first N CPUs (the endpoint on the "
+                    "others), once per --cores given: --cores 1 --cores 2 shows the scaling")
+    ap.add_argument("--write-benchmarks", action="store_true",
+                    help="replace the standing table at the top of BENCHMARKS.md with this "
+                    "run's")
     ap.add_argument("--timeout", type=float, default=900, help="seconds a run may take")
     ap.add_argument("--stall", type=float, default=60,
                     help="seconds without progress before a run is failed")
@@ -933,11 +1031,27 @@ def main():
         if not os.path.exists(b):
             sys.exit("missing %s: build without --no-build" % b)
 
-    wanted = set(args.shipper or ["weir", "rsyslog", "syslog-ng", "cat", "copy", "split"])
+    peer_bins = {"vector": os.environ.get("VECTOR_BIN")}
+    for item in args.peer_bin:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            sys.exit("--peer-bin takes NAME=PATH, not %r" % item)
+        peer_bins[name] = path
+    wanted = set(args.shipper or ["weir", "vector", "rsyslog", "syslog-ng", "cat", "copy",
+                                  "split"])
     shippers = []
     skipped_peers = {}
     if "weir" in wanted:
         shippers.append(Weir(bins["weir"]))
+    if "vector" in wanted:
+        binary = peer_bins.get("vector")
+        if not binary:
+            skipped_peers["vector"] = ("no binary given: --peer-bin vector=PATH or VECTOR_BIN "
+                                       "(benches/compare/README.md, Peers)")
+        elif not os.access(binary, os.X_OK):
+            skipped_peers["vector"] = "%s is not an executable file" % binary
+        else:
+            shippers.append(Vector(binary))
     if "rsyslog" in wanted:
         binary, why = setup_rsyslog()
         if binary:
@@ -961,17 +1075,21 @@ def main():
     header = [
         "command: " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "machine: " + machine(),
-        "weir: %s; rsyslog: %s; syslog-ng: %s" % (
+        "weir: %s; vector: %s; rsyslog: %s; syslog-ng: %s" % (
             weir_version,
+            next((version_of([s.binary, "--version"]) for s in shippers if s.name == "vector"),
+                 "not run"),
             " ".join(version_of([shutil.which("rsyslogd") or "rsyslogd", "-v"]).split()[:2])
             if any(
                 s.name == "rsyslog" for s in shippers) else "not run",
             syslog_ng_version),
-        "runs: %d per shipper, interleaved; load average at start: %.2f" % (
-            args.runs, loadavg()),
+        "runs: %d per shipper, interleaved%s; load average at start: %.2f" % (
+            args.runs, "; pinned to %s CPUs" % " and ".join(map(str, args.cores))
+            if args.cores else "", loadavg()),
     ]
     print("\n".join(header), flush=True)
     all_results = {"header": header, "scenarios": []}
+    standing = []
     harness_cpu0 = time.process_time()
 
     for sc in scenarios:
@@ -1002,18 +1120,21 @@ def main():
                 order.append(("limit", kind))
         for s in shippers:
             if s.name == "weir" or s.supports(sc):
-                order.append(("shipper", s))
+                for cores in args.cores or [None]:
+                    order.append(("shipper", s, cores))
             else:
                 failures.setdefault(s.name, []).append("no configuration for this scenario")
+        order = [o if len(o) == 3 else o + (None,) for o in order]
         for r in range(args.runs):
-            for what, s in order:
-                name = s if what == "limit" else s.name
-                run_dir = os.path.join(runs_root, sc["key"], "%s-%d" % (name, r + 1))
+            for what, s, cores in order:
+                name = s if what == "limit" else label(s.name, cores)
+                run_dir = os.path.join(runs_root, sc["key"],
+                                       "%s-%d" % (name.replace(" ", "-"), r + 1))
                 try:
                     if what == "limit":
                         res = run_limit(s, sc, inp, bins, run_dir)
                     else:
-                        res = run_shipper(s, sc, inp, args, run_dir, bins)
+                        res = run_shipper(s, sc, inp, args, run_dir, bins, cores)
                     res["load_end"] = loadavg()
                     results.setdefault(name, []).append(res)
                     log("  %s run %d: %.2f s, %.1f MiB/s, CPU %.2f s, RSS %s MiB%s" % (
@@ -1027,13 +1148,15 @@ def main():
                     log("  %s run %d FAILED: %s (kept %s)" % (name, r + 1, e, run_dir))
         load_end = loadavg()
         print("load average: %.2f at start, %.2f at end\n" % (load_start, load_end))
-        print("| shipper | MiB/s | events/s | CPU s per GiB | peak RSS MiB | spread MiB/s "
-              "(min-max) | runs ok |")
-        print("|---|---|---|---|---|---|---|")
-        names = [("limit: " + k, k) for _, k in order if _ == "limit"] + \
-                [(s.name, s.name) for w, s in order if w == "shipper"]
-        for label, key in names:
-            print(summarize(label, results.get(key, []), failures.get(key, []), args.runs))
+        print(TABLE_HEAD)
+        names = [("limit: " + k, k) for w, k, _ in order if w == "limit"] + \
+                [(label(s.name, c),) * 2 for w, s, c in order if w == "shipper"]
+        rows = [summarize(row_name, results.get(key, []), failures.get(key, []), args.runs)
+                for row_name, key in names]
+        print("\n".join(rows))
+        standing.append((sc, inp, rows, [
+            "%s: %s" % (key, sorted(set(reasons))[0].splitlines()[0])
+            for key, reasons in failures.items() if key not in skipped_peers and reasons]))
         for key, reasons in failures.items():
             if key in skipped_peers:
                 continue
@@ -1082,6 +1205,9 @@ def main():
         with open(out, "w") as f:
             json.dump(all_results, f, indent=1, default=str)
     print("every run's figures: " + os.path.join(runs_root, "results.json"))
+    if args.write_benchmarks:
+        write_standing(header, standing, skipped_peers)
+        print("BENCHMARKS.md: standing table replaced")
 
 
 if __name__ == "__main__":
