@@ -105,7 +105,7 @@ def one_run(transport, bins, python, path, count, concurrency, run_dir):
                BENCH_OTLP_GRPC_ADDRESS="127.0.0.1:%d" % ports["grpc"],
                BENCH_OTLP_HTTP_ADDRESS="127.0.0.1:%d" % ports["http"],
                WEIR_LOG=os.environ.get("WEIR_LOG", "warn"))
-    config = os.path.join(run.HERE, "weir", "otlp-es.toml")
+    config = os.path.join(run.HERE, "weir", "s8-otlp-es.toml")
     with open(os.path.join(run_dir, "stderr"), "wb") as err:
         weir = subprocess.Popen([bins["weir"], "run", "--config", config], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)

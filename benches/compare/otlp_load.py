@@ -6,7 +6,8 @@ usage: otlp_load.py http|grpc PORT CONCURRENCY REQUESTS_FILE
 
 REQUESTS_FILE holds the messages, each as a 4-byte big-endian length and the bytes. Prints one
 JSON line at the end: requests, retries, CPU seconds of this process (its own cost, to show it
-is not the bottleneck).
+is not the bottleneck), and `first`, when the first request was about to be sent (seconds of
+CLOCK_MONOTONIC, the clock every process of the machine shares, for run.py's timing).
 """
 
 import http.client
@@ -87,11 +88,12 @@ def main():
         threads = [threading.Thread(target=grpc_worker, args=(channel, queue, lock, stats)) for _ in range(concurrency)]
     else:
         threads = [threading.Thread(target=http_worker, args=(port, queue, lock, stats)) for _ in range(concurrency)]
+    first = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"requests": total, "retries": stats["retries"], "cpu": time.process_time() - cpu0}), flush=True)
+    print(json.dumps({"requests": total, "retries": stats["retries"], "cpu": time.process_time() - cpu0, "first": first}), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,30 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
   5. scenario 2 with a disk buffer                    (weir, Vector, rsyslog, syslog-ng;
                                                        skipped for a weir whose configuration
                                                        does not validate)
+  6. model-server logs -> parse -> metrics + drift -> Elasticsearch bulk
+                                                      (weir, Vector without drift)
+  7. 1,000 pods' CRI log files -> Loki push           (weir, Vector; rsyslog and syslog-ng
+                                                       cannot join CRI partial lines)
+  8. OTLP/HTTP -> Elasticsearch bulk                  (weir, Vector; Debian's rsyslog and
+                                                       syslog-ng 3.38 take no OTLP)
+  9. syslog over TCP from 1,000 connections -> Elasticsearch bulk
+                                                      (weir, Vector, rsyslog, syslog-ng)
 
 Vector runs when its binary is given (--peer-bin vector=PATH or VECTOR_BIN); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
-the beginning (file scenarios) or receives it from one TCP connection that sends the whole
-file with sendfile(2) (scenario 4). The clock runs from the shipper's start (file scenarios,
-so start-up counts) or from the first byte sent (scenario 4) until the far end has received
-every event: lines in the output file (for scenario 1, whose output must equal its input,
-the output file's size, polled every millisecond; the lines are counted after), or documents
-and entries counted by the endpoint (examples/bench_endpoint). CPU time (user + system) and
+the beginning (file scenarios), or receives it from one TCP connection that sends the whole
+file with sendfile(2) (scenario 4), from 1,000 connections made before the clock starts,
+each sending its part with sendfile(2) (scenario 9), or from otlp_load.py's OTLP/HTTP
+requests (scenario 8). The clock runs from the shipper's start (file scenarios, so start-up
+counts), from the first byte sent (scenarios 4 and 9) or the first request (scenario 8) until
+the far end has received every event: lines in the output file (for scenario 1, whose output
+must equal its input, the output file's size, polled every millisecond; the lines are
+counted after), or documents and entries counted by the endpoint (examples/bench_endpoint).
+Beyond the count, the far end is checked for the work: a parsed field in every document
+(2, 5, 6, 8, 9) or line (3); every CRI record's parts joined into one Loki line (7: the
+lines hold exactly the records' message bytes); and in scenario 6 the requests counted on
+the shipper's Prometheus endpoint and, for weir, every drift window's report. CPU time (user + system) and
 peak RSS (VmHWM) are the shipper's own, read from /proc at that moment, its child processes
 included. A run that does not
 deliver every event within the time limit is reported as failed, with what arrived; no speed
@@ -46,21 +60,26 @@ tell whether they, or other work, limited a result.
 """
 
 import argparse
+import bisect
 import datetime
 import hashlib
 import json
+import mmap
 import os
 import platform
 import random
 import re
+import selectors
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -203,17 +222,190 @@ def gen_syslog(rnd, target):
         yield chunk, count
 
 
+# The features of the two models whose predictions scenario 6's input holds.
+PREDICTION_FEATURES = {("churn-xgb", "3"): ["tenure_months", "monthly_charges", "contract"],
+                       ("fraud-gbm", "7"): ["amount", "merchant_category", "hour"]}
+
+
+def gen_model_servers(rnd, target):
+    """One node's model-server logs, interleaved as one file receives them (the shapes of
+    tests/data/model-servers/): TorchServe access lines (log4j prefix, latency in ms), JSON
+    prediction logs with features of two models (whose inputs drift in the second half),
+    vLLM's engine stats, request and API access lines, and a FastAPI app's uvicorn access
+    lines. Its facts: the requests among them (what `weir_model_requests_total` counts) and
+    the predictions per model and version (from which the drift windows follow)."""
+    servable = [("resnet-18", "/predictions/resnet-18/1.0"), ("densenet161", "/predictions/densenet161"),
+                ("bert-sentiment", "/predictions/bert-sentiment/2.1")]
+    ts_status = [200] * 18 + [400, 503]
+    uv_status = [(200, "OK")] * 17 + [(422, "Unprocessable Entity"),
+                                      (500, "Internal Server Error"), (404, "Not Found")]
+    contracts = ["month-to-month", "one-year", "two-year"]
+    merchants = ["grocery", "travel", "electronics", "fuel", "restaurants"]
+    half = target // 2
+    written = i = 0
+    while True:
+        lines = []
+        requests = 0
+        predictions = {}
+        for _ in range(2000):
+            k = i % 20
+            sec = i // 40
+            clock = "%02d:%02d:%02d" % (10 + sec // 3600 % 12, sec // 60 % 60, sec % 60)
+            drifted = written >= half
+            if k < 6:
+                model, path = servable[i % 3]
+                lines.append(
+                    '2026-11-27T%s,%03d [INFO ] W-%d-%s_1.0 ACCESS_LOG - /10.1.%d.%d:%d "POST %s '
+                    'HTTP/1.1" %d %d' % (clock, i % 1000, 9000 + i % 4, model, i % 8,
+                                         rnd.randrange(2, 250), rnd.randrange(30000, 65000),
+                                         path, ts_status[rnd.randrange(20)],
+                                         rnd.randrange(8, 400)))
+                requests += 1
+            elif k < 12:
+                key = list(PREDICTION_FEATURES)[1 - k % 2]
+                if k % 2:
+                    features = '{"tenure_months":%.1f,"monthly_charges":%.2f,"contract":"%s"}' % (
+                        rnd.uniform(0, 72), rnd.uniform(18, 120) + (35 if drifted else 0),
+                        contracts[rnd.randrange(3)])
+                    prediction = "churn" if rnd.random() > 0.7 else "stay"
+                else:
+                    features = '{"amount":%.2f,"merchant_category":"%s","hour":%d}' % (
+                        rnd.lognormvariate(3.5 + (0.8 if drifted else 0), 1.0),
+                        merchants[rnd.randrange(5)], rnd.randrange(24))
+                    prediction = "fraud" if rnd.random() > 0.97 else "legit"
+                lines.append(
+                    '{"timestamp":"2026-11-27T%s.%03dZ","level":"INFO","logger":'
+                    '"model_server.predict","model":"%s","model_version":"%s","request_id":'
+                    '"%016x","latency_ms":%.2f,"features":%s,"prediction":"%s","score":%.4f}' % (
+                        clock, i % 1000, key[0], key[1], rnd.getrandbits(64),
+                        rnd.uniform(2, 60), features, prediction, rnd.random()))
+                requests += 1
+                predictions[key] = predictions.get(key, 0) + 1
+            elif k == 12:
+                lines.append(
+                    'INFO 11-27 %s [loggers.py:87] Engine 000: Avg prompt throughput: %.1f '
+                    'tokens/s, Avg generation throughput: %.1f tokens/s, Running: %d reqs, '
+                    'Waiting: %d reqs, GPU KV cache usage: %.1f%%, Prefix cache hit rate: %.1f%%' % (
+                        clock, rnd.uniform(0, 2000), rnd.uniform(10, 1200), rnd.randrange(32),
+                        rnd.randrange(50), rnd.uniform(0, 99), rnd.uniform(0, 60)))
+            elif k < 15:
+                lines.append('INFO 11-27 %s [async_llm.py:204] Added request chatcmpl-%032x.' % (
+                    clock, rnd.getrandbits(128)))
+            elif k < 17:
+                lines.append('(APIServer pid=3646) INFO:     10.80.%d.%d:%d - "POST '
+                             '/v1/chat/completions HTTP/1.1" 200 OK' % (
+                                 i % 16, rnd.randrange(2, 250), rnd.randrange(30000, 65000)))
+                requests += 1
+            else:
+                status, reason = uv_status[rnd.randrange(20)]
+                lines.append('INFO:     10.0.%d.%d:%d - "POST /predict HTTP/1.1" %d %s' % (
+                    i % 4, rnd.randrange(2, 250), rnd.randrange(30000, 65000), status, reason))
+                requests += 1
+            i += 1
+        chunk = ("\n".join(lines) + "\n").encode()
+        written += len(chunk)
+        facts = {"requests": requests}
+        for (model, version), n in predictions.items():
+            facts["predictions %s %s" % (model, version)] = n
+        yield {"chunk": chunk, "events": len(lines), "facts": facts}
+
+
+PODS = 1000
+# The container runtimes split a line longer than this into partial (`P`) lines (containerd's
+# and CRI-O's default).
+CRI_SPLIT = 16 * 1024
+
+
+def write_pods(rnd, target, root):
+    """1,000 pods' log files as the kubelet lays them out (`<namespace>_<pod>_<uid>/
+    <container>/0.log`) in the CRI format (`<RFC 3339 nano> stdout|stderr P|F <message>`):
+    model-server and loghub lines, a fifth on stderr, and every 1000th record a long one
+    (17 to 40 KiB, a JSON batch request) that the runtime split into 16 KiB `P` parts and
+    its `F` end. Returns (records, bytes, facts): a record is what a shipper joins from its
+    parts, the facts its messages' total bytes."""
+    pool = [line.decode("utf-8", "replace").rstrip() for line in model_server_lines()]
+    for system in ["Apache", "HDFS", "Spark", "OpenSSH"]:
+        pool += [line.decode("utf-8", "replace").rstrip()
+                 for line in data_lines("loghub", system, system + "_2k.log")[:400]]
+    pool = [p for p in pool if p]
+    namespaces = ["ml-serving", "ml-batch", "llm", "feature-store", "payments", "search",
+                  "default", "observability"]
+    apps = [("torchserve", "torchserve"), ("vllm-llama", "vllm"), ("churn-api", "api"),
+            ("triton-densenet", "triton"), ("kserve-bert", "kserve-container"),
+            ("ray-serve", "ray-worker"), ("feast-online", "feast"), ("nginx-ingress", "nginx")]
+    per_pod = max(1, target // PODS)
+    records = written = line_bytes = 0
+    base = 1795600000  # 2026-11-24
+    for p in range(PODS):
+        app, container = apps[p % len(apps)]
+        pod = "%s-%08x-%05x" % (app, rnd.getrandbits(32), rnd.getrandbits(20))
+        uid = "%08x-%04x-%04x-%04x-%012x" % (rnd.getrandbits(32), rnd.getrandbits(16),
+                                             rnd.getrandbits(16), rnd.getrandbits(16),
+                                             rnd.getrandbits(48))
+        folder = os.path.join(root, "%s_%s_%s" % (namespaces[p % len(namespaces)], pod, uid),
+                              container)
+        os.makedirs(folder)
+        t = base * 10**9 + p * 7919 * 10**6 + rnd.getrandbits(30)
+        out = []
+        size = 0
+        while size < per_pod:
+            records += 1
+            stream = "stderr" if rnd.random() < 0.2 else "stdout"
+            if records % 1000 == 0:
+                n = rnd.randrange(17 * 1024, 40 * 1024)
+                msg = '{"batch":[' + ",".join('%.6f' % rnd.random()
+                                              for _ in range(n // 9)) + ']}'
+                parts = [msg[j:j + CRI_SPLIT] for j in range(0, len(msg), CRI_SPLIT)]
+            else:
+                msg = pool[rnd.randrange(len(pool))]
+                parts = [msg]
+            line_bytes += len(msg.encode())
+            for j, part in enumerate(parts):
+                t += rnd.randrange(1, 50_000_000)
+                stamp = "%s.%09dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                   time.gmtime(t // 10**9)), t % 10**9)
+                line = "%s %s %s %s\n" % (stamp, stream, "F" if j == len(parts) - 1 else "P",
+                                          part)
+                out.append(line)
+                size += len(line.encode())
+        with open(os.path.join(folder, "0.log"), "wb") as f:
+            data = "".join(out).encode()
+            f.write(data)
+            written += len(data)
+    return records, written, {"line_bytes": line_bytes}
+
+
+def gen_otlp(rnd, target):
+    """OTLP/HTTP export requests of 512 log records each, as otlp.py sends them (resource,
+    scope, trace context and six attributes per record), each stored as a 4-byte big-endian
+    length and the protobuf bytes, the framing otlp_load.py reads."""
+    import otlp  # the request encoder; otlp.py imports this file, so not at the top
+    now = 1_765_000_000_000_000_000
+    index = 0
+    while True:
+        chunk = b""
+        for _ in range(8):
+            body = otlp.request(index, now)
+            chunk += struct.pack(">I", len(body)) + body
+            index += 1
+        yield {"chunk": chunk, "events": 8 * otlp.RECORDS_PER_REQUEST}
+
+
 DATASETS = {
-    # name: (file name, generator, framing)
+    # name: (file or folder name, generator, framing)
     "loghub": ("loghub-mix.log", gen_loghub, "lines"),
     "predictions": ("predictions.jsonl", gen_predictions, "lines"),
     "access": ("access.log", gen_access, "lines"),
     "syslog": ("syslog-rfc5424.octets", gen_syslog, "octets"),
+    "model-servers": ("model-servers.log", gen_model_servers, "lines"),
+    "pods": ("pods", write_pods, "folder"),
+    "otlp": ("otlp-logs.requests", gen_otlp, "requests"),
 }
 
 
 def dataset(name, size_mib):
-    """(path, events, bytes) of a generated input, made once per size and cached."""
+    """(path, events, bytes) of a generated input, made once per size and cached; its facts
+    (what the far-end checks expect beyond the count) are read with `facts_of(path)`."""
     file_name, gen, framing = DATASETS[name]
     folder = os.path.join(CACHE, "data", "%dMiB" % size_mib)
     os.makedirs(folder, exist_ok=True)
@@ -222,27 +414,46 @@ def dataset(name, size_mib):
     if os.path.exists(meta_path) and os.path.exists(path):
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta.get("version") == DATA_VERSION and meta.get("bytes") == os.path.getsize(path):
+        if meta.get("version") == DATA_VERSION and (
+                framing == "folder" or meta.get("bytes") == os.path.getsize(path)):
             return path, meta["events"], meta["bytes"]
     log("generating %s (%d MiB) ..." % (path, size_mib))
     target = size_mib * MIB
     rnd = random.Random(7)
     events = written = 0
-    with open(path + ".tmp", "wb") as f:
-        for chunk in gen(rnd, target):
-            if framing == "octets":
-                chunk, count = chunk
-                events += count
-            else:
-                events += chunk.count(b"\n")
-            f.write(chunk)
-            written += len(chunk)
-            if written >= target:
-                break
+    facts = {}
+    if framing == "folder":
+        shutil.rmtree(path + ".tmp", ignore_errors=True)
+        events, written, facts = gen(rnd, target, path + ".tmp")
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with open(path + ".tmp", "wb") as f:
+            for chunk in gen(rnd, target):
+                if isinstance(chunk, dict):
+                    events += chunk["events"]
+                    for k, v in chunk.get("facts", {}).items():
+                        facts[k] = facts.get(k, 0) + v
+                    chunk = chunk["chunk"]
+                elif framing == "octets":
+                    chunk, count = chunk
+                    events += count
+                else:
+                    events += chunk.count(b"\n")
+                f.write(chunk)
+                written += len(chunk)
+                if written >= target:
+                    break
     os.rename(path + ".tmp", path)
     with open(meta_path, "w") as f:
-        json.dump({"version": DATA_VERSION, "events": events, "bytes": written}, f)
+        json.dump({"version": DATA_VERSION, "events": events, "bytes": written,
+                   "facts": facts}, f)
     return path, events, written
+
+
+def facts_of(path):
+    """What a generated input's far-end checks expect beyond its count (see its generator)."""
+    with open(path + ".meta.json") as f:
+        return json.load(f).get("facts", {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,6 +782,9 @@ class Weir:
                     BENCH_ES_URL=values.get("ES_URL", "http://127.0.0.1:9"),
                     BENCH_LOKI_URL=values.get("LOKI_URL", "http://127.0.0.1:9"),
                     BENCH_SYSLOG_ADDRESS="127.0.0.1:%d" % values.get("SYSLOG_PORT", 9),
+                    BENCH_PODS_DIR=values.get("PODS_DIR", "/nonexistent"),
+                    BENCH_OTLP_HTTP_ADDRESS="127.0.0.1:%d" % values.get("OTLP_HTTP_PORT", 9),
+                    BENCH_OTLP_GRPC_ADDRESS="127.0.0.1:%d" % values.get("OTLP_GRPC_PORT", 9),
                     WEIR_LOG=os.environ.get("WEIR_LOG", "warn"))
 
     def validate(self, scenario, run_dir):
@@ -676,9 +890,20 @@ SCENARIOS = [
     {"id": 3, "key": "s3-regex-file", "title": "Apache log -> regex captures -> file",
      "data": "access", "far": "file", "marker": "user_agent"},
     {"id": 4, "key": "s4-syslog-loki", "title": "syslog TCP (octet-counted) -> Loki push",
-     "data": "syslog", "far": "loki"},
+     "data": "syslog", "far": "loki", "send": "tcp"},
     {"id": 5, "key": "s5-json-es-disk", "title": "scenario 2 + disk buffer",
      "data": "predictions", "far": "es", "marker": "model_version", "needs_validation": True},
+    {"id": 6, "key": "s6-model-monitoring",
+     "title": "model-server logs -> parse -> metrics + drift -> Elasticsearch bulk",
+     "data": "model-servers", "far": "es", "marker": "dataset", "check": "model_monitoring"},
+    {"id": 7, "key": "s7-kubernetes-loki",
+     "title": "1,000 pods' CRI log files (partial lines joined) -> Loki push",
+     "data": "pods", "far": "loki", "check": "joined", "limits": ["cat"]},
+    {"id": 8, "key": "s8-otlp-es", "title": "OTLP/HTTP -> Elasticsearch bulk", "data": "otlp",
+     "far": "es", "marker": "model_version", "send": "otlp", "limits": ["cat"]},
+    {"id": 9, "key": "s9-syslog-es", "title": "syslog TCP from 1,000 connections -> "
+     "Elasticsearch bulk", "data": "syslog", "far": "es", "marker": "appname",
+     "send": "connections", "connections": 1000},
 ]
 
 
@@ -713,6 +938,12 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
             counter = LineCounter(values["OUTPUT"])
         if scenario["data"] == "syslog":
             values["SYSLOG_PORT"] = free_port()
+        if scenario["data"] == "pods":
+            values["PODS_DIR"] = path
+        if scenario["data"] == "otlp":
+            values["OTLP_HTTP_PORT"], values["OTLP_GRPC_PORT"] = free_port(), free_port()
+        if scenario.get("check") == "model_monitoring":
+            values["METRICS_PORT"] = free_port()
 
         # An output that must equal the input is complete when it has the input's size:
         # `stat` every millisecond costs the run nothing, where counting lines reads the whole
@@ -740,10 +971,17 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
             t0 = time.monotonic()
             with pinned(shipper_cpus):
                 proc = shipper.start(scenario, run_dir, values, err)
-            if scenario["data"] == "syslog":
-                if not wait_listening(values["SYSLOG_PORT"], proc):
-                    raise Failed("did not listen on its syslog port:\n" + tail(stderr_path))
-                sender = Sender(values["SYSLOG_PORT"], path)
+            if scenario.get("send"):
+                port = values["OTLP_HTTP_PORT" if scenario["send"] == "otlp" else "SYSLOG_PORT"]
+                if not wait_listening(port, proc):
+                    raise Failed("did not listen on port %d:\n%s" % (port, tail(stderr_path)))
+                if scenario["send"] == "otlp":
+                    sender = OtlpSender(port, path, other_cpus)
+                elif scenario["send"] == "connections":
+                    sender = ManySender(port, path, scenario["connections"])
+                else:
+                    sender = Sender(port, path)
+                sender.prepare()
                 t0 = time.monotonic()
                 sender.start()
             # When the count last grew: a long gap before the last delivery is a batch that
@@ -764,9 +1002,9 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                         events_seen(n), events, now - t0, now - last_change,
                         tail(stderr_path)))
                 time.sleep(pause)
-            elapsed = time.monotonic() - t0
+            t_end = time.monotonic()
             cpu, rss = proc_usage(proc.pid)
-            result.update(elapsed=elapsed, cpu=cpu, rss=rss, seen=events_seen(n),
+            result.update(elapsed=t_end - t0, cpu=cpu, rss=rss, seen=events_seen(n),
                           last_gap=now - last_change)
             if endpoint:
                 result["endpoint_cpu"] = endpoint.cpu()
@@ -775,6 +1013,9 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                 if sender.error:
                     raise Failed("sending failed: %s" % sender.error)
                 result["sender_cpu"] = sender.cpu
+                if sender.first is not None:
+                    # The clock runs from the first request the load generator made.
+                    result["elapsed"] = t_end - sender.first
         # Checks at the far end, after the clock stopped.
         notes = []
         if endpoint:
@@ -795,6 +1036,18 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                 result["delivered_bytes"] = s["loki_body_bytes"]
                 if s["loki_empty_lines"]:
                     raise Failed("%d entries have an empty line" % s["loki_empty_lines"])
+            if scenario.get("check") == "joined":
+                # Each record's parts joined into one line: the lines hold exactly the bytes of
+                # the records' messages, which lines cut at the parts, or kept with their CRI
+                # prefix, would not.
+                expected = facts_of(path)["line_bytes"]
+                if s["loki_line_bytes"] != expected:
+                    raise Failed("the entries' lines hold %d bytes, the records' messages %d" % (
+                        s["loki_line_bytes"], expected))
+                notes.append("every partial record joined (the lines hold the messages' %d "
+                             "bytes)" % expected)
+            if scenario.get("check") == "model_monitoring" and s["es_docs"] == events:
+                notes += check_model_monitoring(shipper, scenario, values, facts_of(path))
         else:
             stop(proc)
             result["seen"] = counter.poll()
@@ -826,10 +1079,13 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                     f.write(log_err)
         if sender:
             sender.join()
+            sender.close()
 
 
 class Sender(threading.Thread):
     """Sends a file of octet-counted frames over one TCP connection with sendfile(2)."""
+
+    first = None
 
     def __init__(self, port, path):
         super().__init__(daemon=True)
@@ -837,6 +1093,12 @@ class Sender(threading.Thread):
         self.path = path
         self.error = None
         self.cpu = 0.0
+
+    def prepare(self):
+        pass
+
+    def close(self):
+        pass
 
     def run(self):
         start = time.thread_time()
@@ -852,6 +1114,199 @@ class Sender(threading.Thread):
         except OSError as e:
             self.error = str(e)
         self.cpu = time.thread_time() - start
+
+
+FRAME_BOUNDS = {}
+
+
+def frame_ranges(path, n):
+    """A file of octet-counted frames cut into `n` runs of whole frames of about equal size:
+    [(start, end)], one per connection."""
+    if path not in FRAME_BOUNDS:
+        bounds = []
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = 0
+            while at < len(data):
+                space = data.find(b" ", at, at + 12)
+                if space < 0:
+                    raise RuntimeError("%s: no octet count at byte %d" % (path, at))
+                at = space + 1 + int(data[at:space])
+                bounds.append(at)
+        FRAME_BOUNDS[path] = bounds
+    bounds = FRAME_BOUNDS[path]
+    size = bounds[-1]
+    cuts = [0] + [bounds[bisect.bisect_left(bounds, size * k // n)] for k in range(1, n)] + [size]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+class ManySender(threading.Thread):
+    """Sends a file of octet-counted frames over many TCP connections at once, each a run of
+    whole frames, from one thread: sendfile(2) on non-blocking sockets as each can take more.
+    The connections are made before the clock starts (`prepare`); each is half-closed when its
+    part is sent and closed when the run ends."""
+
+    first = None
+
+    def __init__(self, port, path, connections):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.connections = connections
+        self.socks = []
+        self.error = None
+        self.cpu = 0.0
+
+    def prepare(self):
+        self.ranges = frame_ranges(self.path, self.connections)
+        for _ in self.ranges:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            s.setblocking(False)
+            self.socks.append(s)
+
+    def run(self):
+        start = time.thread_time()
+        try:
+            with open(self.path, "rb") as f, selectors.DefaultSelector() as sel:
+                left = {}
+                for s, (a, b) in zip(self.socks, self.ranges):
+                    left[s] = [a, b]
+                    sel.register(s, selectors.EVENT_WRITE)
+                while left:
+                    ready = sel.select(timeout=600)
+                    if not ready:
+                        raise OSError("no connection could take more for 600 s")
+                    for key, _ in ready:
+                        s = key.fileobj
+                        part = left[s]
+                        try:
+                            part[0] += os.sendfile(s.fileno(), f.fileno(), part[0],
+                                                   part[1] - part[0])
+                        except BlockingIOError:
+                            continue
+                        if part[0] >= part[1]:
+                            s.shutdown(socket.SHUT_WR)
+                            sel.unregister(s)
+                            del left[s]
+        except OSError as e:
+            self.error = "%s (%d connections)" % (e, len(self.socks))
+        self.cpu = time.thread_time() - start
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+class OtlpSender:
+    """otlp_load.py sending the export requests over OTLP/HTTP (protobuf, keep-alive
+    connections), 8 in flight as otlp.py does, each sent again while it is answered "retry
+    later". `first` is when it made its first request (CLOCK_MONOTONIC, shared by the
+    machine's processes)."""
+
+    CONCURRENCY = 8
+
+    def __init__(self, port, path, cpus):
+        self.port = port
+        self.path = path
+        self.cpus = cpus
+        self.proc = None
+        self.error = None
+        self.cpu = 0.0
+        self.first = None
+
+    def prepare(self):
+        pass
+
+    def start(self):
+        with pinned(self.cpus):
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "otlp_load.py"), "http", str(self.port),
+                 str(self.CONCURRENCY), self.path],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def join(self):
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            self.error = "otlp_load.py exited with %d: %s" % (
+                self.proc.returncode, err.decode(errors="replace").strip()[-500:])
+            return
+        report = json.loads(out)
+        self.cpu, self.first = report["cpu"], report["first"]
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+
+def prometheus_samples(url):
+    """[(name, {label: value}, value)] of a Prometheus text exposition."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def check_model_monitoring(shipper, scenario, values, facts):
+    """Scenario 6's far end beyond the documents: the requests counted on the shipper's
+    Prometheus endpoint (weir's API; Vector's `prometheus_exporter`) equal the input's, and
+    for weir, every drift window the input fills was reported (the reports file) and its
+    scores are on /metrics. Waits up to 60 s for them (they travel beside the documents, not
+    before them). Returns notes; raises Failed."""
+    port = values["API_PORT"] if shipper.name == "weir" else values["METRICS_PORT"]
+    url = "http://127.0.0.1:%d/metrics" % port
+    expected = facts["requests"]
+    windows = None
+    if shipper.name == "weir":
+        with open(os.path.join(HERE, "weir", scenario["key"] + ".toml"), "rb") as f:
+            drift = tomllib.load(f)["transforms"]["drift"]
+        baseline, per_window = drift["baseline_events"], drift["window"]["count"]
+        windows = sum(max(0, n - baseline) // per_window
+                      for k, n in facts.items() if k.startswith("predictions "))
+    features = sum(len(f) for f in PREDICTION_FEATURES.values())
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            samples = prometheus_samples(url)
+        except OSError as e:
+            raise Failed("cannot read %s: %s" % (url, e))
+        requests = sum(v for name, _, v in samples if name.endswith("model_requests_total"))
+        reports = count_in_file(values["OUTPUT"], b"\n") if windows is not None and \
+            os.path.exists(values["OUTPUT"]) else 0
+        scored = {(lb.get("model"), lb.get("feature")) for name, lb, _ in samples
+                  if name == "weir_feature_drift_score"}
+        done = requests == expected and (windows is None or (
+            reports == windows and len(scored) == features))
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if requests != expected:
+        raise Failed("%s counted %d requests on /metrics, the input has %d" % (
+            shipper.name, requests, expected))
+    if windows is None:
+        return ["%d requests counted on the metrics endpoint (Vector has no drift)" % requests]
+    if reports != windows:
+        raise Failed("%d drift reports written, the input fills %d windows" % (reports, windows))
+    if len(scored) != features:
+        raise Failed("drift scores on /metrics for %d model features, not %d: %s" % (
+            len(scored), features, sorted(scored)))
+    drifted = sum(1 for name, _, v in samples if name == "weir_feature_drift_detected" and v)
+    return ["%d requests counted on /metrics, %d drift windows reported, %d features scored "
+            "(%d drifted in their last window)" % (requests, windows, features, drifted)]
+
+
+def cat_command(path):
+    """`cat` of an input: its file, or every file of its folder (scenario 7's pods)."""
+    if os.path.isdir(path):
+        return ["sh", "-c", 'find "$1" -type f -print0 | xargs -0 cat', "sh", path]
+    return ["cat", path]
 
 
 def wait_usage(proc):
@@ -871,7 +1326,7 @@ def run_limit(kind, scenario, inp, bins, run_dir):
         t0 = time.monotonic()
         target = os.path.join(run_dir, "out.log") if kind == "copy" else os.devnull
         with open(target, "wb") as out:
-            proc = subprocess.Popen(["cat", path], stdout=out)
+            proc = subprocess.Popen(cat_command(path), stdout=out)
             status, usage = wait_usage(proc)
         elapsed = time.monotonic() - t0
         result["seen"] = events
@@ -993,7 +1448,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256,
                     help="size of each generated input (default 256)")
     ap.add_argument("--runs", type=int, default=3, help="runs per shipper and scenario")
-    ap.add_argument("--scenario", type=int, action="append", help="only these (1-5)")
+    ap.add_argument("--scenario", type=int, action="append", help="only these (1-9)")
     ap.add_argument("--shipper", action="append",
                     help="only these: weir, vector, rsyslog, syslog-ng, cat, copy, split")
     ap.add_argument("--peer-bin", action="append", default=[], metavar="NAME=PATH",
@@ -1110,12 +1565,12 @@ def main():
                 all_results["scenarios"].append({"id": sc["id"], "skipped": out})
                 continue
         # Page cache: read the input once, so the first run does not pay for the disk.
-        subprocess.run(["cat", path], stdout=subprocess.DEVNULL)
+        subprocess.run(cat_command(path), stdout=subprocess.DEVNULL)
         load_start = loadavg()
         results = {}
         failures = {}
         order = []
-        for kind in ["cat", "copy", "split"]:
+        for kind in sc.get("limits", ["cat", "copy", "split"]):
             if kind in wanted and (kind != "copy" or sc["far"] == "file"):
                 order.append(("limit", kind))
         for s in shippers:

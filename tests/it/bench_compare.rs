@@ -35,6 +35,7 @@ fn validate(file: &Path, dir: &Path) -> (i32, String) {
         .env("BENCH_ES_URL", "http://127.0.0.1:9200")
         .env("BENCH_LOKI_URL", "http://127.0.0.1:3100")
         .env("BENCH_SYSLOG_ADDRESS", "127.0.0.1:5514")
+        .env("BENCH_PODS_DIR", dir.join("pods"))
         .env("BENCH_OTLP_GRPC_ADDRESS", "127.0.0.1:4317")
         .env("BENCH_OTLP_HTTP_ADDRESS", "127.0.0.1:4318")
         .output()
@@ -47,8 +48,18 @@ fn validate(file: &Path, dir: &Path) -> (i32, String) {
 #[test]
 fn scenario_pipelines_validate() {
     let dir = tempfile::tempdir().unwrap();
-    let names = ["s1-raw", "s2-json-es", "s3-regex-file", "s4-syslog-loki", "s5-json-es-disk"];
-    for name in names.into_iter().chain(["otlp-es"]) {
+    let names = [
+        "s1-raw",
+        "s2-json-es",
+        "s3-regex-file",
+        "s4-syslog-loki",
+        "s5-json-es-disk",
+        "s6-model-monitoring",
+        "s7-kubernetes-loki",
+        "s8-otlp-es",
+        "s9-syslog-es",
+    ];
+    for name in names {
         let (code, out) = validate(&scenario_dir().join(format!("{name}.toml")), dir.path());
         assert_eq!(code, 0, "{name}.toml does not validate:\n{out}");
         assert!(out.contains("Configuration OK"), "{out}");
