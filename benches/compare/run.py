@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""weir against Vector, rsyslog, syslog-ng and the machine's limit, scenario by scenario.
+"""weir against Vector, Fluent Bit, rsyslog, syslog-ng and the machine's limit, scenario
+by scenario.
 
 One command builds what it needs, generates and caches its data, installs the peers when they
 are missing, runs every scenario several times for every shipper that can do it, checks at
@@ -27,7 +28,9 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
   9. syslog over TCP from 1,000 connections -> Elasticsearch bulk
                                                       (weir, Vector, rsyslog, syslog-ng)
 
-Vector runs when its binary is given (--peer-bin vector=PATH or VECTOR_BIN); see README.md.
+Vector and Fluent Bit run when their binaries are given (--peer-bin vector=PATH or VECTOR_BIN,
+--peer-bin fluent-bit=PATH or FLUENT_BIT_BIN), each in the scenarios its folder has a
+configuration for (Fluent Bit: 1 to 5); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios), or receives it from one TCP connection that sends the whole
@@ -878,6 +881,45 @@ class Vector:
                                 env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
+class FluentBit:
+    """Fluent Bit from a binary the user gives (`--peer-bin fluent-bit=PATH` or
+    FLUENT_BIT_BIN): an official package or a build from its source (README, "Peers"). Each
+    scenario's `fluent-bit/<scenario>.yaml` is a whole YAML configuration."""
+
+    name = "fluent-bit"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def supports(self, scenario):
+        return os.path.exists(os.path.join(HERE, "fluent-bit", scenario["key"] + ".yaml"))
+
+    def start(self, scenario, run_dir, values, stderr):
+        data = os.path.join(run_dir, "data")
+        os.makedirs(data, exist_ok=True)
+        # Its file output takes a folder and a file name; its HTTP outputs a host and a port.
+        output = values.get("OUTPUT", os.path.join(run_dir, "out.log"))
+        loki = values.get("LOKI_URL", "http://127.0.0.1:9")
+        values = dict(values, DATA_DIR=data, OUTPUT_DIR=os.path.dirname(output),
+                      OUTPUT_FILE=os.path.basename(output),
+                      LOKI_PORT=loki.rsplit(":", 1)[1].split("/")[0])
+        conf = os.path.join(run_dir, "fluent-bit.yaml")
+        with open(conf, "w") as f:
+            f.write(fill(read("fluent-bit", scenario["key"] + ".yaml"), values))
+        return subprocess.Popen([self.binary, "--config", conf],
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+
+    def failed_deliveries(self, stderr_path):
+        """Fluent Bit retries a failed flush seconds later (the far end counted what it got
+        of it); its log says so. The first such line, or None."""
+        with open(stderr_path, errors="replace") as f:
+            for line in f:
+                if "failed to flush chunk" in line or "[error]" in line:
+                    return "Fluent Bit logged a failed delivery, to be sent again: " + \
+                        line.strip()
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 # ---------------------------------------------------------------------------------------------
@@ -1066,6 +1108,12 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                         result["seen"] - marked, result["seen"], scenario["marker"]))
         if result["seen"] != events:
             raise Failed("delivered %d events for %d input events" % (result["seen"], events))
+        # A flush the peer logged as failed is sent again later, after these checks: the far
+        # end would get duplicates the count above cannot see yet.
+        why = shipper.failed_deliveries(stderr_path) if hasattr(shipper, "failed_deliveries") \
+            else None
+        if why:
+            raise Failed(why)
         result["notes"] = notes
         return result
     finally:
@@ -1450,10 +1498,12 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per shipper and scenario")
     ap.add_argument("--scenario", type=int, action="append", help="only these (1-9)")
     ap.add_argument("--shipper", action="append",
-                    help="only these: weir, vector, rsyslog, syslog-ng, cat, copy, split")
+                    help="only these: weir, vector, fluent-bit, rsyslog, syslog-ng, cat, "
+                    "copy, split")
     ap.add_argument("--peer-bin", action="append", default=[], metavar="NAME=PATH",
-                    help="a peer's binary, e.g. vector=/opt/vector/bin/vector (or VECTOR_BIN); "
-                    "a peer without one is left out")
+                    help="a peer's binary, e.g. vector=/opt/vector/bin/vector (or VECTOR_BIN), "
+                    "fluent-bit=/opt/fluent-bit/bin/fluent-bit (or FLUENT_BIT_BIN); a peer "
+                    "without one is left out")
     ap.add_argument("--cores", type=int, action="append", metavar="N",
                     help="run every shipper pinned to its first N CPUs (the endpoint on the "
                     "others), once per --cores given: --cores 1 --cores 2 shows the scaling")
@@ -1486,27 +1536,31 @@ def main():
         if not os.path.exists(b):
             sys.exit("missing %s: build without --no-build" % b)
 
-    peer_bins = {"vector": os.environ.get("VECTOR_BIN")}
+    peer_bins = {"vector": os.environ.get("VECTOR_BIN"),
+                 "fluent-bit": os.environ.get("FLUENT_BIT_BIN")}
     for item in args.peer_bin:
         name, sep, path = item.partition("=")
         if not sep or not path:
             sys.exit("--peer-bin takes NAME=PATH, not %r" % item)
         peer_bins[name] = path
-    wanted = set(args.shipper or ["weir", "vector", "rsyslog", "syslog-ng", "cat", "copy",
-                                  "split"])
+    wanted = set(args.shipper or ["weir", "vector", "fluent-bit", "rsyslog", "syslog-ng",
+                                  "cat", "copy", "split"])
     shippers = []
     skipped_peers = {}
     if "weir" in wanted:
         shippers.append(Weir(bins["weir"]))
-    if "vector" in wanted:
-        binary = peer_bins.get("vector")
+    for name, cls, env in [("vector", Vector, "VECTOR_BIN"),
+                           ("fluent-bit", FluentBit, "FLUENT_BIT_BIN")]:
+        if name not in wanted:
+            continue
+        binary = peer_bins.get(name)
         if not binary:
-            skipped_peers["vector"] = ("no binary given: --peer-bin vector=PATH or VECTOR_BIN "
-                                       "(benches/compare/README.md, Peers)")
+            skipped_peers[name] = ("no binary given: --peer-bin %s=PATH or %s "
+                                   "(benches/compare/README.md, Peers)" % (name, env))
         elif not os.access(binary, os.X_OK):
-            skipped_peers["vector"] = "%s is not an executable file" % binary
+            skipped_peers[name] = "%s is not an executable file" % binary
         else:
-            shippers.append(Vector(binary))
+            shippers.append(cls(binary))
     if "rsyslog" in wanted:
         binary, why = setup_rsyslog()
         if binary:
@@ -1530,10 +1584,12 @@ def main():
     header = [
         "command: " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "machine: " + machine(),
-        "weir: %s; vector: %s; rsyslog: %s; syslog-ng: %s" % (
+        "weir: %s; vector: %s; fluent-bit: %s; rsyslog: %s; syslog-ng: %s" % (
             weir_version,
             next((version_of([s.binary, "--version"]) for s in shippers if s.name == "vector"),
                  "not run"),
+            next((version_of([s.binary, "--version"]) for s in shippers
+                  if s.name == "fluent-bit"), "not run"),
             " ".join(version_of([shutil.which("rsyslogd") or "rsyslogd", "-v"]).split()[:2])
             if any(
                 s.name == "rsyslog" for s in shippers) else "not run",
