@@ -370,16 +370,23 @@ pub fn loki_json(body: &[u8]) -> Result<PushOutcome, Refusal> {
             if !digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
                 return Err(loki_error(format!("timestamp {ts} is not a string of nanoseconds")));
             }
-            // The line as sent (JSON-escaped); the raw value is valid JSON already, so a
-            // leading quote makes it a string.
-            let line = v[1].get();
-            if !line.starts_with('"') {
-                return Err(loki_error(format!("line {line} is not a string")));
+            // The raw value is valid JSON already, so a leading quote makes it a string. Its
+            // bytes are counted unescaped, as Loki stores the line (and as a protobuf push
+            // counts them); only a line with an escape is decoded.
+            let raw = v[1].get();
+            if !raw.starts_with('"') {
+                return Err(loki_error(format!("line {raw} is not a string")));
             }
-            let line = &line[1..line.len() - 1];
+            let len = if raw.contains('\\') {
+                serde_json::from_str::<String>(raw)
+                    .map_err(|e| loki_error(format!("line {raw}: {e}")))?
+                    .len()
+            } else {
+                raw.len() - 2
+            };
             out.entries += 1;
-            out.line_bytes += line.len() as u64;
-            out.empty_lines += u64::from(line.is_empty());
+            out.line_bytes += len as u64;
+            out.empty_lines += u64::from(len == 0);
         }
     }
     Ok(out)

@@ -189,6 +189,12 @@ fn loki_json_push_as_syslog_ng_writes_it() {
     let body = br#"{"streams":[{"stream":{"job":"bench","host":"combo"},"values":[["1781435761000000000","session opened for \"root\""]]},{"stream":{"job":"bench","host":"gpu-3"},"values":[["1781435761000000000","ok",{"trace_id":"1"}]]}]}"#;
     let out = protocol::loki_json(body).unwrap();
     assert_eq!((out.streams, out.entries, out.empty_lines), (2, 2, 0));
+    // The lines' bytes unescaped, as Loki stores them: `session opened for "root"` and `ok`.
+    assert_eq!(out.line_bytes, 25 + 2);
+    // An empty line counts as one; every kind of escape decodes (`\u00e9` is two bytes).
+    let body = br#"{"streams":[{"stream":{"a":"b"},"values":[["1",""],["2","\u00e9\\\/"]]}]}"#;
+    let out = protocol::loki_json(body).unwrap();
+    assert_eq!((out.entries, out.empty_lines, out.line_bytes), (2, 1, 2 + 1 + 1));
     for bad in [
         &br#"{"streams":[{"stream":{},"values":[["1","x"]]}]}"#[..],
         br#"{"streams":[{"stream":{"a":"b"},"values":[[1,"x"]]}]}"#,
