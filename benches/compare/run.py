@@ -30,7 +30,7 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
 
 Vector and Fluent Bit run when their binaries are given (--peer-bin vector=PATH or VECTOR_BIN,
 --peer-bin fluent-bit=PATH or FLUENT_BIT_BIN), each in the scenarios its folder has a
-configuration for (Fluent Bit: 1 to 5, 7 and 9); see README.md.
+configuration for (Fluent Bit: 1 to 7 and 9); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios), or receives it from one TCP connection that sends the whole
@@ -1339,7 +1339,8 @@ def check_model_monitoring(shipper, scenario, values, facts):
         raise Failed("%s counted %d requests on /metrics, the input has %d" % (
             shipper.name, requests, expected))
     if windows is None:
-        return ["%d requests counted on the metrics endpoint (Vector has no drift)" % requests]
+        return ["%d requests counted on the metrics endpoint (%s has no drift)" % (
+            requests, shipper.name)]
     if reports != windows:
         raise Failed("%d drift reports written, the input fills %d windows" % (reports, windows))
     if len(scored) != features:
