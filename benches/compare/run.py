@@ -30,7 +30,7 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
 
 Vector and Fluent Bit run when their binaries are given (--peer-bin vector=PATH or VECTOR_BIN,
 --peer-bin fluent-bit=PATH or FLUENT_BIT_BIN), each in the scenarios its folder has a
-configuration for (Fluent Bit: 1 to 7 and 9); see README.md.
+configuration for (Fluent Bit: all nine); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios), or receives it from one TCP connection that sends the whole
