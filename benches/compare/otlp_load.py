@@ -1,6 +1,7 @@
 """OTLP load generator for benches/compare/otlp.py: sends pre-encoded ExportLogsServiceRequest
 messages to weir over OTLP/HTTP (protobuf, keep-alive connections) or OTLP/gRPC (grpcio), with
-several requests in flight, each sent again while it is answered "retry later".
+several requests in flight, each sent again while it is answered "retry later" or, over
+HTTP, while its connection fails (closed without an answer).
 
 usage: otlp_load.py http|grpc PORT CONCURRENCY REQUESTS_FILE
 
@@ -32,6 +33,10 @@ def read_requests(path):
     return out
 
 
+# How long a request is sent again while the connection fails before the run is given up.
+CONNECTION_RETRY_SECONDS = 60
+
+
 def http_worker(port, queue, lock, stats):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     while True:
@@ -39,10 +44,27 @@ def http_worker(port, queue, lock, stats):
             if not queue:
                 return
             body = queue.pop()
+        failing_since = None
         while True:
-            conn.request("POST", "/v1/logs", body, {"Content-Type": "application/x-protobuf"})
-            r = conn.getresponse()
-            r.read()
+            try:
+                conn.request("POST", "/v1/logs", body, {"Content-Type": "application/x-protobuf"})
+                r = conn.getresponse()
+                r.read()
+            except (OSError, http.client.HTTPException) as e:
+                # A receiver that pauses its listener under backpressure closes connections
+                # without an answer (Fluent Bit does); the OTLP specification has the client
+                # send the request again on a new connection, as the SDKs' exporters do.
+                conn.close()
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > CONNECTION_RETRY_SECONDS:
+                    raise SystemExit("connection failing for %d s: %s" % (
+                        CONNECTION_RETRY_SECONDS, e))
+                with lock:
+                    stats["retries"] += 1
+                time.sleep(0.05)
+                continue
+            failing_since = None
             if r.status == 200:
                 break
             if r.status not in (429, 503):
