@@ -32,3 +32,4 @@ pub mod template;
 pub mod top;
 pub mod topology;
 pub mod transforms;
+pub mod utf8;

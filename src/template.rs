@@ -105,7 +105,7 @@ impl Template {
                 }
                 Part::Text(t) => out.push_str(t),
                 Part::Field(path, name) => match event.get(path) {
-                    Some(Value::Bytes(b)) => out.push_str(&String::from_utf8_lossy(b)),
+                    Some(Value::Bytes(b)) => out.push_str(&crate::utf8::lossy(b)),
                     Some(Value::Null) | None => return Err(MissingField(name.clone())),
                     Some(v) => out.push_str(&v.to_string_lossy()),
                 },

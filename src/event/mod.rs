@@ -331,14 +331,30 @@ impl Event {
 
     /// Every top-level entry, in key order as the materialized tree would give them: the
     /// event's own (its tree's and those beside it) and the shared ones it does not shadow.
-    pub fn top_level(&self) -> impl Iterator<Item = (&KeyString, &Value)> {
+    pub fn top_level(&self) -> std::vec::IntoIter<(&KeyString, &Value)> {
+        self.top_level_entries().into_iter()
+    }
+
+    /// [`Event::top_level`] as a vector. The tree's entries come in order and the few beside
+    /// it or shared are placed by binary search: merging three iterators cost about five
+    /// times as much (a tenth of scenario 2's instructions, serializing every event twice).
+    pub fn top_level_entries(&self) -> Vec<(&KeyString, &Value)> {
+        let tree = self.fields.as_object();
+        let shared = self.shared.as_deref().map(SharedFields::map);
+        let len = tree.map_or(0, |m| m.len()) + LOOSE_KEYS.len() + shared.map_or(0, |m| m.len());
+        let mut out = Vec::with_capacity(len);
+        out.extend(tree.into_iter().flatten());
         let loose = LOOSE_KEY_STRINGS
             .iter()
             .zip(&self.loose)
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
-        let own = merge_by_key(self.fields.as_object().into_iter().flatten(), loose);
-        let shared = self.shared.as_deref().map(SharedFields::map).into_iter().flatten();
-        merge_by_key(own, shared)
+        // Own entries before shared ones: an entry already placed shadows a later one.
+        for (key, value) in loose.chain(shared.into_iter().flatten()) {
+            if let Err(i) = out.binary_search_by(|(k, _)| k.as_str().cmp(key.as_str())) {
+                out.insert(i, (key, value));
+            }
+        }
+        out
     }
 
     /// A top-level entry: the event's own or an unshadowed shared one.
@@ -589,29 +605,6 @@ impl Event {
     }
 }
 
-/// Two iterators of top-level entries in key order merged into one; on equal keys the entry
-/// of `first` is taken and that of `second` skipped (it is shadowed).
-fn merge_by_key<'a>(
-    first: impl Iterator<Item = (&'a KeyString, &'a Value)>,
-    second: impl Iterator<Item = (&'a KeyString, &'a Value)>,
-) -> impl Iterator<Item = (&'a KeyString, &'a Value)> {
-    let mut first = first.peekable();
-    let mut second = second.peekable();
-    std::iter::from_fn(move || match (first.peek(), second.peek()) {
-        (Some((a, _)), Some((b, _))) => match a.as_str().cmp(b.as_str()) {
-            std::cmp::Ordering::Less => first.next(),
-            std::cmp::Ordering::Greater => second.next(),
-            std::cmp::Ordering::Equal => {
-                second.next();
-                first.next()
-            }
-        },
-        (Some(_), None) => first.next(),
-        (None, Some(_)) => second.next(),
-        (None, None) => None,
-    })
-}
-
 /// An event's fields serialized as one object, in key order: its own entries and the shared
 /// ones it does not shadow ([`Event::top_level`]).
 pub struct FieldsView<'a>(&'a Event);
@@ -622,8 +615,9 @@ impl Serialize for FieldsView<'_> {
         if event.shared.is_none() && event.loose.iter().all(Option::is_none) {
             return event.fields.serialize(serializer);
         }
-        let mut map = serializer.serialize_map(Some(event.top_level_len()))?;
-        for (k, v) in event.top_level() {
+        let entries = event.top_level_entries();
+        let mut map = serializer.serialize_map(Some(entries.len()))?;
+        for (k, v) in entries {
             map.serialize_entry(k, v)?;
         }
         map.end()

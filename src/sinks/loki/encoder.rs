@@ -158,7 +158,7 @@ impl PairTemplate {
                 if let Some(Value::Object(map)) = event.get(path) {
                     for (k, v) in map {
                         let value = match v {
-                            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                            Value::Bytes(b) => crate::utf8::lossy(b).into_owned(),
                             Value::Null => continue,
                             other => other.to_string_lossy().into_owned(),
                         };
@@ -314,7 +314,7 @@ impl LokiEncoder {
                 String::from_utf8(buf).unwrap_or_default()
             }
             LineFormat::Text(path, name) => match event.get(path) {
-                Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::Bytes(b)) => crate::utf8::lossy(b).into_owned(),
                 Some(Value::Null) | None => {
                     return Err(Rejection {
                         reason: "missing_field",

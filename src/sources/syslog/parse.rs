@@ -134,7 +134,7 @@ pub fn to_event(
     zone: Zone,
     problem: Option<String>,
 ) -> (Event, bool) {
-    let text = String::from_utf8_lossy(&raw);
+    let text = crate::utf8::lossy(&raw);
     let mut map = ObjectMap::new();
     let header = match parse_text(&text, zone, received) {
         Some(m) => {
@@ -224,7 +224,7 @@ impl DeferredFields for Header {
         let syslog = match compact {
             Some((compact, sd)) => syslog_fields(compact.fields.as_values(text), &sd),
             None => {
-                let text = String::from_utf8_lossy(&self.raw);
+                let text = crate::utf8::lossy(&self.raw);
                 // The message parsed once with the same inputs; should a second parse differ
                 // (the machine's zone changed in between and the date fell into a gap),
                 // `log` still exists, as promised, with an empty `syslog`.
@@ -519,7 +519,7 @@ mod tests {
             let raw = Bytes::copy_from_slice(raw);
             // As `to_event` parses: the text borrows the raw bytes when they are UTF-8.
             let kept = {
-                let text = String::from_utf8_lossy(&raw);
+                let text = crate::utf8::lossy(&raw);
                 let m = parse_text(&text, Zone::Local, now()).unwrap();
                 Compact::of(&m, &raw).filter(|_| compact)
             };
@@ -556,7 +556,7 @@ mod tests {
                 [peer(), Some("[2001:db8::1234:5678:9abc:def0]:65535".parse().unwrap()), None]
             {
                 let raw = Bytes::from(raw);
-                let text = String::from_utf8_lossy(&raw).into_owned();
+                let text = crate::utf8::lossy(&raw).into_owned();
                 let m = parse_text(&text, Zone::Local, now()).unwrap();
                 let bound = header_size(&m, raw.len(), peer.is_some());
                 let compact = Compact::of(&m, &raw);
