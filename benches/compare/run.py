@@ -1207,7 +1207,11 @@ class ManySender(threading.Thread):
     def prepare(self):
         self.ranges = frame_ranges(self.path, self.connections)
         for _ in self.ranges:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            except OSError as e:
+                raise Failed("connection %d of %d failed: %s" % (
+                    len(self.socks) + 1, len(self.ranges), e))
             s.setblocking(False)
             self.socks.append(s)
 
