@@ -1446,6 +1446,38 @@ STANDING_BEGIN = "<!-- standing table: written by benches/compare/run.py --write
 STANDING_END = "<!-- end of the standing table -->"
 
 
+LIMITS = ("cat", "copy", "split")
+
+
+def ratios(results):
+    """weir against each peer run beside it (same pinning): throughput and CPU per GiB as
+    ratios of the medians, the figures the goals of issue 29 are stated in."""
+    def med(rs, f):
+        return statistics.median(f(r) for r in rs)
+
+    out = []
+    for key, rs in sorted(results.items()):
+        if not key.startswith("weir") or not rs:
+            continue
+        suffix = key[len("weir"):]
+        for peer, ps in sorted(results.items()):
+            if peer.startswith("weir") or peer in LIMITS or not peer.endswith(suffix) or \
+                    not ps or (suffix == "" and "(" in peer):
+                continue
+            rate = med(rs, lambda r: r["bytes"] / r["elapsed"]) / \
+                med(ps, lambda r: r["bytes"] / r["elapsed"])
+            cpu = med(ps, lambda r: r["cpu"] / r["bytes"]) / med(rs, lambda r: r["cpu"] / r["bytes"])
+            out.append("%s against %s: %.1fx the throughput, %.1fx less CPU per GiB" % (
+                key, peer, rate, cpu))
+    for key, one in sorted(results.items()):
+        two = results.get(key.replace("(1 core)", "(2 cores)"))
+        if key.endswith("(1 core)") and one and two:
+            out.append("%s from one core to two: %.2fx the throughput" % (
+                key[:-len(" (1 core)")], med(two, lambda r: r["bytes"] / r["elapsed"]) /
+                med(one, lambda r: r["bytes"] / r["elapsed"])))
+    return out
+
+
 def write_standing(header, standing, skipped_peers):
     """Replaces the standing table between its two markers at the top of BENCHMARKS.md."""
     out = [STANDING_BEGIN, ""]
@@ -1672,7 +1704,8 @@ def main():
         print("\n".join(rows))
         standing.append((sc, inp, rows, [
             "%s: %s" % (key, sorted(set(reasons))[0].splitlines()[0])
-            for key, reasons in failures.items() if key not in skipped_peers and reasons]))
+            for key, reasons in failures.items() if key not in skipped_peers and reasons]
+            + ratios(results)))
         for key, reasons in failures.items():
             if key in skipped_peers:
                 continue
@@ -1704,7 +1737,7 @@ def main():
                     key, statistics.median(delivered) / MIB,
                     "; " + "; ".join(sorted(set(n for r in rs for n in r["notes"])))
                     if any(r["notes"] for r in rs) else ""))
-        for line in extra:
+        for line in extra + ratios(results):
             print("- " + line)
         for name, why in skipped_peers.items():
             print("- %s: not available (%s)" % (name, why.splitlines()[0]))
