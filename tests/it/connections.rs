@@ -1,11 +1,12 @@
 //! Connection hygiene of weir's servers under floods of idle and half-sent connections: the
 //! syslog TCP source keeps serving a real sender (`logger`) while 2,000 idle connections are
 //! open, and the API closes 1,500 half-sent requests within its header timeout, giving back
-//! its file descriptors. Both with the default settings.
+//! its file descriptors. Both with the default settings. And 1,000 busy syslog senders into
+//! a stalled pipeline hold a bounded amount of weir's memory, not a batch each.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{Weir, free_port, read_lines, wait_for};
@@ -176,4 +177,92 @@ fn half_sent_api_requests_are_closed_within_the_header_timeout() {
     assert!(err.matches("API max_connections reached").count() < 10, "{err}");
     // And the API still answers.
     assert!(matches!(crate::support::http_get(weir.api, "/health"), Ok((200, _))));
+}
+
+/// 1,000 connections, each of which sends 32 KiB of messages at once, into a pipeline whose
+/// sink cannot write: weir reads ahead only what the source's shared budget allows, so its
+/// memory does not grow with the number of busy senders; when the sink resumes, every message
+/// arrives.
+#[test]
+fn a_thousand_busy_senders_into_a_stalled_pipeline_hold_bounded_memory() {
+    const CONNECTIONS: usize = 1000;
+    const PER_CONNECTION: usize = 160;
+    raise_fd_limit(3 * CONNECTIONS as u64);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The console sink writes into a pipe nobody reads yet: its writes block.
+    let mut weir = Weir::start_with(
+        dir.path(),
+        &format!(
+            "[sources.syslog]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n\
+             [sinks.out]\ntype = \"console\"\ninputs = [\"syslog\"]\nencoding.codec = \"text\"\n"
+        ),
+        Stdio::piped(),
+    );
+    let stdout = weir.child.stdout.take().unwrap();
+    let idle_rss = weir.rss_bytes();
+
+    // 160 octet-counted RFC 5424 messages of about 200 bytes per connection: 31 MiB in all,
+    // which fits in the kernel's socket buffers, so every write completes at once.
+    let mut conns = connect_many(SocketAddr::from(([127, 0, 0, 1], port)), CONNECTIONS, b"");
+    let mut sent = 0usize;
+    for (c, s) in conns.iter_mut().enumerate() {
+        let mut blob = Vec::new();
+        for i in 0..PER_CONNECTION {
+            let msg = format!(
+                "<165>1 2026-12-07T10:00:00.000Z host.example app 4242 ID47 - conn={c:04} \
+                 seq={i:03} {}",
+                "x".repeat(120)
+            );
+            blob.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
+        }
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        s.write_all(&blob).unwrap_or_else(|e| panic!("connection {c}: {e}"));
+        sent += blob.len();
+    }
+
+    // Every connection open and the sink's buffer full: the source cannot send on.
+    let m = |name: &str, id: &str| weir.metric(name, &[("component_id", id)]);
+    let stalled = wait_for(Duration::from_secs(60), || {
+        m("weir_component_open_connections", "syslog") == CONNECTIONS as f64
+            && m("weir_buffer_size_bytes", "out") > 0.0
+    });
+    assert!(stalled, "the pipeline never filled; metrics:\n{}", weir.metrics());
+    // Watch weir until it has read all it will (nothing more for two seconds), keeping the
+    // highest resident memory seen. Without the shared budget, each connection read its whole
+    // 32 KiB into a batch: about 450 MiB. With it, weir holds the budget (1 MiB of messages,
+    // some 15 MiB as events), a read of at most 8 KiB per connection and the sink's buffer:
+    // about 40 MiB over its idle figure. The bound leaves a wide margin either way.
+    let (mut peak, mut last, mut still) = (0u64, -1.0, 0);
+    let settled = wait_for(Duration::from_secs(120), || {
+        peak = peak.max(weir.rss_bytes());
+        let read = m("weir_component_received_bytes_total", "syslog");
+        still = if read == last { still + 1 } else { 0 };
+        last = read;
+        std::thread::sleep(Duration::from_millis(200));
+        still >= 10
+    });
+    assert!(settled, "weir never stopped reading while its sink was stalled");
+    let grown = peak.saturating_sub(idle_rss);
+    assert!(
+        grown < 200 * 1024 * 1024,
+        "resident memory grew by {} MiB with {CONNECTIONS} busy senders (idle {} MiB)",
+        grown >> 20,
+        idle_rss >> 20
+    );
+    assert!(
+        last < sent as f64 / 4.0,
+        "weir read {last} of {sent} bytes while its sink was stalled: no backpressure"
+    );
+
+    // The sink resumes: every message arrives.
+    let lines = BufReader::new(stdout)
+        .lines()
+        .take_while(|l| l.is_ok())
+        .take(CONNECTIONS * PER_CONNECTION)
+        .filter(|l| l.as_ref().is_ok_and(|l| l.contains("seq=")))
+        .count();
+    assert_eq!(lines, CONNECTIONS * PER_CONNECTION, "messages lost; stderr:\n{}", weir.stderr());
+    drop(conns);
+    assert!(weir.stop().success());
 }

@@ -44,8 +44,11 @@
 //! Syslog has no acknowledgements: a message is delivered once weir has read it, and what a
 //! sender wrote but weir had not read when it stopped is lost (as with any syslog server).
 //!
-//! Invariant: memory per connection is bounded by `max_message_bytes` plus one batch of
-//! [`MAX_BATCH_BYTES`]; at most `max_connections` connections are served (plus those being
+//! Invariant: the messages that TCP connections have read and not yet queued downstream are
+//! bounded for the whole source, not per connection: a budget of 1 MiB shared in shares of
+//! 64 KiB (`tcp.rs`), each share overrun by at most one message of `max_message_bytes`. Besides
+//! that, a connection holds at most one read (8 KiB) and one unfinished message; an idle one
+//! holds no read buffer. At most `max_connections` connections are served (plus those being
 //! closed for newcomers, which stop reading at once).
 
 pub mod framing;
@@ -77,7 +80,7 @@ use parse::Zone;
 /// one queued and the one a sink is taking apart are alive at once, so larger batches hold
 /// more memory without being faster.
 const MAX_BATCH_EVENTS: usize = 256;
-/// Most message bytes a connection gathers into one batch.
+/// Most message bytes the UDP socket gathers into one batch.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Capacity of the queue between the UDP socket and the pipeline, in estimated event bytes.
 pub const UDP_QUEUE_BYTES: usize = 8 * 1024 * 1024;

@@ -5,6 +5,15 @@
 //! the longest idle connection for a newcomer keeps a legitimate sender's messages flowing
 //! during such a flood, while the number of connections served stays bounded. A connection
 //! waiting for the pipeline (backpressure) counts as busy and is never chosen.
+//!
+//! Memory does not grow with the number of connections: an idle connection holds no read
+//! buffer (it waits for its socket to become readable first; a TLS connection keeps its read
+//! buffer and rustls's), and the connections of one source share a budget of
+//! [`READ_BUDGET_BYTES`] for the messages they have read and not yet handed to the pipeline.
+//! A connection takes a share of [`GRANT_BYTES`] for each batch after its first message has
+//! arrived and gives it back once the batch is queued, so at most a few batches are being
+//! gathered at once, however many senders are busy; the others wait with their data in the
+//! kernel, and their senders' TCP windows close (backpressure, nothing is dropped).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,15 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::framing::{Frame, SyslogDecoder};
-use super::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OpenConnection, Settings, allow};
+use super::{MAX_BATCH_EVENTS, OpenConnection, Settings, allow};
 use crate::component::{ShutdownSignal, SourceContext, SourceSender};
 use crate::error::ComponentError;
 use crate::event::Event;
@@ -32,12 +43,25 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `last_active` of a connection that is waiting for the pipeline: never the idlest.
 const BUSY: u64 = u64::MAX;
 
+/// Message bytes the connections of one source may hold at once between reading them and
+/// queueing them downstream. Sixteen batches keep the pipeline as busy as one busy sender
+/// does; more only held memory (1,000 busy senders held a batch each, about 500 MiB).
+pub(super) const READ_BUDGET_BYTES: usize = 1024 * 1024;
+/// A connection's share of the budget for one batch: the most message bytes it gathers before
+/// sending (the last message may go past it, by at most `max_message_bytes`).
+pub(super) const GRANT_BYTES: usize = 64 * 1024;
+/// Bytes read from a socket at a time (tokio-util's default for a codec).
+const READ_BYTES: usize = 8 * 1024;
+
 /// The open connections of one source.
 pub(super) struct Connections {
     max: usize,
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// [`READ_BUDGET_BYTES`], in permits of one byte, shared by the connections (fair: first
+    /// come, first served).
+    budget: Semaphore,
 }
 
 /// One open connection as the table sees it.
@@ -72,6 +96,7 @@ impl Connections {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            budget: Semaphore::new(READ_BUDGET_BYTES),
         })
     }
 
@@ -263,7 +288,7 @@ impl Conn<'_> {
     /// Reads the connection until it ends: frames become events, gathered into batches of
     /// what is already readable, each sent before the next read (that wait is the
     /// backpressure).
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(self, stream: S, mut out: SourceSender) {
+    async fn serve<S: Stream>(self, stream: S, mut out: SourceSender) {
         let Self { peer, settings, registration, shutdown } = self;
         let t = &settings.telemetry;
         let mut frames =
@@ -277,6 +302,13 @@ impl Conn<'_> {
                 _ = shutdown.cancelled() => break 'conn End::Closed,
                 _ = registration.evicted().cancelled() => break 'conn End::Closed,
                 r = next_frame(&mut frames, settings.read_timeout) => r,
+            };
+            // A share of the budget before reading on; waiting for it is waiting for the
+            // pipeline, so the connection counts as busy meanwhile.
+            registration.busy();
+            let Ok(_grant) = registration.table.budget.acquire_many(GRANT_BYTES as u32).await
+            else {
+                break End::Closed;
             };
             let mut ended = false;
             let mut pending = Some(first);
@@ -311,7 +343,7 @@ impl Conn<'_> {
                         ended = true;
                     }
                 }
-                if ended || batch.len() >= MAX_BATCH_EVENTS || bytes >= MAX_BATCH_BYTES {
+                if ended || batch.len() >= MAX_BATCH_EVENTS || bytes >= GRANT_BYTES {
                     break;
                 }
                 // Whatever is already readable joins this batch; nothing waits for more.
@@ -324,7 +356,6 @@ impl Conn<'_> {
             }
             let events = std::mem::take(&mut batch);
             t.metrics.received(events.len(), 0);
-            registration.busy();
             if !out.send(events).await {
                 break End::NoConsumer;
             }
@@ -351,16 +382,51 @@ enum Read {
     Failed(std::io::Error),
 }
 
-async fn next_frame<S: AsyncRead + Unpin>(
+/// A connection's stream, which can tell when it has bytes to read without a buffer to read
+/// them into.
+trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Waits until a read would not wait (bytes, the end, or an error have come).
+    async fn readable(&self) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    async fn readable(&self) -> std::io::Result<()> {
+        TcpStream::readable(self).await
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    /// rustls may hold decrypted bytes the socket no longer shows, so a TLS connection reads
+    /// (into its buffer) at once.
+    async fn readable(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The next frame, waiting at most `timeout` for it. A connection with nothing buffered gives
+/// its read buffer back while it waits, so an idle connection holds none.
+async fn next_frame<S: Stream>(
     frames: &mut FramedRead<S, SyslogDecoder>,
     timeout: Option<Duration>,
 ) -> Read {
+    let next = async {
+        if frames.read_buffer().is_empty() {
+            *frames.read_buffer_mut() = BytesMut::new();
+            if let Err(e) = frames.get_ref().readable().await {
+                return Some(Err(e));
+            }
+            // With a capacity, so that a frame cut at its end is carried over into a buffer
+            // of this size again rather than one just big enough for it.
+            *frames.read_buffer_mut() = BytesMut::with_capacity(READ_BYTES);
+        }
+        frames.next().await
+    };
     let next = match timeout {
-        Some(t) => match tokio::time::timeout(t, frames.next()).await {
+        Some(t) => match tokio::time::timeout(t, next).await {
             Ok(n) => n,
             Err(_) => return Read::Idle,
         },
-        None => frames.next().await,
+        None => next.await,
     };
     match next {
         Some(Ok(f)) => Read::Frame(f),
