@@ -1616,6 +1616,10 @@ def main():
     scenarios = [s for s in SCENARIOS if not args.scenario or s["id"] in args.scenario]
     runs_root = os.path.join(CACHE, "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     weir_version = version_of(["git", "-C", ROOT, "describe", "--always", "--dirty"])
+    if os.environ.get("WEIR_BIN"):
+        # The harness cannot tell which commit another binary was built from.
+        weir_version = "WEIR_BIN %s (harness at %s)" % (
+            os.path.basename(os.environ["WEIR_BIN"]), weir_version)
     syslog_ng_version = next((s.setup["version"] for s in shippers if s.name == "syslog-ng"),
                              "not run")
     header = [
