@@ -331,9 +331,11 @@ impl ParseModelLog {
         })
     }
 
-    fn path(&mut self, name: &'static str) -> Option<OwnedValuePath> {
-        if let Some(p) = self.paths.get(name) {
-            return Some(p.clone());
+    /// The path of schema field `name`, parsed once. Borrowed, not cloned: a clone is an
+    /// allocation per segment, for every field of every line.
+    fn path(&mut self, name: &'static str) -> Option<&OwnedValuePath> {
+        if self.paths.contains_key(name) {
+            return self.paths.get(name);
         }
         let full = match &self.target {
             Some(t) => format!("{t}.{}", quote_segment(name)),
@@ -342,14 +344,13 @@ impl ParseModelLog {
         // Schema names are constants and `target` was checked at build: this cannot fail, and
         // if it did the field would be skipped rather than panic.
         let path = parse_path(&full).ok()?;
-        self.paths.insert(name, path.clone());
-        Some(path)
+        Some(self.paths.entry(name).or_insert(path))
     }
 
     fn apply(&mut self, event: &mut Event, parsed: Parsed) {
         for (name, value) in parsed.fields {
             if let Some(path) = self.path(name) {
-                event.insert(&path, value);
+                event.insert(path, value);
             }
         }
         for (key, value) in parsed.extra {
@@ -403,7 +404,7 @@ impl Transform for ParseModelLog {
             };
             let result = text.map_err(|reason| Failure { grammar: None, reason }).and_then(
                 |bytes: Bytes| {
-                    let text = String::from_utf8_lossy(&bytes);
+                    let text = crate::utf8::lossy(&bytes);
                     self.parse_line(text.trim_end_matches(['\r', '\n']))
                 },
             );
