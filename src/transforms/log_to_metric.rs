@@ -342,7 +342,8 @@ struct Rule {
     shared: Arc<Shared>,
     field: Option<OwnedValuePath>,
     by_value: bool,
-    condition: Option<VrlRunner>,
+    /// Index into `LogToMetric::conditions`.
+    condition: Option<usize>,
     tags: Vec<(String, Template)>,
     /// Handles of the series this transform has admitted (bounded by the cap).
     cache: HashMap<Labels, Handle>,
@@ -353,6 +354,12 @@ struct Rule {
 /// The transform.
 pub struct LogToMetric {
     rules: Vec<Rule>,
+    /// Each distinct condition once: several metrics share one (the preset's three request
+    /// metrics, its four engine gauges), and a condition is read-only, so one run per event
+    /// answers for all of them.
+    conditions: Vec<(String, VrlRunner)>,
+    /// This event's verdict per condition, filled as rules ask (`Err`: the failure message).
+    verdicts: Vec<Option<Result<bool, String>>>,
     max_series: usize,
     component: String,
     failed: ProgramFailed,
@@ -405,6 +412,7 @@ impl TransformComponent for LogToMetricConfig {
         }
         let refused = refused_family();
         let mut rules = Vec::new();
+        let mut conditions: Vec<(String, VrlRunner)> = Vec::new();
         for m in &all {
             let issue =
                 |msg: String| ConfigIssue::field("metrics", format!("metric `{}`: {msg}", m.name));
@@ -468,7 +476,14 @@ impl TransformComponent for LogToMetricConfig {
                 .unwrap_or_else(|| format!("Derived from events by log_to_metric ({})", m.name));
             let shared = shared(&m.name, m.kind, &help, &buckets).map_err(issue)?;
             let condition = match &m.condition {
-                Some(src) => Some(VrlRunner::new(VrlProgram::compile(src, true).map_err(issue)?)),
+                Some(src) => match conditions.iter().position(|(s, _)| s == src) {
+                    Some(i) => Some(i),
+                    None => {
+                        let runner = VrlRunner::new(VrlProgram::compile(src, true).map_err(issue)?);
+                        conditions.push((src.clone(), runner));
+                        Some(conditions.len() - 1)
+                    }
+                },
                 None => None,
             };
             let field = match &m.field {
@@ -492,6 +507,8 @@ impl TransformComponent for LogToMetricConfig {
         }
         Ok(LogToMetric {
             rules,
+            verdicts: vec![None; conditions.len()],
+            conditions,
             max_series: self.max_series_per_metric,
             component: metrics.id().to_string(),
             failed: ProgramFailed::new(metrics),
@@ -518,13 +535,18 @@ fn numeric(v: &Value) -> Option<f64> {
 
 impl LogToMetric {
     fn observe(&mut self, event: &mut Event, now: chrono::DateTime<chrono::Utc>) {
+        self.verdicts.iter_mut().for_each(|v| *v = None);
         for rule in &mut self.rules {
-            if let Some(c) = &mut rule.condition {
-                match c.check(event) {
+            if let Some(i) = rule.condition {
+                let verdict = self.verdicts[i].get_or_insert_with(|| {
+                    self.conditions[i].1.check(event).map_err(|e| e.to_string())
+                });
+                match verdict {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
-                        self.failed.emit(&e.to_string());
+                        // Each metric whose condition failed reports it, as before sharing.
+                        self.failed.emit(e);
                         continue;
                     }
                 }
