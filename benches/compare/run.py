@@ -1624,6 +1624,7 @@ def main():
                              "not run")
     header = [
         "command: " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "date: " + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine: " + machine(),
         "weir: %s; vector: %s; fluent-bit: %s; rsyslog: %s; syslog-ng: %s" % (
             weir_version,
