@@ -17,7 +17,7 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use serde_json::Value;
 
-use crate::support::{Weir, free_port, read_lines, wait_for};
+use crate::support::{Weir, free_port, read_json_lines, read_lines, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -263,10 +263,7 @@ encoding.codec = "json"
 }
 
 fn events(dir: &Path) -> Vec<Value> {
-    read_lines(&dir.join("out.log"))
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON lines"))
-        .collect()
+    read_json_lines(&dir.join("out.log"))
 }
 
 /// The record id of an event (from its JSON payload).
@@ -529,10 +526,7 @@ fn an_undelivered_record_holds_its_partition_until_it_is_read_again() {
     let weir = start_weir_to(second.path(), &broker, "held", "weir-held", &path);
     let ok = wait_for(WAIT, || !read_lines(&out.path().join("blocked.log")).is_empty());
     assert!(ok, "the failed record was not read again:\n{}", weir.stderr());
-    let blocked: Vec<Value> = read_lines(&out.path().join("blocked.log"))
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let blocked = read_json_lines(&out.path().join("blocked.log"));
     assert_eq!(blocked.len(), 1);
     assert_eq!(id_of(&blocked[0]), 10);
     assert_eq!(blocked[0]["kafka"]["offset"], 10);

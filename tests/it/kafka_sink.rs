@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::kafka::Broker;
-use crate::support::{Weir, read_lines, wait_for};
+use crate::support::{Weir, read_json_lines, read_lines, wait_for};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -60,10 +60,7 @@ encoding.codec = "json"
 }
 
 fn consumed(dir: &Path) -> Vec<Value> {
-    read_lines(&dir.join("out.log"))
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON lines"))
-        .collect()
+    read_json_lines(&dir.join("out.log"))
 }
 
 /// The id of a consumed record whose value is a JSON object with an `id` (an input line, or

@@ -5,68 +5,28 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{Weir, free_port, read_lines, wait_for};
-use crate::syslog::rsyslogd;
+use crate::syslog::Rsyslog;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// rsyslog receiving RFC 5424 on a TCP port (octet-counted or not: imtcp takes both) and
 /// writing each message's parsed fields to `received.log`, `|`-separated.
-struct Receiver {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Receiver {
-    fn start(dir: &Path, port: u16) -> Self {
-        let work = dir.join("rsyslog-work");
-        std::fs::create_dir_all(&work).unwrap();
-        let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"global(workDirectory="{work}")
-module(load="imtcp")
+fn start_receiver(dir: &Path, port: u16) -> Rsyslog {
+    let rules = format!(
+        r#"module(load="imtcp")
 template(name="fields" type="string"
   string="%syslogfacility-text%|%syslogseverity-text%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
 input(type="imtcp" address="127.0.0.1" port="{port}")
 action(type="omfile" file="{out}" template="fields")
 "#,
-                work = work.display(),
-                out = dir.join("received.log").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(rsyslogd())
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("rsyslog.stderr")).unwrap())
-            .spawn()
-            .expect("start rsyslogd (Debian package rsyslog; scripts/test.sh installs it)");
-        let r = Self { child, dir: dir.to_path_buf() };
-        let up = wait_for(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
-        assert!(up, "rsyslogd did not listen: {}", r.stderr());
-        r
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsyslog.stderr")).unwrap_or_default()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        out = dir.join("received.log").display()
+    );
+    Rsyslog::start(dir, port, &rules)
 }
 
 fn append(path: &Path, ids: std::ops::Range<usize>) {
@@ -137,7 +97,7 @@ fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
     let rsyslog_dir = dir.path().join("rsyslog");
     std::fs::create_dir_all(&rsyslog_dir).unwrap();
     let port = free_port();
-    let receiver = Receiver::start(&rsyslog_dir, port);
+    let receiver = start_receiver(&rsyslog_dir, port);
     append(&dir.path().join("in.log"), 0..200);
     let weir = start_weir(dir.path(), port);
     let got = wait_for(WAIT, || received(&rsyslog_dir).len() == 200);
@@ -185,7 +145,7 @@ fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
     };
     let tried = wait_for(WAIT, || errors() >= 1.0);
     assert!(tried, "the sink did not notice the receiver was gone:\n{}", weir.stderr());
-    let receiver = Receiver::start(&rsyslog_dir, port);
+    let receiver = start_receiver(&rsyslog_dir, port);
     let got = wait_for(WAIT, || received(&rsyslog_dir).len() == 300);
     let have = received(&rsyslog_dir);
     let missing: Vec<usize> = (0..300).filter(|i| !have.contains_key(i)).collect();

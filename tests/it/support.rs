@@ -248,6 +248,11 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The whole lines of a JSON-lines file, each parsed (panics on a line that is not JSON).
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    read_lines(path).iter().map(|l| serde_json::from_str(l).expect("JSON lines")).collect()
+}
+
 /// The Python of the test environment (`.venv`, made by `scripts/test.sh`, with SciPy and
 /// MLflow), or `WEIR_TEST_PYTHON`. Panics with the way to get it when it is missing: the tests
 /// that need it compare against real reference implementations and cannot run without them.

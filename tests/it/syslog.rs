@@ -216,32 +216,21 @@ fn logger_over_udp() {
     ) == 1.0));
 }
 
-/// rsyslog started by the test with its own configuration and work directory: it receives on
-/// its own TCP port and forwards everything to weir with omfwd, octet-counted TCP framing.
-struct Rsyslog {
+/// rsyslogd started by a test in `dir`, with its own work directory and `rules` (its
+/// configuration after `global(workDirectory=...)`); `start` returns once it listens on
+/// `port`. Killed when dropped.
+pub(crate) struct Rsyslog {
     child: Child,
     dir: PathBuf,
 }
 
 impl Rsyslog {
-    fn start(dir: &Path, in_port: u16, weir_port: u16) -> Self {
+    pub(crate) fn start(dir: &Path, port: u16, rules: &str) -> Self {
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).unwrap();
         let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"global(workDirectory="{work}")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="{in_port}")
-action(type="omfwd" target="127.0.0.1" port="{weir_port}" protocol="tcp"
-       tcp_framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
-       action.resumeRetryCount="-1" queue.type="LinkedList" queue.size="10000")
-"#,
-                work = work.display()
-            ),
-        )
-        .unwrap();
+        let text = format!("global(workDirectory=\"{}\")\n{rules}", work.display());
+        std::fs::write(&conf, text).unwrap();
         let child = Command::new(rsyslogd())
             .arg("-n")
             .arg("-f")
@@ -253,12 +242,12 @@ action(type="omfwd" target="127.0.0.1" port="{weir_port}" protocol="tcp"
             .spawn()
             .expect("start rsyslogd (Debian package rsyslog; scripts/test.sh installs it)");
         let r = Self { child, dir: dir.to_path_buf() };
-        let up = wait_for(WAIT, || TcpStream::connect(("127.0.0.1", in_port)).is_ok());
+        let up = wait_for(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(up, "rsyslogd did not listen; stderr:\n{}", r.stderr());
         r
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("rsyslog.stderr")).unwrap_or_default()
     }
 }
@@ -268,6 +257,20 @@ impl Drop for Rsyslog {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// rsyslog receiving on `in_port` and forwarding everything to weir with omfwd, octet-counted
+/// TCP framing.
+fn forwarder(dir: &Path, in_port: u16, weir_port: u16) -> Rsyslog {
+    let rules = format!(
+        r#"module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{in_port}")
+action(type="omfwd" target="127.0.0.1" port="{weir_port}" protocol="tcp"
+       tcp_framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
+       action.resumeRetryCount="-1" queue.type="LinkedList" queue.size="10000")
+"#
+    );
+    Rsyslog::start(dir, in_port, &rules)
 }
 
 pub(crate) fn rsyslogd() -> PathBuf {
@@ -284,7 +287,7 @@ fn rsyslog_forwarder_with_octet_counted_framing() {
     let port = free_port();
     let weir = start(dir.path(), "tcp", port, "");
     let in_port = free_port();
-    let rsyslog = Rsyslog::start(dir.path(), in_port, port);
+    let rsyslog = forwarder(dir.path(), in_port, port);
 
     // 500 messages, some with line feeds inside (which only octet counting can carry).
     let mut child = Command::new("logger")

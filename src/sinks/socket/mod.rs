@@ -203,16 +203,14 @@ impl TlsClientConfig {
         address: &str,
     ) -> Result<(TlsConnector, tokio_rustls::rustls::pki_types::ServerName<'static>), BuildError>
     {
+        use crate::sources::util::tls::read_certs;
         use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use rustls_pki_types::{PrivateKeyDer, ServerName};
         let err = |message: String| BuildError::Client { what: "TLS", message };
         let mut roots = RootCertStore::empty();
         match &self.ca_file {
             Some(ca) => {
-                let certs = CertificateDer::pem_file_iter(ca)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| err(format!("tls.ca_file {}: {e}", ca.display())))?;
-                for c in certs {
+                for c in read_certs(ca, "tls.ca_file").map_err(err)? {
                     roots.add(c).map_err(|e| err(format!("tls.ca_file {}: {e}", ca.display())))?;
                 }
             }
@@ -225,9 +223,7 @@ impl TlsClientConfig {
             .with_root_certificates(roots);
         let config = match (&self.crt_file, &self.key_file) {
             (Some(crt), Some(key)) => {
-                let certs = CertificateDer::pem_file_iter(crt)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| err(format!("tls.crt_file {}: {e}", crt.display())))?;
+                let certs = read_certs(crt, "tls.crt_file").map_err(err)?;
                 let key = PrivateKeyDer::from_pem_file(key)
                     .map_err(|e| err(format!("tls.key_file {}: {e}", key.display())))?;
                 builder.with_client_auth_cert(certs, key).map_err(|e| err(e.to_string()))?

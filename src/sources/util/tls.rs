@@ -114,7 +114,8 @@ impl TlsServerConfig {
     }
 }
 
-fn read_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The PEM certificates in `path`; an error names `field` and the file (none is an error).
+pub(crate) fn read_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{field}: cannot read certificates from {}: {e}", path.display()))?;
