@@ -1670,14 +1670,13 @@ def main():
         order = []
         for kind in sc.get("limits", ["cat", "copy", "split"]):
             if kind in wanted and (kind != "copy" or sc["far"] == "file"):
-                order.append(("limit", kind))
+                order.append(("limit", kind, None))
         for s in shippers:
             if s.name == "weir" or s.supports(sc):
                 for cores in args.cores or [None]:
                     order.append(("shipper", s, cores))
             else:
                 failures.setdefault(s.name, []).append("no configuration for this scenario")
-        order = [o if len(o) == 3 else o + (None,) for o in order]
         for r in range(args.runs):
             for what, s, cores in order:
                 name = s if what == "limit" else label(s.name, cores)
