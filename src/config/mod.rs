@@ -182,8 +182,12 @@ impl BufferConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
+    /// Serve the API. Default true when the `[api]` table is present; without the table there
+    /// is no API.
     #[serde(default = "default_api_enabled")]
     pub enabled: bool,
+    /// Address and port to listen on. Default `127.0.0.1:9598` (loopback only); use
+    /// `0.0.0.0:9598` for Prometheus on another host.
     #[serde(default = "default_api_address")]
     pub address: SocketAddr,
     /// Most connections served at once; further ones are closed at once. Default 256.

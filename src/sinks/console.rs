@@ -12,6 +12,7 @@ use crate::event::{EventStatus, batch_size};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
+    /// How an event becomes a line. Default JSON.
     #[serde(default)]
     pub encoding: EncodingConfig,
 }

@@ -41,6 +41,7 @@ use crate::template::Template;
 pub struct FileSinkConfig {
     /// Path template: `{{ field }}` and strftime `%` sequences of the event time.
     pub path: String,
+    /// How an event becomes a line. Default JSON.
     #[serde(default)]
     pub encoding: EncodingConfig,
     /// Close a file after this long without writes. Default 30.

@@ -98,8 +98,10 @@ pub struct KafkaSinkConfig {
     /// Headers from single fields: header name = field path. A missing field adds no header.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How an event becomes a record's value. Default JSON.
     #[serde(default)]
     pub encoding: EncodingConfig,
+    /// Compression of the record batches (librdkafka's `compression.type`). Default none.
     #[serde(default)]
     pub compression: Compression,
     /// `all` (the default: every in-sync replica has the record) or `1` (the leader has it).
@@ -123,8 +125,10 @@ pub struct KafkaSinkConfig {
     /// Any other librdkafka producer setting, passed through.
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
+    /// SASL authentication to the brokers; none by default.
     #[serde(default)]
     pub sasl: Option<SaslConfig>,
+    /// TLS to the brokers; none by default (plaintext).
     #[serde(default)]
     pub tls: Option<KafkaTlsConfig>,
 }

@@ -68,7 +68,10 @@ pub struct MlflowConfig {
     /// Timeout and backoff of the requests.
     #[serde(default)]
     pub request: SerialRequestConfig,
+    /// Credentials sent with every request (MLflow's basic auth, or a bearer token for a
+    /// managed server); none by default.
     pub auth: Option<AuthConfig>,
+    /// TLS settings for an `https` endpoint; by default the system's roots are trusted.
     pub tls: Option<TlsConfig>,
 }
 

@@ -36,6 +36,8 @@ pub struct DemoConfig {
     /// Seed of the generator, for repeatable output.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Join the lines of one message (a traceback, a stack trace) into one event; none by
+    /// default (each line is an event).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
     /// Shift the distribution of the prediction logs' features this many seconds after start.

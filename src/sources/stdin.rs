@@ -25,6 +25,8 @@ pub struct StdinConfig {
     /// `truncate` (default) or `drop` lines over the limit.
     #[serde(default)]
     pub oversize: Oversize,
+    /// Join the lines of one message (a traceback, a stack trace) into one event; none by
+    /// default (each line is an event).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
 }

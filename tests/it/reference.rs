@@ -23,12 +23,8 @@ const KINDS: [(&str, &str, &str); 3] = [
 #[test]
 fn reference_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let index = Index::read(&root.join("src"));
+    let (files, _) = pages(root);
     let out = root.join("docs/reference");
-    let mut files = vec![("pipeline.md".to_string(), pipeline_page(&index))];
-    for (dir, title, table) in KINDS {
-        files.push((format!("{dir}.md"), kind_page(&index, root, dir, title, table)));
-    }
     let update = std::env::var_os("WEIR_UPDATE_REFERENCE").is_some();
     let mut stale = Vec::new();
     for (name, text) in &files {
@@ -48,6 +44,30 @@ fn reference_is_current() {
          WEIR_UPDATE_REFERENCE=1 cargo test --test it reference_is_current",
         stale.join(", ")
     );
+}
+
+/// Every option a user can set has a description: a row with an empty cell tells nothing the
+/// type column does not, so the doc comment is missing at the field named here.
+#[test]
+fn every_option_has_a_description() {
+    let (_, undescribed) = pages(Path::new(env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        undescribed.is_empty(),
+        "options without a doc comment (give each what it does, its default and unit):\n  {}",
+        undescribed.join("\n  ")
+    );
+}
+
+/// The reference's files (name, text), and the options written without a description.
+fn pages(root: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    let index = Index::read(&root.join("src"));
+    let mut undescribed = Vec::new();
+    let mut files = vec![("pipeline.md".to_string(), pipeline_page(&index, &mut undescribed))];
+    for (dir, title, table) in KINDS {
+        let text = kind_page(&index, root, dir, title, table, &mut undescribed);
+        files.push((format!("{dir}.md"), text));
+    }
+    (files, undescribed)
 }
 
 /// Every struct, enum and function of `src/`, by name, with the file it is in.
@@ -109,7 +129,8 @@ impl Index {
         }
     }
 
-    /// The definition named `name` nearest `near`: same file, then same directory.
+    /// The definition named `name` nearest `near`: same file, then the nearest directory
+    /// above it holding one (the loki sink's `Codec` is `sinks/util`'s, not a source's).
     fn nearest<'a, T>(
         list: Option<&'a Vec<(PathBuf, T)>>,
         near: &Path,
@@ -117,8 +138,9 @@ impl Index {
         let list = list?;
         list.iter()
             .find(|(p, _)| p == near)
-            .or_else(|| list.iter().find(|(p, _)| p.parent() == near.parent()))
-            .or_else(|| list.iter().find(|(p, _)| near.parent().is_some_and(|d| p.starts_with(d))))
+            .or_else(|| {
+                near.ancestors().skip(1).find_map(|d| list.iter().find(|(p, _)| p.starts_with(d)))
+            })
             .or_else(|| list.first())
     }
 }
@@ -201,7 +223,7 @@ struct Row {
     description: String,
 }
 
-fn pipeline_page(index: &Index) -> String {
+fn pipeline_page(index: &Index, undescribed: &mut Vec<String>) -> String {
     let mut text = String::from(
         "# Pipeline options\n\n<!-- Written by tests/it/reference.rs from the source; do not edit. \
          Regenerate: WEIR_UPDATE_REFERENCE=1 cargo test --test it reference_is_current -->\n\n\
@@ -219,12 +241,19 @@ fn pipeline_page(index: &Index) -> String {
         let _ = writeln!(text, "\n## {title}\n");
         let mut rows = Vec::new();
         struct_rows(index, name, near, prefix, &mut rows, 0);
-        table(&mut text, &rows);
+        table(&mut text, &rows, &format!("pipeline {title}"), undescribed);
     }
     text
 }
 
-fn kind_page(index: &Index, root: &Path, dir: &str, title: &str, table_name: &str) -> String {
+fn kind_page(
+    index: &Index,
+    root: &Path,
+    dir: &str,
+    title: &str,
+    table_name: &str,
+    undescribed: &mut Vec<String>,
+) -> String {
     let mod_rs = root.join("src").join(dir).join("mod.rs");
     let list = std::fs::read_to_string(&mod_rs).unwrap();
     let entry = regex::Regex::new(r#""([a-z_]+)" => \w+\((?:Box<)?([\w:]+)>?\)"#).unwrap();
@@ -264,7 +293,7 @@ fn kind_page(index: &Index, root: &Path, dir: &str, title: &str, table_name: &st
         if rows.is_empty() {
             let _ = writeln!(body, "No options.\n");
         } else {
-            table(&mut body, &rows);
+            table(&mut body, &rows, &format!("{dir} {tag}"), undescribed);
         }
         if let Some(example) = toml_example(&module_docs) {
             let _ = writeln!(body, "\nExample:\n\n```toml\n{example}```");
@@ -281,9 +310,12 @@ fn toml_example(docs: &str) -> Option<String> {
     Some(docs[start..start + end].to_string())
 }
 
-fn table(text: &mut String, rows: &[Row]) {
+fn table(text: &mut String, rows: &[Row], context: &str, undescribed: &mut Vec<String>) {
     let _ = writeln!(text, "| option | type | default | description |\n|---|---|---|---|");
     for r in rows {
+        if r.description.trim().is_empty() {
+            undescribed.push(format!("{context}: `{}`", r.name));
+        }
         let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
         let _ = writeln!(
             text,
@@ -339,14 +371,15 @@ fn struct_rows(
             }
             continue;
         }
-        let default = match setting(&settings, "default") {
-            Some(Some(function)) => default_value(index, function, file),
-            Some(None) => type_default(index, inner, optional, file),
-            None if container_default => type_default(index, inner, optional, file),
-            None if optional => "none".to_string(),
-            None => "required".to_string(),
-        };
+        let default = field_default(index, &settings, inner, optional, container_default, file);
         let nested = type_name(inner)
+            .filter(|n| depth < 3 && index.structs.contains_key(n) && is_config(index, n, file));
+        // A list of tables (`[[sinks.ID.rules]]`): its entries' options as `key[].option`.
+        // Not yet for transforms: log_to_metric's `metrics[].type` has no doc comment.
+        let listed = generic(inner)
+            .filter(|_| !file.components().any(|c| c.as_os_str() == "transforms"))
+            .filter(|(outer, _)| outer == "Vec")
+            .and_then(|(_, args)| args.first().and_then(|t| type_name(t)))
             .filter(|n| depth < 3 && index.structs.contains_key(n) && is_config(index, n, file));
         let kind = describe_type(index, inner, file);
         rows.push(Row {
@@ -357,6 +390,84 @@ fn struct_rows(
         });
         if let Some(n) = nested {
             struct_rows(index, &n, file, &format!("{prefix}{key}."), rows, depth + 1);
+        } else if let Some(n) = listed {
+            struct_rows(index, &n, file, &format!("{prefix}{key}[]."), rows, depth + 1);
+        } else if let Some((_, e)) =
+            type_name(inner).and_then(|n| Index::nearest(index.enums.get(&n), file))
+        {
+            variant_rows(index, e, file, &format!("{prefix}{key}."), rows);
+        }
+    }
+}
+
+/// The default column of a field, from its serde settings and its struct's.
+fn field_default(
+    index: &Index,
+    settings: &[(String, Option<String>)],
+    inner: &Type,
+    optional: bool,
+    container_default: bool,
+    near: &Path,
+) -> String {
+    match setting(settings, "default") {
+        Some(Some(function)) => default_value(index, function, near),
+        Some(None) => type_default(index, inner, optional, near),
+        None if container_default => type_default(index, inner, optional, near),
+        None if optional => "none".to_string(),
+        None => "required".to_string(),
+    }
+}
+
+/// The options of a table chosen by a key (`#[serde(tag = "strategy")]`): the key with what
+/// each value means, then each variant's fields, saying which value they belong to.
+fn variant_rows(index: &Index, e: &syn::ItemEnum, near: &Path, prefix: &str, rows: &mut Vec<Row>) {
+    let container = serde(&e.attrs);
+    let Some(Some(tag)) = setting(&container, "tag") else { return };
+    let rule = setting(&container, "rename_all").flatten();
+    let variants: Vec<(String, &syn::Variant)> = e
+        .variants
+        .iter()
+        .filter(|v| setting(&serde(&v.attrs), "skip").is_none())
+        .map(|v| {
+            let s = serde(&v.attrs);
+            let name = setting(&s, "rename").flatten().map(str::to_string);
+            (name.unwrap_or_else(|| renamed(&v.ident.to_string(), rule)), v)
+        })
+        .collect();
+    let values: Vec<String> = variants.iter().map(|(n, _)| format!("`\"{n}\"`")).collect();
+    let meanings: Vec<String> =
+        variants.iter().map(|(n, v)| format!("`\"{n}\"`: {}", docs(&v.attrs))).collect();
+    rows.push(Row {
+        name: format!("{prefix}{tag}"),
+        kind: format!("string: {}", values.join(", ")),
+        default: "required".into(),
+        description: meanings.join(" "),
+    });
+    for (value, v) in &variants {
+        let Fields::Named(fields) = &v.fields else { continue };
+        for field in &fields.named {
+            let settings = serde(&field.attrs);
+            let rust_name = field.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
+            let key = setting(&settings, "rename").flatten().map_or(rust_name, str::to_string);
+            let (inner, optional) = unwrap_option(&field.ty);
+            let description = docs(&field.attrs);
+            rows.push(Row {
+                name: format!("{prefix}{key}"),
+                kind: describe_type(index, inner, near),
+                default: field_default(index, &settings, inner, optional, false, near),
+                description: if description.trim().is_empty() {
+                    description
+                } else {
+                    let mut first = description.chars();
+                    let lowered: String = first
+                        .next()
+                        .into_iter()
+                        .flat_map(char::to_lowercase)
+                        .chain(first)
+                        .collect();
+                    format!("With `{tag} = \"{value}\"`: {lowered}")
+                },
+            });
         }
     }
 }

@@ -106,6 +106,8 @@ pub enum RuleKind {
 pub struct RuleConfig {
     /// The `alertname`.
     pub name: String,
+    /// `drift` (the `drift` transform's reports), `error_rate` (failed / all requests per
+    /// model and version) or `no_data` (a model silent for `after_secs`). Required.
     pub kind: RuleKind,
     /// Consecutive bad windows to fire, and good ones to resolve. Default 2.
     #[serde(default = "default_for_windows")]
@@ -113,9 +115,10 @@ pub struct RuleConfig {
     /// `drift`: one alert per drifted feature instead of one per model.
     #[serde(default)]
     pub per_feature: bool,
-    /// `error_rate`: the warning and critical thresholds.
+    /// `error_rate`: the rate (0 to 1) at which the alert fires as `warning`.
     #[serde(default = "default_warning")]
     pub warning: f64,
+    /// `error_rate`: the rate (0 to 1) at which the alert is `critical` instead of `warning`.
     #[serde(default = "default_critical")]
     pub critical: f64,
     /// `error_rate`: the evaluation window.
@@ -774,7 +777,10 @@ pub fn build_sink(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSinkConfig {
+    /// For `alertmanager` its base URL (`http://127.0.0.1:9093`; `/api/v2/alerts` is added),
+    /// for `webhook` the URL posted to. Required.
     pub endpoint: String,
+    /// The alert rules (`[[sinks.ID.rules]]`); none by default, which sends nothing.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
     /// Labels added to every alert.
@@ -789,7 +795,9 @@ pub struct AlertSinkConfig {
     /// Timeout and backoff of the requests.
     #[serde(default)]
     pub request: SerialRequestConfig,
+    /// Credentials sent with every request; none by default.
     pub auth: Option<AuthConfig>,
+    /// TLS settings for an `https` endpoint; by default the system's roots are trusted.
     pub tls: Option<TlsConfig>,
 }
 

@@ -88,10 +88,13 @@ pub enum Compression {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataStreamConfig {
+    /// The first part, a template. Default `logs`.
     #[serde(default = "default_ds_type", rename = "type")]
     pub kind: String,
+    /// The second part, a template (`{{ service.name }}`). Default `generic`.
     #[serde(default = "default_ds_dataset")]
     pub dataset: String,
+    /// The third part, a template. Default `default`.
     #[serde(default = "default_ds_namespace")]
     pub namespace: String,
 }
@@ -122,11 +125,15 @@ impl Default for DataStreamConfig {
 pub struct ElasticsearchConfig {
     /// Base URLs of the cluster's nodes, used in turn.
     pub endpoints: Vec<String>,
+    /// `bulk` (the default: documents into `index`) or `data_stream` (appended with `create`
+    /// into the data stream `type-dataset-namespace`, see `data_stream`).
     #[serde(default)]
     pub mode: Mode,
     /// Index name template (bulk mode). Default `weir-%Y.%m.%d`.
     #[serde(default)]
     pub index: Option<String>,
+    /// With `mode = "data_stream"`: the parts of the stream's name. Default
+    /// `logs-generic-default`.
     #[serde(default)]
     pub data_stream: Option<DataStreamConfig>,
     /// An ingest pipeline to run on every document.
@@ -138,14 +145,19 @@ pub struct ElasticsearchConfig {
     /// Derive `_id` from the document's content (SHA-1), for idempotent retries.
     #[serde(default)]
     pub id_from_content: bool,
+    /// Compression of the request bodies: `gzip` (the default) or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// Credentials sent with every request; none by default.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// TLS settings for `https` endpoints; by default the system's roots are trusted.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Size and age of a bulk request. Defaults: 1,000 events, 5 MB, 1 s.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Concurrency, timeout and retry backoff of the requests.
     #[serde(default)]
     pub request: RequestConfig,
     /// Check the endpoints at start-up (never blocks the pipeline). Default true.

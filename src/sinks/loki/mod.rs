@@ -63,6 +63,7 @@ use service::{PushFormat, PushService};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiEncodingConfig {
+    /// `json` (the event as JSON, the default) or `text` (the field named by `field`).
     #[serde(default)]
     pub codec: Codec,
     /// The field written as the line with `codec = "text"`. Default `message`.
@@ -94,23 +95,33 @@ pub struct LokiConfig {
     /// Structured metadata per entry, the same way.
     #[serde(default)]
     pub structured_metadata: BTreeMap<String, String>,
+    /// Remove the fields read by `labels` from the line (they are in the stream's labels).
+    /// Default false.
     #[serde(default)]
     pub remove_label_fields: bool,
+    /// Remove the fields read by `structured_metadata` from the line. Default false.
     #[serde(default)]
     pub remove_structured_metadata_fields: bool,
+    /// How an event becomes the entry's line. Default JSON.
     #[serde(default)]
     pub encoding: LokiEncodingConfig,
+    /// The push body: `protobuf` (snappy-compressed, as Promtail sends; the default) or
+    /// `json`.
     #[serde(default)]
     pub format: PushFormat,
     /// Most distinct label sets per hour before new ones are capped. Default 10,000.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+    /// Credentials sent with every request; none by default.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// TLS settings for an `https` endpoint; by default the system's roots are trusted.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Size and age of a push request. Defaults: 10,000 events, 1 MB, 1 s.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Concurrency, timeout and retry backoff of the requests.
     #[serde(default)]
     pub request: RequestConfig,
     /// Check Loki's `/ready` at start-up (never blocks the pipeline). Default true.

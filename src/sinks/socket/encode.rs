@@ -18,6 +18,8 @@ use crate::sinks::util::encoding::{Codec, EncodingConfig};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketEncoding {
+    /// `json` (one JSON object per event, the default), `text` (the bare `message`) or
+    /// `syslog` (RFC 5424, see `syslog`).
     #[serde(default)]
     pub codec: SocketCodec,
     /// Options of the `syslog` codec.

@@ -75,6 +75,8 @@ pub enum Mode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSinkConfig {
+    /// `tcp`, `udp` (one datagram per event) or `unix` (a Unix stream socket at `path`).
+    /// Required.
     pub mode: Mode,
     /// `host:port` of the receiver (tcp, udp).
     #[serde(default)]
@@ -82,8 +84,11 @@ pub struct SocketSinkConfig {
     /// The socket's path (unix).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// How messages are delimited on a stream: `newline` (the default) or `octet_counting`
+    /// (RFC 6587 `LEN SP MSG`, for messages holding line feeds). UDP ignores it.
     #[serde(default)]
     pub framing: Framing,
+    /// How an event becomes a message. Default JSON.
     #[serde(default)]
     pub encoding: SocketEncoding,
     /// TLS over TCP.

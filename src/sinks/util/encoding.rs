@@ -19,6 +19,8 @@ pub enum Codec {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncodingConfig {
+    /// `json` (the event as one JSON object per line, the default) or `text` (its `message`
+    /// alone).
     #[serde(default)]
     pub codec: Codec,
 }

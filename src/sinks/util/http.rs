@@ -81,12 +81,29 @@ impl TlsConfig {
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     /// HTTP basic authentication.
-    Basic { user: String, password: Option<String>, password_file: Option<PathBuf> },
+    Basic {
+        /// The user name. Required.
+        user: String,
+        /// The password (or `password_file`).
+        password: Option<String>,
+        /// A file holding the password (a trailing newline is ignored).
+        password_file: Option<PathBuf>,
+    },
     /// `Authorization: Bearer <token>`.
-    Bearer { token: Option<String>, token_file: Option<PathBuf> },
+    Bearer {
+        /// The token (or `token_file`).
+        token: Option<String>,
+        /// A file holding the token (a trailing newline is ignored).
+        token_file: Option<PathBuf>,
+    },
     /// Elasticsearch API key: `Authorization: ApiKey <api_key>`, the key as Elasticsearch
     /// returns it in `encoded` (base64 of `id:key`).
-    ApiKey { api_key: Option<String>, api_key_file: Option<PathBuf> },
+    ApiKey {
+        /// The `encoded` key (or `api_key_file`).
+        api_key: Option<String>,
+        /// A file holding the key (a trailing newline is ignored).
+        api_key_file: Option<PathBuf>,
+    },
 }
 
 impl AuthConfig {

@@ -108,6 +108,8 @@ pub struct FileConfig {
     /// `truncate` (default) or `drop` lines over `max_line_bytes`.
     #[serde(default)]
     pub oversize: Oversize,
+    /// Join the lines of one message (a traceback, a stack trace) into one event; none by
+    /// default (each line is an event).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
     /// Bytes of the first line used to identify a file. Default 256.

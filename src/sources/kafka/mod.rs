@@ -120,8 +120,10 @@ pub struct KafkaConfig {
     /// Any other librdkafka consumer setting, passed through.
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
+    /// SASL authentication to the brokers; none by default.
     #[serde(default)]
     pub sasl: Option<SaslConfig>,
+    /// TLS to the brokers; none by default (plaintext).
     #[serde(default)]
     pub tls: Option<KafkaTlsConfig>,
 }
@@ -135,7 +137,9 @@ pub struct SaslConfig {
     pub enabled: bool,
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: String,
+    /// The SASL user name.
     pub username: String,
+    /// The SASL password; use `${VAR}` to take it from the environment.
     pub password: String,
 }
 
@@ -156,6 +160,7 @@ pub struct KafkaTlsConfig {
     /// The client certificate's key (PEM).
     #[serde(default)]
     pub key_file: Option<String>,
+    /// Passphrase of an encrypted `key_file`; none by default.
     #[serde(default)]
     pub key_pass: Option<String>,
     /// Verify the brokers' certificates. Default true.

@@ -77,9 +77,17 @@ impl Limits {
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerAuth {
     /// HTTP basic authentication (RFC 7617).
-    Basic { user: String, password: String },
+    Basic {
+        /// The user name a client must send (no `:`). Required.
+        user: String,
+        /// The password a client must send. Required.
+        password: String,
+    },
     /// `Authorization: Bearer <token>` (RFC 6750).
-    Bearer { token: String },
+    Bearer {
+        /// The token a client must send. Required.
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for ServerAuth {

@@ -32,6 +32,10 @@ pub struct MultilineConfig {
     pub start_pattern: String,
     /// Used with `mode` to decide whether the next line belongs to the message.
     pub condition_pattern: String,
+    /// How `condition_pattern` decides where a message ends: `continue_through` (matching
+    /// lines continue it), `continue_past` (as that, plus the first line that does not match),
+    /// `halt_before` (a matching line starts the next message), `halt_with` (a matching line
+    /// ends this one). Required.
     pub mode: Mode,
     /// Flush a message after this long without a new line. Default 1000.
     #[serde(default = "default_timeout_ms")]
