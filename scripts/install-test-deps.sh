@@ -34,6 +34,8 @@ command -v fish >/dev/null || missing+=(fish)
 command -v man >/dev/null || missing+=(man-db)
 # The syslog tests start an rsyslog forwarder of their own (not the system's service).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing+=(rsyslog)
+# The socket sink's TLS test receives with rsyslog's OpenSSL network stream driver.
+dpkg -s rsyslog-openssl >/dev/null 2>&1 || missing+=(rsyslog-openssl)
 # `weir top` is tested in a terminal that tmux emulates.
 command -v tmux >/dev/null || missing+=(tmux)
 # Building rdkafka compiles the bundled librdkafka (C compiler, make) and OpenSSL from source

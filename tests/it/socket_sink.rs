@@ -1,7 +1,9 @@
-//! The `socket` sink with real rsyslog as the receiver: RFC 5424 over TCP with octet
-//! counting, every header field and structured data as rsyslog parsed them, a multi-line
-//! message kept whole, and a receiver that stops and starts again mid-run (the sink
-//! reconnects; nothing is lost).
+//! The `socket` sink with real rsyslog as the receiver, in every mode: RFC 5424 over TCP with
+//! octet counting (every header field and structured data as rsyslog parsed them, a
+//! multi-line message kept whole, and a receiver that stops and starts again mid-run: the
+//! sink reconnects and nothing is lost), over UDP (one unframed datagram per event), over a
+//! Unix stream socket (newline framing), and over TLS to rsyslog's OpenSSL driver (the
+//! receiver's certificate verified: a sink trusting another CA delivers nothing).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,24 +19,57 @@ const WAIT: Duration = Duration::from_secs(60);
 /// rsyslog receiving RFC 5424 on a TCP port (octet-counted or not: imtcp takes both) and
 /// writing each message's parsed fields to `received.log`, `|`-separated.
 fn start_receiver(dir: &Path, port: u16) -> Rsyslog {
-    let rules = format!(
+    let input = format!(
         r#"module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{port}")"#
+    );
+    Rsyslog::start(dir, port, &receiver_rules(dir, &input))
+}
+
+/// rsyslog's rules around `input` (modules and inputs): each message's parsed fields written
+/// to `received.log`, `|`-separated. A trailing line feed is kept (rsyslog drops it by
+/// default), so one the sink added would show.
+fn receiver_rules(dir: &Path, input: &str) -> String {
+    format!(
+        r#"global(parser.dropTrailingLFOnReception="off")
+{input}
 template(name="fields" type="string"
   string="%syslogfacility-text%|%syslogseverity-text%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\n")
-input(type="imtcp" address="127.0.0.1" port="{port}")
 action(type="omfile" file="{out}" template="fields")
 "#,
         out = dir.join("received.log").display()
-    );
-    Rsyslog::start(dir, port, &rules)
+    )
+}
+
+/// A temporary directory with `rsyslog/` inside for the receiver's files.
+fn dirs() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rsyslog_dir = dir.path().join("rsyslog");
+    std::fs::create_dir_all(&rsyslog_dir).unwrap();
+    (dir, rsyslog_dir)
+}
+
+/// Waits until rsyslog has written `n` distinct messages, then checks them all.
+fn expect_all(rsyslog_dir: &Path, n: usize, multiline: bool, weir: &Weir, receiver: &Rsyslog) {
+    let got = wait_for(WAIT, || received(rsyslog_dir).len() == n);
+    let have = received(rsyslog_dir);
+    let missing: Vec<usize> = (0..n).filter(|i| !have.contains_key(i)).collect();
+    assert!(got, "missing {missing:?}\n{}\n{}", weir.stderr(), receiver.stderr());
+    check_fields(&have, multiline);
 }
 
 fn append(path: &Path, ids: std::ops::Range<usize>) {
+    append_lines(path, ids, true);
+}
+
+/// Appends events `ids` to `path`; with `multiline`, every tenth message has a line feed
+/// inside (which only octet counting carries whole).
+fn append_lines(path: &Path, ids: std::ops::Range<usize>, multiline: bool) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     for i in ids {
         let level = if i % 4 == 0 { "error" } else { "info" };
-        // Every tenth message has a line feed inside (JSON-escaped in the file).
-        let message = if i % 10 == 0 {
+        // JSON-escaped in the file.
+        let message = if multiline && i % 10 == 0 {
             format!("prediction {i}\\nsecond line")
         } else {
             format!("prediction {i}")
@@ -49,6 +84,14 @@ fn append(path: &Path, ids: std::ops::Range<usize>) {
 }
 
 fn start_weir(dir: &Path, port: u16) -> Weir {
+    let target =
+        format!("mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"");
+    start_weir_to(dir, &target)
+}
+
+/// weir reading `in.log` and writing RFC 5424 to the socket `target` (mode, address or path,
+/// framing, tls).
+fn start_weir_to(dir: &Path, target: &str) -> Weir {
     Weir::start(
         dir,
         &format!(
@@ -64,9 +107,7 @@ inputs = ["lines"]
 [sinks.rsyslog]
 type = "socket"
 inputs = ["fields"]
-mode = "tcp"
-address = "127.0.0.1:{port}"
-framing = "octet_counting"
+{target}
 encoding.codec = "syslog"
 encoding.syslog.facility = "local4"
 encoding.syslog.msg_id_field = "model"
@@ -91,26 +132,11 @@ fn received(dir: &Path) -> BTreeMap<usize, Vec<Vec<String>>> {
     by_id
 }
 
-#[test]
-fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let rsyslog_dir = dir.path().join("rsyslog");
-    std::fs::create_dir_all(&rsyslog_dir).unwrap();
-    let port = free_port();
-    let receiver = start_receiver(&rsyslog_dir, port);
-    append(&dir.path().join("in.log"), 0..200);
-    let weir = start_weir(dir.path(), port);
-    let got = wait_for(WAIT, || received(&rsyslog_dir).len() == 200);
-    assert!(
-        got,
-        "{} of 200\n{}\n{}",
-        received(&rsyslog_dir).len(),
-        weir.stderr(),
-        receiver.stderr()
-    );
-
+/// Checks every received message (the first copy of each): header fields, structured data
+/// and the message exactly as sent, so a line feed the sink added would show as `#012`.
+fn check_fields(got: &BTreeMap<usize, Vec<Vec<String>>>, multiline: bool) {
     let host = hostname();
-    for (id, copies) in received(&rsyslog_dir) {
+    for (&id, copies) in got {
         let f = &copies[0];
         let severity = if id % 4 == 0 { "err" } else { "info" };
         assert_eq!(f[0], "local4", "{f:?}");
@@ -124,14 +150,24 @@ fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
             format!(r#"[inference@32473 model="resnet-{}" trace="t\"{id}\]"]"#, id % 3),
             "structured data, escaped"
         );
-        let message = if id % 10 == 0 {
+        let message = if multiline && id % 10 == 0 {
             // rsyslog writes a control character inside a message as `#` and its octal code.
             format!("prediction {id}#012second line")
         } else {
             format!("prediction {id}")
         };
-        assert_eq!(f[7], message, "one message, whole");
+        assert_eq!(f[7], message, "one message, whole, nothing appended");
     }
+}
+
+#[test]
+fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
+    let (dir, rsyslog_dir) = dirs();
+    let port = free_port();
+    let receiver = start_receiver(&rsyslog_dir, port);
+    append(&dir.path().join("in.log"), 0..200);
+    let weir = start_weir(dir.path(), port);
+    expect_all(&rsyslog_dir, 200, true, &weir, &receiver);
 
     // The receiver goes away and comes back on the same port: the sink reconnects and
     // delivers what came meanwhile (at least once).
@@ -156,4 +192,115 @@ fn rsyslog_receives_rfc5424_with_octet_counting_across_a_restart() {
 fn hostname() -> String {
     let out = Command::new("hostname").output().expect("hostname");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a UDP socket is bound to `127.0.0.1:port` (the kernel's table: a datagram socket
+/// has no handshake to wait for).
+fn udp_bound(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(1) == Some(local.as_str())))
+}
+
+#[test]
+fn rsyslog_receives_one_unframed_datagram_per_event_over_udp() {
+    let (dir, rsyslog_dir) = dirs();
+    let port = free_port();
+    let input = format!(
+        r#"module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{port}")"#
+    );
+    let rules = receiver_rules(&rsyslog_dir, &input);
+    let receiver = Rsyslog::start_when(&rsyslog_dir, &rules, || udp_bound(port));
+    let weir =
+        start_weir_to(dir.path(), &format!("mode = \"udp\"\naddress = \"127.0.0.1:{port}\""));
+    // UDP drops what a full receive buffer cannot take, silently: the events go in steps of
+    // 20 (a few KiB, far below any socket buffer), each awaited before the next, so a slow
+    // machine cannot turn the test into a measure of rsyslog's read speed.
+    for step in 0..5 {
+        let ids = step * 20..(step + 1) * 20;
+        append_lines(&dir.path().join("in.log"), ids.clone(), true);
+        expect_all(&rsyslog_dir, ids.end, true, &weir, &receiver);
+    }
+    // A datagram is one message: the multi-line ones arrived whole, and none carries a line
+    // feed at its end (check_fields compares each message exactly).
+    crate::kafka_sink::stop_cleanly(weir);
+}
+
+#[test]
+fn rsyslog_receives_newline_framed_events_over_a_unix_stream_socket() {
+    let (dir, rsyslog_dir) = dirs();
+    let socket = rsyslog_dir.join("weir.sock");
+    // imptcp listens on a Unix stream socket when given a path.
+    let input = format!(
+        r#"module(load="imptcp")
+input(type="imptcp" path="{}" unlink="on")"#,
+        socket.display()
+    );
+    let rules = receiver_rules(&rsyslog_dir, &input);
+    let receiver = Rsyslog::start_when(&rsyslog_dir, &rules, || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    // Newline framing (the default) cannot carry line feeds inside a message: none here.
+    append_lines(&dir.path().join("in.log"), 0..200, false);
+    let weir =
+        start_weir_to(dir.path(), &format!("mode = \"unix\"\npath = \"{}\"", socket.display()));
+    expect_all(&rsyslog_dir, 200, false, &weir, &receiver);
+    crate::kafka_sink::stop_cleanly(weir);
+}
+
+#[test]
+fn rsyslog_receives_over_tls_and_an_unverified_receiver_gets_nothing() {
+    let (dir, rsyslog_dir) = dirs();
+    let pki = crate::syslog::pki();
+    let write = |name: &str, text: &str| {
+        let path = rsyslog_dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.pem", &pki.ca_pem);
+    let crt = write("server.pem", &pki.server.0);
+    let key = write("server.key", &pki.server.1);
+    let port = free_port();
+    // rsyslog's OpenSSL driver (Debian package rsyslog-openssl), TLS only, no client
+    // certificate asked for.
+    let input = format!(
+        r#"global(defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{crt}"
+       defaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{port}")"#,
+        ca = ca.display(),
+        crt = crt.display(),
+        key = key.display()
+    );
+    let receiver = Rsyslog::start(&rsyslog_dir, port, &receiver_rules(&rsyslog_dir, &input));
+    append(&dir.path().join("in.log"), 0..200);
+    // Octet counting, as RFC 5425 prescribes for syslog over TLS.
+    let target = format!(
+        "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"\ntls.ca_file = \"{}\"",
+        ca.display()
+    );
+    let weir = start_weir_to(dir.path(), &target);
+    expect_all(&rsyslog_dir, 200, true, &weir, &receiver);
+    crate::kafka_sink::stop_cleanly(weir);
+
+    // A sink that trusts another CA refuses the receiver: errors counted, nothing written.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(&other_ca, crate::syslog::pki().ca_pem).unwrap();
+    append(&other.path().join("in.log"), 1000..1010);
+    let target = format!(
+        "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"\ntls.ca_file = \"{}\"",
+        other_ca.display()
+    );
+    let weir = start_weir_to(other.path(), &target);
+    let errors = || {
+        weir.metric(
+            "weir_component_errors_total",
+            &[("component_id", "rsyslog"), ("error_type", "write_failed")],
+        )
+    };
+    assert!(wait_for(WAIT, || errors() >= 1.0), "no failed handshake counted:\n{}", weir.stderr());
+    assert!(weir.stderr().contains("certificate"), "{}", weir.stderr());
+    assert_eq!(received(&rsyslog_dir).len(), 200, "nothing from the unverified connection");
 }

@@ -226,6 +226,12 @@ pub(crate) struct Rsyslog {
 
 impl Rsyslog {
     pub(crate) fn start(dir: &Path, port: u16, rules: &str) -> Self {
+        Self::start_when(dir, rules, || TcpStream::connect(("127.0.0.1", port)).is_ok())
+    }
+
+    /// Like `start`, returning once `ready` holds (a UDP or Unix socket has no connect to
+    /// wait for).
+    pub(crate) fn start_when(dir: &Path, rules: &str, ready: impl Fn() -> bool) -> Self {
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).unwrap();
         let conf = dir.join("rsyslog.conf");
@@ -242,7 +248,7 @@ impl Rsyslog {
             .spawn()
             .expect("start rsyslogd (Debian package rsyslog; scripts/test.sh installs it)");
         let r = Self { child, dir: dir.to_path_buf() };
-        let up = wait_for(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let up = wait_for(WAIT, ready);
         assert!(up, "rsyslogd did not listen; stderr:\n{}", r.stderr());
         r
     }

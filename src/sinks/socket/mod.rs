@@ -7,7 +7,7 @@
 //! inputs = ["parsed"]
 //! mode = "tcp"                       # "tcp", "udp" or "unix"
 //! address = "siem.example.com:6514"  # "host:port"; `path` for unix
-//! framing = "octet_counting"         # or "newline" (the default); UDP sends datagrams
+//! framing = "octet_counting"         # or "newline" (the default); not for udp
 //! encoding.codec = "syslog"          # "json" (the default), "text" (the message) or "syslog"
 //! encoding.syslog.facility = "local0"
 //! encoding.syslog.structured_data = { "model@32473" = { name = "model.name" } }
@@ -29,8 +29,12 @@
 //! write failed may reach the receiver twice. Before each write to a TCP or Unix stream the
 //! sink checks whether the receiver has closed the connection, so a restarted receiver costs
 //! no write into a dead connection. Once weir begins to stop, a failed write is not retried:
-//! its events are marked errored (read again by their sources after a restart). UDP sends one
-//! datagram per event; one too large for the network is rejected (dead letter).
+//! its events are marked errored (read again by their sources after a restart).
+//!
+//! **UDP** sends one event per datagram, unframed (RFC 5426; what rsyslog's omfwd and Vector
+//! send): no line feed is added, and `framing` is refused for it. A datagram too large for
+//! the network is rejected (dead letter). UDP gives no signal of loss: a receiver that is
+//! down or overrun drops datagrams silently.
 //!
 //! Invariant: an event is released as delivered only after its bytes were written whole.
 
@@ -84,10 +88,11 @@ pub struct SocketSinkConfig {
     /// The socket's path (unix).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// How messages are delimited on a stream: `newline` (the default) or `octet_counting`
-    /// (RFC 6587 `LEN SP MSG`, for messages holding line feeds). UDP ignores it.
+    /// How messages are delimited on a stream (tcp, unix): `newline` (the default) or
+    /// `octet_counting` (RFC 6587 `LEN SP MSG`, for messages holding line feeds). Not for
+    /// udp, which sends one event per datagram, unframed.
     #[serde(default)]
-    pub framing: Framing,
+    pub framing: Option<Framing>,
     /// How an event becomes a message. Default JSON.
     #[serde(default)]
     pub encoding: SocketEncoding,
@@ -154,6 +159,12 @@ impl SinkComponent for SocketSinkConfig {
                 issues.push(ConfigIssue::field("path", "unix takes `path`, not `address`"))
             }
         }
+        if self.mode == Mode::Udp && self.framing.is_some() {
+            issues.push(ConfigIssue::field(
+                "framing",
+                "udp sends one event per datagram, unframed (RFC 5426); `framing` is for tcp and unix",
+            ));
+        }
         if let Some(tls) = &self.tls {
             if self.mode != Mode::Tcp && tls.enabled {
                 issues.push(ConfigIssue::field("tls", "TLS is for mode tcp"));
@@ -189,7 +200,7 @@ impl SinkComponent for SocketSinkConfig {
         };
         let sink = SocketSink {
             encoder,
-            framing: self.framing,
+            framing: (self.mode != Mode::Udp).then(|| self.framing.unwrap_or_default()),
             target,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             write_timeout: Duration::from_secs(self.write_timeout_secs),
@@ -293,7 +304,8 @@ struct Pending {
 
 struct SocketSink {
     encoder: Encoder,
-    framing: Framing,
+    /// None for datagrams, which carry one message each as it is.
+    framing: Option<Framing>,
     target: Target,
     connect_timeout: Duration,
     write_timeout: Duration,
@@ -315,7 +327,10 @@ impl SocketSink {
                 for mut e in events {
                     message.clear();
                     self.encoder.encode(&e, now, &mut message);
-                    frame(self.framing, &message, &mut pending.bytes);
+                    match self.framing {
+                        Some(framing) => frame(framing, &message, &mut pending.bytes),
+                        None => pending.bytes.extend_from_slice(&message),
+                    }
                     pending.ends.push(pending.bytes.len());
                     pending.finalizers.push(std::mem::take(e.finalizers_mut()));
                     drop(e);
@@ -497,6 +512,8 @@ mod tests {
         assert_eq!(issues("mode = \"unix\"\naddress = \"a:1\""), 1);
         assert_eq!(issues("mode = \"udp\"\naddress = \"nohost\""), 1);
         assert_eq!(issues("mode = \"udp\"\naddress = \"h:1\"\ntls = {}"), 1);
+        assert_eq!(issues("mode = \"udp\"\naddress = \"h:1\"\nframing = \"newline\""), 1);
+        assert_eq!(issues("mode = \"unix\"\npath = \"/run/x\"\nframing = \"newline\""), 0);
         let t = "mode = \"tcp\"\naddress = \"h:1\"\nencoding = { codec = \"syslog\", syslog = { facility = \"nope\" } }";
         assert_eq!(issues(t), 1);
     }
@@ -524,5 +541,29 @@ mod tests {
         };
         expect.check(run, Some(acks)).await;
         assert_eq!(reader.await.unwrap(), b"3 one9 two\nlines");
+    }
+
+    #[tokio::test]
+    async fn sends_each_event_as_one_unframed_datagram() {
+        let receiver = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = receiver.local_addr().unwrap();
+        let c =
+            config(&format!("mode = \"udp\"\naddress = \"{address}\"\nencoding.codec = \"text\""));
+        let (input, acks) = events(&["one", "two\nlines"]);
+        let run = run_sink(&c, "socket", input).await;
+        let expect = Expect {
+            received: 2,
+            sent: 2,
+            status: Some(BatchStatus::Delivered),
+            ..Expect::default()
+        };
+        expect.check(run, Some(acks)).await;
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = receiver.recv(&mut buf).await.unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"one".to_vec(), b"two\nlines".to_vec()], "no line feed added");
     }
 }
