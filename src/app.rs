@@ -34,7 +34,7 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
             for w in &config.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("Configuration OK");
+            crate::say!("Configuration OK");
             0
         }
         Err(errors) => {
@@ -69,7 +69,7 @@ pub fn profile(req: &crate::monitoring::profile::ProfileRequest<'_>, out: &std::
         eprintln!("error: cannot write {}: {e}", out.display());
         return 1;
     }
-    println!(
+    crate::say!(
         "profiled {} rows, {} features -> {}",
         profile.rows,
         profile.features.len(),

@@ -22,6 +22,7 @@ pub mod hex;
 pub mod internal_events;
 pub mod metrics;
 pub mod monitoring;
+pub mod output;
 pub mod pipeline_test;
 pub mod redact;
 pub mod setup;

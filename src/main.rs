@@ -305,10 +305,17 @@ fn man_page(name: Option<&str>) -> i32 {
             }
         },
     };
-    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
-        Ok(()) => 0,
-        // Standard output was closed (`weir man | head`).
-        Err(_) => 74,
+    let mut text = Vec::new();
+    match clap_mangen::Man::new(page).render(&mut text) {
+        Ok(()) => {
+            weir::output::print(text);
+            0
+        }
+        // Rendering into memory does not fail; were it to, say so rather than print half.
+        Err(e) => {
+            eprintln!("error: cannot render the page: {e}");
+            70
+        }
     }
 }
 
@@ -344,7 +351,10 @@ fn main() -> ExitCode {
         }
         Command::Completions { shell } => {
             let mut command = Cli::command().after_help(after_help());
-            clap_complete::generate(shell, &mut command, "weir", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "weir", &mut script);
+            weir::output::print(script);
             0
         }
         Command::Man { command } => man_page(command.as_deref()),
@@ -356,7 +366,7 @@ fn main() -> ExitCode {
         Command::Buffer { command: BufferCommand::Check { data_dir } } => {
             match weir::buffers::disk::check::check_data_dir(&data_dir) {
                 Ok(report) => {
-                    print!("{}", report.text);
+                    weir::output::print(&report.text);
                     if report.sound { 0 } else { 1 }
                 }
                 Err(e) => {

@@ -17,13 +17,7 @@ use crate::event::Event;
 use crate::metrics::{ComponentLabels, ComponentMetrics};
 use crate::transforms::vrl_program::{VrlProgram, VrlRunner};
 
-/// Prints a line; a closed standard output (`weir test | head`) is not an error.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
+use crate::say;
 
 /// `weir test FILE...` (the embedded default pipeline when there are none): prints each
 /// test's verdict, then what failed; returns the exit code (0 all passed, 1 a test failed,

@@ -101,7 +101,7 @@ where
         match probe().await {
             Ok(v) => {
                 if waited {
-                    println!("{what} is ready after {}s", start.elapsed().as_secs());
+                    crate::say!("{what} is ready after {}s", start.elapsed().as_secs());
                 }
                 return Ok(v);
             }
@@ -114,7 +114,7 @@ where
                         limit.as_secs()
                     ));
                 }
-                println!(
+                crate::say!(
                     "waiting for {what}: {e} ({}s of at most {}s)",
                     elapsed.as_secs(),
                     limit.as_secs()
@@ -146,7 +146,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         })
         .collect();
     if sinks.is_empty() {
-        println!("nothing to set up: the pipeline has no elasticsearch sink");
+        crate::say!("nothing to set up: the pipeline has no elasticsearch sink");
         return 0;
     }
     let kibana = kibana.or_else(|| std::env::var("KIBANA_ENDPOINT").ok()).filter(|k| !k.is_empty());
@@ -154,7 +154,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
     let mut failed = false;
     for (id, sink) in &sinks {
         match setup_sink(id, sink, limit).await {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(lines) => lines.iter().for_each(|l| crate::say!("{l}")),
             Err(e) => {
                 eprintln!("error: sinks.{id}: {e}");
                 failed = true;
@@ -162,7 +162,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         }
     }
     let Some(url) = kibana else {
-        println!("Kibana skipped (give --kibana URL or KIBANA_ENDPOINT)");
+        crate::say!("Kibana skipped (give --kibana URL or KIBANA_ENDPOINT)");
         return i32::from(failed);
     };
     let mut patterns: Vec<String> = sinks.iter().map(|(_, s)| index_pattern(s)).collect();
@@ -170,7 +170,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
     // Kibana is reached with the first sink's TLS settings and credentials (the stack's).
     let (_, first) = sinks[0];
     match kibana::setup(&url, first, &patterns, limit).await {
-        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Ok(lines) => lines.iter().for_each(|l| crate::say!("{l}")),
         Err(e) => {
             eprintln!("error: Kibana: {e}");
             failed = true;

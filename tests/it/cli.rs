@@ -169,3 +169,45 @@ fn completions_and_man_pages() {
     let out = Command::new(weir_bin()).args(["man", "nope"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every command that prints on standard output, with standard output a pipe whose reader has
+/// gone (`weir validate | head` once `head` has exited): the read end is closed before weir
+/// starts, so every write fails, deterministically. Each exits with its own status, not
+/// Rust's panic status 101, and says nothing of a panic.
+#[test]
+fn a_closed_standard_output_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, STDIN_TO_CONSOLE).unwrap();
+    let training = dir.path().join("training.csv");
+    std::fs::write(&training, "latency_ms,region\n12,eu\n15,us\n11,eu\n").unwrap();
+    let profile = dir.path().join("profile.json");
+    let ok = ok.to_str().unwrap();
+    let cases: [&[&str]; 10] = [
+        &["validate", ok],
+        &["test"],
+        &["completions", "bash"],
+        &["man"],
+        &["man", "run"],
+        &["setup", "--config", ok],
+        &["buffer", "check", dir.path().to_str().unwrap()],
+        &["profile", "--input", training.to_str().unwrap(), "--out", profile.to_str().unwrap()],
+        &["--help"],
+        &["--version"],
+    ];
+    for args in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(weir_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "weir {}: {stderr}", args.join(" "));
+        assert!(!stderr.contains("panicked"), "weir {}: {stderr}", args.join(" "));
+    }
+    assert!(profile.is_file(), "weir profile wrote nothing");
+}
