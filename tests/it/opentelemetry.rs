@@ -597,3 +597,113 @@ encoding.codec = "json"
         ) >= 1.0
     );
 }
+
+/// An export request of `n` records `{prefix}-{i}` as OTLP/JSON, those with an odd `i`
+/// carrying a trace id.
+fn json_with_traces(prefix: &str, n: usize) -> String {
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut r = serde_json::json!({"body": {"stringValue": format!("{prefix}-{i}")}});
+            if i % 2 == 1 {
+                r["traceId"] = "0102030405060708090a0b0c0d0e0f10".into();
+            }
+            r
+        })
+        .collect();
+    serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}).to_string()
+}
+
+/// The same as protobuf.
+fn protobuf_with_traces(prefix: &str, n: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+    let request: ExportLogsServiceRequest =
+        serde_json::from_str(&json_with_traces(prefix, n)).unwrap();
+    request.encode_to_vec()
+}
+
+/// A sink that rejects some records for good (the Elasticsearch stand-in refuses documents
+/// with a top-level `trace` field, as a mapping conflict would): the answer is a success
+/// with a partial success counting exactly those records, over OTLP/HTTP with JSON and with
+/// protobuf, and over gRPC; the other records are stored.
+#[test]
+fn records_a_sink_rejects_are_counted_in_a_partial_success() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let es = EsServer::start_with(crate::es_server::EsState {
+        poison_field: Some("trace".into()),
+        ..Default::default()
+    });
+    let (http_port, grpc_port) = (free_port(), free_port());
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.otel]
+type = "opentelemetry"
+# Wide: the answer waits for Elasticsearch's, on a machine that may be slow.
+ack_timeout_secs = 120
+http.address = "127.0.0.1:{http_port}"
+grpc.address = "127.0.0.1:{grpc_port}"
+
+[sinks.es]
+type = "elasticsearch"
+inputs = ["otel"]
+endpoints = ["{}"]
+index = "otel"
+batch.timeout_secs = 0.2
+"#,
+            es.url()
+        ),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let ready = wait_for(Duration::from_secs(60), || TcpStream::connect(addr).is_ok());
+    assert!(ready, "{}", weir.stderr());
+
+    // OTLP/JSON: 5 records, 2 rejected. 64-bit integers are strings in OTLP/JSON.
+    let body = json_with_traces("json", 5);
+    let (status, _, reply) = post(addr, "/v1/logs", &[JSON], body.as_bytes());
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["partialSuccess"]["rejectedLogRecords"], "2", "{reply}");
+    let message = reply["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(message.starts_with("2 of 5 log records were rejected"), "{message}");
+
+    // Protobuf: a request with nothing rejected has no partial success; 4 records, 2 rejected.
+    let protobuf = ("Content-Type", "application/x-protobuf");
+    let (status, _, reply) = post(addr, "/v1/logs", &[protobuf], &protobuf_with_traces("pb", 1));
+    assert_eq!(status, 200);
+    let reply = ExportLogsServiceResponse::decode(&reply[..]).unwrap();
+    assert_eq!(reply.partial_success, None, "one record, no trace: nothing rejected");
+    let (status, _, reply) = post(addr, "/v1/logs", &[protobuf], &protobuf_with_traces("pb", 4));
+    assert_eq!(status, 200);
+    let partial = ExportLogsServiceResponse::decode(&reply[..]).unwrap().partial_success.unwrap();
+    assert_eq!(partial.rejected_log_records, 2, "{partial:?}");
+
+    // gRPC: 5 records, 2 rejected.
+    let answers = grpc_raw(grpc_port, &["mixed", "ok"], &[]);
+    assert_eq!(answers[0]["code"], "OK", "{answers:?}");
+    assert_eq!(answers[0]["rejected"], 2, "{answers:?}");
+    assert!(answers[0]["message"].as_str().unwrap().starts_with("2 of 5"), "{answers:?}");
+    assert_eq!(answers[1]["rejected"], Value::Null, "{answers:?}");
+
+    // What was not rejected is stored: the records without a trace id, once each.
+    let mut stored: Vec<String> = es
+        .state()
+        .all_docs()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    stored.sort();
+    let expected = [
+        "json-0", "json-2", "json-4", "mixed-0", "mixed-2", "mixed-4", "pb-0", "pb-0", "pb-2",
+        "plain",
+    ];
+    assert_eq!(stored, expected);
+    let rejected = weir.metric(
+        "weir_sink_rejected_events_total",
+        &[("component_id", "es"), ("reason", "document_parsing_exception")],
+    );
+    assert_eq!(rejected, 6.0);
+}

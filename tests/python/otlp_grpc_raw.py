@@ -3,8 +3,9 @@
 usage: otlp_grpc_raw.py TARGET CASE...
 
 TARGET is host:port. Each CASE is one call; the script prints one JSON line per case with
-the answer: {"case", "code", "details", "rejected", "retry_delay"}. Cases: `ok` (one record,
-body "plain"), `gzip` (one record, "zipped", gzip-compressed), `garbage` (bytes that are not
+the answer: {"case", "code", "details", "rejected", "message", "retry_delay"} (`rejected` and
+`message` from a partial success). Cases: `ok` (one record, body "plain"), `mixed` (records
+"mixed-0" to "mixed-4", those with an odd number carrying a trace id), `gzip` (one record, "zipped", gzip-compressed), `garbage` (bytes that are not
 a protobuf message), `traces` (the trace service, which weir does not serve), `large` (a
 record of LARGE bytes, from the environment), `large_gzip` (the same, compressed).
 From the environment: OTLP_TOKEN (sent as `authorization: Bearer`), OTLP_CA_FILE (TLS).
@@ -38,11 +39,23 @@ def request(message):
     return r.SerializeToString()
 
 
+def mixed():
+    r = ExportLogsServiceRequest()
+    records = r.resource_logs.add().scope_logs.add().log_records
+    for i in range(5):
+        record = records.add()
+        record.body.string_value = f"mixed-{i}"
+        if i % 2 == 1:
+            record.trace_id = bytes(range(1, 17))
+    return r.SerializeToString()
+
+
 def call(channel, case):
     large = int(os.environ.get("LARGE", "0"))
     path, body, compression = {
         "ok": (EXPORT, request("plain"), None),
         "gzip": (EXPORT, request("zipped"), grpc.Compression.Gzip),
+        "mixed": (EXPORT, mixed(), None),
         "garbage": (EXPORT, b"\x0a\xff\xff\xff\xff", None),
         "traces": (TRACES, b"", None),
         "large": (EXPORT, request("x" * large), None),
@@ -52,12 +65,14 @@ def call(channel, case):
     metadata = [("authorization", f"Bearer {token}")] if token else None
     # No serializers: the bytes go out as they are.
     method = channel.unary_unary(path)
-    answer = {"case": case, "code": "OK", "details": None, "rejected": None, "retry_delay": None}
+    answer = {"case": case, "code": "OK", "details": None, "rejected": None, "message": None,
+              "retry_delay": None}
     try:
         reply = method(body, metadata=metadata, compression=compression, timeout=30)
         response = ExportLogsServiceResponse.FromString(reply)
         if response.HasField("partial_success"):
             answer["rejected"] = response.partial_success.rejected_log_records
+            answer["message"] = response.partial_success.error_message
     except grpc.RpcError as e:
         answer["code"] = e.code().name
         answer["details"] = e.details()

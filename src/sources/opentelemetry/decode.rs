@@ -87,11 +87,20 @@ pub fn records(request: &ExportLogsServiceRequest) -> usize {
     request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
 }
 
-/// A success response; `warning` becomes a partial success with nothing rejected (the
-/// specification's way to pass a warning to the client).
-pub fn response(encoding: Encoding, warning: Option<&str>) -> Bytes {
-    let partial_success = warning
-        .map(|w| ExportLogsPartialSuccess { rejected_log_records: 0, error_message: w.to_owned() });
+/// The partial success of a request whose `rejected` of `records` log records a sink
+/// rejected for good.
+pub fn rejected(rejected: usize, records: usize) -> ExportLogsPartialSuccess {
+    ExportLogsPartialSuccess {
+        rejected_log_records: rejected as i64,
+        error_message: format!(
+            "{rejected} of {records} log records were rejected for good by a sink (they are kept \
+             as its dead letters; sending them again would not help)"
+        ),
+    }
+}
+
+/// A success response, with its partial success when some records were rejected.
+pub fn response(encoding: Encoding, partial_success: Option<ExportLogsPartialSuccess>) -> Bytes {
     match encoding {
         Encoding::Protobuf => {
             Bytes::from(ExportLogsServiceResponse { partial_success }.encode_to_vec())
@@ -198,8 +207,15 @@ mod tests {
         );
         assert!(Encoding::from_content_type(None).is_err());
         assert_eq!(response(Encoding::Json, None), "{}");
-        let r = ExportLogsServiceResponse::decode(response(Encoding::Protobuf, Some("w"))).unwrap();
-        assert_eq!(r.partial_success.unwrap().error_message, "w");
+        let partial = Some(rejected(2, 5));
+        let r = ExportLogsServiceResponse::decode(response(Encoding::Protobuf, partial.clone()))
+            .unwrap();
+        assert_eq!(r.partial_success, partial);
+        let json: serde_json::Value =
+            serde_json::from_slice(&response(Encoding::Json, partial)).unwrap();
+        // OTLP/JSON: camelCase keys, 64-bit integers as strings.
+        assert_eq!(json["partialSuccess"]["rejectedLogRecords"], "2");
+        assert!(json["partialSuccess"]["errorMessage"].as_str().unwrap().starts_with("2 of 5"));
         let s = Status::decode(status(Encoding::Protobuf, code::INVALID_ARGUMENT, "bad")).unwrap();
         assert_eq!((s.code, s.message.as_str()), (3, "bad"));
     }

@@ -15,8 +15,8 @@
 //! `google.rpc.RetryInfo` of [`RETRY_AFTER_SECS`] in the status details (and in the
 //! `google.rpc.retryinfo-bin` trailer the Python SDK reads), when the pipeline stays full, the
 //! events were not delivered in time or weir is stopping: the exporter backs off and sends
-//! them again; OK with a partial success counting the request's records when a sink rejected
-//! them for good (they are in its dead letters; sending them again would not help);
+//! them again; OK with a partial success counting the records a sink rejected for good, one
+//! by one (they are in its dead letters; sending them again would not help);
 //! INVALID_ARGUMENT with the reason for a request that does not decode; RESOURCE_EXHAUSTED
 //! (without RetryInfo: not to be retried) above `max_body_bytes`; UNAUTHENTICATED without the
 //! credentials `auth` asks for; UNIMPLEMENTED for another service (traces, metrics).
@@ -38,7 +38,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prometheus_client::metrics::counter::Counter;
 use prost::Message;
@@ -240,18 +240,11 @@ impl LogsService for Handler {
         state.telemetry.metrics.received(records, bytes);
         let events = super::convert::events(request, chrono::Utc::now());
         let mut out = self.out.clone();
-        match http_server::deliver(&mut out, events, state.delivery, &state.shutdown).await {
-            Ok(()) => Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None })),
-            // A sink rejected them for good: they are in its dead letters. weir follows a
-            // request's delivery as a whole, so all its records are counted.
-            Err(reply) if reply.status == StatusCode::BAD_REQUEST => {
-                Ok(tonic::Response::new(ExportLogsServiceResponse {
-                    partial_success: Some(ExportLogsPartialSuccess {
-                        rejected_log_records: records as i64,
-                        error_message: reply.message,
-                    }),
-                }))
-            }
+        let timeout = state.ack_timeout;
+        match http_server::deliver_counting(&mut out, events, timeout, &state.shutdown).await {
+            Ok(rejected) => Ok(tonic::Response::new(ExportLogsServiceResponse {
+                partial_success: (rejected > 0).then(|| decode::rejected(rejected, records)),
+            })),
             Err(reply) => Err(retry_later(&reply.message)),
         }
     }

@@ -34,9 +34,12 @@
 //! [`http_server::deliver`]): 200 then; 429 with `Retry-After` when the pipeline stays full
 //! for 5 s; 503 with `Retry-After` when the events were not delivered within
 //! `ack_timeout_secs` (or weir is stopping), so that the exporter backs off and sends them
-//! again (a record can then arrive twice, never not at all); 400 when a sink rejected them
-//! for good (they are in its dead letters), and with the reason for a body that is not an
-//! OTLP logs request; 401 without the credentials `auth` asks for; 413 above
+//! again (a record can then arrive twice, never not at all). When a sink rejected some
+//! records for good (an Elasticsearch mapping error, say: they are in its dead letters) and
+//! delivered the rest, the answer is 200 with a `partial_success` counting exactly the
+//! rejected records (`rejected_log_records`, and an `error_message`), as the OTLP
+//! specification asks: the exporter logs it and does not send them again. 400 with the
+//! reason for a body that is not an OTLP logs request; 401 without the credentials `auth` asks for; 413 above
 //! `max_body_bytes`; 415 for another content type or encoding; 404 for another path. Error
 //! bodies are `google.rpc.Status` messages in the request's encoding, as the OTLP
 //! specification asks.
@@ -171,10 +174,7 @@ impl OpentelemetryConfig {
     fn state(&self, max_body_bytes: usize, cx: &SourceContext) -> Arc<State> {
         Arc::new(State {
             max_body_bytes,
-            delivery: http_server::Delivery {
-                wait_for_acks: true,
-                ack_timeout: Duration::from_secs(self.ack_timeout_secs),
-            },
+            ack_timeout: Duration::from_secs(self.ack_timeout_secs),
             auth: self.auth.clone(),
             telemetry: Telemetry::new(&cx.metrics),
             id: cx.id.clone(),
@@ -291,7 +291,8 @@ impl SourceComponent for OpentelemetryConfig {
 /// What every request of a source shares.
 struct State {
     max_body_bytes: usize,
-    delivery: http_server::Delivery,
+    /// Answers wait this long for the events' acknowledgement.
+    ack_timeout: Duration,
     auth: Option<ServerAuth>,
     telemetry: Telemetry,
     id: String,
@@ -413,10 +414,16 @@ async fn handle(
             return refuse(Reply::new(StatusCode::BAD_REQUEST, message), Some(&t.parse_failed));
         }
     };
-    t.metrics.received(decode::records(&request), body.len());
+    let records = decode::records(&request);
+    t.metrics.received(records, body.len());
     let events = convert::events(request, chrono::Utc::now());
-    match http_server::deliver(&mut out, events, state.delivery, &state.shutdown).await {
-        Ok(()) => respond(StatusCode::OK, encoding, decode::response(encoding, None)),
+    let timeout = state.ack_timeout;
+    match http_server::deliver_counting(&mut out, events, timeout, &state.shutdown).await {
+        Ok(0) => respond(StatusCode::OK, encoding, decode::response(encoding, None)),
+        Ok(n) => {
+            let partial = decode::rejected(n, records);
+            respond(StatusCode::OK, encoding, decode::response(encoding, Some(partial)))
+        }
         Err(reply) => refusal(reply, encoding),
     }
 }

@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
@@ -284,9 +285,7 @@ pub async fn deliver(
     delivery: Delivery,
     shutdown: &ShutdownSignal,
 ) -> Result<(), Reply> {
-    if shutdown.is_cancelled() {
-        return Err(Reply::retry(StatusCode::SERVICE_UNAVAILABLE, "weir is stopping"));
-    }
+    refuse_when_stopping(shutdown)?;
     if events.is_empty() {
         return Ok(());
     }
@@ -296,39 +295,128 @@ pub async fn deliver(
     } else {
         (events, None)
     };
-    // A send cut off here drops the events it holds: the client is told to send them again.
-    match tokio::time::timeout(FULL_WAIT, out.send(events)).await {
-        Err(_) => {
-            return Err(Reply::retry(
-                StatusCode::TOO_MANY_REQUESTS,
-                "the pipeline is full; send the request again later",
-            ));
-        }
-        Ok(false) => {
-            return Err(Reply::retry(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no component downstream takes events",
-            ));
-        }
-        Ok(true) => {}
-    }
+    send(out, events).await?;
     let Some(acked) = acked else { return Ok(()) };
-    let secs = delivery.ack_timeout.as_secs();
     match tokio::time::timeout(delivery.ack_timeout, acked).await {
         Ok(Ok(BatchStatus::Delivered)) => Ok(()),
         Ok(Ok(BatchStatus::Rejected)) => Err(Reply::new(
             StatusCode::BAD_REQUEST,
             "a sink rejected the events for good (they are kept as its dead letters)",
         )),
-        Ok(Ok(BatchStatus::Errored) | Err(_)) => Err(Reply::retry(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the events could not be delivered; send the request again later",
-        )),
-        Err(_) => Err(Reply::retry(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the events were not acknowledged within {secs} s; send them again later"),
-        )),
+        Ok(Ok(BatchStatus::Errored) | Err(_)) => Err(not_delivered()),
+        Err(_) => Err(not_acknowledged(delivery.ack_timeout)),
     }
+}
+
+/// Like [`deliver`] (always waiting for the acknowledgement), for answers that report a
+/// partial success: `Ok(n)` once every event was delivered or rejected for good by a sink,
+/// `n` of them rejected (kept as its dead letters). Each event carries its own
+/// acknowledgement handle, so `n` counts events, not batches.
+pub async fn deliver_counting(
+    out: &mut SourceSender,
+    events: Vec<Event>,
+    ack_timeout: Duration,
+    shutdown: &ShutdownSignal,
+) -> Result<usize, Reply> {
+    refuse_when_stopping(shutdown)?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let (tx, rx) = oneshot::channel();
+    let tally = Arc::new(Tally {
+        rejected: AtomicUsize::new(0),
+        errored: AtomicBool::new(false),
+        done: Some(tx),
+    });
+    let events = events
+        .into_iter()
+        .map(|e| {
+            let tally = Arc::clone(&tally);
+            e.with_notifier(&BatchNotifier::with_callback(move |status| tally.count(status)))
+        })
+        .collect();
+    // Only the events hold the tally now: it reports once the last of them is settled.
+    drop(tally);
+    send(out, events).await?;
+    match tokio::time::timeout(ack_timeout, rx).await {
+        Ok(Ok(Settled { errored: false, rejected })) => Ok(rejected),
+        Ok(Ok(_) | Err(_)) => Err(not_delivered()),
+        Err(_) => Err(not_acknowledged(ack_timeout)),
+    }
+}
+
+/// What became of a request's events, counted by each event's acknowledgement handle; sent
+/// when the last handle is gone.
+struct Tally {
+    rejected: AtomicUsize,
+    errored: AtomicBool,
+    done: Option<oneshot::Sender<Settled>>,
+}
+
+struct Settled {
+    rejected: usize,
+    errored: bool,
+}
+
+impl Tally {
+    fn count(&self, status: BatchStatus) {
+        match status {
+            BatchStatus::Delivered => {}
+            BatchStatus::Rejected => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            BatchStatus::Errored => self.errored.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let settled =
+            Settled { rejected: *self.rejected.get_mut(), errored: *self.errored.get_mut() };
+        if let Some(done) = self.done.take() {
+            // The request may have stopped waiting (timed out); nothing to tell then.
+            let _ = done.send(settled);
+        }
+    }
+}
+
+fn refuse_when_stopping(shutdown: &ShutdownSignal) -> Result<(), Reply> {
+    if shutdown.is_cancelled() {
+        return Err(Reply::retry(StatusCode::SERVICE_UNAVAILABLE, "weir is stopping"));
+    }
+    Ok(())
+}
+
+/// Hands the events to the pipeline, waiting at most [`FULL_WAIT`] for room.
+async fn send(out: &mut SourceSender, events: Vec<Event>) -> Result<(), Reply> {
+    // A send cut off here drops the events it holds: the client is told to send them again.
+    match tokio::time::timeout(FULL_WAIT, out.send(events)).await {
+        Err(_) => Err(Reply::retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the pipeline is full; send the request again later",
+        )),
+        Ok(false) => Err(Reply::retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no component downstream takes events",
+        )),
+        Ok(true) => Ok(()),
+    }
+}
+
+fn not_delivered() -> Reply {
+    Reply::retry(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the events could not be delivered; send the request again later",
+    )
+}
+
+fn not_acknowledged(ack_timeout: Duration) -> Reply {
+    let secs = ack_timeout.as_secs();
+    Reply::retry(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the events were not acknowledged within {secs} s; send them again later"),
+    )
 }
 
 /// The server's connection series and rate-limited log lines.
@@ -673,6 +761,45 @@ mod tests {
         );
         let rejected = deliver(&mut out, one(), wait, &shutdown).await.unwrap_err();
         assert_eq!((rejected.status, rejected.retry_after), (StatusCode::BAD_REQUEST, None));
+        drop(out);
+        sink.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deliver_counting_counts_rejected_events_one_by_one() {
+        use crate::channel::{Fanout, WhenFull, channel};
+        use crate::event::EventStatus;
+        use crate::metrics::{ComponentLabels, ComponentMetrics};
+        let metrics = ComponentMetrics::new(ComponentLabels::new("o", "source", "opentelemetry"));
+        let (tx, mut rx) = channel(1 << 20, WhenFull::Block, None, None);
+        let mut out =
+            SourceSender::new(Fanout::new(vec![("s".into(), tx)]), metrics.output("_default"));
+        let shutdown = ShutdownSignal::new();
+        // The sink rejects events whose message starts with "bad", and errors on "lost".
+        let sink = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for e in batch.iter() {
+                    let message = String::from_utf8_lossy(e.message().unwrap()).into_owned();
+                    let status = if message.contains("bad") {
+                        EventStatus::Rejected
+                    } else if message.contains("lost") {
+                        EventStatus::Errored
+                    } else {
+                        EventStatus::Delivered
+                    };
+                    e.update_status(status);
+                }
+            }
+        });
+        let events =
+            |m: &[&'static str]| m.iter().map(|m| Event::from_message(*m)).collect::<Vec<_>>();
+        let wait = Duration::from_secs(30);
+        let n = deliver_counting(&mut out, events(&["ok", "bad", "ok", "bad"]), wait, &shutdown);
+        assert_eq!(n.await, Ok(2));
+        let n = deliver_counting(&mut out, events(&["ok", "ok"]), wait, &shutdown);
+        assert_eq!(n.await, Ok(0));
+        let lost = deliver_counting(&mut out, events(&["bad", "lost"]), wait, &shutdown).await;
+        assert_eq!(lost.unwrap_err().status, StatusCode::SERVICE_UNAVAILABLE, "sent again");
         drop(out);
         sink.await.unwrap();
     }
