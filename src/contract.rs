@@ -157,7 +157,14 @@ pub async fn run_transform<T: TransformComponent>(
     events: Vec<Event>,
 ) -> Run {
     let metrics = metrics("transform", type_name);
-    let transform = config.build(&metrics).unwrap_or_else(|e| panic!("does not build: {e}"));
+    // A concurrent transform runs as the topology runs it: on two instances at once, each
+    // event its own batch, so that the outputs' order is checked too.
+    let instances = if config.concurrent() { 2 } else { 1 };
+    let transforms = (0..instances)
+        .map(|_| -> Box<dyn crate::component::Transform> {
+            Box::new(config.build(&metrics).unwrap_or_else(|e| panic!("does not build: {e}")))
+        })
+        .collect();
     let (tx, input) = channel::channel(64 << 20, WhenFull::Block, None, None);
     let mut receivers = Vec::new();
     let mut fanout = |name: &str| {
@@ -174,11 +181,20 @@ pub async fn run_transform<T: TransformComponent>(
             (port.clone(), fanout(&port), m)
         })
         .collect();
-    let task =
-        crate::transforms::runner::run(Box::new(transform), input, primary, named, metrics.clone());
-    tx.send(events).await.unwrap_or_else(|_| panic!("the transform's input closed"));
-    drop(tx);
-    let result = tokio::time::timeout(PATIENCE, task).await.expect("the transform finished");
+    let task = crate::transforms::runner::run(transforms, input, primary, named, metrics.clone());
+    let batches = if config.concurrent() {
+        events.into_iter().map(|e| vec![e]).collect()
+    } else {
+        vec![events]
+    };
+    let sending = async move {
+        for batch in batches {
+            tx.send(batch).await.unwrap_or_else(|_| panic!("the transform's input closed"));
+        }
+    };
+    let (result, ()) = tokio::time::timeout(PATIENCE, async { tokio::join!(task, sending) })
+        .await
+        .expect("the transform finished");
     let task = tokio::spawn(async move { result });
     let mut outputs = receivers.into_iter().map(|mut rx| {
         let mut events = Vec::new();

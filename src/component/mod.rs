@@ -62,6 +62,14 @@ pub trait TransformComponent {
     fn outputs(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Does each batch's result depend on that batch alone (a parser, a remap), so that
+    /// several instances may transform batches at once? The topology then builds one per core
+    /// and keeps the outputs in input order ([`crate::transforms::runner`]). False for a
+    /// transform that counts, samples or compares across batches.
+    fn concurrent(&self) -> bool {
+        false
+    }
 }
 
 /// A `[sinks.<id>]` type.
@@ -220,6 +228,14 @@ macro_rules! component_enum {
                 use $crate::component::TransformComponent;
                 match self {
                     $(Self::$variant(c) => c.outputs()),*
+                }
+            }
+
+            /// [`TransformComponent::concurrent`].
+            pub fn concurrent(&self) -> bool {
+                use $crate::component::TransformComponent;
+                match self {
+                    $(Self::$variant(c) => c.concurrent()),*
                 }
             }
         }

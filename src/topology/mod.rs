@@ -131,18 +131,22 @@ fn component_ids(config: &Config) -> impl Iterator<Item = String> + '_ {
     (config.sources.keys()).chain(config.transforms.keys()).chain(config.sinks.keys()).cloned()
 }
 
+/// A transform's instances: one, or one per worker for a concurrent transform.
+type Instances = Vec<Box<dyn Transform>>;
+
 /// Compiles the transforms among `build` (no I/O: a transform's build is its check).
 fn compile_transforms(
     config: &Config,
     build: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Box<dyn Transform>>, Vec<StartError>> {
+) -> Result<BTreeMap<String, Instances>, Vec<StartError>> {
     let mut compiled = BTreeMap::new();
     let mut errors = Vec::new();
     for (id, def) in config.transforms.iter().filter(|(id, _)| build.contains(*id)) {
         let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
-        match def.inner.build(&metrics) {
-            Ok(t) => {
-                compiled.insert(id.clone(), t);
+        let workers = crate::transforms::runner::workers(def.inner.concurrent());
+        match (0..workers).map(|_| def.inner.build(&metrics)).collect() {
+            Ok(instances) => {
+                compiled.insert(id.clone(), instances);
             }
             Err(issue) => errors
                 .push(StartError { component: format!("transforms.{id}"), error: issue.into() }),
@@ -271,7 +275,7 @@ impl RunningTopology {
         &mut self,
         build: &BTreeSet<String>,
         mut receivers: BTreeMap<String, BatchReceiver>,
-        mut transforms: BTreeMap<String, Box<dyn Transform>>,
+        mut transforms: BTreeMap<String, Instances>,
     ) -> Built {
         let mut built = Built { components: Vec::new(), errors: Vec::new() };
         let wiring = self.wiring();

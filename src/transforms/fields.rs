@@ -54,6 +54,10 @@ pub struct Set {
 impl TransformComponent for SetConfig {
     type Built = Set;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, _metrics: &ComponentMetrics) -> Result<Set, ConfigIssue> {
         if self.fields.is_empty() {
             return Err(ConfigIssue::field("fields", "give at least one field to set"));
@@ -115,6 +119,10 @@ pub struct Rename {
 impl TransformComponent for RenameConfig {
     type Built = Rename;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, _metrics: &ComponentMetrics) -> Result<Rename, ConfigIssue> {
         if self.fields.is_empty() {
             return Err(ConfigIssue::field("fields", "give at least one field to rename"));
@@ -155,6 +163,10 @@ pub struct Remove {
 
 impl TransformComponent for RemoveConfig {
     type Built = Remove;
+
+    fn concurrent(&self) -> bool {
+        true
+    }
 
     fn build(&self, _metrics: &ComponentMetrics) -> Result<Remove, ConfigIssue> {
         if self.fields.is_empty() {

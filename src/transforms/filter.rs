@@ -36,6 +36,10 @@ pub struct Filter {
 impl TransformComponent for FilterConfig {
     type Built = Filter;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<Filter, ConfigIssue> {
         let program = VrlProgram::compile(&self.condition, true)
             .map_err(|e| ConfigIssue::field("condition", e))?;

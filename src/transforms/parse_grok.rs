@@ -46,6 +46,10 @@ pub struct ParseGrokConfig {
 impl TransformComponent for ParseGrokConfig {
     type Built = ParseTransform<GrokParser>;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<GrokParser>, ConfigIssue> {
         let mut grok = Grok::with_default_patterns();
         for (name, def) in &self.pattern_definitions {

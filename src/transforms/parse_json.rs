@@ -35,6 +35,10 @@ pub struct ParseJsonConfig {
 impl TransformComponent for ParseJsonConfig {
     type Built = ParseTransform<JsonParser>;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<JsonParser>, ConfigIssue> {
         let options = ParseOptions {
             field: self.field.clone(),

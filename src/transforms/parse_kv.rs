@@ -74,6 +74,10 @@ fn vrl_string(s: &str) -> String {
 impl TransformComponent for ParseKvConfig {
     type Built = ParseTransform<VrlParser>;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
         if self.key_value_delimiter.is_empty() {
             return Err(ConfigIssue::field("key_value_delimiter", "must not be empty"));
@@ -102,6 +106,10 @@ impl TransformComponent for ParseKvConfig {
 
 impl TransformComponent for ParseLogfmtConfig {
     type Built = ParseTransform<VrlParser>;
+
+    fn concurrent(&self) -> bool {
+        true
+    }
 
     fn build(&self, metrics: &ComponentMetrics) -> Result<ParseTransform<VrlParser>, ConfigIssue> {
         let options = ParseOptions {

@@ -46,6 +46,10 @@ pub struct ParseRegexConfig {
 impl TransformComponent for ParseRegexConfig {
     type Built = ParseTransform<RegexParser>;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         metrics: &ComponentMetrics,

@@ -71,6 +71,10 @@ enum Format {
 impl TransformComponent for ParseTimestampConfig {
     type Built = ParseTransform<TimestampParser>;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(
         &self,
         metrics: &ComponentMetrics,

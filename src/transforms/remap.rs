@@ -55,6 +55,10 @@ pub struct Remap {
 impl TransformComponent for RemapConfig {
     type Built = Remap;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<Remap, ConfigIssue> {
         let program = VrlProgram::compile(&self.source, false)
             .map_err(|e| ConfigIssue::field("source", e))?;

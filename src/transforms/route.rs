@@ -36,6 +36,10 @@ pub struct RouteConfig {
 impl TransformComponent for RouteConfig {
     type Built = Route;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn outputs(&self) -> Vec<String> {
         self.route.keys().cloned().chain([UNMATCHED.to_string()]).collect()
     }

@@ -188,6 +188,10 @@ fn grammar_counters() -> &'static GrammarCounters {
 impl TransformComponent for ParseModelLogConfig {
     type Built = ParseModelLog;
 
+    fn concurrent(&self) -> bool {
+        true
+    }
+
     fn build(&self, metrics: &ComponentMetrics) -> Result<ParseModelLog, ConfigIssue> {
         let choice = match self.format.as_str() {
             "auto" => None,
