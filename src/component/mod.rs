@@ -90,6 +90,16 @@ pub trait SinkComponent {
     }
 }
 
+/// Most workers of one component: past a handful of cores one stage rarely needs more, and
+/// each worker holds its own compiled programs and buffers.
+const MAX_WORKERS: usize = 8;
+
+/// How many workers a component whose work can be split by batch uses: one per core weir may
+/// run on (its CPU affinity counts), at most [`MAX_WORKERS`].
+pub fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_WORKERS)
+}
+
 /// A transform's per-batch work.
 pub trait Transform: Send + 'static {
     /// Processes `events`, pushing results into `out`.

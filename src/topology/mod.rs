@@ -143,7 +143,7 @@ fn compile_transforms(
     let mut errors = Vec::new();
     for (id, def) in config.transforms.iter().filter(|(id, _)| build.contains(*id)) {
         let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
-        let workers = crate::transforms::runner::workers(def.inner.concurrent());
+        let workers = crate::transforms::runner::instances(def.inner.concurrent());
         match (0..workers).map(|_| def.inner.build(&metrics)).collect() {
             Ok(instances) => {
                 compiled.insert(id.clone(), instances);

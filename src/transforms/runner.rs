@@ -14,22 +14,15 @@ use std::collections::VecDeque;
 use tokio::task::JoinHandle;
 
 use crate::channel::{BatchReceiver, Fanout};
-use crate::component::{Transform, TransformOutput};
+use crate::component::{Transform, TransformOutput, workers};
 use crate::error::ComponentError;
 use crate::event::{Event, batch_size};
 use crate::metrics::{ComponentMetrics, OutputMetrics, discard_reason};
 
-/// Most instances of one concurrent transform: past a handful of cores, one stage rarely
-/// needs more, and each instance holds its own compiled programs.
-const MAX_WORKERS: usize = 8;
-
-/// How many instances of a transform to build: one per core available to weir (its CPU
-/// affinity counts) for a concurrent transform, else one.
-pub fn workers(concurrent: bool) -> usize {
-    if !concurrent {
-        return 1;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_WORKERS)
+/// How many instances of a transform to build: one per worker ([`workers`]) for a
+/// concurrent transform, else one.
+pub fn instances(concurrent: bool) -> usize {
+    if concurrent { workers() } else { 1 }
 }
 
 /// The task of a transform: read a batch, transform it, send each output on. With more than

@@ -328,6 +328,11 @@ impl Encoder for EsEncoder {
         let size = item.lines.len();
         Ok((index, item, size))
     }
+
+    /// Encoding keeps nothing from one event to the next but its scratch space.
+    fn fork(&self) -> Option<Self> {
+        Some(Self { inner: self.inner.clone(), scratch: Vec::new() })
+    }
 }
 
 /// What `GET /` says about a node.

@@ -40,7 +40,7 @@
 //! An [`Item`] that is dropped without an outcome (a stop, a task aborted at shutdown) marks
 //! its event errored, never delivered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -128,6 +128,15 @@ pub trait Encoder: Send + 'static {
     /// Encodes one event: its destination, its payload and the payload's size in bytes.
     fn encode(&mut self, event: &mut Event)
     -> Result<(Self::Key, Self::Payload, usize), Rejection>;
+
+    /// Another encoder, for encoding batches in parallel with this one: `None` (the default)
+    /// when encoding keeps state from one event to the next (a guard on streams).
+    fn fork(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// The reasons of whole requests refused for good, shared by every request sink.
@@ -385,7 +394,7 @@ impl SinkHealth {
 /// when events had to be given up while stopping (credentials still refused).
 pub async fn run<E, S>(
     mut cx: SinkContext,
-    mut encoder: E,
+    encoder: E,
     service: S,
     settings: DriverSettings,
     health_check: Option<HealthCheck>,
@@ -448,6 +457,7 @@ where
     let mut batcher: Batcher<E::Key, Item<E::Payload>> = Batcher::new(settings.batch);
     let mut ready: Vec<Batch<E::Key, Item<E::Payload>>> = Vec::new();
     let mut tasks = JoinSet::new();
+    let mut encoders = Encoders::new(encoder, crate::component::workers());
     let mut rejects = RejectLog::default();
     let mut input_open = true;
     let idle_timeout = settings.batch.idle_timeout;
@@ -462,7 +472,11 @@ where
             tasks.spawn(deliver(Arc::clone(&shared), batch, permit));
         }
         while tasks.try_join_next().is_some() {}
-        if !input_open {
+        if !input_open && encoders.is_empty() {
+            if !batcher.is_empty() {
+                batcher.take_all(&mut ready);
+                continue;
+            }
             // Flushed: wait for the requests in flight.
             while tasks.join_next().await.is_some() {}
             break;
@@ -473,37 +487,34 @@ where
         tokio::select! {
             biased;
             _ = sleep_until(deadline) => batcher.take_expired(Instant::now(), &mut ready),
-            events = cx.input.recv() => match events {
+            encoded = encoders.next(), if !encoders.is_empty() => {
+                for (key, item) in encoded.items {
+                    batcher.push(key, item, &mut ready);
+                }
+                let mut refused = Vec::with_capacity(encoded.refused.len());
+                for (rejection, mut event) in encoded.refused {
+                    metrics.rejected(rejection.reason, 1);
+                    rejects.emit(&cx.id, &rejection);
+                    refused.push(Rejected {
+                        original: original_of(&event),
+                        finalizers: std::mem::take(event.finalizers_mut()),
+                        destination: None,
+                        reason: rejection.reason.to_string(),
+                        detail: rejection.detail,
+                    });
+                }
+                // Waiting here for a full dead-letter destination holds the input back.
+                cx.dead_letter.send(refused).await;
+            }
+            events = cx.input.recv(), if input_open && encoders.has_idle() => match events {
                 None => {
                     input_open = false;
                     shared.draining.cancel();
-                    batcher.take_all(&mut ready);
                 }
                 Some(events) => {
                     last_input = Instant::now();
                     cx.metrics.received(events.len(), batch_size(&events));
-                    let mut refused = Vec::new();
-                    for mut event in events {
-                        match encoder.encode(&mut event) {
-                            Ok((key, payload, size)) => {
-                                let item = Item::new(payload, size, &mut event);
-                                batcher.push(key, item, &mut ready);
-                            }
-                            Err(rejection) => {
-                                metrics.rejected(rejection.reason, 1);
-                                rejects.emit(&cx.id, &rejection);
-                                refused.push(Rejected {
-                                    original: original_of(&event),
-                                    finalizers: std::mem::take(event.finalizers_mut()),
-                                    destination: None,
-                                    reason: rejection.reason.to_string(),
-                                    detail: rejection.detail,
-                                });
-                            }
-                        }
-                    }
-                    // Waiting here for a full dead-letter destination holds the input back.
-                    cx.dead_letter.send(refused).await;
+                    encoders.start(events);
                 }
             },
             _ = sleep_until(idle) => batcher.take_all(&mut ready),
@@ -517,6 +528,92 @@ where
         return Err(ComponentError::Peer { what: "the destination did not take them", message });
     }
     Ok(())
+}
+
+/// One input batch encoded: its items in input order, and the events the encoder refused.
+struct Encoded<E: Encoder> {
+    items: Vec<(E::Key, Item<E::Payload>)>,
+    refused: Vec<(Rejection, Event)>,
+}
+
+fn encode_batch<E: Encoder>(encoder: &mut E, events: Vec<Event>) -> Encoded<E> {
+    let mut encoded = Encoded { items: Vec::with_capacity(events.len()), refused: Vec::new() };
+    for mut event in events {
+        match encoder.encode(&mut event) {
+            Ok((key, payload, size)) => {
+                encoded.items.push((key, Item::new(payload, size, &mut event)));
+            }
+            Err(rejection) => encoded.refused.push((rejection, event)),
+        }
+    }
+    encoded
+}
+
+/// A sink's encoders: one, encoding in the sink's task, or, for an encoder that forks, one
+/// per core, each encoding a whole input batch on a task of its own, so that encoding (and
+/// dropping the encoded events) is not bound to one core. Batches come out in input order.
+struct Encoders<E: Encoder> {
+    idle: Vec<E>,
+    /// Batches being encoded, oldest first.
+    running: VecDeque<Encoding<E>>,
+}
+
+enum Encoding<E: Encoder> {
+    Done(Encoded<E>),
+    Running(JoinHandle<(E, Encoded<E>)>),
+}
+
+impl<E: Encoder> Encoders<E> {
+    /// `encoder` and up to `workers - 1` forks of it.
+    fn new(encoder: E, workers: usize) -> Self {
+        let forks = workers.saturating_sub(1);
+        let mut idle: Vec<E> = (0..forks).map_while(|_| encoder.fork()).collect();
+        idle.push(encoder);
+        Self { idle, running: VecDeque::new() }
+    }
+
+    fn has_idle(&self) -> bool {
+        !self.idle.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Starts encoding `events` with an idle encoder (there must be one).
+    fn start(&mut self, events: Vec<Event>) {
+        let Some(mut encoder) = self.idle.pop() else { return };
+        if self.idle.is_empty() && self.running.is_empty() {
+            // The only encoder there is (or the only one free with nothing running): spawning
+            // would buy nothing.
+            let encoded = encode_batch(&mut encoder, events);
+            self.idle.push(encoder);
+            self.running.push_back(Encoding::Done(encoded));
+            return;
+        }
+        self.running.push_back(Encoding::Running(tokio::spawn(async move {
+            let encoded = encode_batch(&mut encoder, events);
+            (encoder, encoded)
+        })));
+    }
+
+    /// The oldest batch's encoding, once done (never, when none is under way). Cancel-safe: a
+    /// batch leaves the queue only when returned.
+    async fn next(&mut self) -> Encoded<E> {
+        if let Some(Encoding::Running(handle)) = self.running.front_mut() {
+            let (encoder, encoded) = match handle.await {
+                Ok(done) => done,
+                // Panics as encoding in the sink's own task would.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            self.idle.push(encoder);
+            self.running[0] = Encoding::Done(encoded);
+        }
+        match self.running.pop_front() {
+            Some(Encoding::Done(encoded)) => encoded,
+            _ => std::future::pending().await,
+        }
+    }
 }
 
 /// Rate-limited log of events the encoder refused, by reason.
@@ -855,5 +952,69 @@ mod tests {
         Item::new((), 1, &mut e).finish(EventStatus::Delivered);
         drop(e);
         assert_eq!(rx.try_recv().unwrap(), crate::event::BatchStatus::Delivered);
+    }
+
+    /// Encodes an event's message as its payload; the encoding of message `0` waits until
+    /// `1` has been encoded, so that two batches can only both finish when encoded at once.
+    struct Gate(Arc<(Mutex<Vec<String>>, std::sync::Condvar)>);
+
+    impl Encoder for Gate {
+        type Key = ();
+        type Payload = String;
+
+        fn encode(&mut self, event: &mut Event) -> Result<((), String, usize), Rejection> {
+            let path = crate::event::parse_path("message").unwrap();
+            let message = event.get(&path).and_then(|v| v.as_bytes()).unwrap().clone();
+            let message = String::from_utf8(message.to_vec()).unwrap();
+            let (lock, changed) = &*self.0;
+            let mut done = lock.lock().unwrap();
+            if message == "0" {
+                // Bounded so that encoding one batch at a time fails instead of hanging.
+                let (guard, wait) = changed
+                    .wait_timeout_while(done, Duration::from_secs(60), |d| {
+                        !d.contains(&"1".to_string())
+                    })
+                    .unwrap();
+                assert!(!wait.timed_out(), "batch 1 was not encoded while batch 0 was");
+                done = guard;
+            }
+            done.push(message.clone());
+            changed.notify_all();
+            Ok(((), message, 1))
+        }
+
+        fn fork(&self) -> Option<Self> {
+            Some(Gate(Arc::clone(&self.0)))
+        }
+    }
+
+    fn payloads(encoded: Encoded<Gate>) -> Vec<String> {
+        encoded.items.into_iter().map(|(_, item)| item.payload.clone()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_encoded_at_once_and_come_out_in_order() {
+        let done = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let mut encoders = Encoders::new(Gate(Arc::clone(&done)), 2);
+        for message in ["0", "1"] {
+            assert!(encoders.has_idle());
+            encoders.start(vec![Event::from_message(message)]);
+        }
+        assert!(!encoders.has_idle(), "two encoders, both busy");
+        assert_eq!(payloads(encoders.next().await), ["0"]);
+        assert_eq!(payloads(encoders.next().await), ["1"]);
+        assert!(encoders.is_empty());
+        assert_eq!(*done.0.lock().unwrap(), ["1", "0"], "batch 1 was encoded first");
+    }
+
+    #[tokio::test]
+    async fn one_encoder_encodes_in_the_sinks_task() {
+        let done = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let mut encoders = Encoders::new(Gate(Arc::clone(&done)), 1);
+        encoders.start(vec![Event::from_message("1"), Event::from_message("2")]);
+        // Encoded before `start` returned: no task was spawned.
+        assert_eq!(*done.0.lock().unwrap(), ["1", "2"]);
+        assert_eq!(payloads(encoders.next().await), ["1", "2"]);
+        assert!(encoders.has_idle() && encoders.is_empty());
     }
 }
