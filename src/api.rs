@@ -289,7 +289,14 @@ fn tap(enabled: bool, query: Option<&str>) -> Result<crate::tap::TapStream, (Sta
     }
     let request = crate::tap::TapRequest::from_query(query.unwrap_or(""))
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, e))?;
-    crate::tap::global().attach(request).map_err(|e| refuse(StatusCode::BAD_REQUEST, e))
+    crate::tap::global().attach(request).map_err(|e| {
+        let code = if e == crate::tap::STOPPING {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        refuse(code, e)
+    })
 }
 
 type Body = BoxBody<Bytes, Infallible>;

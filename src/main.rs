@@ -184,6 +184,12 @@ struct TapCli {
     /// Say nothing on stderr but drops, the tap's end and errors.
     #[arg(long, short)]
     quiet: bool,
+    /// Exit after this many milliseconds (as `vector tap --duration-ms`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    duration_ms: Option<u64>,
+    /// Exit when weir goes away (stops, restarts) instead of connecting again.
+    #[arg(long)]
+    no_reconnect: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -446,6 +452,8 @@ fn tap_command(tap: TapCli) -> i32 {
         count: tap.count,
         meta: tap.meta,
         quiet: tap.quiet,
+        duration: tap.duration_ms.map(std::time::Duration::from_millis),
+        reconnect: !tap.no_reconnect,
     };
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(weir::tap::client::run(args)),

@@ -1,6 +1,12 @@
 //! `weir tap`: reads `GET /tap` of a running weir and prints the events, one per line, as
 //! JSON or logfmt; what weir says about the tap (outputs matched, drops, reloads, the end)
 //! goes to standard error.
+//!
+//! As `vector tap` does, a tap that loses weir (weir stopped or restarted, the connection
+//! broke) connects again, with a backoff from 100 ms doubling up to 5 s, for as long as it
+//! runs, and says so on standard error; `--no-reconnect` exits instead. The first connection
+//! is not retried: a wrong `--url` fails at once. `--duration-ms` ends the tap after that
+//! long, reconnections included.
 
 use std::io::Write;
 use std::time::Duration;
@@ -30,7 +36,17 @@ pub struct TapArgs {
     pub meta: bool,
     /// No messages about the tap on standard error, drops and errors aside.
     pub quiet: bool,
+    /// Exit after this long (exit code 0).
+    pub duration: Option<Duration>,
+    /// Connect again when weir goes away (stops, restarts, the connection breaks).
+    pub reconnect: bool,
 }
+
+/// The first wait before connecting again, doubled after each failed attempt up to
+/// [`RETRY_MAX`]: a restart of weir takes a second or two, and a tap left running against a
+/// stopped weir tries no more than once per `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl TapArgs {
     fn endpoint(&self) -> String {
@@ -47,10 +63,17 @@ impl TapArgs {
     }
 }
 
-/// Runs the tap until weir ends it, `count` events are printed or standard output closes.
-/// Returns the exit code: 0, or 1 when weir cannot be reached or refuses the tap.
+/// Runs the tap until weir ends it, `count` events are printed, standard output closes or
+/// `duration` has passed. Returns the exit code: 0, or 1 when weir cannot be reached or
+/// refuses the tap (or, with `--no-reconnect`, goes away).
 pub async fn run(args: TapArgs) -> i32 {
-    match tap(&args).await {
+    let work = tap(&args);
+    let result = match args.duration {
+        // The time is up: the tap has done what it was asked.
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or(Ok(())),
+        None => work.await,
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
@@ -59,19 +82,80 @@ pub async fn run(args: TapArgs) -> i32 {
     }
 }
 
+/// How one connection to weir ended.
+enum Session {
+    /// Nothing more to do: `count` reached, standard output closed, or weir ended the tap
+    /// for good (what it named is gone).
+    Done,
+    /// weir went away: it is stopping (`stopping`), or the connection broke.
+    Lost { why: String, stopping: bool },
+}
+
+/// Why a connection gave no tap.
+enum Refusal {
+    /// weir answered no (tapping off, no such component): asking again would not help.
+    Final(String),
+    /// weir could not be reached, or is stopping.
+    Unreachable(String),
+}
+
 async fn tap(args: &TapArgs) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-    let url = args.endpoint();
-    let mut response = client.get(&url).send().await.map_err(|e| {
-        format!(
+    let mut printer = Printer { args, printed: 0, end: None, lost: false };
+    let mut connected = false;
+    let mut wait = RETRY_FIRST;
+    // What was last said about a lost weir: an attempt failing as the last did says nothing.
+    let mut said = String::new();
+    loop {
+        let why = match session(&client, args, &mut printer).await {
+            Ok(Session::Done) => return Ok(()),
+            // weir said it is stopping: without --no-reconnect the tap waits for the next
+            // weir; with it, the tap ends as weir ended it (exit 0, as an ended tap does).
+            Ok(Session::Lost { stopping: true, .. }) if !args.reconnect => return Ok(()),
+            Ok(Session::Lost { why, .. }) => {
+                connected = true;
+                wait = RETRY_FIRST;
+                said.clear();
+                why
+            }
+            Err(Refusal::Final(e)) => return Err(e),
+            Err(Refusal::Unreachable(e)) if !connected => return Err(e),
+            Err(Refusal::Unreachable(e)) => e,
+        };
+        if !args.reconnect {
+            return Err(format!("{why} (--no-reconnect)"));
+        }
+        if why != said {
+            eprintln!(
+                "weir tap: {why}; connecting again in {} ms (waits doubling up to {} s; \
+                 --no-reconnect exits instead)",
+                wait.as_millis(),
+                RETRY_MAX.as_secs()
+            );
+            said = why;
+        }
+        printer.lost = true;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// One connection: asks for the tap and prints what comes until it ends.
+async fn session(
+    client: &reqwest::Client,
+    args: &TapArgs,
+    printer: &mut Printer<'_>,
+) -> Result<Session, Refusal> {
+    let mut response = client.get(args.endpoint()).send().await.map_err(|e| {
+        Refusal::Unreachable(format!(
             "cannot reach weir's API at {}: {} (is weir running, with [api] enabled at this \
              address? --url sets it)",
             args.url,
             error_chain(&e)
-        )
+        ))
     })?;
     let status = response.status();
     if !status.is_success() {
@@ -80,25 +164,42 @@ async fn tap(args: &TapArgs) -> Result<(), String> {
             .ok()
             .and_then(|v| v["error"].as_str().map(String::from))
             .unwrap_or(body);
-        return Err(format!("weir refused the tap ({status}): {}", error.trim()));
+        let why = format!("weir refused the tap ({status}): {}", error.trim());
+        return Err(if status.is_server_error() {
+            Refusal::Unreachable(why)
+        } else {
+            Refusal::Final(why)
+        });
     }
-    let mut printer = Printer { args, printed: 0, ended: false };
+    printer.end = None;
+    if std::mem::take(&mut printer.lost) {
+        eprintln!("weir tap: connected again to {}", args.url);
+    }
     let mut pending = Vec::new();
     loop {
-        let chunk = response
-            .chunk()
-            .await
-            .map_err(|e| format!("the tap's stream broke off: {}", error_chain(&e)))?;
-        let Some(chunk) = chunk else { break };
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                let why = format!("the tap's stream broke off: {}", error_chain(&e));
+                return Ok(Session::Lost { why, stopping: false });
+            }
+        };
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            if printer.line(&line)? == Flow::Stop {
-                return Ok(());
+            if printer.line(&line).map_err(Refusal::Final)? == Flow::Stop {
+                return Ok(Session::Done);
             }
         }
     }
-    if printer.ended { Ok(()) } else { Err("weir closed the tap's connection".into()) }
+    Ok(match printer.end.take() {
+        Some(end) if end == crate::tap::STOPPING => {
+            Session::Lost { why: crate::tap::STOPPING.into(), stopping: true }
+        }
+        Some(_) => Session::Done,
+        None => Session::Lost { why: "weir closed the tap's connection".into(), stopping: false },
+    })
 }
 
 /// The root cause of an error (reqwest's own message names the URL again and says little).
@@ -119,8 +220,10 @@ enum Flow {
 struct Printer<'a> {
     args: &'a TapArgs,
     printed: u64,
-    /// weir said the tap ended (its last notice came).
-    ended: bool,
+    /// Why weir ended the tap, once its last notice came.
+    end: Option<String>,
+    /// weir was lost: the next tap accepted says it is back.
+    lost: bool,
 }
 
 impl Printer<'_> {
@@ -157,7 +260,7 @@ impl Printer<'_> {
                 eprintln!("weir tap: {notice}");
             }
         } else if let Some(end) = v.get("end").and_then(Value::as_str) {
-            self.ended = true;
+            self.end = Some(end.to_string());
             eprintln!("weir tap: the tap ended: {end}");
         } else if let Some(outputs) = v.get("tapping").and_then(Value::as_array)
             && !self.args.quiet
@@ -239,6 +342,8 @@ mod tests {
             count: None,
             meta: false,
             quiet: false,
+            duration: None,
+            reconnect: true,
         };
         assert_eq!(
             args.endpoint(),

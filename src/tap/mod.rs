@@ -46,6 +46,9 @@ const QUEUE_LINES: usize = 10_000;
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// How often a quiet stream checks for notices and drops to report.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Why every tap ends, and a new one is refused (503), while weir stops: a `weir tap` that
+/// reconnects waits for the next weir instead of exiting.
+pub const STOPPING: &str = "weir is stopping";
 
 /// The taps on one output. Cheap to hold: every fan-out of the output keeps one.
 #[derive(Default)]
@@ -431,7 +434,7 @@ impl Hub {
     pub fn attach(&'static self, request: TapRequest) -> Result<TapStream, String> {
         let mut inner = self.lock();
         if inner.stopping {
-            return Err("weir is stopping".into());
+            return Err(STOPPING.into());
         }
         let outputs = inner.graph.resolve(&request)?;
         let (queue, rx) = mpsc::channel(QUEUE_LINES);
@@ -472,7 +475,7 @@ impl Hub {
         let mut inner = self.lock();
         inner.stopping = true;
         for (tap, _) in inner.taps.drain(..) {
-            tap.end("weir is stopping".into());
+            tap.end(STOPPING.into());
         }
         self.rewire(&inner);
     }

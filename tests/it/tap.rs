@@ -1,6 +1,7 @@
 //! `weir tap` against a running weir: what it shows (outputs of a transform, inputs of a
 //! sink, globs), how much (`--limit` per interval), what a slow reader costs (its own copies,
-//! never the pipeline's delivery), the errors a user meets, and a tap across reloads.
+//! never the pipeline's delivery), the errors a user meets, a tap across reloads, across a
+//! restart of weir (it connects again), and for a set time (`--duration-ms`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +15,11 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// Starts weir on `pipeline` with the API on a free port and `api_extra` in `[api]`.
 fn start(dir: &Path, pipeline: &str, api_extra: &str) -> Weir {
-    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    start_at(dir, pipeline, api_extra, SocketAddr::from(([127, 0, 0, 1], free_port())))
+}
+
+/// As [`start`], with the API at `api`.
+fn start_at(dir: &Path, pipeline: &str, api_extra: &str, api: SocketAddr) -> Weir {
     let config = dir.join("pipeline.toml");
     write_config(dir, &config, api, pipeline, api_extra);
     let child = Command::new(weir_bin())
@@ -146,11 +151,12 @@ fn limit_caps_the_events_of_an_interval() {
     let dir = tempfile::tempdir().unwrap();
     let mut weir = start(dir.path(), DEMO, "tap = true");
     // One window of an hour: two events, then none, however many pass.
-    let child = tap(&weir, &["parse", "--limit", "2", "--interval-ms", "3600000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        tap(&weir, &["parse", "--limit", "2", "--interval-ms", "3600000", "--no-reconnect"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let sent = || weir.metric("weir_component_sent_events_total", &[("component_id", "parse")]);
     // The tap is attached once weir's first two events for it are out: wait for a few hundred
     // more to pass the transform (the demo makes 200 a second), then stop weir, which ends
@@ -167,7 +173,76 @@ fn limit_caps_the_events_of_an_interval() {
     let events = json_lines(&out);
     assert_eq!(events.len(), 2, "stderr:\n{}", text(&out.stderr));
     let err = text(&out.stderr);
+    // --no-reconnect: the tap ends with weir, as weir ended it.
     assert!(out.status.success() && err.contains("weir is stopping"), "{err}");
+    assert!(!err.contains("connecting again"), "{err}");
+}
+
+/// A tap outlives a restart of weir: when weir stops it says so and connects again, with
+/// backoff, until the new weir answers, then prints the new weir's events.
+#[test]
+fn a_tap_connects_again_when_weir_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut weir = start_at(dir.path(), DEMO, "tap = true", api);
+    let stdout = dir.path().join("tap.stdout");
+    let stderr = dir.path().join("tap.stderr");
+    let mut child = tap(&weir, &["parse", "--limit", "5", "--interval-ms", "50"])
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let stages = || -> Vec<String> {
+        (read_lines(&stdout).iter())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["stage"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let tap_err = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(wait_for(WAIT, || stages().contains(&"parsed".into())), "{}", weir.stderr());
+    signal(weir.child.id(), "TERM");
+    assert!(weir.wait(WAIT).success(), "stderr:\n{}", weir.stderr());
+    let waiting = wait_for(WAIT, || tap_err().contains("; connecting again in 100 ms"));
+    assert!(waiting, "tap stderr:\n{}", tap_err());
+    // weir is down: the tap keeps trying (each failed attempt said on stderr).
+    let retried = wait_for(WAIT, || tap_err().contains("cannot reach weir's API"));
+    assert!(retried, "tap stderr:\n{}", tap_err());
+    assert!(matches!(child.try_wait(), Ok(None)), "the tap exited:\n{}", tap_err());
+
+    // The same API address, a pipeline that marks its events differently: what the tap
+    // prints next comes from the new weir.
+    let restarted = DEMO.replace(".stage = \"parsed\"", ".stage = \"restarted\"");
+    let weir = start_at(dir.path(), &restarted, "tap = true", api);
+    let followed = wait_for(WAIT, || stages().contains(&"restarted".into()));
+    assert!(followed, "tap stderr:\n{}\nweir stderr:\n{}", tap_err(), weir.stderr());
+    assert_eq!(tap_err().matches("tapping the outputs of parse").count(), 2, "{}", tap_err());
+    assert!(tap_err().contains("connected again to http://"), "{}", tap_err());
+    // Failed attempts that fail alike are said once, not once per attempt.
+    assert_eq!(tap_err().matches("cannot reach weir's API").count(), 1, "{}", tap_err());
+    assert!(matches!(child.try_wait(), Ok(None)), "the tap exited:\n{}", tap_err());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(weir.stop().success());
+}
+
+/// `--duration-ms`: the tap prints for that long, then exits 0 by itself.
+#[test]
+fn a_tap_ends_after_its_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), DEMO, "tap = true");
+    let begun = std::time::Instant::now();
+    let out = tap_output(&weir, &["parse", "--duration-ms", "5000", "--limit", "5"]);
+    let took = begun.elapsed();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "stderr:\n{err}");
+    // A lower bound only: the tap may not end before its time; how much later it ends is
+    // the machine's load (the upper bound is finish's deadline). 5 s leaves a loaded machine
+    // ample time to connect to a weir already serving, so the tap was attached meanwhile.
+    assert!(took >= Duration::from_millis(5000), "ended after {took:?}");
+    assert!(err.contains("tapping the outputs of parse"), "{err}");
+    let events = json_lines(&out);
+    assert!(events.iter().all(|e| e["stage"] == "parsed"), "{events:?}");
+    assert!(weir.stop().success());
 }
 
 /// Taps attached now, from weir's own count.
