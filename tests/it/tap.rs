@@ -376,3 +376,21 @@ path = "{{dir}}/out.log"
     assert!(err.contains("the tap ended: nothing this tap named runs any more"), "{err}");
     assert!(weir.stop().success());
 }
+
+/// `weir tap | head`, once `head` has exited: the tap's first event finds standard output
+/// closed (the pipe's read end is closed before the tap starts), and the tap ends quietly,
+/// exit 0, no panic, and no reconnecting (weir is still there).
+#[test]
+fn a_tap_whose_reader_is_gone_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), DEMO, "tap = true");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = tap(&weir, &["parse"]).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
+    let out = finish(child);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("tapping the outputs of parse"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("connecting again"), "{err}");
+    assert!(weir.stop().success());
+}
