@@ -93,6 +93,14 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `stage` field of each event a tap has written to `stdout` so far.
+fn stages(stdout: &Path) -> Vec<String> {
+    (read_lines(stdout).iter())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["stage"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -192,12 +200,7 @@ fn a_tap_connects_again_when_weir_restarts() {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let stages = || -> Vec<String> {
-        (read_lines(&stdout).iter())
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| v["stage"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
+    let stages = || stages(&stdout);
     let tap_err = || std::fs::read_to_string(&stderr).unwrap_or_default();
     assert!(wait_for(WAIT, || stages().contains(&"parsed".into())), "{}", weir.stderr());
     signal(weir.child.id(), "TERM");
@@ -340,12 +343,7 @@ fn a_tap_follows_a_reload_and_ends_when_its_component_goes() {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let stages = || -> Vec<String> {
-        (read_lines(&stdout).iter())
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| v["stage"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
+    let stages = || stages(&stdout);
     assert!(wait_for(WAIT, || !stages().is_empty()), "stderr:\n{}", weir.stderr());
     let reload = |pipeline: &str| {
         write_config(dir.path(), &weir.config, weir.api, pipeline, "tap = true");
