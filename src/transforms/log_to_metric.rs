@@ -83,6 +83,8 @@ fn default_max_series() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
+    /// The kind of metric: a counter adds up, a gauge keeps the last value seen, a histogram
+    /// counts observations into buckets.
     #[serde(rename = "type")]
     pub kind: MetricKind,
     /// The name without weir's `weir_` prefix, e.g. `model_requests_total`.

@@ -375,9 +375,7 @@ fn struct_rows(
         let nested = type_name(inner)
             .filter(|n| depth < 3 && index.structs.contains_key(n) && is_config(index, n, file));
         // A list of tables (`[[sinks.ID.rules]]`): its entries' options as `key[].option`.
-        // Not yet for transforms: log_to_metric's `metrics[].type` has no doc comment.
         let listed = generic(inner)
-            .filter(|_| !file.components().any(|c| c.as_os_str() == "transforms"))
             .filter(|(outer, _)| outer == "Vec")
             .and_then(|(_, args)| args.first().and_then(|t| type_name(t)))
             .filter(|n| depth < 3 && index.structs.contains_key(n) && is_config(index, n, file));
