@@ -106,6 +106,23 @@ impl Broker {
         self.port
     }
 
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered, as
+    /// with a broker that hangs. `resume` lets it go on with its log intact.
+    pub(crate) fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub(crate) fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on the broker this test started and has not yet reaped.
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(r, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+    }
+
     fn produce(&self, topic: &str, partitions: i32, ids: std::ops::Range<usize>) {
         let records = ids
             .map(|i| ((i % partitions as usize) as i32, format!("model-{}", i % 5), i))
