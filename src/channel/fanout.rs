@@ -99,23 +99,111 @@ impl Fanout {
         for (i, (id, target)) in targets.iter().enumerate() {
             let last = i + 1 == targets.len();
             let Some(copy) = (if last { batch.take() } else { batch.clone() }) else { break };
-            match target.send_batch(copy).await {
-                Ok(()) => {}
-                Err(lost) => {
-                    self.remove_stopped(id, target);
-                    tracing::error!(
-                        component = %id,
-                        count = lost.len(),
-                        "downstream component has stopped; its events will be read again after a restart"
-                    );
-                    lost.update_status(EventStatus::Errored);
-                }
-            }
+            self.deliver(id, target, copy).await;
         }
         if let Some(orphans) = batch {
             // There was no consumer to give it to.
             orphans.update_status(EventStatus::Errored);
         }
         !self.is_empty()
+    }
+
+    /// Copies of `events` for each consumer there is now, made by the caller (a transform's
+    /// worker, so that copying is not bound to the task that sends), for [`Fanout::send_copies`].
+    pub fn copies(&self, events: Vec<Event>) -> Copies {
+        let targets = self.snapshot();
+        let mut batches: Vec<Vec<Event>> = (1..targets.len()).map(|_| events.clone()).collect();
+        batches.push(events);
+        Copies { targets, batches }
+    }
+
+    /// Sends what [`Fanout::copies`] made, each copy to its consumer. When a reload changed the
+    /// consumers since, the original goes to the new ones as [`Fanout::send`] sends it. With
+    /// no consumer, the events come back.
+    pub async fn send_copies(&mut self, copies: Copies) -> Result<(), Vec<Event>> {
+        let Copies { targets, mut batches } = copies;
+        let original = batches.pop().unwrap_or_default();
+        let now = self.snapshot();
+        if now.is_empty() {
+            return Err(original);
+        }
+        if !Arc::ptr_eq(&targets, &now) {
+            drop(batches);
+            self.send(original).await;
+            return Ok(());
+        }
+        if self.tap.is_active() {
+            self.tap.offer_events(&original);
+        }
+        batches.push(original);
+        for ((id, target), events) in targets.iter().zip(batches) {
+            self.deliver(id, target, Batch::Events(events)).await;
+        }
+        Ok(())
+    }
+
+    /// Sends `batch` to one consumer; one that has stopped is taken out and the batch marked
+    /// errored.
+    async fn deliver(&self, id: &str, target: &BatchSender, batch: Batch) {
+        if let Err(lost) = target.send_batch(batch).await {
+            self.remove_stopped(id, target);
+            tracing::error!(
+                component = %id,
+                count = lost.len(),
+                "downstream component has stopped; its events will be read again after a restart"
+            );
+            lost.update_status(EventStatus::Errored);
+        }
+    }
+}
+
+/// A batch and its copies, one per consumer of a fan-out as they were when made
+/// ([`Fanout::copies`]); the original is the last.
+pub struct Copies {
+    targets: Targets,
+    batches: Vec<Vec<Event>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{WhenFull, channel};
+
+    fn consumer(id: &str) -> ((String, BatchSender), crate::channel::BatchReceiver) {
+        let (tx, rx) = channel(1 << 20, WhenFull::Block, None, None);
+        ((id.to_string(), tx), rx)
+    }
+
+    fn messages(rx: &mut crate::channel::BatchReceiver) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(batch) = rx.try_recv() {
+            out.extend(batch.iter().map(|e| serde_json::to_string(&e.view()).unwrap()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn copies_go_one_to_each_consumer_or_to_the_consumers_of_a_reload() {
+        let (a, mut rx_a) = consumer("a");
+        let (b, mut rx_b) = consumer("b");
+        let mut fanout = Fanout::new(vec![a, b]);
+        let copies = fanout.copies(vec![Event::from_message("one")]);
+        assert!(fanout.send_copies(copies).await.is_ok());
+        let (got_a, got_b) = (messages(&mut rx_a), messages(&mut rx_b));
+        assert_eq!(got_a.len(), 1);
+        assert_eq!(got_a, got_b);
+
+        // Copied for a and b, sent after a reload put c in their place: c gets the events.
+        let copies = fanout.copies(vec![Event::from_message("two")]);
+        let (c, mut rx_c) = consumer("c");
+        fanout.set(vec![c]);
+        assert!(fanout.send_copies(copies).await.is_ok());
+        assert!(messages(&mut rx_c)[0].contains("two"));
+        assert!(messages(&mut rx_a).is_empty() && messages(&mut rx_b).is_empty());
+
+        // No consumer: the events come back.
+        fanout.set(Vec::new());
+        let copies = fanout.copies(vec![Event::from_message("three")]);
+        assert_eq!(fanout.send_copies(copies).await.map_err(|e| e.len()), Err(1));
     }
 }

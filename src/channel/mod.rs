@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::event::{Event, EventStatus, LineBlock, batch_size};
 use crate::metrics::BufferGauges;
-pub use fanout::Fanout;
+pub use fanout::{Copies, Fanout};
 
 /// The most batches a channel holds, whatever their size.
 pub const MAX_QUEUED_BATCHES: usize = 1024;

@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 
 use tokio::task::JoinHandle;
 
-use crate::channel::{BatchReceiver, Fanout};
+use crate::channel::{Batch, BatchReceiver, Copies, Fanout};
 use crate::component::{Transform, TransformOutput, workers};
 use crate::error::ComponentError;
-use crate::event::{Event, batch_size};
+use crate::event::batch_size;
 use crate::metrics::{ComponentMetrics, OutputMetrics, discard_reason};
 
 /// How many instances of a transform to build: one per worker ([`workers`]) for a
@@ -28,27 +28,24 @@ pub fn instances(concurrent: bool) -> usize {
 /// The task of a transform: read a batch, transform it, send each output on. With more than
 /// one instance, batches are transformed in parallel and sent on in order.
 pub async fn run(
-    mut instances: Vec<Box<dyn Transform>>,
+    instances: Vec<Box<dyn Transform>>,
     mut input: BatchReceiver,
     primary: Fanout,
     named: Vec<(String, Fanout, OutputMetrics)>,
     metrics: ComponentMetrics,
 ) -> Result<(), ComponentError> {
     let mut outputs = Outputs::new(primary, named, &metrics);
-    if instances.len() == 1
-        && let Some(mut transform) = instances.pop()
-    {
-        let mut out = outputs.buffers();
-        while let Some(batch) = input.recv().await {
-            metrics.received(batch.len(), batch_size(&batch));
-            transform.transform(batch, &mut out);
-            outputs.send(&mut out).await;
-        }
-        return Ok(());
-    }
-    let mut idle: Vec<Worker> = instances.into_iter().map(|t| (t, outputs.buffers())).collect();
+    let parallel = instances.len() > 1;
+    let mut idle: Vec<Worker> = (instances.into_iter())
+        .map(|transform| Worker {
+            transform,
+            out: TransformOutput::new(outputs.named.len()),
+            fanouts: outputs.fanouts(),
+            metrics: metrics.clone(),
+        })
+        .collect();
     // The batches being transformed, oldest first: their outputs go on in this order.
-    let mut running: VecDeque<JoinHandle<Worker>> = VecDeque::new();
+    let mut running: VecDeque<JoinHandle<(Worker, Vec<Option<Prepared>>)>> = VecDeque::new();
     let mut open = true;
     loop {
         tokio::select! {
@@ -58,22 +55,27 @@ pub async fn run(
                 if !running.is_empty() =>
             {
                 running.pop_front();
-                let (transform, mut out) = match done {
-                    Ok(worker) => worker,
+                let (worker, prepared) = match done {
+                    Ok(done) => done,
                     // Panics as the single instance would, in the component's own task.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
-                outputs.send(&mut out).await;
-                idle.push((transform, out));
+                idle.push(worker);
+                outputs.send(prepared).await;
             }
-            batch = input.recv(), if open && !idle.is_empty() => match batch {
+            batch = input.recv_batch(), if open && !idle.is_empty() => match batch {
                 Some(batch) => {
-                    metrics.received(batch.len(), batch_size(&batch));
-                    let (mut transform, mut out) = idle.pop().expect("an idle instance");
-                    running.push_back(tokio::spawn(async move {
-                        transform.transform(batch, &mut out);
-                        (transform, out)
-                    }));
+                    let mut worker = idle.pop().expect("an idle instance");
+                    if parallel {
+                        running.push_back(tokio::spawn(async move {
+                            let prepared = worker.work(batch);
+                            (worker, prepared)
+                        }));
+                    } else {
+                        let prepared = worker.work(batch);
+                        idle.push(worker);
+                        outputs.send(prepared).await;
+                    }
                 }
                 None => open = false,
             },
@@ -83,8 +85,43 @@ pub async fn run(
     Ok(())
 }
 
-/// An instance and the output buffers it fills.
-type Worker = (Box<dyn Transform>, TransformOutput);
+/// An instance, the output buffers it fills and what it needs to make its outputs ready to
+/// send: everything per event happens here, on the instance's own task when there are several.
+struct Worker {
+    transform: Box<dyn Transform>,
+    out: TransformOutput,
+    /// Primary first, then the named outputs.
+    fanouts: Vec<Fanout>,
+    metrics: ComponentMetrics,
+}
+
+/// One output's events, copied for its consumers, and what is counted as sent.
+struct Prepared {
+    copies: Copies,
+    events: usize,
+    bytes: usize,
+}
+
+impl Worker {
+    /// Turns the batch into events (a block of lines is built here), transforms them and
+    /// copies each output for its consumers: one entry per output, `None` for an empty one.
+    fn work(&mut self, batch: Batch) -> Vec<Option<Prepared>> {
+        let events = batch.into_events();
+        self.metrics.received(events.len(), batch_size(&events));
+        self.transform.transform(events, &mut self.out);
+        let buffers = std::iter::once(&mut self.out.primary).chain(self.out.named.iter_mut());
+        (buffers.zip(&self.fanouts))
+            .map(|(buffer, fanout)| {
+                let events = std::mem::take(buffer);
+                (!events.is_empty()).then(|| Prepared {
+                    events: events.len(),
+                    bytes: batch_size(&events),
+                    copies: fanout.copies(events),
+                })
+            })
+            .collect()
+    }
+}
 
 /// A transform's outputs: where each goes and what is counted on the way.
 struct Outputs {
@@ -106,36 +143,27 @@ impl Outputs {
         }
     }
 
-    /// Empty buffers for one instance's results.
-    fn buffers(&self) -> TransformOutput {
-        TransformOutput::new(self.named.len())
+    /// The fan-outs, primary first (clones share their consumers).
+    fn fanouts(&self) -> Vec<Fanout> {
+        std::iter::once(self.primary.0.clone())
+            .chain(self.named.iter().map(|(_, f, _)| f.clone()))
+            .collect()
     }
 
-    /// Sends what `out` holds on, output by output, and leaves it empty.
-    async fn send(&mut self, out: &mut TransformOutput) {
-        let (fanout, m) = &mut self.primary;
-        send_one(fanout, m, &self.unconsumed, std::mem::take(&mut out.primary)).await;
-        for (i, (_, fanout, m)) in self.named.iter_mut().enumerate() {
-            send_one(fanout, m, &self.unconsumed, std::mem::take(&mut out.named[i])).await;
+    /// Sends each output's prepared events on, in output order.
+    async fn send(&mut self, prepared: Vec<Option<Prepared>>) {
+        let (primary, primary_metrics) = &mut self.primary;
+        let outputs = std::iter::once((primary, &*primary_metrics))
+            .chain(self.named.iter_mut().map(|(_, f, m)| (f, &*m)));
+        for ((fanout, m), p) in outputs.zip(prepared) {
+            let Some(p) = p else { continue };
+            m.sent(p.events, p.bytes);
+            if let Err(events) = fanout.send_copies(p.copies).await {
+                // No component reads this output.
+                fanout.tap_unsent(&events);
+                self.unconsumed.inc_by(events.len() as u64);
+            }
         }
-    }
-}
-
-async fn send_one(
-    fanout: &mut Fanout,
-    m: &OutputMetrics,
-    unconsumed: &prometheus_client::metrics::counter::Counter,
-    events: Vec<Event>,
-) {
-    if events.is_empty() {
-        return;
-    }
-    m.sent(events.len(), batch_size(&events));
-    if fanout.is_empty() {
-        fanout.tap_unsent(&events);
-        unconsumed.inc_by(events.len() as u64);
-    } else {
-        fanout.send(events).await;
     }
 }
 
@@ -146,7 +174,7 @@ mod tests {
 
     use super::*;
     use crate::channel::{WhenFull, channel};
-    use crate::event::Value;
+    use crate::event::{Event, Value};
 
     /// Records the order in which batches were transformed; the instance given batch 0 waits
     /// until batch 1 has been transformed, so the two finish in the reverse of their order.
