@@ -35,7 +35,7 @@ pub async fn run(
     metrics: ComponentMetrics,
 ) -> Result<(), ComponentError> {
     let mut outputs = Outputs::new(primary, named, &metrics);
-    let parallel = instances.len() > 1;
+    let instances_count = instances.len();
     let mut idle: Vec<Worker> = (instances.into_iter())
         .map(|transform| Worker {
             transform,
@@ -44,41 +44,53 @@ pub async fn run(
             metrics: metrics.clone(),
         })
         .collect();
-    // The batches being transformed, oldest first: their outputs go on in this order.
-    let mut running: VecDeque<JoinHandle<(Worker, Vec<Option<Prepared>>)>> = VecDeque::new();
+    if instances_count == 1
+        && let Some(mut worker) = idle.pop()
+    {
+        while let Some(batch) = input.recv_batch().await {
+            let prepared = worker.work(batch);
+            outputs.send(prepared).await;
+        }
+        return Ok(());
+    }
+    // An instance comes back as soon as it is done, so that it takes the next batch while an
+    // older one is still being transformed; the results wait in `running`, oldest first, and
+    // go on in that order. At most twice as many batches as instances are held.
+    let (free, mut freed) = tokio::sync::mpsc::unbounded_channel::<Worker>();
+    let mut running: VecDeque<JoinHandle<Vec<Option<Prepared>>>> = VecDeque::new();
     let mut open = true;
     loop {
         tokio::select! {
-            // Finished work goes on first, which frees an instance for the next batch.
+            // Finished work goes on first.
             biased;
             done = async { running.front_mut().expect("not empty").await },
                 if !running.is_empty() =>
             {
                 running.pop_front();
-                let (worker, prepared) = match done {
-                    Ok(done) => done,
+                match done {
+                    Ok(prepared) => outputs.send(prepared).await,
                     // Panics as the single instance would, in the component's own task.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
-                };
-                idle.push(worker);
-                outputs.send(prepared).await;
+                }
             }
-            batch = input.recv_batch(), if open && !idle.is_empty() => match batch {
-                Some(batch) => {
-                    let mut worker = idle.pop().expect("an idle instance");
-                    if parallel {
+            Some(worker) = freed.recv(), if idle.len() < instances_count => idle.push(worker),
+            batch = input.recv_batch(),
+                if open && !idle.is_empty() && running.len() < 2 * instances_count =>
+            {
+                match batch {
+                    Some(batch) => {
+                        let mut worker = idle.pop().expect("an idle instance");
+                        let free = free.clone();
                         running.push_back(tokio::spawn(async move {
                             let prepared = worker.work(batch);
-                            (worker, prepared)
+                            // The receiver lives as long as the runner, which awaits this task.
+                            let _ = free.send(worker);
+                            prepared
                         }));
-                    } else {
-                        let prepared = worker.work(batch);
-                        idle.push(worker);
-                        outputs.send(prepared).await;
                     }
+                    None => open = false,
                 }
-                None => open = false,
-            },
+            }
             else => break,
         }
     }
