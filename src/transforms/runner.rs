@@ -5,7 +5,8 @@
 //! built once per worker ([`workers`]), and its batches are transformed on their own tasks,
 //! as many at once as there are instances, so that one stage can use every core. The outputs
 //! are still sent in the order the batches came, so order and backpressure are as with one
-//! instance; the batches being transformed are the only extra memory (one per instance).
+//! instance; the batches being transformed or waiting their turn are the only extra memory
+//! (at most two per instance).
 //!
 //! [`TransformComponent::concurrent`]: crate::component::TransformComponent::concurrent
 
