@@ -226,18 +226,15 @@ mod tests {
         Event::from_value(Value::from(&serde_json::json!({ "n": n })))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_are_transformed_at_once_and_sent_on_in_order() {
-        let finished = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let instances: Vec<Box<dyn Transform>> = (0..2)
-            .map(|_| Box::new(Gated { finished: Arc::clone(&finished) }) as Box<dyn Transform>)
-            .collect();
+    /// Runs `instances` over batches of one event each, numbered from 0, and returns the
+    /// numbers in the order they were sent on.
+    async fn run_numbered(instances: Vec<Box<dyn Transform>>, batches: i64) -> Vec<i64> {
         let (tx, input) = channel(1 << 20, WhenFull::Block, None, None);
         let (out_tx, mut out) = channel(1 << 20, WhenFull::Block, None, None);
         let primary = Fanout::new(vec![("out".into(), out_tx)]);
         let metrics = crate::transforms::test_util::metrics();
         let task = tokio::spawn(run(instances, input, primary, Vec::new(), metrics));
-        for n in 0..4 {
+        for n in 0..batches {
             tx.send(vec![event(n)]).await.unwrap_or_else(|_| panic!("input closed"));
         }
         drop(tx);
@@ -246,7 +243,16 @@ mod tests {
         while let Some(batch) = out.try_recv() {
             sent.extend(batch.iter().map(number));
         }
-        assert_eq!(sent, [0, 1, 2, 3], "outputs in input order");
+        sent
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_transformed_at_once_and_sent_on_in_order() {
+        let finished = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let instances: Vec<Box<dyn Transform>> = (0..2)
+            .map(|_| Box::new(Gated { finished: Arc::clone(&finished) }) as Box<dyn Transform>)
+            .collect();
+        assert_eq!(run_numbered(instances, 4).await, [0, 1, 2, 3], "outputs in input order");
         let finished = finished.0.lock().unwrap().clone();
         // Batch 0's instance waited for batch 1; the other instance may have gone on to batch
         // 2 meanwhile, so only the order of 1 and 0 is certain.
@@ -265,27 +271,8 @@ mod tests {
             }
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (tx, input) = channel(1 << 20, WhenFull::Block, None, None);
-        let (out_tx, mut out) = channel(1 << 20, WhenFull::Block, None, None);
-        let primary = Fanout::new(vec![("out".into(), out_tx)]);
         let instances: Vec<Box<dyn Transform>> = vec![Box::new(Count(Arc::clone(&seen)))];
-        let task = tokio::spawn(run(
-            instances,
-            input,
-            primary,
-            Vec::new(),
-            crate::transforms::test_util::metrics(),
-        ));
-        for n in 0..3 {
-            tx.send(vec![event(n)]).await.unwrap_or_else(|_| panic!("input closed"));
-        }
-        drop(tx);
-        task.await.unwrap().unwrap();
-        let mut sent = Vec::new();
-        while let Some(batch) = out.try_recv() {
-            sent.extend(batch.iter().map(number));
-        }
-        assert_eq!(sent, [0, 1, 2]);
+        assert_eq!(run_numbered(instances, 3).await, [0, 1, 2]);
         assert_eq!(*seen.lock().unwrap(), [0, 1, 2]);
     }
 }
