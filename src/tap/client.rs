@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::sinks::util::retry::Backoff;
+
 /// How events are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -42,11 +44,12 @@ pub struct TapArgs {
     pub reconnect: bool,
 }
 
-/// The first wait before connecting again, doubled after each failed attempt up to
-/// [`RETRY_MAX`]: a restart of weir takes a second or two, and a tap left running against a
-/// stopped weir tries no more than once per `RETRY_MAX`.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The waits before connecting again: 100 ms, doubled after each failed attempt up to 5 s (the
+/// ceilings of the sinks' schedule, without jitter: one tap has no crowd to spread). A
+/// restart of weir takes a second or two, and a tap left running against a stopped weir
+/// tries no more than once per 5 s.
+const RETRY: Backoff =
+    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), max_retries: None };
 
 impl TapArgs {
     fn endpoint(&self) -> String {
@@ -106,7 +109,8 @@ async fn tap(args: &TapArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
     let mut printer = Printer { args, printed: 0, end: None, lost: false };
     let mut connected = false;
-    let mut wait = RETRY_FIRST;
+    // Failed attempts since weir was last reached.
+    let mut attempt = 0;
     // What was last said about a lost weir: an attempt failing as the last did says nothing.
     let mut said = String::new();
     loop {
@@ -117,7 +121,7 @@ async fn tap(args: &TapArgs) -> Result<(), String> {
             Ok(Session::Lost { stopping: true, .. }) if !args.reconnect => return Ok(()),
             Ok(Session::Lost { why, .. }) => {
                 connected = true;
-                wait = RETRY_FIRST;
+                attempt = 0;
                 said.clear();
                 why
             }
@@ -128,18 +132,19 @@ async fn tap(args: &TapArgs) -> Result<(), String> {
         if !args.reconnect {
             return Err(format!("{why} (--no-reconnect)"));
         }
+        let wait = RETRY.ceiling(attempt);
         if why != said {
             eprintln!(
                 "weir tap: {why}; connecting again in {} ms (waits doubling up to {} s; \
                  --no-reconnect exits instead)",
                 wait.as_millis(),
-                RETRY_MAX.as_secs()
+                RETRY.max.as_secs()
             );
             said = why;
         }
         printer.lost = true;
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(RETRY_MAX);
+        attempt += 1;
     }
 }
 
