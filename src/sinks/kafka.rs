@@ -11,7 +11,7 @@
 //! headers_key = "kafka.headers"             # an object of fields that become headers
 //! headers = { "trace-id" = "trace.id" }     # header name = field path
 //! encoding.codec = "json"                   # or "text": the bare `message`
-//! compression = "lz4"                       # none (default), gzip, snappy, lz4
+//! compression = "lz4"                       # none (default), gzip, snappy, lz4, zstd
 //! ```
 //!
 //! **Delivery.** The producer is idempotent with `acks=all` by default (`idempotent`,
@@ -142,6 +142,7 @@ pub enum Compression {
     Gzip,
     Snappy,
     Lz4,
+    Zstd,
 }
 
 impl Compression {
@@ -151,6 +152,7 @@ impl Compression {
             Self::Gzip => "gzip",
             Self::Snappy => "snappy",
             Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
         }
     }
 }

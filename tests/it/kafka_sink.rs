@@ -97,7 +97,7 @@ pub(crate) fn stop_cleanly(weir: Weir) {
     assert!(status.success(), "{status:?}\n{}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
-const CODECS: [&str; 4] = ["none", "gzip", "snappy", "lz4"];
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
 #[test]
 fn records_carry_keys_headers_and_every_compression() {
@@ -147,10 +147,10 @@ encoding.codec = "json"
     let agent = Weir::start(agent_dir.path(), &pipeline);
 
     let out = tempfile::tempdir().unwrap();
-    let topics = ["c-none", "c-gzip", "c-snappy", "c-lz4", "t-info", "t-error"];
+    let topics = ["c-none", "c-gzip", "c-snappy", "c-lz4", "c-zstd", "t-info", "t-error"];
     let reader = consumer(out.path(), &broker, &topics, "check");
-    wait_output(out.path(), "200 records in each of 5 topics", &[&agent, &reader], &broker, |v| {
-        v.len() >= 1000
+    wait_output(out.path(), "200 records in each of 6 topics", &[&agent, &reader], &broker, |v| {
+        v.len() >= 1200
     });
     let all = consumed(out.path());
     for codec in CODECS {
@@ -189,7 +189,7 @@ encoding.codec = "json"
     // Sent counts what the broker confirmed; the consumer may see a record before the agent
     // has its delivery report.
     let sent = || agent.metric("weir_component_sent_events_total", &[("component_kind", "sink")]);
-    assert!(wait_for(WAIT, || sent() == 1000.0), "{}", agent.metrics());
+    assert!(wait_for(WAIT, || sent() == 1200.0), "{}", agent.metrics());
     stop_cleanly(agent);
     assert!(reader.stop().success());
 }
