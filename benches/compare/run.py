@@ -27,10 +27,13 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
                                                        syslog-ng 3.38 take no OTLP)
   9. syslog over TCP from 1,000 connections -> Elasticsearch bulk
                                                       (weir, Vector, rsyslog, syslog-ng)
+  10. file -> Kafka (the agent tier)                  (weir; the broker is tansu, started
+                                                       per run; the peers' builds here have no
+                                                       Kafka output)
 
 Vector and Fluent Bit run when their binaries are given (--peer-bin vector=PATH or VECTOR_BIN,
 --peer-bin fluent-bit=PATH or FLUENT_BIT_BIN), each in the scenarios its folder has a
-configuration for (Fluent Bit: all nine); see README.md.
+configuration for (Fluent Bit: the first nine); see README.md.
 
 What a run measures. The shipper starts on a fresh state directory and reads its input from
 the beginning (file scenarios), or receives it from one TCP connection that sends the whole
@@ -40,7 +43,8 @@ requests (scenario 8). The clock runs from the shipper's start (file scenarios, 
 counts), from the first byte sent (scenarios 4 and 9) or the first request (scenario 8) until
 the far end has received every event: lines in the output file (for scenario 1, whose output
 must equal its input, the output file's size, polled every millisecond; the lines are
-counted after), or documents and entries counted by the endpoint (examples/bench_endpoint).
+counted after), documents and entries counted by the endpoint (examples/bench_endpoint), or
+records in the Kafka topic (scenario 10; the broker's high watermarks, polled).
 Beyond the count, the far end is checked for the work: a parsed field in every document
 (2, 5, 6, 8, 9) or line (3); every CRI record's parts joined into one Loki line (7: the
 lines hold exactly the records' message bytes); and in scenario 6 the requests counted on
@@ -582,6 +586,105 @@ class Endpoint:
         return self.proc.stderr.read().decode(errors="replace")
 
 
+KAFKA_TOPIC = "bench"
+KAFKA_PARTITIONS = 3
+
+
+def find_tansu():
+    """The Kafka broker of scenario 10 (and of weir's Kafka tests): `tansu` on the PATH or in
+    cargo's bin folder; None when it is not installed."""
+    cargo_home = os.environ.get("CARGO_HOME") or os.path.join(os.path.expanduser("~"), ".cargo")
+    for path in [shutil.which("tansu"), os.path.join(cargo_home, "bin", "tansu")]:
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+class KafkaBroker:
+    """A fresh tansu broker per run (in-memory storage), with the topic the shipper produces
+    to. It counts the records in the topic from the high watermarks that Fetch responses carry:
+    tansu 0.6.0 answers ListOffsets (latest) with the offset after its newest stored batch's
+    first record, not the partition's end, so a Kafka client's watermark query
+    (query_watermark_offsets, which uses ListOffsets) cannot count here. The harness speaks the
+    two fixed-format requests itself (Kafka protocol, Fetch v4) so that it needs no client
+    library; the records are not decoded."""
+
+    def __init__(self, binary, run_dir):
+        folder = os.path.join(run_dir, "broker")
+        os.makedirs(folder, exist_ok=True)
+        self.port = free_port()
+        url = "tcp://127.0.0.1:%d" % self.port
+        self.stderr_path = os.path.join(run_dir, "broker.stderr")
+        # An empty working folder: tansu reads a `.env` file from it if there is one.
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [binary, "broker", "--silent", "--storage-engine", "memory://tansu/",
+                 "--listener-url", url, "--advertised-listener-url", url],
+                cwd=folder, stdout=subprocess.DEVNULL, stderr=err)
+        if not wait_listening(self.port, self.proc):
+            raise Failed("the Kafka broker did not listen:\n%s" % tail(self.stderr_path))
+        r = subprocess.run([binary, "topic", "create", KAFKA_TOPIC, "--partitions",
+                            str(KAFKA_PARTITIONS), "--broker", url], cwd=folder,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise Failed("tansu topic create: %s" % r.stdout.decode(errors="replace"))
+        self.bootstrap = "127.0.0.1:%d" % self.port
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.high = [0] * KAFKA_PARTITIONS
+        self.correlation = 0
+
+    def _recv(self, n):
+        data = b""
+        while len(data) < n:
+            part = self.sock.recv(n - len(data))
+            if not part:
+                raise Failed("the Kafka broker closed the counting connection")
+            data += part
+        return data
+
+    def records(self):
+        """Records in the topic: the sum of its partitions' high watermarks. Each partition is
+        fetched at its last known watermark with a 1-byte limit, so a poll moves at most one
+        batch per partition that grew."""
+        self.correlation += 1
+        name = KAFKA_TOPIC.encode()
+        parts = b"".join(struct.pack(">iqi", p, hw, 1) for p, hw in enumerate(self.high))
+        body = struct.pack(">iiiib", -1, 0, 0, 1, 0) + struct.pack(">ih", 1, len(name)) + \
+            name + struct.pack(">i", len(self.high)) + parts
+        client = b"bench"
+        req = struct.pack(">hhih", 1, 4, self.correlation, len(client)) + client + body
+        self.sock.sendall(struct.pack(">i", len(req)) + req)
+        size, = struct.unpack(">i", self._recv(4))
+        data = self._recv(size)
+        correlation, _throttle, topics = struct.unpack_from(">iii", data, 0)
+        if correlation != self.correlation:
+            raise Failed("Fetch answered out of turn")
+        pos = 12
+        for _ in range(topics):
+            n, = struct.unpack_from(">h", data, pos)
+            pos += 2 + n
+            partitions, = struct.unpack_from(">i", data, pos)
+            pos += 4
+            for _ in range(partitions):
+                p, err, hw, _lso, aborted = struct.unpack_from(">ihqqi", data, pos)
+                pos += 26 + max(aborted, 0) * 16
+                records, = struct.unpack_from(">i", data, pos)
+                pos += 4 + max(records, 0)
+                if err:
+                    raise Failed("Fetch of partition %d: Kafka error code %d" % (p, err))
+                self.high[p] = hw
+        return sum(self.high)
+
+    def cpu(self):
+        return proc_usage(self.proc.pid)[0]
+
+    def close(self):
+        try:
+            self.sock.close()
+        finally:
+            stop(self.proc, grace=5)
+
+
 class LineCounter:
     """Counts the lines of a growing output file, reading only what was added since."""
 
@@ -788,6 +891,8 @@ class Weir:
                     BENCH_PODS_DIR=values.get("PODS_DIR", "/nonexistent"),
                     BENCH_OTLP_HTTP_ADDRESS="127.0.0.1:%d" % values.get("OTLP_HTTP_PORT", 9),
                     BENCH_OTLP_GRPC_ADDRESS="127.0.0.1:%d" % values.get("OTLP_GRPC_PORT", 9),
+                    BENCH_KAFKA_BOOTSTRAP=values.get("KAFKA_BOOTSTRAP", "127.0.0.1:9"),
+                    BENCH_KAFKA_TOPIC=KAFKA_TOPIC,
                     WEIR_LOG=os.environ.get("WEIR_LOG", "warn"))
 
     def validate(self, scenario, run_dir):
@@ -946,6 +1051,8 @@ SCENARIOS = [
     {"id": 9, "key": "s9-syslog-es", "title": "syslog TCP from 1,000 connections -> "
      "Elasticsearch bulk", "data": "syslog", "far": "es", "marker": "appname",
      "send": "connections", "connections": 1000},
+    {"id": 10, "key": "s10-file-kafka", "title": "file -> Kafka (the agent tier)",
+     "data": "model-servers", "far": "kafka", "limits": ["cat", "split"]},
 ]
 
 
@@ -967,10 +1074,15 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
               "API_PORT": free_port()}
     endpoint = None
     counter = None
+    broker = None
     proc = None
     sender = None
     result = {"shipper": shipper.name, "events": events, "bytes": size}
     try:
+        if scenario["far"] == "kafka":
+            with pinned(other_cpus):
+                broker = KafkaBroker(bins["tansu"], run_dir)
+            values["KAFKA_BOOTSTRAP"] = broker.bootstrap
         if scenario["far"] in ("es", "loki"):
             with pinned(other_cpus):
                 endpoint = Endpoint(bins["endpoint"], scenario.get("marker"))
@@ -1003,6 +1115,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                     return 0
             if counter:
                 return counter.poll()
+            if broker:
+                return broker.records()
             s = endpoint.stats()
             return s["es_docs"] if scenario["far"] == "es" else s["loki_entries"]
 
@@ -1050,6 +1164,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                           last_gap=now - last_change)
             if endpoint:
                 result["endpoint_cpu"] = endpoint.cpu()
+            if broker:
+                result["endpoint_cpu"] = broker.cpu()
             if sender:
                 sender.join()
                 if sender.error:
@@ -1090,6 +1206,10 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
                              "bytes)" % expected)
             if scenario.get("check") == "model_monitoring" and s["es_docs"] == events:
                 notes += check_model_monitoring(shipper, scenario, values, facts_of(path))
+        elif broker:
+            # Let anything in flight arrive, so that duplicates would show.
+            time.sleep(0.3)
+            result["seen"] = broker.records()
         else:
             stop(proc)
             result["seen"] = counter.poll()
@@ -1120,6 +1240,8 @@ def run_shipper(shipper, scenario, inp, args, run_dir, bins, cores=None):
         stop(proc)
         if counter:
             counter.close()
+        if broker:
+            broker.close()
         if endpoint:
             log_err = endpoint.close()
             if log_err.strip():
@@ -1533,7 +1655,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256,
                     help="size of each generated input (default 256)")
     ap.add_argument("--runs", type=int, default=3, help="runs per shipper and scenario")
-    ap.add_argument("--scenario", type=int, action="append", help="only these (1-9)")
+    ap.add_argument("--scenario", type=int, action="append", help="only these (1-10)")
     ap.add_argument("--shipper", action="append",
                     help="only these: weir, vector, fluent-bit, rsyslog, syslog-ng, cat, "
                     "copy, split")
@@ -1572,6 +1694,8 @@ def main():
     for b in bins.values():
         if not os.path.exists(b):
             sys.exit("missing %s: build without --no-build" % b)
+    # Scenario 10's broker; without it that scenario is skipped.
+    bins["tansu"] = find_tansu()
 
     peer_bins = {"vector": os.environ.get("VECTOR_BIN"),
                  "fluent-bit": os.environ.get("FLUENT_BIT_BIN")}
@@ -1662,6 +1786,12 @@ def main():
                       flush=True)
                 all_results["scenarios"].append({"id": sc["id"], "skipped": out})
                 continue
+        if sc["far"] == "kafka" and not bins["tansu"]:
+            why = ("the Kafka broker tansu is not installed (scripts/install-test-deps.sh, or "
+                   "cargo install tansu --version 0.6.0 --locked --features dynostore)")
+            print("skipped: " + why, flush=True)
+            all_results["scenarios"].append({"id": sc["id"], "skipped": why})
+            continue
         # Page cache: read the input once, so the first run does not pay for the disk.
         subprocess.run(cat_command(path), stdout=subprocess.DEVNULL)
         load_start = loadavg()

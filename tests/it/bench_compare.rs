@@ -38,6 +38,8 @@ fn validate(file: &Path, dir: &Path) -> (i32, String) {
         .env("BENCH_PODS_DIR", dir.join("pods"))
         .env("BENCH_OTLP_GRPC_ADDRESS", "127.0.0.1:4317")
         .env("BENCH_OTLP_HTTP_ADDRESS", "127.0.0.1:4318")
+        .env("BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        .env("BENCH_KAFKA_TOPIC", "bench")
         .output()
         .expect("run weir validate");
     let text =
@@ -58,6 +60,7 @@ fn scenario_pipelines_validate() {
         "s7-kubernetes-loki",
         "s8-otlp-es",
         "s9-syslog-es",
+        "s10-file-kafka",
     ];
     for name in names {
         let (code, out) = validate(&scenario_dir().join(format!("{name}.toml")), dir.path());
