@@ -3,7 +3,9 @@
 //! multi-line message kept whole, and a receiver that stops and starts again mid-run: the
 //! sink reconnects and nothing is lost), over UDP (one unframed datagram per event), over a
 //! Unix stream socket (newline framing), and over TLS to rsyslog's OpenSSL driver (the
-//! receiver's certificate verified: a sink trusting another CA delivers nothing).
+//! receiver's certificate verified: a sink trusting another CA delivers nothing; with mutual
+//! TLS, weir's client certificate presented, and without one nothing is acknowledged), and to
+//! a TLS receiver that sends no session tickets.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -303,4 +305,139 @@ input(type="imtcp" address="127.0.0.1" port="{port}")"#,
     assert!(wait_for(WAIT, || errors() >= 1.0), "no failed handshake counted:\n{}", weir.stderr());
     assert!(weir.stderr().contains("certificate"), "{}", weir.stderr());
     assert_eq!(received(&rsyslog_dir).len(), 200, "nothing from the unverified connection");
+}
+
+#[test]
+fn rsyslog_requiring_a_client_certificate_receives_from_weir_presenting_one() {
+    let (dir, rsyslog_dir) = dirs();
+    let pki = crate::syslog::pki();
+    let write = |name: &str, text: &str| {
+        let path = rsyslog_dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.pem", &pki.ca_pem);
+    let crt = write("server.pem", &pki.server.0);
+    let key = write("server.key", &pki.server.1);
+    let client_crt = write("client.pem", &pki.client.0);
+    let client_key = write("client.key", &pki.client.1);
+    let port = free_port();
+    // Mutual TLS: rsyslog's OpenSSL driver accepts only a client whose certificate the CA
+    // signed (`x509/certvalid`: the chain is checked, not the name).
+    let input = format!(
+        r#"global(defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{crt}"
+       defaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+input(type="imtcp" address="127.0.0.1" port="{port}")"#,
+        ca = ca.display(),
+        crt = crt.display(),
+        key = key.display()
+    );
+    let receiver = Rsyslog::start(&rsyslog_dir, port, &receiver_rules(&rsyslog_dir, &input));
+    append(&dir.path().join("in.log"), 0..200);
+    let target = format!(
+        "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"\n\
+         tls = {{ ca_file = \"{}\", crt_file = \"{}\", key_file = \"{}\" }}",
+        ca.display(),
+        client_crt.display(),
+        client_key.display()
+    );
+    let weir = start_weir_to(dir.path(), &target);
+    expect_all(&rsyslog_dir, 200, true, &weir, &receiver);
+    crate::kafka_sink::stop_cleanly(weir);
+
+    // Without a client certificate rsyslog refuses the connection: nothing is written, the
+    // failure is counted, and no event is acknowledged (they wait to be sent again). Under
+    // TLS 1.3 the refusal is an alert after weir's side of the handshake has ended; the sink
+    // waits for it (or a session ticket) up to its connect timeout, 10 s by default, which
+    // rsyslog's answer on loopback (milliseconds) is far inside.
+    let other = tempfile::tempdir().unwrap();
+    append(&other.path().join("in.log"), 1000..1010);
+    let target = format!(
+        "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"\ntls.ca_file = \"{}\"",
+        ca.display()
+    );
+    let weir = start_weir_to(other.path(), &target);
+    let metric = |name: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![("component_id", "rsyslog")];
+        all.extend_from_slice(labels);
+        weir.metric(name, &all)
+    };
+    let errors = || metric("weir_component_errors_total", &[("error_type", "write_failed")]);
+    assert!(
+        wait_for(WAIT, || errors() >= 2.0),
+        "no refused connection counted:\n{}",
+        weir.stderr()
+    );
+    // rsyslog's alert, as rustls reports it.
+    assert!(weir.stderr().contains("CertificateRequired"), "{}", weir.stderr());
+    assert_eq!(metric("weir_component_sent_events_total", &[]), 0.0, "{}", weir.metrics());
+    assert_eq!(
+        received(&rsyslog_dir).len(),
+        200,
+        "nothing from the connection without a certificate"
+    );
+}
+
+/// A TLS 1.3 receiver that sends no session ticket (rustls with `send_tls13_tickets = 0`)
+/// gives the sink no sign that it accepted the client: the sink takes the connection as
+/// accepted when `connect_timeout_secs` has passed, and every event arrives.
+#[test]
+fn a_tls_receiver_sending_no_session_ticket_still_receives() {
+    use std::io::BufRead;
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::syslog::pki();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(pki.server.0.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(pki.server.1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    config.send_tls13_tickets = 0;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let tls = std::io::BufReader::new(rustls::StreamOwned::new(conn, sock));
+        for line in tls.lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    append_lines(&dir.path().join("in.log"), 0..20, false);
+    // 2 s: how long the sink waits for a ticket before it writes anyway. A handshake slower
+    // than that on a loaded machine only times out and is tried again; WAIT bounds the test.
+    let target = format!(
+        "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nconnect_timeout_secs = 2\ntls.ca_file = \"{}\"",
+        ca.display()
+    );
+    let weir = start_weir_to(dir.path(), &target);
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        match lines.recv_timeout(WAIT) {
+            Ok(line) => got.push(line),
+            Err(e) => panic!("{e}: {} of 20 lines\n{}", got.len(), weir.stderr()),
+        }
+    }
+    for (i, line) in got.iter().enumerate() {
+        assert!(line.ends_with(&format!("prediction {i}")), "{line}");
+    }
+    crate::kafka_sink::stop_cleanly(weir);
 }

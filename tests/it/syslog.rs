@@ -457,7 +457,7 @@ fn max_connections_closes_the_longest_idle_and_read_timeout() {
 pub(crate) struct Pki {
     pub(crate) ca_pem: String,
     pub(crate) server: (String, String),
-    client: (String, String),
+    pub(crate) client: (String, String),
     ca: rustls_pki_types::CertificateDer<'static>,
 }
 

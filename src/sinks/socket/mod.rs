@@ -28,7 +28,13 @@
 //! dead receiver holds the pipeline (backpressure) instead of losing events; a batch whose
 //! write failed may reach the receiver twice. Before each write to a TCP or Unix stream the
 //! sink checks whether the receiver has closed the connection, so a restarted receiver costs
-//! no write into a dead connection. Once weir begins to stop, a failed write is not retried:
+//! no write into a dead connection. Over TLS 1.3 a new connection is used only once the
+//! receiver has accepted it: the client's side of that handshake ends before the receiver has
+//! checked the client (its certificate, when it requires one), and a refusal comes after, as
+//! an alert; bytes written before it would count as delivered and be lost. The sink waits for
+//! the receiver's session ticket (which OpenSSL, Go and rustls servers send once they accept a
+//! client) or its alert; a receiver that sends no ticket is taken as accepting at the end of
+//! `connect_timeout_secs`. Once weir begins to stop, a failed write is not retried:
 //! its events are marked errored (read again by their sources after a restart).
 //!
 //! **UDP** sends one event per datagram, unframed (RFC 5426; what rsyslog's omfwd and Vector
@@ -43,14 +49,21 @@ pub mod encode;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
+use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue,
+};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, NamedGroup, ProtocolVersion, RootCertStore};
 
 use super::util::retry::Backoff;
 use crate::component::{SinkComponent, SinkContext};
@@ -214,14 +227,10 @@ impl SinkComponent for SocketSinkConfig {
 
 impl TlsClientConfig {
     /// Reads the files; every failure names its field and file.
-    fn connector(
-        &self,
-        address: &str,
-    ) -> Result<(TlsConnector, tokio_rustls::rustls::pki_types::ServerName<'static>), BuildError>
-    {
+    fn connector(&self, address: &str) -> Result<TlsTarget, BuildError> {
         use crate::sources::util::tls::read_certs;
+        use rustls_pki_types::PrivateKeyDer;
         use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{PrivateKeyDer, ServerName};
         let err = |message: String| BuildError::Client { what: "TLS", message };
         let mut roots = RootCertStore::empty();
         match &self.ca_file {
@@ -237,7 +246,7 @@ impl TlsClientConfig {
             .with_safe_default_protocol_versions()
             .map_err(|e| err(e.to_string()))?
             .with_root_certificates(roots);
-        let config = match (&self.crt_file, &self.key_file) {
+        let mut config = match (&self.crt_file, &self.key_file) {
             (Some(crt), Some(key)) => {
                 let certs = read_certs(crt, "tls.crt_file").map_err(err)?;
                 let key = PrivateKeyDer::from_pem_file(key)
@@ -256,11 +265,13 @@ impl TlsClientConfig {
         };
         let name = ServerName::try_from(host.clone())
             .map_err(|e| err(format!("`{host}` is not a server name: {e}")))?;
-        Ok((TlsConnector::from(Arc::new(config)), name))
+        let tickets = Arc::new(Tickets::default());
+        config.resumption = Resumption::store(tickets.clone());
+        Ok((TlsConnector::from(Arc::new(config)), name, tickets))
     }
 }
 
-type TlsTarget = (TlsConnector, tokio_rustls::rustls::pki_types::ServerName<'static>);
+type TlsTarget = (TlsConnector, tokio_rustls::rustls::pki_types::ServerName<'static>, Arc<Tickets>);
 
 enum Target {
     Tcp(String, Option<TlsTarget>),
@@ -393,6 +404,11 @@ impl SocketSink {
         if self.conn.is_some() {
             return Ok(());
         }
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let tickets_before = match &self.target {
+            Target::Tcp(_, Some((_, _, tickets))) => tickets.received(),
+            _ => 0,
+        };
         let connect = async {
             Ok::<_, std::io::Error>(match &self.target {
                 Target::Tcp(address, tls) => {
@@ -400,7 +416,7 @@ impl SocketSink {
                     let _ = stream.set_nodelay(true);
                     match tls {
                         None => Conn::Tcp(stream),
-                        Some((connector, name)) => {
+                        Some((connector, name, _)) => {
                             let s = connector.connect(name.clone(), stream).await?;
                             Conn::Tls(Box::new(s))
                         }
@@ -415,9 +431,14 @@ impl SocketSink {
                 }
             })
         };
-        let conn = tokio::time::timeout(self.connect_timeout, connect)
+        let mut conn = tokio::time::timeout_at(deadline, connect)
             .await
             .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, "connecting timed out"))??;
+        if let (Conn::Tls(stream), Target::Tcp(_, Some((_, _, tickets)))) =
+            (&mut conn, &self.target)
+        {
+            accepted(stream, tickets, tickets_before, deadline).await?;
+        }
         tracing::info!(component = %self.cx.id, "connected");
         self.conn = Some(conn);
         Ok(())
@@ -446,6 +467,103 @@ impl SocketSink {
         // Written whole: every event is released as delivered.
         pending.finalizers.clear();
         Ok(())
+    }
+}
+
+/// Waits for a TLS 1.3 receiver's verdict on the client: its first session ticket (counted
+/// by `tickets` beyond `before`) or any bytes mean accepted; an alert (a required client
+/// certificate missing or refused) or a close is the error. Without either by `deadline` the
+/// connection is taken as accepted (a receiver that sends no tickets). TLS 1.2 needs no wait:
+/// its handshake ends with the receiver's Finished, sent after its checks.
+async fn accepted(
+    stream: &mut TlsStream<TcpStream>,
+    tickets: &Tickets,
+    before: u64,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    if stream.get_ref().1.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
+        return Ok(());
+    }
+    // A syslog receiver sends nothing: bytes read here are not anyone's data.
+    let mut scratch = [0u8; 256];
+    loop {
+        if tickets.received() > before {
+            return Ok(());
+        }
+        tokio::select! {
+            read = stream.read(&mut scratch) => return match read {
+                Ok(0) => Err(std::io::Error::new(
+                    ErrorKind::ConnectionAborted,
+                    "the receiver closed the connection after the TLS handshake",
+                )),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            },
+            () = tickets.arrived.notified() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("no session ticket from the receiver; taking the connection as accepted");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The session store of a sink's TLS connections: rustls's in-memory cache, counting the TLS
+/// 1.3 tickets receivers send, which tell `accepted` that the receiver took the client.
+#[derive(Debug)]
+struct Tickets {
+    cache: ClientSessionMemoryCache,
+    count: AtomicU64,
+    arrived: Notify,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Self {
+            cache: ClientSessionMemoryCache::new(32),
+            count: AtomicU64::new(0),
+            arrived: Notify::new(),
+        }
+    }
+}
+
+impl Tickets {
+    fn received(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+impl ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.cache.set_kx_hint(server_name, group);
+    }
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.cache.kx_hint(server_name)
+    }
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.cache.set_tls12_session(server_name, value);
+    }
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.cache.tls12_session(server_name)
+    }
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.cache.remove_tls12_session(server_name);
+    }
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.cache.insert_tls13_ticket(server_name, value);
+        self.count.fetch_add(1, Ordering::Release);
+        self.arrived.notify_one();
+    }
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.cache.take_tls13_ticket(server_name)
     }
 }
 
