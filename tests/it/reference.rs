@@ -58,6 +58,20 @@ fn every_option_has_a_description() {
     );
 }
 
+/// An option left unset takes its default, and the Default column says which: the socket
+/// sink's `framing` is an `Option` (refused for udp) whose unset value is newline framing
+/// (`unwrap_or_default` in the sink), not "none".
+#[test]
+fn an_unset_choice_shows_the_value_it_takes() {
+    let (files, _) = pages(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let sinks = &files.iter().find(|(n, _)| n == "sinks.md").expect("sinks.md").1;
+    let row = sinks
+        .lines()
+        .find(|l| l.starts_with("| `framing` | string: `\"newline\"`"))
+        .expect("the socket sink's framing row");
+    assert!(row.contains("| `\"newline\"` |"), "{row}");
+}
+
 /// The reference's files (name, text), and the options written without a description.
 fn pages(root: &Path) -> (Vec<(String, String)>, Vec<String>) {
     let index = Index::read(&root.join("src"));
@@ -562,10 +576,16 @@ fn enum_values(e: &syn::ItemEnum) -> String {
     "table or value".into()
 }
 
-/// The default of a field marked `#[serde(default)]`.
+/// The default of a field marked `#[serde(default)]`. An optional choice among names (a unit
+/// enum) that has a `#[default]` variant is an `Option` only so that its absence can be told
+/// apart (the socket sink's `framing`, refused for udp): unset, it is that variant.
 fn type_default(index: &Index, ty: &Type, optional: bool, near: &Path) -> String {
+    let unit_default = generic(ty).and_then(|(n, _)| unit_enum_default(index, &n, near));
     if optional {
-        return "none".into();
+        return unit_default.unwrap_or_else(|| "none".into());
+    }
+    if let Some(name) = unit_default {
+        return name;
     }
     match generic(ty).map(|(n, _)| n).as_deref() {
         Some("bool") => "`false`".into(),
@@ -574,24 +594,23 @@ fn type_default(index: &Index, ty: &Type, optional: bool, near: &Path) -> String
         }
         Some("String") => "`\"\"`".into(),
         Some(n) if n.starts_with('u') || n.starts_with('i') => "`0`".into(),
-        Some(n) => {
-            if let Some((_, e)) = Index::nearest(index.enums.get(n), near)
-                && e.variants.iter().all(|v| matches!(v.fields, Fields::Unit))
-                && let Some(v) =
-                    e.variants.iter().find(|v| v.attrs.iter().any(|a| a.path().is_ident("default")))
-            {
-                let rule = setting(&serde(&e.attrs), "rename_all").flatten().map(str::to_string);
-                let s = serde(&v.attrs);
-                let name = setting(&s, "rename")
-                    .flatten()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| renamed(&v.ident.to_string(), rule.as_deref()));
-                return format!("`\"{name}\"`");
-            }
-            "see description".into()
-        }
-        None => "see description".into(),
+        _ => "see description".into(),
     }
+}
+
+/// The `#[default]` variant of a unit enum named `name`, as TOML writes it.
+fn unit_enum_default(index: &Index, name: &str, near: &Path) -> Option<String> {
+    let (_, e) = Index::nearest(index.enums.get(name), near)?;
+    if !e.variants.iter().all(|v| matches!(v.fields, Fields::Unit)) {
+        return None;
+    }
+    let v = e.variants.iter().find(|v| v.attrs.iter().any(|a| a.path().is_ident("default")))?;
+    let rule = setting(&serde(&e.attrs), "rename_all").flatten().map(str::to_string);
+    let name = setting(&serde(&v.attrs), "rename")
+        .flatten()
+        .map(str::to_string)
+        .unwrap_or_else(|| renamed(&v.ident.to_string(), rule.as_deref()));
+    Some(format!("`\"{name}\"`"))
 }
 
 /// The value of a `default = "function"` when the function is a literal expression.
