@@ -1,6 +1,7 @@
 //! The `http_server` source against real clients: `curl` (NDJSON, JSON, gzip, lines, bad and
-//! oversized bodies, credentials, TLS), Python's `logging.handlers.HTTPHandler`, and a
-//! stalled sink (429/503 with `Retry-After`, nothing lost once it moves again).
+//! oversized bodies, credentials, TLS), Python's `logging.handlers.HTTPHandler`, a stalled
+//! sink (429/503 with `Retry-After`, nothing lost once it moves again), and a sink rejecting
+//! events for good (400, dead letters).
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -490,4 +491,78 @@ fn connections_are_capped_and_half_sent_requests_closed_after_the_header_timeout
     // Their places are free again.
     let ok = curl(d, &format!("http://127.0.0.1:{port}/"), &["--data-binary", "after"]);
     assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+/// A sink that rejects events for good (the Elasticsearch stand-in refuses documents with a
+/// top-level `trace` field, as a mapping conflict would): the request is answered 400 with the
+/// reason, as Vector's `http_server` answers a batch a sink rejected ("Contents failed to
+/// deliver to sink"), and the rejected event is a dead letter; the request's other events are
+/// stored, and a request with nothing rejected gets 200.
+#[test]
+fn events_a_sink_rejects_for_good_are_answered_400_and_become_dead_letters() {
+    use crate::es_server::{EsServer, EsState};
+    let dir = tempfile::tempdir().unwrap();
+    let es =
+        EsServer::start_with(EsState { poison_field: Some("trace".into()), ..Default::default() });
+    let port = free_port();
+    let weir = Weir::start(
+        dir.path(),
+        &format!(
+            r#"
+[sources.http]
+type = "http_server"
+address = "127.0.0.1:{port}"
+# Wide: the answer waits for Elasticsearch's, on a machine that may be slow.
+ack_timeout_secs = 120
+
+[sinks.es]
+type = "elasticsearch"
+inputs = ["http"]
+endpoints = ["{}"]
+index = "logs"
+batch.timeout_secs = 0.2
+"#,
+            es.url()
+        ),
+    );
+    let up = wait_for(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "{}", weir.stderr());
+    let url = format!("http://127.0.0.1:{port}/");
+    let post = |body: &str| {
+        curl(dir.path(), &url, &["-H", "Content-Type: application/x-ndjson", "--data-binary", body])
+    };
+
+    let answer =
+        post("{\"message\":\"a\"}\n{\"message\":\"b\",\"trace\":\"t1\"}\n{\"message\":\"c\"}\n");
+    assert_eq!(answer.status, 400, "{answer:?}\n{}", weir.stderr());
+    assert!(answer.body.contains("rejected the events for good"), "{answer:?}");
+    assert!(!answer.headers.to_ascii_lowercase().contains("retry-after"), "{answer:?}");
+    let answer = post("{\"message\":\"d\"}\n");
+    assert_eq!(answer.status, 200, "{answer:?}\n{}", weir.stderr());
+
+    let mut stored: Vec<String> = es
+        .state()
+        .all_docs()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["a", "c", "d"], "the events not rejected are stored once");
+    let letters = || -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(dir.path().join("data/dead_letter")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .flat_map(|e| crate::support::read_lines(&e.path()))
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect()
+    };
+    assert!(wait_for(Duration::from_secs(60), || !letters().is_empty()), "{}", weir.stderr());
+    let letters = letters();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["weir"]["dead_letter"]["sink"], "es", "{:#}", letters[0]);
+    assert!(letters[0].to_string().contains("t1"), "the rejected event: {:#}", letters[0]);
 }

@@ -35,6 +35,13 @@
 //! `ack_timeout_secs` or weir is stopping. Sending the same request again after a 429 or 503
 //! may deliver some events twice (at-least-once), never lose them.
 //!
+//! Beside Vector's `http_server`: a request a sink rejected gets 400 there too. Where its
+//! events were not delivered (a sink failed), Vector answers 500; weir answers 503 with
+//! `Retry-After`, which clients and OTLP exporters retry. And when a request's events were in
+//! part rejected and in part not delivered, Vector answers 400 (rejection wins) and weir 503
+//! (not delivered wins): after a 400 a client drops the request, and the events never
+//! delivered, which are not dead letters, would be lost.
+//!
 //! Metrics, besides the common component series: `weir_component_http_responses_total`
 //! by `status`; `weir_component_open_connections`;
 //! `weir_component_connections_closed_total{reason="header_timeout"}`;

@@ -765,6 +765,34 @@ mod tests {
         sink.await.unwrap();
     }
 
+    /// A request with one event rejected for good and one not delivered is answered 503 (send
+    /// again), not 400: after a 400 the client would drop the event never delivered.
+    #[tokio::test]
+    async fn a_request_in_part_rejected_and_in_part_not_delivered_is_sent_again() {
+        use crate::channel::{Fanout, WhenFull, channel};
+        use crate::event::EventStatus;
+        use crate::metrics::{ComponentLabels, ComponentMetrics};
+        let metrics = ComponentMetrics::new(ComponentLabels::new("h", "source", "http_server"));
+        let (tx, mut rx) = channel(1 << 20, WhenFull::Block, None, None);
+        let mut out =
+            SourceSender::new(Fanout::new(vec![("s".into(), tx)]), metrics.output("_default"));
+        let shutdown = ShutdownSignal::new();
+        let wait = Delivery { wait_for_acks: true, ack_timeout: Duration::from_secs(5) };
+        let sink = tokio::spawn(async move {
+            let mut statuses = [EventStatus::Rejected, EventStatus::Errored].into_iter();
+            while let Some(batch) = rx.recv().await {
+                for e in batch.iter() {
+                    e.update_status(statuses.next().unwrap_or(EventStatus::Delivered));
+                }
+            }
+        });
+        let two = vec![Event::from_message("x"), Event::from_message("y")];
+        let answer = deliver(&mut out, two, wait, &shutdown).await.unwrap_err();
+        assert_eq!((answer.status, answer.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+        drop(out);
+        sink.await.unwrap();
+    }
+
     #[tokio::test]
     async fn deliver_counting_counts_rejected_events_one_by_one() {
         use crate::channel::{Fanout, WhenFull, channel};
