@@ -226,6 +226,7 @@ pub async fn run_source<S: SourceComponent>(
         shutdown: shutdown.clone(),
         data_dir: data_dir.to_path_buf(),
         metrics: metrics.clone(),
+        listeners: Default::default(),
     };
     let task = tokio::spawn(config.build(checked, cx).expect("the source builds"));
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ use crate::channel::{self, BatchReceiver, Fanout};
 use crate::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::metrics::{ComponentMetrics, OutputMetrics};
+use crate::sources::util::listeners::Listeners;
 
 /// Tells a source to stop, and by when everything must be done.
 #[derive(Clone)]
@@ -94,6 +95,8 @@ pub struct SourceContext {
     pub shutdown: ShutdownSignal,
     pub data_dir: PathBuf,
     pub metrics: ComponentMetrics,
+    /// Listening sockets handed on between a source's instances during a reload.
+    pub listeners: Listeners,
 }
 
 /// What a sink is given when it is built.

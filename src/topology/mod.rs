@@ -34,6 +34,7 @@ use crate::dead_letter::{self, DeadLetter};
 use crate::error::{BuildError, ComponentError, Task};
 use crate::metrics::{ComponentLabels, ComponentMetrics};
 use crate::sinks::SinkConfig;
+use crate::sources::util::listeners::Listeners;
 
 mod reload;
 
@@ -71,6 +72,8 @@ pub struct RunningTopology {
     /// Cancelled when a component's task ends with an error.
     failed: CancellationToken,
     running: Arc<Mutex<BTreeMap<String, &'static str>>>,
+    /// Sockets a replaced source hands to its replacement during a reload.
+    listeners: Listeners,
 }
 
 /// One running component: its tasks (a sink with a disk buffer has four) and its signal.
@@ -183,6 +186,7 @@ impl RunningTopology {
             sources_done: CancellationToken::new(),
             failed: CancellationToken::new(),
             running: Arc::default(),
+            listeners: Listeners::default(),
         }
     }
 
@@ -321,6 +325,7 @@ impl RunningTopology {
                 shutdown: shutdown.clone(),
                 data_dir: config.data_dir.clone(),
                 metrics,
+                listeners: self.listeners.clone(),
             };
             match def.inner.build(cx) {
                 Ok(task) => built.components.push(BuiltComponent {

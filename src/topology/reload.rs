@@ -6,6 +6,8 @@
 //! component is retired before its replacement is built:
 //! - a source is told to stop: it stops reading, waits for the acknowledgements of what it
 //!   sent and writes its checkpoint, as at shutdown (its replacement starts from there);
+//!   a listening socket it leaves goes to whatever is built on the same address (see
+//!   [`crate::sources::util::listeners`]), so it is never closed in between;
 //! - a transform or a sink is taken out of its upstream outputs, so its input closes once
 //!   the batches already on their way are in; it handles what it holds and ends (a sink
 //!   sends its in-flight batches). A sink with a disk buffer is stopped as at shutdown: what
@@ -135,6 +137,8 @@ impl RunningTopology {
     /// [`RunningTopology::component_failed`]).
     pub async fn reload(&mut self, new: Config) -> Result<Changes, ReloadError> {
         let previous = self.config.clone();
+        // Held through a rollback too: the old sources take their sockets back then.
+        let _handover = self.listeners.reloading();
         let errors = match self.apply(new).await? {
             Applied::Done(changes) => return Ok(changes),
             Applied::BuildFailed(errors) => errors,

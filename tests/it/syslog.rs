@@ -458,7 +458,7 @@ pub(crate) struct Pki {
     pub(crate) ca_pem: String,
     pub(crate) server: (String, String),
     pub(crate) client: (String, String),
-    ca: rustls_pki_types::CertificateDer<'static>,
+    pub(crate) ca: rustls_pki_types::CertificateDer<'static>,
 }
 
 pub(crate) fn pki() -> Pki {

@@ -175,7 +175,7 @@ impl SourceComponent for HttpServerConfig {
 
     fn build(&self, (): (), cx: SourceContext) -> Result<Task, BuildError> {
         let limits = Limits::new(self.max_connections, self.header_read_timeout_secs);
-        let server = Server::bind(self.address, self.tls.as_ref(), limits, &cx.metrics)?;
+        let server = Server::bind(self.address, self.tls.as_ref(), limits, &cx)?;
         tracing::info!(
             component = %cx.id,
             address = %self.address,

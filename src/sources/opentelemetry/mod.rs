@@ -241,8 +241,7 @@ impl SourceComponent for OpentelemetryConfig {
                 let limits = Limits::new(g.max_connections, g.header_read_timeout_secs);
                 // gRPC clients require HTTP/2 chosen by ALPN in a TLS handshake.
                 let alpn: &[&[u8]] = &[b"h2"];
-                let server =
-                    Server::bind_alpn(g.address, g.tls.as_ref(), alpn, limits, &cx.metrics)?;
+                let server = Server::bind_alpn(g.address, g.tls.as_ref(), alpn, limits, &cx)?;
                 tracing::info!(
                     component = %cx.id,
                     address = %g.address,
@@ -259,7 +258,7 @@ impl SourceComponent for OpentelemetryConfig {
             None => None,
             Some(h) => {
                 let limits = Limits::new(h.max_connections, h.header_read_timeout_secs);
-                let server = Server::bind(h.address, h.tls.as_ref(), limits, &cx.metrics)?;
+                let server = Server::bind(h.address, h.tls.as_ref(), limits, &cx)?;
                 tracing::info!(
                     component = %cx.id,
                     address = %h.address,

@@ -110,6 +110,13 @@ impl SyslogDecoder {
         Self { max: max_message_bytes.max(1), oversize, state: State::Start, scanned: 0 }
     }
 
+    /// Applies another source instance's limits to a connection it takes over, from the
+    /// next frame on.
+    pub fn set_limits(&mut self, max_message_bytes: usize, oversize: Oversize) {
+        self.max = max_message_bytes.max(1);
+        self.oversize = oversize;
+    }
+
     fn header(buf: &[u8]) -> Header {
         match buf.first() {
             Some(b'1'..=b'9') => {}

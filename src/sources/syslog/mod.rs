@@ -63,7 +63,6 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
-use tokio::net::{TcpListener, UdpSocket};
 
 use super::util::lines::Oversize;
 use super::util::tls::TlsServerConfig;
@@ -177,20 +176,17 @@ impl SourceComponent for SyslogConfig {
             },
             telemetry: Telemetry::new(&cx.metrics),
             id: cx.id.clone(),
+            address: self.address,
         });
         match self.mode {
             Mode::Udp => {
-                let socket = std::net::UdpSocket::bind(self.address)
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .and_then(UdpSocket::from_std)
+                let socket = (cx.listeners.udp(self.address))
                     .map_err(|source| BuildError::Bind { address: self.address, source })?;
                 tracing::info!(component = %cx.id, address = %self.address, "listening for syslog over udp");
                 Ok(Box::pin(udp::run(socket, settings, cx)))
             }
             Mode::Tcp => {
-                let listener = std::net::TcpListener::bind(self.address)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(TcpListener::from_std)
+                let listener = (cx.listeners.tcp(self.address))
                     .map_err(|source| BuildError::Bind { address: self.address, source })?;
                 tracing::info!(
                     component = %cx.id,
@@ -199,7 +195,9 @@ impl SourceComponent for SyslogConfig {
                     "listening for syslog over tcp"
                 );
                 let table = tcp::Connections::new(self.max_connections);
-                Ok(Box::pin(tcp::run(listener, acceptor, table, settings, cx)))
+                // Taken now: what the reload does not hand out by its end is closed.
+                let handed = cx.listeners.take_connections(self.address);
+                Ok(Box::pin(tcp::run(listener, handed, acceptor, table, settings, cx)))
             }
         }
     }
@@ -213,6 +211,8 @@ struct Settings {
     read_timeout: Option<Duration>,
     telemetry: Telemetry,
     id: String,
+    /// The configured address: the key its sockets are handed on under during a reload.
+    address: SocketAddr,
 }
 
 /// The source's own series and rate-limited log lines.

@@ -36,6 +36,7 @@ use crate::component::{ShutdownSignal, SourceContext, SourceSender};
 use crate::error::ComponentError;
 use crate::event::Event;
 use crate::internal_events::RateLimit;
+use crate::sources::util::listeners::{Connection, Listeners};
 
 /// How long a TLS handshake may take when `read_timeout_secs` is 0 (no idle timeout).
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,6 +160,7 @@ impl Drop for Registration {
 
 pub(super) async fn run(
     listener: TcpListener,
+    handed: Vec<Connection>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     table: Arc<Connections>,
     settings: Arc<Settings>,
@@ -166,7 +168,37 @@ pub(super) async fn run(
 ) -> Result<(), ComponentError> {
     let connections = TaskTracker::new();
     let mut accept_log = RateLimit::default();
-    let t = &settings.telemetry;
+    let spawn = |peer: SocketAddr, registration: Registration, stream: Accepted| {
+        let settings = Arc::clone(&settings);
+        let out = cx.out.clone();
+        let shutdown = cx.shutdown.clone();
+        let listeners = cx.listeners.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            let _open = OpenConnection::new(&settings.telemetry.open_connections);
+            let conn = Conn {
+                peer,
+                settings: &settings,
+                registration,
+                shutdown: &shutdown,
+                listeners: &listeners,
+            };
+            let decoder = || SyslogDecoder::new(settings.max, settings.oversize);
+            match (stream, acceptor) {
+                (Accepted::New(s), None) => conn.serve(FramedRead::new(s, decoder()), out).await,
+                (Accepted::New(s), Some(a)) => conn.serve_tls(&a, s, out).await,
+                (Accepted::Plain(frames), _) => conn.serve(frames, out).await,
+                (Accepted::Tls(frames), _) => conn.serve(*frames, out).await,
+            }
+        });
+    };
+    // The connections the instance this one replaces was reading, first.
+    for handed in handed {
+        let Some((peer, stream)) = Accepted::handed(handed, &settings) else { continue };
+        if let Some(registration) = admit(&table, &settings, peer) {
+            spawn(peer, registration, stream);
+        }
+    }
     loop {
         let accepted = tokio::select! {
             biased;
@@ -184,54 +216,87 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let registration = match table.admit() {
-            Admission::Free(r) => r,
-            Admission::Evicted(r, idle) => {
-                t.evicted.inc();
-                if let Some(suppressed) = allow(&t.evicted_log) {
-                    tracing::warn!(
-                        component = %cx.id,
-                        peer = %peer,
-                        idle_secs = idle.as_secs(),
-                        suppressed,
-                        "max_connections reached; the longest idle connection was closed to \
-                         serve a new one"
-                    );
-                }
-                r
-            }
-            Admission::Full => {
-                t.refused.inc();
-                if let Some(suppressed) = allow(&t.refused_log) {
-                    tracing::warn!(
-                        component = %cx.id,
-                        peer = %peer,
-                        suppressed,
-                        "max_connections reached and every connection is busy; new connection \
-                         closed"
-                    );
-                }
-                drop(stream);
-                continue;
-            }
-        };
-        let settings = Arc::clone(&settings);
-        let out = cx.out.clone();
-        let shutdown = cx.shutdown.clone();
-        let acceptor = acceptor.clone();
-        connections.spawn(async move {
-            let _open = OpenConnection::new(&settings.telemetry.open_connections);
-            let conn = Conn { peer, settings: &settings, registration, shutdown: &shutdown };
-            match acceptor {
-                None => conn.serve(stream, out).await,
-                Some(acceptor) => conn.serve_tls(&acceptor, stream, out).await,
-            }
-        });
+        if let Some(registration) = admit(&table, &settings, peer) {
+            spawn(peer, registration, Accepted::New(stream));
+        }
     }
-    drop(listener);
+    // During a reload the replacement takes the listener: senders connecting meanwhile wait
+    // in its accept queue instead of being refused.
+    cx.listeners.park_tcp(settings.address, listener);
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// A place in the table for a connection from `peer`, or none (it is closed) when every
+/// connection is busy.
+fn admit(table: &Arc<Connections>, settings: &Settings, peer: SocketAddr) -> Option<Registration> {
+    let t = &settings.telemetry;
+    match table.admit() {
+        Admission::Free(r) => Some(r),
+        Admission::Evicted(r, idle) => {
+            t.evicted.inc();
+            if let Some(suppressed) = allow(&t.evicted_log) {
+                tracing::warn!(
+                    component = %settings.id,
+                    peer = %peer,
+                    idle_secs = idle.as_secs(),
+                    suppressed,
+                    "max_connections reached; the longest idle connection was closed to \
+                     serve a new one"
+                );
+            }
+            Some(r)
+        }
+        Admission::Full => {
+            t.refused.inc();
+            if let Some(suppressed) = allow(&t.refused_log) {
+                tracing::warn!(
+                    component = %settings.id,
+                    peer = %peer,
+                    suppressed,
+                    "max_connections reached and every connection is busy; new connection \
+                     closed"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// A connection to serve: accepted now, or handed over by the instance this one replaces
+/// (read on from where it stopped, in whatever it negotiated then).
+enum Accepted {
+    New(TcpStream),
+    Plain(FramedRead<TcpStream, SyslogDecoder>),
+    Tls(Box<FramedRead<tokio_rustls::server::TlsStream<TcpStream>, SyslogDecoder>>),
+}
+
+/// What a stopped instance leaves in [`crate::sources::util::listeners::Listeners`] for each
+/// connection it was reading.
+struct Handed<S> {
+    peer: SocketAddr,
+    frames: FramedRead<S, SyslogDecoder>,
+}
+
+impl Accepted {
+    fn handed(handed: Connection, settings: &Settings) -> Option<(SocketAddr, Self)> {
+        let (peer, mut accepted) = match handed.downcast::<Handed<TcpStream>>() {
+            Ok(h) => (h.peer, Self::Plain(h.frames)),
+            Err(other) => {
+                let h = other.downcast::<Handed<tokio_rustls::server::TlsStream<TcpStream>>>();
+                let h = h.ok()?;
+                (h.peer, Self::Tls(Box::new(h.frames)))
+            }
+        };
+        let (max, oversize) = (settings.max, settings.oversize);
+        match &mut accepted {
+            Self::Plain(f) => f.decoder_mut().set_limits(max, oversize),
+            Self::Tls(f) => f.decoder_mut().set_limits(max, oversize),
+            Self::New(_) => {}
+        }
+        Some((peer, accepted))
+    }
 }
 
 /// One connection and what it shares with the source.
@@ -240,12 +305,15 @@ struct Conn<'a> {
     settings: &'a Settings,
     registration: Registration,
     shutdown: &'a ShutdownSignal,
+    listeners: &'a Listeners,
 }
 
 /// What ended the reading of a connection.
 enum End {
-    /// The sender closed it, weir is stopping, or it was closed for another.
+    /// The sender closed it, or it was closed for another.
     Closed,
+    /// The source instance is stopping (weir stops, or a reload replaces it).
+    Stopping,
     /// No consumer is left downstream.
     NoConsumer,
 }
@@ -269,7 +337,10 @@ impl Conn<'_> {
             },
         };
         match handshake {
-            Ok(tls) => self.serve(tls, out).await,
+            Ok(tls) => {
+                let decoder = SyslogDecoder::new(settings.max, settings.oversize);
+                self.serve(FramedRead::new(tls, decoder), out).await;
+            }
             Err(e) => {
                 settings.telemetry.handshake_failed.inc();
                 if let Some(suppressed) = allow(&settings.telemetry.handshake_log) {
@@ -288,18 +359,20 @@ impl Conn<'_> {
     /// Reads the connection until it ends: frames become events, gathered into batches of
     /// what is already readable, each sent before the next read (that wait is the
     /// backpressure).
-    async fn serve<S: Stream>(self, stream: S, mut out: SourceSender) {
-        let Self { peer, settings, registration, shutdown } = self;
+    async fn serve<S: Stream + Send + 'static>(
+        self,
+        mut frames: FramedRead<S, SyslogDecoder>,
+        mut out: SourceSender,
+    ) {
+        let Self { peer, settings, registration, shutdown, listeners } = self;
         let t = &settings.telemetry;
-        let mut frames =
-            FramedRead::new(stream, SyslogDecoder::new(settings.max, settings.oversize));
         let mut logged = false;
         let mut batch: Vec<Event> = Vec::new();
         tracing::debug!(component = %settings.id, peer = %peer, "connection opened");
         let end = 'conn: loop {
             let first = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break 'conn End::Closed,
+                _ = shutdown.cancelled() => break 'conn End::Stopping,
                 _ = registration.evicted().cancelled() => break 'conn End::Closed,
                 r = next_frame(&mut frames, settings.read_timeout) => r,
             };
@@ -364,6 +437,16 @@ impl Conn<'_> {
                 break End::Closed;
             }
         };
+        // A reload hands the connection, with what it has read of the next frame, to the
+        // instance that replaces this one: the sender goes on as if nothing happened.
+        if matches!(end, End::Stopping) && listeners.handing_over() {
+            drop(registration);
+            let handed = Box::new(Handed { peer, frames });
+            if listeners.park_connection(settings.address, handed).is_ok() {
+                tracing::debug!(component = %settings.id, peer = %peer, "connection handed to the replacement");
+            }
+            return;
+        }
         if matches!(end, End::NoConsumer) {
             tracing::debug!(component = %settings.id, peer = %peer, "no consumer left; connection closed");
         }

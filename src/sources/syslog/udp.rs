@@ -109,6 +109,7 @@ pub(super) async fn run(
             );
         }
     }
+    cx.listeners.park_udp(settings.address, socket);
     drop(queue);
     let _ = forwarder.await;
     Ok(())

@@ -44,8 +44,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use super::listeners::Listeners;
 use super::tls::TlsServerConfig;
-use crate::component::{ShutdownSignal, SourceSender};
+use crate::component::{ShutdownSignal, SourceContext, SourceSender};
 use crate::error::{BuildError, ComponentError, ConfigIssue};
 use crate::event::{BatchNotifier, BatchStatus, Event};
 use crate::internal_events::RateLimit;
@@ -472,17 +473,21 @@ pub struct Server {
     acceptor: Option<TlsAcceptor>,
     limits: Limits,
     telemetry: Arc<Telemetry>,
+    /// The configured address, under which a reload hands the listener on.
+    address: SocketAddr,
+    listeners: Listeners,
 }
 
 impl Server {
-    /// Binds `address` and reads the TLS files (a build's I/O).
+    /// Binds `address` (or takes the listener a replaced instance left on it, see
+    /// [`Listeners`]) and reads the TLS files (a build's I/O).
     pub fn bind(
         address: SocketAddr,
         tls: Option<&TlsServerConfig>,
         limits: Limits,
-        metrics: &ComponentMetrics,
+        cx: &SourceContext,
     ) -> Result<Self, BuildError> {
-        Self::bind_alpn(address, tls, &[], limits, metrics)
+        Self::bind_alpn(address, tls, &[], limits, cx)
     }
 
     /// As [`Server::bind`], offering the application protocols `alpn` in TLS handshakes.
@@ -491,7 +496,7 @@ impl Server {
         tls: Option<&TlsServerConfig>,
         alpn: &[&[u8]],
         limits: Limits,
-        metrics: &ComponentMetrics,
+        cx: &SourceContext,
     ) -> Result<Self, BuildError> {
         let acceptor = match tls {
             Some(tls) => tls
@@ -499,11 +504,16 @@ impl Server {
                 .map_err(|message| BuildError::Client { what: "TLS", message })?,
             None => None,
         };
-        let listener = std::net::TcpListener::bind(address)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(TcpListener::from_std)
-            .map_err(|source| BuildError::Bind { address, source })?;
-        Ok(Self { listener, acceptor, limits, telemetry: Arc::new(Telemetry::new(metrics)) })
+        let listener =
+            cx.listeners.tcp(address).map_err(|source| BuildError::Bind { address, source })?;
+        Ok(Self {
+            listener,
+            acceptor,
+            limits,
+            telemetry: Arc::new(Telemetry::new(&cx.metrics)),
+            address,
+            listeners: cx.listeners.clone(),
+        })
     }
 
     pub fn is_tls(&self) -> bool {
@@ -530,7 +540,7 @@ impl Server {
         shutdown: ShutdownSignal,
         protocol: P,
     ) -> Result<(), ComponentError> {
-        let Self { listener, acceptor, limits, telemetry: t } = self;
+        let Self { listener, acceptor, limits, telemetry: t, address, listeners } = self;
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let connections = TaskTracker::new();
         let mut accept_log = RateLimit::default();
@@ -567,7 +577,9 @@ impl Server {
                 t.open.dec();
             });
         }
-        drop(listener);
+        // During a reload the replacement takes the listener: clients connecting meanwhile
+        // wait in its accept queue instead of being refused.
+        listeners.park_tcp(address, listener);
         connections.close();
         connections.wait().await;
         Ok(())

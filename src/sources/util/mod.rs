@@ -3,6 +3,7 @@
 
 pub mod http_server;
 pub mod lines;
+pub mod listeners;
 pub mod multiline;
 pub mod tls;
 
