@@ -32,8 +32,9 @@
 //! for another path or method; 413 above `max_body_bytes`; 415 for an unknown
 //! `Content-Encoding`; 429 with `Retry-After` when the pipeline stays full (backpressure:
 //! the client keeps its events); 503 with `Retry-After` when they could not be delivered in
-//! `ack_timeout_secs` or weir is stopping. Sending the same request again after a 429 or 503
-//! may deliver some events twice (at-least-once), never lose them.
+//! `ack_timeout_secs` or weir is stopping (or a reload replacing the source has begun: the
+//! new instance answers the request sent again). Sending the same request again after a 429
+//! or 503 may deliver some events twice (at-least-once), never lose them.
 //!
 //! Beside Vector's `http_server`: a request a sink rejected gets 400 there too. Where its
 //! events were not delivered (a sink failed), Vector answers 500; weir answers 503 with

@@ -384,7 +384,10 @@ impl Drop for Tally {
 
 fn refuse_when_stopping(shutdown: &ShutdownSignal) -> Result<(), Reply> {
     if shutdown.is_cancelled() {
-        return Err(Reply::retry(StatusCode::SERVICE_UNAVAILABLE, "weir is stopping"));
+        return Err(Reply::retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "weir is stopping, or a reload is replacing this source; send the request again",
+        ));
     }
     Ok(())
 }
