@@ -4,7 +4,8 @@
 //! `insert_at` and what it reads (`extract_from`, `no_outputs_from`) are built as `weir run`
 //! builds them, fresh for the test, and run in graph order, each once, on every event that
 //! reaches it. Then each condition must hold for at least one event of its output (as in
-//! Vector), and each `no_outputs_from` output must be empty.
+//! Vector), an output with `event_count` must have that many events, and each
+//! `no_outputs_from` output must be empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -111,6 +112,18 @@ fn check_output(
                 target.value, target.location
             );
             continue;
+        }
+        if let Some(n) = expected.event_count.as_ref().filter(|n| n.value != events.len()) {
+            let _ = writeln!(
+                report,
+                "extract_from \"{}\" ({}): event_count = {} ({}), got {}:",
+                target.value,
+                target.location,
+                n.value,
+                n.location,
+                count(events.len()),
+            );
+            write_events(report, events);
         }
         for (i, condition) in expected.conditions.iter().enumerate() {
             let Some(why) = failed_condition(&condition.value, events) else { continue };

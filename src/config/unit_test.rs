@@ -17,8 +17,10 @@
 //! ```
 //!
 //! `type = "log"` inserts `log_fields` (keys are field paths), `type = "vrl"` the event its
-//! `source` program builds from an empty one. `no_outputs_from` lists outputs that must stay
-//! empty. Run time ignores tests; their tables are read here, with positions, and checked
+//! `source` program builds from an empty one (there is no `type = "metric"`: weir's events are
+//! logs). `no_outputs_from` lists outputs that must stay empty; `event_count = N` in a
+//! `[[tests.outputs]]` (weir's own, Vector has none) says how many events each of its outputs
+//! must have. Run time ignores tests; their tables are read here, with positions, and checked
 //! against the graph by [`check`] (`weir validate`, `weir test`), so a broken test never
 //! stops a pipeline from running.
 
@@ -72,6 +74,8 @@ pub enum InputEvent {
 pub struct TestOutput {
     pub extract_from: Vec<Located<String>>,
     pub conditions: Vec<Located<String>>,
+    /// `event_count` (weir's own): how many events each output must have.
+    pub event_count: Option<Located<usize>>,
 }
 
 type Locate<'a> = &'a dyn Fn(Option<Range<usize>>) -> Option<Location>;
@@ -336,7 +340,14 @@ impl Reader<'_, '_> {
                 self.error(
                     where_,
                     test,
-                    format!("unknown input type `{other}`; known types: raw, log, vrl"),
+                    match other {
+                        // Vector's metric inputs: weir's pipelines carry logs only.
+                        "metric" => "`type = \"metric\"` is not supported: events in weir are \
+                                     logs (log_to_metric turns them into Prometheus series on \
+                                     /metrics, not into events); known types: raw, log, vrl"
+                            .to_string(),
+                        _ => format!("unknown input type `{other}`; known types: raw, log, vrl"),
+                    },
                 );
                 None
             }
@@ -352,7 +363,7 @@ impl Reader<'_, '_> {
     fn output(&mut self, t: &dyn TableLike, at: Location, test: &str) -> TestOutput {
         const WHAT: &str = "[[tests.outputs]]";
         self.fallback = at.clone();
-        self.known_keys(t, &["extract_from", "conditions"], test, WHAT);
+        self.known_keys(t, &["extract_from", "conditions", "event_count"], test, WHAT);
         let extract_from = self.strings(t, "extract_from", test, WHAT);
         if t.get("extract_from").is_none() {
             self.error(Some(at.clone()), test, "missing `extract_from` (a transform's id)".into());
@@ -384,7 +395,19 @@ impl Reader<'_, '_> {
                 }
             }
         }
-        TestOutput { extract_from, conditions }
+        let event_count = t.get("event_count").and_then(|item| {
+            let location = self.value_at(item).unwrap_or_else(|| at.clone());
+            match item.as_integer() {
+                Some(n) if n >= 1 => Some(Located { value: n as usize, location }),
+                _ => {
+                    let hint = "`event_count` must be a whole number of at least 1 (for none, \
+                                list the output in the test's `no_outputs_from`)";
+                    self.error(Some(location), test, hint.into());
+                    None
+                }
+            }
+        });
+        TestOutput { extract_from, conditions, event_count }
     }
 }
 

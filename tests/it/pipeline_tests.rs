@@ -225,3 +225,83 @@ type = "lg"
     assert!(stdout.contains("\"msg\":\"boom\""), "{stdout}{stderr}");
     assert!(!stdout.contains("INFO"), "{stdout}");
 }
+
+/// `event_count` (weir's own; Vector's outputs have no count) checks how many events an
+/// output has, and shows them when the count is wrong. A Vector `type = "metric"` input is
+/// refused with the reason: weir's events are logs.
+#[test]
+fn event_count_checks_how_many_events_came_out() {
+    let tests = r#"
+[[tests]]
+name = "two errors of three"
+[[tests.inputs]]
+insert_at = "parsed"
+value = '{"level":"ERROR","msg":"one"}'
+[[tests.inputs]]
+insert_at = "parsed"
+value = '{"level":"INFO","msg":"two"}'
+[[tests.inputs]]
+insert_at = "parsed"
+value = '{"level":"ERROR","msg":"three"}'
+[[tests.outputs]]
+extract_from = "errors"
+event_count = 2
+[[tests.outputs]]
+extract_from = "parsed"
+event_count = 3
+[[tests.outputs.conditions]]
+source = '.msg == "two"'
+
+[[tests]]
+name = "one error expected"
+[[tests.inputs]]
+insert_at = "parsed"
+value = '{"level":"ERROR","msg":"one"}'
+[[tests.inputs]]
+insert_at = "parsed"
+value = '{"level":"ERROR","msg":"again"}'
+[[tests.outputs]]
+extract_from = "errors"
+event_count = 1
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, format!("{PIPELINE}{tests}")).unwrap();
+    let out = weir_test(&[&file]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("test two errors of three ... passed\n"), "{stdout}");
+    assert!(stdout.contains("test one error expected ... failed\n"), "{stdout}");
+    let f = file.display();
+    for needle in [
+        format!("extract_from \"errors\" ({f}:47:16): event_count = 1 ({f}:48:15), got 2 events:"),
+        "      \"msg\": \"one\"\n".to_string(),
+        "      \"msg\": \"again\"\n".to_string(),
+        "2 tests: 1 passed, 1 failed".to_string(),
+    ] {
+        assert!(stdout.contains(&needle), "no {needle:?} in:\n{stdout}");
+    }
+
+    let malformed = r#"
+[[tests]]
+name = "malformed"
+[[tests.inputs]]
+insert_at = "parsed"
+type = "metric"
+[[tests.outputs]]
+extract_from = "errors"
+event_count = 0
+"#;
+    std::fs::write(&file, format!("{PIPELINE}{malformed}")).unwrap();
+    let out = weir_test(&[&file]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{stdout}{stderr}");
+    for needle in [
+        format!(
+            "{f}:22:8: test `malformed`: `type = \"metric\"` is not supported: events in weir are logs"
+        ),
+        format!("{f}:25:15: test `malformed`: `event_count` must be a whole number of at least 1"),
+    ] {
+        assert!(stderr.contains(&needle), "no {needle:?} in:\n{stderr}");
+    }
+}
