@@ -7,6 +7,8 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::es_server::{EsServer, EsState};
@@ -322,6 +324,60 @@ encoding.codec = "json"
     stop_cleanly(weir);
 }
 
+/// A client sending numbered lines in a loop on its own thread until finished. `send(n)`
+/// sends line `n`: `Ok(true)` when it went through, `Ok(false)` to send it again, `Err` to
+/// stop with that failure.
+struct Looping {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failure: Arc<Mutex<Option<String>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Looping {
+    fn start(mut send: impl FnMut(usize) -> Result<bool, String> + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failure = Arc::new(Mutex::new(None));
+        let (s, n, f) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failure));
+        let thread = std::thread::spawn(move || {
+            let (stop, sent, failure) = (s, n, f);
+            while !stop.load(Ordering::Acquire) {
+                let n = sent.load(Ordering::Acquire);
+                match send(n) {
+                    Ok(true) => sent.store(n + 1, Ordering::Release),
+                    Ok(false) => {}
+                    Err(e) => {
+                        *failure.lock().unwrap() = Some(e);
+                        return;
+                    }
+                }
+            }
+        });
+        Self { stop, sent, failure, thread }
+    }
+
+    /// Waits until `count` more lines went through; false when the client failed or stalled.
+    fn progress(&self, count: usize) -> bool {
+        let from = self.sent.load(Ordering::Acquire);
+        let done = wait_for(WAIT, || {
+            self.sent.load(Ordering::Acquire) >= from + count
+                || self.failure.lock().unwrap().is_some()
+        });
+        done && self.failure.lock().unwrap().is_none()
+    }
+
+    /// Stops the loop: how many lines went through, or why it failed.
+    fn finish(self) -> Result<usize, String> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap();
+        match self.failure.lock().unwrap().take() {
+            Some(e) => Err(e),
+            None => Ok(self.sent.load(Ordering::Acquire)),
+        }
+    }
+}
+
 /// A syslog TCP source whose own table changes keeps its listening socket and its open
 /// connections through the reload: its replacement takes both over. A client connecting in
 /// a loop (connect, one line, wait for weir to close) is never refused and loses no line, and
@@ -329,8 +385,6 @@ encoding.codec = "json"
 #[test]
 fn a_changed_syslog_source_on_the_same_address_refuses_no_connection() {
     use std::io::Read;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -355,32 +409,17 @@ encoding.codec = "json"
     let address = SocketAddr::from(([127, 0, 0, 1], port));
 
     // Short connections, one after another, until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let client = {
-        let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let n = sent.load(Ordering::Acquire);
-                let result = (|| {
-                    let mut s = TcpStream::connect(address)?;
-                    s.set_read_timeout(Some(WAIT))?;
-                    s.write_all(format!("short-{n}\n").as_bytes())?;
-                    s.shutdown(std::net::Shutdown::Write)?;
-                    // weir closes once it has read the line and the end.
-                    s.read_to_end(&mut Vec::new())
-                })();
-                match result {
-                    Ok(_) => sent.store(n + 1, Ordering::Release),
-                    Err(e) => {
-                        failures.lock().unwrap().push(format!("short-{n}: {e}"));
-                        return;
-                    }
-                }
-            }
-        })
-    };
+    let client = Looping::start(move |n| {
+        let mut s = TcpStream::connect(address).map_err(|e| format!("short-{n}: {e}"))?;
+        let mut send = || {
+            s.set_read_timeout(Some(WAIT))?;
+            s.write_all(format!("short-{n}\n").as_bytes())?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            // weir closes once it has read the line and the end.
+            s.read_to_end(&mut Vec::new())
+        };
+        send().map(|_| true).map_err(|e| format!("short-{n}: {e}"))
+    });
     // One connection open throughout.
     let mut long = TcpStream::connect(address).unwrap();
     let mut long_lines = 0;
@@ -394,28 +433,16 @@ encoding.codec = "json"
     for stage in 1..=3 {
         say(&mut long);
         // The short connections go on between reloads.
-        let from = sent.load(Ordering::Acquire);
-        let going = wait_for(WAIT, || {
-            sent.load(Ordering::Acquire) >= from + 20 || !failures.lock().unwrap().is_empty()
-        });
-        assert!(going, "the client stalled; stderr:\n{}", weir.stderr());
+        assert!(client.progress(20), "the client stalled; stderr:\n{}", weir.stderr());
         rewrite(&weir, &pipeline(4096 + stage));
         sighup(&weir);
         say(&mut long);
         assert_eq!(reloads(&weir, "success"), stage as f64, "stderr:\n{}", weir.stderr());
     }
-    let from = sent.load(Ordering::Acquire);
-    let going = wait_for(WAIT, || {
-        sent.load(Ordering::Acquire) >= from + 20 || !failures.lock().unwrap().is_empty()
-    });
-    assert!(going, "the client stalled after the reloads");
-    stop.store(true, Ordering::Release);
-    client.join().unwrap();
-    let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{failures:?}; stderr:\n{}", weir.stderr());
+    assert!(client.progress(20), "the client stalled after the reloads");
+    let short = client.finish().unwrap_or_else(|e| panic!("{e}; stderr:\n{}", weir.stderr()));
     drop(long);
 
-    let short = sent.load(Ordering::Acquire);
     let out = dir.path().join("out.log");
     let all = wait_for(WAIT, || read_lines(&out).len() >= short + long_lines);
     let messages: Vec<String> = read_lines(&out)
@@ -447,7 +474,6 @@ encoding.codec = "json"
 #[test]
 fn a_syslog_tls_connection_goes_on_with_the_changed_source() {
     use rustls_pki_types::ServerName;
-    use std::sync::Arc;
     use tokio_rustls::rustls;
 
     let dir = tempfile::tempdir().unwrap();
@@ -525,9 +551,6 @@ encoding.codec = "json"
 /// HTTP clients do (it was not handled, so nothing arrives twice).
 #[test]
 fn a_changed_http_server_on_the_same_address_refuses_no_connection() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let pipeline = |header: usize| {
@@ -548,48 +571,25 @@ encoding.codec = "json"
     };
     let weir = start(dir.path(), &pipeline(0), &[]);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let client = {
-        let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let n = sent.load(Ordering::Acquire);
-                let body = format!("{{\"message\":\"http-{n}\"}}");
-                match crate::support::http_post_json(address, "/", &body) {
-                    Ok((200, _)) => sent.store(n + 1, Ordering::Release),
-                    // Closed before an answer, or come as the old instance stopped (503 with
-                    // Retry-After, its events not taken): sent again.
-                    Ok((0 | 503, _)) => {}
-                    Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => {}
-                    other => {
-                        failures.lock().unwrap().push(format!("http-{n}: {other:?}"));
-                        return;
-                    }
-                }
-            }
-        })
-    };
-    let progress = |count: usize| {
-        let from = sent.load(Ordering::Acquire);
-        wait_for(WAIT, || {
-            sent.load(Ordering::Acquire) >= from + count || !failures.lock().unwrap().is_empty()
-        })
-    };
+    let client = Looping::start(move |n| {
+        let body = format!("{{\"message\":\"http-{n}\"}}");
+        match crate::support::http_post_json(address, "/", &body) {
+            Ok((200, _)) => Ok(true),
+            // Closed before an answer, or come as the old instance stopped (503 with
+            // Retry-After, its events not taken): sent again.
+            Ok((0 | 503, _)) => Ok(false),
+            Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => Ok(false),
+            other => Err(format!("http-{n}: {other:?}")),
+        }
+    });
     for stage in 1..=3 {
-        assert!(progress(20), "the client stalled; stderr:\n{}", weir.stderr());
+        assert!(client.progress(20), "the client stalled; stderr:\n{}", weir.stderr());
         rewrite(&weir, &pipeline(stage));
         sighup(&weir);
         assert_eq!(reloads(&weir, "success"), stage as f64, "stderr:\n{}", weir.stderr());
     }
-    assert!(progress(20), "the client stalled after the reloads");
-    stop.store(true, Ordering::Release);
-    client.join().unwrap();
-    let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{failures:?}; stderr:\n{}", weir.stderr());
-
-    let sent = sent.load(Ordering::Acquire);
+    assert!(client.progress(20), "the client stalled after the reloads");
+    let sent = client.finish().unwrap_or_else(|e| panic!("{e}; stderr:\n{}", weir.stderr()));
     let out = dir.path().join("out.log");
     let messages = || -> Vec<String> {
         read_lines(&out)
