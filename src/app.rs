@@ -32,16 +32,20 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
     match config {
         Ok(config) => {
             for w in &config.warnings {
-                eprintln!("warning: {w}");
+                crate::say_err!("warning: {w}");
             }
             crate::say!("Configuration OK");
             0
         }
         Err(errors) => {
             for e in &errors {
-                eprintln!("error: {e}");
+                crate::say_err!("error: {e}");
             }
-            eprintln!("{} error{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            crate::say_err!(
+                "{} error{} found",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
             1
         }
     }
@@ -52,21 +56,21 @@ pub fn profile(req: &crate::monitoring::profile::ProfileRequest<'_>, out: &std::
     let profile = match crate::monitoring::profile::build(req) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say_err!("error: {e}");
             return 1;
         }
     };
     let text = match serde_json::to_string(&profile) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot encode the profile: {e}");
+            crate::say_err!("error: cannot encode the profile: {e}");
             return 1;
         }
     };
     // Written beside the target, then renamed: a reader never sees half a profile.
     let tmp = out.with_extension("json.tmp");
     if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, out)) {
-        eprintln!("error: cannot write {}: {e}", out.display());
+        crate::say_err!("error: cannot write {}: {e}", out.display());
         return 1;
     }
     crate::say!(
@@ -86,6 +90,8 @@ pub enum Ending {
     SourcesFinished,
     /// A component ended with an error and will not run again.
     ComponentFailed,
+    /// A sink's output was closed by its reader (`weir run | head`).
+    OutputClosed,
 }
 
 /// How `weir run` was asked to run, beside the configuration itself.
@@ -171,6 +177,7 @@ pub async fn run(config: Config, options: RunOptions) -> i32 {
             }
             _ = topology.sources_finished() => break Ending::SourcesFinished,
             _ = topology.component_failed() => break Ending::ComponentFailed,
+            _ = topology.output_closed() => break Ending::OutputClosed,
         }
     };
     drop(reloads);
@@ -184,6 +191,7 @@ pub async fn run(config: Config, options: RunOptions) -> i32 {
             );
         }
         Ending::SourcesFinished => tracing::info!("all sources finished; draining"),
+        Ending::OutputClosed => tracing::info!("stopping: draining in-flight events"),
         Ending::ComponentFailed => tracing::error!(
             "a component failed and will not run again; stopping, and exiting non-zero so \
              that a supervisor restarts weir"

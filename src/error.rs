@@ -99,6 +99,10 @@ pub enum ComponentError {
     /// The thread a blocking component runs on panicked or was cancelled.
     #[error("its thread failed: {0}")]
     Thread(String),
+    /// Its output was closed by the reader (`weir run | head` once `head` has exited): not a
+    /// failure; weir stops as a filter whose reader left does, exiting 0.
+    #[error("{0} was closed by its reader")]
+    OutputClosed(&'static str),
 }
 
 impl ComponentError {

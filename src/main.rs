@@ -306,7 +306,7 @@ fn man_page(name: Option<&str>) -> i32 {
             Some(command) => command.clone().version(env!("CARGO_PKG_VERSION")),
             None => {
                 let names: Vec<&str> = weir.get_subcommands().map(|c| c.get_name()).collect();
-                eprintln!("error: no command `{name}`; commands: {}", names.join(", "));
+                weir::say_err!("error: no command `{name}`; commands: {}", names.join(", "));
                 return 2;
             }
         },
@@ -319,7 +319,7 @@ fn man_page(name: Option<&str>) -> i32 {
         }
         // Rendering into memory does not fail; were it to, say so rather than print half.
         Err(e) => {
-            eprintln!("error: cannot render the page: {e}");
+            weir::say_err!("error: cannot render the page: {e}");
             70
         }
     }
@@ -331,6 +331,9 @@ fn init_logging(format: LogFormat, color: Color) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its own complaint about a failed write is an `eprintln!`, which panics on a closed
+        // standard error (`weir run 2>&1 | head`): a log line that cannot be written is lost.
+        .log_internal_errors(false)
         .with_ansi(color.enabled());
     match format {
         LogFormat::Text => builder.init(),
@@ -376,7 +379,7 @@ fn main() -> ExitCode {
                     if report.sound { 0 } else { 1 }
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    weir::say_err!("error: {e}");
                     2
                 }
             }
@@ -385,7 +388,7 @@ fn main() -> ExitCode {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(weir::setup::run(&config, kibana)),
                 Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
+                    weir::say_err!("error: cannot start the runtime: {e}");
                     70
                 }
             }
@@ -407,7 +410,7 @@ fn main() -> ExitCode {
         Command::Run { config: paths, watch_config } => match weir::app::load(&paths) {
             Err(errors) => {
                 for e in &errors {
-                    eprintln!("error: {e}");
+                    weir::say_err!("error: {e}");
                 }
                 78
             }
@@ -416,7 +419,7 @@ fn main() -> ExitCode {
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("error: cannot start the runtime: {e}");
+                        weir::say_err!("error: cannot start the runtime: {e}");
                         return ExitCode::from(70);
                     }
                 };
@@ -436,7 +439,7 @@ fn tap_command(tap: TapCli) -> i32 {
     let mut outputs_of = tap.ids;
     outputs_of.extend(tap.outputs_of);
     if outputs_of.is_empty() && tap.inputs_of.is_empty() {
-        eprintln!("error: name what to tap: weir tap ID, --outputs-of ID or --inputs-of ID");
+        weir::say_err!("error: name what to tap: weir tap ID, --outputs-of ID or --inputs-of ID");
         return 2;
     }
     let args = weir::tap::client::TapArgs {
@@ -458,7 +461,7 @@ fn tap_command(tap: TapCli) -> i32 {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt.block_on(weir::tap::client::run(args)),
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            weir::say_err!("error: cannot start the runtime: {e}");
             70
         }
     }

@@ -33,7 +33,7 @@ pub fn command(paths: &[PathBuf]) -> i32 {
         return config_errors(&errors);
     }
     if config.tests.is_empty() {
-        eprintln!("no tests: add [[tests]] to the pipeline (see README, Testing a pipeline)");
+        crate::say_err!("no tests: add [[tests]] to the pipeline (see README, Testing a pipeline)");
         return 0;
     }
     say!("running {} test{}", config.tests.len(), plural(config.tests.len()));
@@ -55,9 +55,9 @@ pub fn command(paths: &[PathBuf]) -> i32 {
 
 fn config_errors(errors: &[ConfigError]) -> i32 {
     for e in errors {
-        eprintln!("error: {e}");
+        crate::say_err!("error: {e}");
     }
-    eprintln!("{} error{} found", errors.len(), plural(errors.len()));
+    crate::say_err!("{} error{} found", errors.len(), plural(errors.len()));
     78
 }
 

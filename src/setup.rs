@@ -132,7 +132,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                eprintln!("error: {e}");
+                crate::say_err!("error: {e}");
             }
             return 78;
         }
@@ -156,7 +156,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
         match setup_sink(id, sink, limit).await {
             Ok(lines) => lines.iter().for_each(|l| crate::say!("{l}")),
             Err(e) => {
-                eprintln!("error: sinks.{id}: {e}");
+                crate::say_err!("error: sinks.{id}: {e}");
                 failed = true;
             }
         }
@@ -172,7 +172,7 @@ pub async fn run(paths: &[PathBuf], kibana: Option<String>) -> i32 {
     match kibana::setup(&url, first, &patterns, limit).await {
         Ok(lines) => lines.iter().for_each(|l| crate::say!("{l}")),
         Err(e) => {
-            eprintln!("error: Kibana: {e}");
+            crate::say_err!("error: Kibana: {e}");
             failed = true;
         }
     }

@@ -489,14 +489,14 @@ pub fn run(args: TopArgs) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            crate::say_err!("error: cannot start the runtime: {e}");
             return 70;
         }
     };
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot make an HTTP client: {e}");
+            crate::say_err!("error: cannot make an HTTP client: {e}");
             return 70;
         }
     };
@@ -505,14 +505,14 @@ pub fn run(args: TopArgs) -> i32 {
     let now = match runtime.block_on(fetch(&client, &args.url)) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say_err!("error: {e}");
             return 1;
         }
     };
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot use the terminal: {e}");
+            crate::say_err!("error: cannot use the terminal: {e}");
             return 1;
         }
     };
@@ -529,7 +529,7 @@ pub fn run(args: TopArgs) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say_err!("error: {e}");
             1
         }
     }

@@ -1,4 +1,8 @@
 //! `console`: writes events to standard output, one per line.
+//!
+//! When the reader of standard output leaves (`weir run | head`), weir stops as at the end
+//! of its sources (draining the other sinks) and exits 0; the events the console did not
+//! write are not acknowledged, so a file source reads them again next time.
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -49,6 +53,9 @@ impl SinkComponent for ConsoleConfig {
                         crate::metrics::error_type::WRITE_FAILED,
                         crate::metrics::Stage::Sending,
                     );
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Err(ComponentError::OutputClosed("standard output"));
+                    }
                     return Err(ComponentError::io("cannot write to standard output", e));
                 }
                 out.sent(events.len(), buf.len());

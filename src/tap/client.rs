@@ -79,7 +79,7 @@ pub async fn run(args: TapArgs) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say_err!("error: {e}");
             1
         }
     }
@@ -134,7 +134,7 @@ async fn tap(args: &TapArgs) -> Result<(), String> {
         }
         let wait = RETRY.ceiling(attempt);
         if why != said {
-            eprintln!(
+            crate::say_err!(
                 "weir tap: {why}; connecting again in {} ms (waits doubling up to {} s; \
                  --no-reconnect exits instead)",
                 wait.as_millis(),
@@ -178,7 +178,7 @@ async fn session(
     }
     printer.end = None;
     if std::mem::take(&mut printer.lost) {
-        eprintln!("weir tap: connected again to {}", args.url);
+        crate::say_err!("weir tap: connected again to {}", args.url);
     }
     let mut pending = Vec::new();
     loop {
@@ -256,22 +256,22 @@ impl Printer<'_> {
                 return Ok(Flow::Stop);
             }
         } else if let Some(n) = v.get("dropped") {
-            eprintln!(
+            crate::say_err!(
                 "weir tap: {n} events dropped so far: this tap reads slower than they come \
                  (weir does not wait for it; raise --interval-ms or lower --limit)"
             );
         } else if let Some(notice) = v.get("notice").and_then(Value::as_str) {
             if !self.args.quiet {
-                eprintln!("weir tap: {notice}");
+                crate::say_err!("weir tap: {notice}");
             }
         } else if let Some(end) = v.get("end").and_then(Value::as_str) {
             self.end = Some(end.to_string());
-            eprintln!("weir tap: the tap ended: {end}");
+            crate::say_err!("weir tap: the tap ended: {end}");
         } else if let Some(outputs) = v.get("tapping").and_then(Value::as_array)
             && !self.args.quiet
         {
             let names: Vec<&str> = outputs.iter().filter_map(Value::as_str).collect();
-            eprintln!("weir tap: tapping the outputs of {}", names.join(", "));
+            crate::say_err!("weir tap: tapping the outputs of {}", names.join(", "));
         }
         Ok(Flow::Go)
     }

@@ -71,6 +71,8 @@ pub struct RunningTopology {
     sources_done: CancellationToken,
     /// Cancelled when a component's task ends with an error.
     failed: CancellationToken,
+    /// Cancelled when a sink's output was closed by its reader (`weir run | head`).
+    output_closed: CancellationToken,
     running: Arc<Mutex<BTreeMap<String, &'static str>>>,
     /// Sockets a replaced source hands to its replacement during a reload.
     listeners: Listeners,
@@ -185,6 +187,7 @@ impl RunningTopology {
             live_sources: Arc::default(),
             sources_done: CancellationToken::new(),
             failed: CancellationToken::new(),
+            output_closed: CancellationToken::new(),
             running: Arc::default(),
             listeners: Listeners::default(),
         }
@@ -445,6 +448,7 @@ impl RunningTopology {
         let live_sources = Arc::clone(&self.live_sources);
         let sources_done = self.sources_done.clone();
         let failed = self.failed.clone();
+        let output_closed = self.output_closed.clone();
         let replaced = Arc::clone(replaced);
         let component = component.to_string();
         let ended = CancellationToken::new();
@@ -456,6 +460,11 @@ impl RunningTopology {
                 Ok(()) => {
                     tracing::debug!(component = %name, "{} finished", kind.name());
                     health.finished();
+                }
+                Err(ComponentError::OutputClosed(what)) => {
+                    tracing::info!(component = %name, "{what} was closed by its reader; weir stops");
+                    health.finished();
+                    output_closed.cancel();
                 }
                 Err(error) => {
                     report_failure(&name, kind, &error);
@@ -509,6 +518,11 @@ impl RunningTopology {
     /// Resolves when every source has finished on its own (e.g. stdin reached its end).
     pub async fn sources_finished(&self) {
         self.sources_done.cancelled().await;
+    }
+
+    /// Resolves when a sink's output was closed by its reader: weir stops, exiting 0.
+    pub async fn output_closed(&self) {
+        self.output_closed.cancelled().await;
     }
 
     /// Resolves when a component has failed (its task ended with an error): it will not run

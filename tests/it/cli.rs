@@ -211,3 +211,107 @@ fn a_closed_standard_output_is_not_a_panic() {
     }
     assert!(profile.is_file(), "weir profile wrote nothing");
 }
+
+/// The commands that write to standard error, with standard error a pipe whose reader has
+/// gone (`weir run 2>&1 | head` once `head` has exited; the read end is closed before weir
+/// starts): each exits with its own status, never Rust's panic status 101. `weir run` logs
+/// into the closed pipe (its logger's own complaint about a failed write would have
+/// panicked) and still does its work.
+#[test]
+fn a_closed_standard_error_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(&ok, STDIN_TO_CONSOLE).unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[sources.in]\ntype = \"nope\"\n").unwrap();
+    let (ok, bad) = (ok.to_str().unwrap(), bad.to_str().unwrap());
+    let cases: [(&[&str], i32); 6] = [
+        (&["validate", bad], 1),
+        (&["test", bad], 78),
+        (&["test", ok], 0),
+        (&["run", "--config", bad], 78),
+        (&["tap"], 2),
+        (&["top", "--url", "http://127.0.0.1:1"], 1),
+    ];
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(weir_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "weir {}", args.join(" "));
+    }
+    let run = dir.path().join("run.toml");
+    let data_dir = format!("data_dir = \"{}\"\n", dir.path().display());
+    std::fs::write(&run, data_dir + STDIN_TO_CONSOLE).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(weir_bin())
+        .args(["run", "--config"])
+        .arg(&run)
+        .env("WEIR_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"{\"level\":\"INFO\"}\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INFO"));
+}
+
+/// `weir run | head`: once the reader of the console sink's standard output has gone, weir
+/// says so, stops as at the end of its sources, and exits 0 (Vector stops too, with errors
+/// logged and a failed exit).
+#[test]
+fn weir_run_into_head_stops_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[sources.in]\ntype = \"demo\"\n[sinks.out]\ntype = \"console\"\n\
+             inputs = [\"in\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = Command::new(weir_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("WEIR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // What `head -2` does: read two lines, then leave.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").unwrap();
+        assert!(line.starts_with('{'), "{line}");
+    }
+    drop(lines);
+    let mut status = None;
+    let ended = wait_for(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "weir went on after its reader left:\n{log}");
+    assert_eq!(status.unwrap().code(), Some(0), "{log}");
+    assert!(log.contains("standard output was closed by its reader; weir stops"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
