@@ -78,10 +78,19 @@ if ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.
 fi
 
 # The Kafka tests start a Kafka-protocol broker of their own: tansu 0.6.0 with in-memory
-# storage (`dynostore`). Building it takes about ten minutes, once.
-if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+# storage (`dynostore`), and SQLite storage (`libsql`) for the SASL test, whose users must
+# outlive a restart of the broker. Building it takes about ten minutes, once; a tansu that
+# cargo installed without `libsql` is built again.
+tansu_features() {
+  python3 -c 'import json, sys
+installs = json.load(open(sys.argv[1]))["installs"]
+print(" ".join(f for k, v in installs.items() if k.startswith("tansu 0.6.0 ") for f in v["features"]))' \
+    "${CARGO_HOME:-$HOME/.cargo}/.crates2.json" 2>/dev/null
+}
+if { ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; } ||
+   { tansu_features | grep -qw dynostore && ! tansu_features | grep -qw libsql; }; then
   echo "installing the Kafka test broker (tansu 0.6.0); this takes a while"
-  cargo install tansu --version 0.6.0 --locked --features dynostore \
+  cargo install tansu --version 0.6.0 --locked --force --features dynostore,libsql \
     --target-dir "${TMPDIR:-/tmp}/weir-tansu-build"
 fi
 

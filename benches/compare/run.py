@@ -1788,7 +1788,7 @@ def main():
                 continue
         if sc["far"] == "kafka" and not bins["tansu"]:
             why = ("the Kafka broker tansu is not installed (scripts/install-test-deps.sh, or "
-                   "cargo install tansu --version 0.6.0 --locked --features dynostore)")
+                   "cargo install tansu --version 0.6.0 --locked --features dynostore,libsql)")
             print("skipped: " + why, flush=True)
             all_results["scenarios"].append({"id": sc["id"], "skipped": why})
             continue

@@ -36,7 +36,7 @@ fn broker_bin() -> PathBuf {
     candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
         panic!(
             "the Kafka test broker `tansu` is not installed; run scripts/test.sh, or \
-             cargo install tansu --version 0.6.0 --locked --features dynostore"
+             cargo install tansu --version 0.6.0 --locked --features dynostore,libsql"
         )
     })
 }
@@ -45,7 +45,9 @@ fn broker_bin() -> PathBuf {
 pub(crate) struct Broker {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Its working directory (logs, and the SQLite file of a stored broker).
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Broker {
@@ -57,17 +59,31 @@ impl Broker {
     /// starts empty).
     pub(crate) fn start_on(port: u16) -> Self {
         // An empty working directory: tansu reads a `.env` file from it if there is one.
-        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let mut broker = Self::spawn(temp.path(), port, "memory://tansu/", &[]);
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// A broker storing in SQLite in `dir` (kept across restarts, unlike memory), requiring
+    /// SASL authentication when `authentication` is set.
+    pub(crate) fn start_stored(dir: &Path, port: u16, authentication: bool) -> Self {
+        let auth: &[&str] = if authentication { &["--authentication"] } else { &[] };
+        Self::spawn(dir, port, "sqlite://tansu.db", auth)
+    }
+
+    fn spawn(dir: &Path, port: u16, storage: &str, args: &[&str]) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(broker_bin())
-            .current_dir(dir.path())
-            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .current_dir(dir)
+            .args(["broker", "--storage-engine", storage])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(std::fs::File::create(dir.path().join("broker.log")).unwrap())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("broker.err")).unwrap()))
+            .args(args)
+            .stdout(std::fs::File::create(dir.join("broker.log")).unwrap())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("broker.err")).unwrap()))
             .spawn()
             .expect("start tansu");
-        let broker = Self { child, port, dir };
+        let broker = Self { child, port, dir: dir.to_path_buf(), _temp: None };
         let up = wait_for(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(up, "tansu did not listen; stderr:\n{}", broker.log());
         broker
@@ -76,9 +92,15 @@ impl Broker {
     pub(crate) fn log(&self) -> String {
         ["broker.log", "broker.err"]
             .iter()
-            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// A SCRAM user (`mechanism`: scram256 or scram512), made with tansu's own client, which
+    /// speaks no SASL: on a broker that does not require it.
+    pub(crate) fn create_user(&self, name: &str, password: &str, mechanism: &str) {
+        self.tansu(&["user", "create", name, password, "--mechanism", mechanism]);
     }
 
     pub(crate) fn address(&self) -> String {
@@ -86,15 +108,21 @@ impl Broker {
     }
 
     pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
+        self.tansu(&["topic", "create", name, "--partitions", &partitions.to_string()]);
+    }
+
+    /// Runs a tansu client command against this broker; it must succeed.
+    fn tansu(&self, args: &[&str]) {
         let out = Command::new(broker_bin())
-            .current_dir(self.dir.path())
-            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .current_dir(&self.dir)
+            .args(args)
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
             .output()
-            .expect("tansu topic create");
+            .expect("run tansu");
         assert!(
             out.status.success(),
-            "tansu topic create {name}: {}{}",
+            "tansu {}: {}{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
