@@ -28,8 +28,7 @@ Scenarios (the configurations are in this folder, one file per shipper and scena
   9. syslog over TCP from 1,000 connections -> Elasticsearch bulk
                                                       (weir, Vector, rsyslog, syslog-ng)
   10. file -> Kafka (the agent tier)                  (weir; the broker is tansu, started
-                                                       per run; the peers' builds here have no
-                                                       Kafka output)
+                                                       per run; see README.md for the peers)
 
 Vector and Fluent Bit run when their binaries are given (--peer-bin vector=PATH or VECTOR_BIN,
 --peer-bin fluent-bit=PATH or FLUENT_BIT_BIN), each in the scenarios its folder has a
