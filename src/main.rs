@@ -178,7 +178,8 @@ struct TapCli {
     /// Exit after printing this many events.
     #[arg(long, short = 'n', value_name = "N")]
     count: Option<u64>,
-    /// Print which output each event left (JSON: {"output":..,"event":..}; logfmt: output=).
+    /// Print which output each event left (JSON, YAML: {"output":..,"event":..}; logfmt:
+    /// output=).
     #[arg(long, short)]
     meta: bool,
     /// Say nothing on stderr but drops, the tap's end and errors.
@@ -196,6 +197,8 @@ struct TapCli {
 enum TapFormat {
     Json,
     Logfmt,
+    /// One YAML document per event.
+    Yaml,
 }
 
 #[derive(Subcommand)]
@@ -449,6 +452,7 @@ fn tap_command(tap: TapCli) -> i32 {
         format: match tap.format {
             TapFormat::Json => weir::tap::client::Format::Json,
             TapFormat::Logfmt => weir::tap::client::Format::Logfmt,
+            TapFormat::Yaml => weir::tap::client::Format::Yaml,
         },
         limit: tap.limit,
         interval_ms: tap.interval_ms,

@@ -1,6 +1,6 @@
 //! `weir tap`: reads `GET /tap` of a running weir and prints the events, one per line, as
-//! JSON or logfmt; what weir says about the tap (outputs matched, drops, reloads, the end)
-//! goes to standard error.
+//! JSON or logfmt (or one YAML document each); what weir says about the tap (outputs
+//! matched, drops, reloads, the end) goes to standard error.
 //!
 //! As `vector tap` does, a tap that loses weir (weir stopped or restarted, the connection
 //! broke) connects again, with a backoff from 100 ms doubling up to 5 s, for as long as it
@@ -20,6 +20,7 @@ use crate::sinks::util::retry::Backoff;
 pub enum Format {
     Json,
     Logfmt,
+    Yaml,
 }
 
 /// What `weir tap` was asked.
@@ -245,6 +246,8 @@ impl Printer<'_> {
                 (Format::Json, true) => v.to_string(),
                 (Format::Json, false) => event.to_string(),
                 (Format::Logfmt, meta) => logfmt(event, meta.then_some(output)),
+                (Format::Yaml, true) => yaml(&v),
+                (Format::Yaml, false) => yaml(event),
             };
             let mut out = std::io::stdout().lock();
             // A closed standard output (`weir tap | head`) ends the tap quietly.
@@ -274,6 +277,88 @@ impl Printer<'_> {
             crate::say_err!("weir tap: tapping the outputs of {}", names.join(", "));
         }
         Ok(Flow::Go)
+    }
+}
+
+/// One event as a YAML document, `---` first so that the events read as a stream of
+/// documents (`yaml.safe_load_all`): objects and arrays in block style, scalars written as
+/// JSON writes them, which YAML reads alike (a JSON string is a double-quoted YAML string).
+/// Written here rather than adding a YAML crate for one output format: JSON's scalars are
+/// all it needs.
+pub fn yaml(event: &Value) -> String {
+    let mut out = String::from("---");
+    match event {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            yaml_block(event, 0, &mut out);
+            out.pop(); // the last line feed: `writeln!` adds it
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            yaml_block(event, 0, &mut out);
+            out.pop();
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(scalar));
+        }
+    }
+    out
+}
+
+/// A non-empty object or array, its lines indented by `indent` spaces.
+fn yaml_block(value: &Value, indent: usize, out: &mut String) {
+    let nested = |v: &Value| match v {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => false,
+    };
+    let entry = |head: String, v: &Value, out: &mut String| {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&head);
+        if nested(v) {
+            out.push('\n');
+            yaml_block(v, indent + 2, out);
+        } else {
+            out.push(' ');
+            out.push_str(&yaml_scalar(v));
+            out.push('\n');
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                entry(format!("{}:", yaml_key(k)), v, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                entry("-".to_string(), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A key plain when YAML reads it as that string (`model.name`), else double-quoted
+/// (`"@timestamp"`: `@` cannot start a plain scalar; `"true"`, `"1"`, and YAML 1.1's `"n"`
+/// would not be strings).
+fn yaml_key(key: &str) -> String {
+    let mut chars = key.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && !matches!(
+            key.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        );
+    if plain { key.to_string() } else { Value::String(key.to_string()).to_string() }
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "{}".to_string(),
+        Value::Array(_) => "[]".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -333,6 +418,29 @@ mod tests {
             "output=parse empty=\"\" log.level=info message=\"GET /predict 200\" n=3 \
              q=\"say \\\"hi\\\"\" tags=\"[\\\"a\\\",\\\"b\\\"]\""
         );
+    }
+
+    #[test]
+    fn events_as_yaml_documents() {
+        let event = serde_json::json!({
+            "@timestamp": "2026-12-08T01:00:00Z",
+            "empty": {},
+            "log": {"level": "info"},
+            "message": "GET /predict: 200 \"ok\"",
+            "n": 3,
+            "null": null,
+            "tags": ["a", {"k": 1.5}, []],
+        });
+        let expected = "---\n\
+             \"@timestamp\": \"2026-12-08T01:00:00Z\"\n\
+             empty: {}\n\
+             log:\n  level: \"info\"\n\
+             message: \"GET /predict: 200 \\\"ok\\\"\"\n\
+             \"n\": 3\n\
+             \"null\": null\n\
+             tags:\n  - \"a\"\n  -\n    k: 1.5\n  - []";
+        assert_eq!(yaml(&event), expected);
+        assert_eq!(yaml(&serde_json::json!("x")), "--- \"x\"");
     }
 
     #[test]

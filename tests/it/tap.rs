@@ -392,3 +392,37 @@ fn a_tap_whose_reader_is_gone_exits_quietly() {
     assert!(!err.contains("panicked") && !err.contains("connecting again"), "{err}");
     assert!(weir.stop().success());
 }
+
+/// `--format yaml`: one YAML document per event, which PyYAML reads back as the events
+/// (`@timestamp` and the message strings, nested fields, `--meta`'s output name).
+#[test]
+fn a_tap_prints_yaml_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), DEMO, "tap = true");
+    let out = tap_output(&weir, &["parse", "-n", "3", "--format", "yaml", "--meta"]);
+    assert!(out.status.success(), "stderr:\n{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert_eq!(yaml.matches("---\n").count(), 3, "{yaml}");
+    let mut python = Command::new(crate::support::test_python())
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut python.stdin.take().unwrap(), yaml.as_bytes()).unwrap();
+    let read = python.wait_with_output().unwrap();
+    assert!(read.status.success(), "{}\n{yaml}", text(&read.stderr));
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(docs.len(), 3, "{yaml}");
+    for d in &docs {
+        assert_eq!(d["output"], "parse", "{d}");
+        assert_eq!(d["event"]["stage"], "parsed", "{d}");
+        assert!(d["event"]["message"].is_string(), "{d}");
+        assert!(d["event"]["@timestamp"].as_str().is_some_and(|t| t.contains('T')), "{d}");
+    }
+    assert!(weir.stop().success());
+}
