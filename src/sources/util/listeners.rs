@@ -167,6 +167,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn datagrams_sent_while_a_udp_socket_is_parked_wait_for_the_next_instance() {
+        let listeners = Listeners::default();
+        let address = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let first = listeners.udp(address).unwrap();
+        let reload = listeners.reloading();
+        listeners.park_udp(address, first);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"between instances", address).unwrap();
+        let second = listeners.udp(address).unwrap();
+        drop(reload);
+        let mut buf = [0u8; 64];
+        let (n, _) = second.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"between instances");
+    }
+
+    #[tokio::test]
     async fn what_no_instance_took_is_closed_when_the_reload_ends() {
         let listeners = Listeners::default();
         let (tcp, udp) = (free(), free());
