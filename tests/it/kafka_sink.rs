@@ -35,6 +35,11 @@ fn append_lines(path: &Path, ids: std::ops::Range<usize>) {
 /// weir reading `topics` in group `group` from the beginning, writing JSON lines to
 /// `dir/out.log`.
 fn consumer(dir: &Path, broker: &Broker, topics: &[&str], group: &str) -> Weir {
+    consumer_with(dir, broker, topics, group, "")
+}
+
+/// Like `consumer`, with `extra` options for the source (TOML lines).
+fn consumer_with(dir: &Path, broker: &Broker, topics: &[&str], group: &str, extra: &str) -> Weir {
     let topics: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
     Weir::start(
         dir,
@@ -48,6 +53,7 @@ topics = [{topics}]
 auto_offset_reset = "earliest"
 session_timeout_ms = 6000
 librdkafka_options = {{ "heartbeat.interval.ms" = "500", "topic.metadata.refresh.interval.ms" = "1000" }}
+{extra}
 
 [sinks.out]
 type = "file"
@@ -453,27 +459,9 @@ sasl = {{ mechanism = "SCRAM-SHA-512", username = "weir", password = "{password}
     let agent = Weir::start(agent_dir.path(), &pipeline("pass-w0rd"));
 
     let out = tempfile::tempdir().unwrap();
-    let reader = Weir::start(
-        out.path(),
-        &format!(
-            r#"
-[sources.kafka]
-type = "kafka"
-bootstrap_servers = "{address}"
-group_id = "secured-check"
-topics = ["secured"]
-auto_offset_reset = "earliest"
-sasl = {{ mechanism = "SCRAM-SHA-512", username = "weir", password = "pass-w0rd" }}
-
-[sinks.out]
-type = "file"
-inputs = ["kafka"]
-path = "{{{{dir}}}}/out.log"
-encoding.codec = "json"
-"#,
-            address = broker.address()
-        ),
-    );
+    let sasl =
+        r#"sasl = { mechanism = "SCRAM-SHA-512", username = "weir", password = "pass-w0rd" }"#;
+    let reader = consumer_with(out.path(), &broker, &["secured"], "secured-check", sasl);
     let ids = |v: &[Value]| -> BTreeSet<u64> { v.iter().map(id_of).collect() };
     wait_output(out.path(), "records 0..100", &[&agent, &reader], &broker, |v| {
         ids(v) == (0..100).collect()

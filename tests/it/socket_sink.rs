@@ -251,31 +251,42 @@ input(type="imptcp" path="{}" unlink="on")"#,
     crate::kafka_sink::stop_cleanly(weir);
 }
 
-#[test]
-fn rsyslog_receives_over_tls_and_an_unverified_receiver_gets_nothing() {
-    let (dir, rsyslog_dir) = dirs();
+/// rsyslog receiving over TLS (its OpenSSL driver, Debian package rsyslog-openssl) with
+/// certificates made here, `auth_mode` for clients: `anon` (no client certificate asked for)
+/// or `x509/certvalid` (a client certificate the CA signed, its name not checked). Returns the
+/// receiver and its port; the CA and a client certificate the CA signed are written to `dir`
+/// (`ca.pem`, `client.pem`, `client.key`).
+fn start_tls_receiver(dir: &Path, auth_mode: &str) -> (Rsyslog, u16) {
     let pki = crate::syslog::pki();
     let write = |name: &str, text: &str| {
-        let path = rsyslog_dir.join(name);
+        let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
     };
     let ca = write("ca.pem", &pki.ca_pem);
     let crt = write("server.pem", &pki.server.0);
     let key = write("server.key", &pki.server.1);
+    write("client.pem", &pki.client.0);
+    write("client.key", &pki.client.1);
     let port = free_port();
-    // rsyslog's OpenSSL driver (Debian package rsyslog-openssl), TLS only, no client
-    // certificate asked for.
     let input = format!(
         r#"global(defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{crt}"
        defaultNetstreamDriverKeyFile="{key}")
-module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon")
+module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="{auth_mode}")
 input(type="imtcp" address="127.0.0.1" port="{port}")"#,
         ca = ca.display(),
         crt = crt.display(),
         key = key.display()
     );
-    let receiver = Rsyslog::start(&rsyslog_dir, port, &receiver_rules(&rsyslog_dir, &input));
+    (Rsyslog::start(dir, port, &receiver_rules(dir, &input)), port)
+}
+
+#[test]
+fn rsyslog_receives_over_tls_and_an_unverified_receiver_gets_nothing() {
+    let (dir, rsyslog_dir) = dirs();
+    // TLS only, no client certificate asked for.
+    let (receiver, port) = start_tls_receiver(&rsyslog_dir, "anon");
+    let ca = rsyslog_dir.join("ca.pem");
     append(&dir.path().join("in.log"), 0..200);
     // Octet counting, as RFC 5425 prescribes for syslog over TLS.
     let target = format!(
@@ -310,30 +321,13 @@ input(type="imtcp" address="127.0.0.1" port="{port}")"#,
 #[test]
 fn rsyslog_requiring_a_client_certificate_receives_from_weir_presenting_one() {
     let (dir, rsyslog_dir) = dirs();
-    let pki = crate::syslog::pki();
-    let write = |name: &str, text: &str| {
-        let path = rsyslog_dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let ca = write("ca.pem", &pki.ca_pem);
-    let crt = write("server.pem", &pki.server.0);
-    let key = write("server.key", &pki.server.1);
-    let client_crt = write("client.pem", &pki.client.0);
-    let client_key = write("client.key", &pki.client.1);
-    let port = free_port();
-    // Mutual TLS: rsyslog's OpenSSL driver accepts only a client whose certificate the CA
-    // signed (`x509/certvalid`: the chain is checked, not the name).
-    let input = format!(
-        r#"global(defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{crt}"
-       defaultNetstreamDriverKeyFile="{key}")
-module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
-input(type="imtcp" address="127.0.0.1" port="{port}")"#,
-        ca = ca.display(),
-        crt = crt.display(),
-        key = key.display()
+    // Mutual TLS: rsyslog accepts only a client whose certificate the CA signed.
+    let (receiver, port) = start_tls_receiver(&rsyslog_dir, "x509/certvalid");
+    let (ca, client_crt, client_key) = (
+        rsyslog_dir.join("ca.pem"),
+        rsyslog_dir.join("client.pem"),
+        rsyslog_dir.join("client.key"),
     );
-    let receiver = Rsyslog::start(&rsyslog_dir, port, &receiver_rules(&rsyslog_dir, &input));
     append(&dir.path().join("in.log"), 0..200);
     let target = format!(
         "mode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nframing = \"octet_counting\"\n\

@@ -758,52 +758,29 @@ mod tests {
             SourceSender::new(Fanout::new(vec![("s".into(), tx)]), metrics.output("_default"));
         let shutdown = ShutdownSignal::new();
         let wait = Delivery { wait_for_acks: true, ack_timeout: Duration::from_secs(5) };
+        // Each event's outcome, in the order the events come.
         let sink = tokio::spawn(async move {
-            let mut statuses =
-                vec![EventStatus::Delivered, EventStatus::Errored, EventStatus::Rejected];
-            statuses.reverse();
+            use EventStatus::{Delivered, Errored, Rejected};
+            let mut statuses = [Delivered, Errored, Rejected, Rejected, Errored].into_iter();
             while let Some(batch) = rx.recv().await {
-                let s = statuses.pop().unwrap_or(EventStatus::Delivered);
-                batch.iter().for_each(|e| e.update_status(s));
+                for e in batch.iter() {
+                    e.update_status(statuses.next().unwrap_or(Delivered));
+                }
             }
         });
-        let one = || vec![Event::from_message("x")];
-        assert_eq!(deliver(&mut out, one(), wait, &shutdown).await, Ok(()));
-        let errored = deliver(&mut out, one(), wait, &shutdown).await.unwrap_err();
+        let events = |n| (0..n).map(|_| Event::from_message("x")).collect::<Vec<_>>();
+        assert_eq!(deliver(&mut out, events(1), wait, &shutdown).await, Ok(()));
+        let errored = deliver(&mut out, events(1), wait, &shutdown).await.unwrap_err();
         assert_eq!(
             (errored.status, errored.retry_after),
             (StatusCode::SERVICE_UNAVAILABLE, Some(1))
         );
-        let rejected = deliver(&mut out, one(), wait, &shutdown).await.unwrap_err();
+        let rejected = deliver(&mut out, events(1), wait, &shutdown).await.unwrap_err();
         assert_eq!((rejected.status, rejected.retry_after), (StatusCode::BAD_REQUEST, None));
-        drop(out);
-        sink.await.unwrap();
-    }
-
-    /// A request with one event rejected for good and one not delivered is answered 503 (send
-    /// again), not 400: after a 400 the client would drop the event never delivered.
-    #[tokio::test]
-    async fn a_request_in_part_rejected_and_in_part_not_delivered_is_sent_again() {
-        use crate::channel::{Fanout, WhenFull, channel};
-        use crate::event::EventStatus;
-        use crate::metrics::{ComponentLabels, ComponentMetrics};
-        let metrics = ComponentMetrics::new(ComponentLabels::new("h", "source", "http_server"));
-        let (tx, mut rx) = channel(1 << 20, WhenFull::Block, None, None);
-        let mut out =
-            SourceSender::new(Fanout::new(vec![("s".into(), tx)]), metrics.output("_default"));
-        let shutdown = ShutdownSignal::new();
-        let wait = Delivery { wait_for_acks: true, ack_timeout: Duration::from_secs(5) };
-        let sink = tokio::spawn(async move {
-            let mut statuses = [EventStatus::Rejected, EventStatus::Errored].into_iter();
-            while let Some(batch) = rx.recv().await {
-                for e in batch.iter() {
-                    e.update_status(statuses.next().unwrap_or(EventStatus::Delivered));
-                }
-            }
-        });
-        let two = vec![Event::from_message("x"), Event::from_message("y")];
-        let answer = deliver(&mut out, two, wait, &shutdown).await.unwrap_err();
-        assert_eq!((answer.status, answer.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+        // One event rejected, one not delivered: send again (503), not 400, after which the
+        // client would drop the event never delivered.
+        let both = deliver(&mut out, events(2), wait, &shutdown).await.unwrap_err();
+        assert_eq!((both.status, both.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
         drop(out);
         sink.await.unwrap();
     }
