@@ -543,6 +543,46 @@ encoding.codec = "json"
     stop_cleanly(weir);
 }
 
+/// A reload that turns TLS on closes the plain connections of the old instance instead of
+/// handing them on: a sender must not go on in plain text once TLS is required.
+#[test]
+fn a_reload_that_turns_tls_on_closes_plain_connections() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::syslog::pki();
+    let crt = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&crt, &pki.server.0).unwrap();
+    std::fs::write(&key, &pki.server.1).unwrap();
+    let port = free_port();
+    let pipeline = |tls: &str| {
+        format!(
+            "[sources.syslog]\ntype = \"syslog\"\nmode = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+             {tls}\n[sinks.out]\ntype = \"file\"\ninputs = [\"syslog\"]\n\
+             path = \"{{{{dir}}}}/out.log\"\nencoding.codec = \"json\"\n"
+        )
+    };
+    let weir = start(dir.path(), &pipeline(""), &[]);
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain.write_all(b"plain-0\n").unwrap();
+    let out = dir.path().join("out.log");
+    assert!(wait_for(WAIT, || read_lines(&out).len() == 1), "stderr:\n{}", weir.stderr());
+    let tls = format!("tls.crt_file = \"{}\"\ntls.key_file = \"{}\"", crt.display(), key.display());
+    rewrite(&weir, &pipeline(&tls));
+    sighup(&weir);
+    assert_eq!(reloads(&weir, "success"), 1.0, "stderr:\n{}", weir.stderr());
+    // weir closes it: the read ends (at its end, or reset) instead of waiting.
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    let read = plain.read(&mut [0u8; 16]);
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    if let Err(e) = &read {
+        use std::io::ErrorKind::{TimedOut, WouldBlock};
+        assert!(!matches!(e.kind(), WouldBlock | TimedOut), "not closed within {WAIT:?}");
+    }
+    assert!(weir.stderr().contains("the reload turned TLS on or off"), "{}", weir.stderr());
+    stop_cleanly(weir);
+}
+
 /// An `http_server` source whose table changes keeps its listening socket through the
 /// reload: a client posting one line per new connection in a loop is never refused. A
 /// connection the old instance accepted but had read no request from is closed by it, as any

@@ -195,6 +195,12 @@ pub(super) async fn run(
     // The connections the instance this one replaces was reading, first.
     for handed in handed {
         let Some((peer, stream)) = Accepted::handed(handed, &settings) else { continue };
+        // One made under other terms (TLS turned on or off) is closed: its sender connects
+        // again under the new ones.
+        if matches!(stream, Accepted::Plain(_)) == acceptor.is_some() {
+            tracing::info!(component = %cx.id, peer = %peer, "connection closed: the reload turned TLS on or off");
+            continue;
+        }
         if let Some(registration) = admit(&table, &settings, peer) {
             spawn(peer, registration, stream);
         }
