@@ -1,8 +1,10 @@
 //! Fan-out: one output feeding every component that lists it among its inputs.
 //!
-//! The batch is cloned for all consumers but the last, which gets the original. Sends are
-//! awaited one after the other, so a consumer whose buffer is full holds the producer back
-//! (that is backpressure); a consumer whose buffer still has room never waits for another.
+//! The batch is copied for all consumers but one, which gets the original: the last that takes
+//! whole events. A consumer that reads only a few fields and passes no event on (`drift`) gets
+//! a copy of only those ([`BatchSender::copy_of`]). Sends are awaited one after the other, so
+//! a consumer whose buffer is full holds the producer back (that is backpressure); a consumer
+//! whose buffer still has room never waits for another.
 //! A consumer that has stopped is removed, and the events meant for it are marked errored so
 //! that the source does not move past them.
 //!
@@ -95,15 +97,19 @@ impl Fanout {
         if self.tap.is_active() {
             self.tap.offer(&batch);
         }
-        let mut batch = Some(batch);
-        for (i, (id, target)) in targets.iter().enumerate() {
-            let last = i + 1 == targets.len();
-            let Some(copy) = (if last { batch.take() } else { batch.clone() }) else { break };
+        // The copies go first, so that the original is there to copy from.
+        let keeper = keeper(&targets);
+        for (_, (id, target)) in targets.iter().enumerate().filter(|(i, _)| *i != keeper) {
+            let copy = match &batch {
+                Batch::Events(events) => Batch::Events(target.copy_of(events)),
+                lines => lines.clone(),
+            };
             self.deliver(id, target, copy).await;
         }
-        if let Some(orphans) = batch {
+        match targets.get(keeper) {
+            Some((id, target)) => self.deliver(id, target, batch).await,
             // There was no consumer to give it to.
-            orphans.update_status(EventStatus::Errored);
+            None => batch.update_status(EventStatus::Errored),
         }
         !self.is_empty()
     }
@@ -112,32 +118,38 @@ impl Fanout {
     /// worker, so that copying is not bound to the task that sends), for [`Fanout::send_copies`].
     pub fn copies(&self, events: Vec<Event>) -> Copies {
         let targets = self.snapshot();
-        let mut batches: Vec<Vec<Event>> = (1..targets.len()).map(|_| events.clone()).collect();
-        batches.push(events);
-        Copies { targets, batches }
+        let keeper = keeper(&targets);
+        let copies = (targets.iter().enumerate())
+            .filter(|(i, _)| *i != keeper)
+            .map(|(_, (_, target))| target.copy_of(&events))
+            .collect();
+        Copies { targets, original: events, keeper, copies }
     }
 
     /// Sends what [`Fanout::copies`] made, each copy to its consumer. When a reload changed the
     /// consumers since, the original goes to the new ones as [`Fanout::send`] sends it. With
     /// no consumer, the events come back.
     pub async fn send_copies(&mut self, copies: Copies) -> Result<(), Vec<Event>> {
-        let Copies { targets, mut batches } = copies;
-        let original = batches.pop().unwrap_or_default();
+        let Copies { targets, original, keeper, copies } = copies;
         let now = self.snapshot();
         if now.is_empty() {
             return Err(original);
         }
         if !Arc::ptr_eq(&targets, &now) {
-            drop(batches);
+            drop(copies);
             self.send(original).await;
             return Ok(());
         }
         if self.tap.is_active() {
             self.tap.offer_events(&original);
         }
-        batches.push(original);
-        for ((id, target), events) in targets.iter().zip(batches) {
-            self.deliver(id, target, Batch::Events(events)).await;
+        let mut copies = copies.into_iter();
+        let mut original = Some(original);
+        for (i, (id, target)) in targets.iter().enumerate() {
+            let events = if i == keeper { original.take() } else { copies.next() };
+            if let Some(events) = events {
+                self.deliver(id, target, Batch::Events(events)).await;
+            }
         }
         Ok(())
     }
@@ -157,17 +169,29 @@ impl Fanout {
     }
 }
 
-/// A batch and its copies, one per consumer of a fan-out as they were when made
-/// ([`Fanout::copies`]); the original is the last.
+/// The consumer that gets the original of a batch, the others getting copies: the last one
+/// that takes whole events, since a copy of only the fields a consumer reads costs less than a
+/// whole copy ([`BatchSender::copy_of`]).
+fn keeper(targets: &[(String, BatchSender)]) -> usize {
+    let last = targets.len().saturating_sub(1);
+    targets.iter().rposition(|(_, t)| !t.projects()).unwrap_or(last)
+}
+
+/// A batch and its copies for each consumer of a fan-out as they were when made
+/// ([`Fanout::copies`]): the original for the `keeper`, copies for the others in order.
 pub struct Copies {
     targets: Targets,
-    batches: Vec<Vec<Event>>,
+    original: Vec<Event>,
+    keeper: usize,
+    copies: Vec<Vec<Event>>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::channel::{WhenFull, channel};
+    use crate::event::parse_path;
+    use vrl::value::Value;
 
     fn consumer(id: &str) -> ((String, BatchSender), crate::channel::BatchReceiver) {
         let (tx, rx) = channel(1 << 20, WhenFull::Block, None, None);
@@ -205,5 +229,48 @@ mod tests {
         fanout.set(Vec::new());
         let copies = fanout.copies(vec![Event::from_message("three")]);
         assert_eq!(fanout.send_copies(copies).await.map_err(|e| e.len()), Err(1));
+    }
+
+    /// A consumer that reads a few fields gets copies of only those, carrying the
+    /// acknowledgement of the whole event; the others get whole events, the original going to
+    /// the last of them wherever the projecting consumer is listed.
+    #[tokio::test]
+    async fn a_consumer_that_reads_a_few_fields_gets_only_them() {
+        use crate::event::{BatchNotifier, BatchStatus};
+        let model = vrl::owned_value_path!("model", "name");
+        for via_copies in [false, true] {
+            let (a, mut rx_a) = consumer("a");
+            let (b, mut rx_b) = consumer("b");
+            let (mut z, mut rx_z) = consumer("z");
+            z.1 = z.1.with_reads(Some(vec![model.clone(), parse_path("absent").unwrap()]));
+            let mut fanout = Fanout::new(vec![a, z, b]);
+            let (notifier, status) = BatchNotifier::with_receiver();
+            let mut event = Event::from_message("a line").with_notifier(&notifier);
+            event.insert(&model, Value::from("churn"));
+            event.insert_key("features", Value::from("many"));
+            drop(notifier);
+            let whole_size = {
+                let mut whole = event.clone();
+                whole.recompute_size();
+                whole.size()
+            };
+            if via_copies {
+                let copies = fanout.copies(vec![event]);
+                assert!(fanout.send_copies(copies).await.is_ok());
+            } else {
+                assert!(fanout.send(vec![event]).await);
+            }
+            let whole = r#"{"features":"many","message":"a line","model":{"name":"churn"}}"#;
+            assert_eq!(messages(&mut rx_a), [whole]);
+            assert_eq!(messages(&mut rx_b), [whole]);
+            let mut projected = rx_z.try_recv().expect("z got a batch");
+            let only = serde_json::to_string(&projected[0].view()).unwrap();
+            assert_eq!(only, r#"{"model":{"name":"churn"}}"#);
+            assert!(projected[0].size() < whole_size, "the channel counts the copy's size");
+            // The copy holds the acknowledgement: its failure is the batch's.
+            projected.pop().unwrap().update_status(EventStatus::Rejected);
+            let status = tokio::time::timeout(std::time::Duration::from_secs(60), status).await;
+            assert_eq!(status.expect("every copy settled").unwrap(), BatchStatus::Rejected);
+        }
     }
 }

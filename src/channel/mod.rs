@@ -16,6 +16,7 @@ pub mod fanout;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
+use vrl::path::OwnedValuePath;
 
 use crate::event::{Event, EventStatus, LineBlock, batch_size};
 use crate::metrics::BufferGauges;
@@ -114,6 +115,9 @@ pub struct BatchSender {
     shared: Arc<Shared>,
     /// The consumer writes a block of lines as it is: sources may send it [`LineBlock`]s.
     lines: bool,
+    /// The consumer reads only these fields and passes no input event on: a fan-out may send
+    /// it copies holding only them ([`Event::project`]).
+    reads: Option<Arc<[OwnedValuePath]>>,
 }
 
 /// Receiving half, owned by the component whose input this is.
@@ -145,7 +149,8 @@ pub fn channel(
         discarded,
     });
     let (tx, rx) = mpsc::channel(MAX_QUEUED_BATCHES);
-    (BatchSender { tx, shared: Arc::clone(&shared), lines: false }, BatchReceiver { rx, shared })
+    let tx = BatchSender { tx, shared: Arc::clone(&shared), lines: false, reads: None };
+    (tx, BatchReceiver { rx, shared })
 }
 
 impl BatchSender {
@@ -158,6 +163,27 @@ impl BatchSender {
 
     pub fn accepts_lines(&self) -> bool {
         self.lines
+    }
+
+    /// Declares the only fields the consumer reads, when it passes no input event on
+    /// ([`crate::component::TransformComponent::reads`]).
+    pub fn with_reads(mut self, reads: Option<Vec<OwnedValuePath>>) -> Self {
+        self.reads = reads.map(Arc::from);
+        self
+    }
+
+    /// What the consumer should be sent of `events`: copies of only the fields it reads, or
+    /// whole copies.
+    pub fn copy_of(&self, events: &[Event]) -> Vec<Event> {
+        match &self.reads {
+            Some(paths) => events.iter().map(|e| e.project(paths)).collect(),
+            None => events.to_vec(),
+        }
+    }
+
+    /// Does the consumer take copies of only some fields ([`BatchSender::copy_of`])?
+    pub fn projects(&self) -> bool {
+        self.reads.is_some()
     }
 
     /// Do both send into the same channel?

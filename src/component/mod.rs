@@ -70,6 +70,13 @@ pub trait TransformComponent {
     fn concurrent(&self) -> bool {
         false
     }
+
+    /// The only fields this transform reads, when it passes none of its input events on (it
+    /// emits events of its own, as `drift` emits reports). Its input then gets copies holding
+    /// just these fields instead of copies of whole events ([`crate::channel::Fanout`]).
+    fn reads(&self) -> Option<Vec<vrl::path::OwnedValuePath>> {
+        None
+    }
 }
 
 /// A `[sinks.<id>]` type.
@@ -246,6 +253,14 @@ macro_rules! component_enum {
                 use $crate::component::TransformComponent;
                 match self {
                     $(Self::$variant(c) => c.concurrent()),*
+                }
+            }
+
+            /// [`TransformComponent::reads`].
+            pub fn reads(&self) -> Option<Vec<vrl::path::OwnedValuePath>> {
+                use $crate::component::TransformComponent;
+                match self {
+                    $(Self::$variant(c) => c.reads()),*
                 }
             }
         }

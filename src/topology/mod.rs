@@ -219,7 +219,7 @@ impl RunningTopology {
             let metrics = metrics_of(id, ComponentKind::Transform, def.inner.type_name());
             let bytes = channel::TRANSFORM_BUFFER_BYTES;
             let (tx, rx) = input_channel(&metrics, bytes, WhenFull::Block, true);
-            self.inputs.insert(id.clone(), tx);
+            self.inputs.insert(id.clone(), tx.with_reads(def.inner.reads()));
             receivers.insert(id.clone(), rx);
         }
         receivers

@@ -55,6 +55,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -71,6 +72,12 @@ use crate::monitoring::gauges;
 use crate::monitoring::profile::{FEW_VALUES, FeatureProfile, OTHER_CATEGORY, Profile};
 use crate::monitoring::report::{DriftReport, FeatureReport, ModelKey};
 use crate::monitoring::stats;
+
+/// Where the model's name and version are read, beside the features (see `reads`).
+static MODEL_NAME: LazyLock<OwnedValuePath> =
+    LazyLock::new(|| vrl::owned_value_path!("model", "name"));
+static MODEL_VERSION: LazyLock<OwnedValuePath> =
+    LazyLock::new(|| vrl::owned_value_path!("model", "version"));
 
 /// The most model/version windows open at once.
 pub const MAX_WINDOWS: usize = 256;
@@ -191,6 +198,12 @@ impl TransformComponent for DriftConfig {
             issues.push(ConfigIssue::field("field", e));
         }
         issues
+    }
+
+    /// Drift emits reports, never its input: it needs only the features and the model.
+    fn reads(&self) -> Option<Vec<OwnedValuePath>> {
+        let features = parse_path(&self.field).ok()?;
+        Some(vec![features, MODEL_NAME.clone(), MODEL_VERSION.clone()])
     }
 
     /// Reads the profiles and builds the transform.
@@ -736,8 +749,8 @@ impl Drift {
 
     fn observe(&mut self, event: &Event, out: &mut TransformOutput) {
         let Some(Value::Object(features)) = event.get(&self.field) else { return };
-        let model = text(event.get(&vrl::owned_value_path!("model", "name")));
-        let version = text(event.get(&vrl::owned_value_path!("model", "version")));
+        let model = text(event.get(&MODEL_NAME));
+        let version = text(event.get(&MODEL_VERSION));
         let key = (model, version);
         let now = (self.now)();
         if !self.windows.contains_key(&key) {

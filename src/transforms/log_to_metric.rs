@@ -19,7 +19,8 @@
 //!
 //! Events pass through unchanged: the transform observes them. A counter counts the events
 //! that have `field` (every event when unset), or adds the field's value with
-//! `increment_by_value = true`; a gauge is set to the field's value; a histogram observes it.
+//! `increment_by_value = true`; a gauge is set to the field's value (the value of the latest
+//! event by `@timestamp`, or by arrival for events without one); a histogram observes it.
 //! `condition` (VRL) limits a metric to the events for which it is true. `tags` are templates
 //! (`{{ field }}`); a tag whose field is missing is the empty string, which Prometheus reads as
 //! the label being absent.
@@ -43,6 +44,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -264,7 +266,13 @@ struct Shared {
     families: Families,
     /// Label sets admitted so far; never more than the cap of the transform admitting.
     series: Mutex<HashSet<Labels>>,
+    /// A gauge series' latest event time, one per admitted gauge series.
+    latest: Mutex<HashMap<Labels, Latest>>,
 }
+
+/// The time of the event a gauge series was last set from: instances transform batches at
+/// once, so the event of the latest time wins, not the batch finished last.
+type Latest = Arc<Mutex<Option<DateTime<Utc>>>>;
 
 /// Every derived metric by exported name (without the `weir_` prefix).
 fn registry() -> &'static Mutex<HashMap<String, Arc<Shared>>> {
@@ -327,7 +335,7 @@ fn shared(
             Families::Histogram(f, b)
         }
     };
-    let s = Arc::new(Shared { kind, families, series: Mutex::default() });
+    let s = Arc::new(Shared { kind, families, series: Mutex::default(), latest: Mutex::default() });
     all.insert(name.to_string(), Arc::clone(&s));
     Ok(s)
 }
@@ -335,7 +343,7 @@ fn shared(
 #[derive(Clone)]
 enum Handle {
     Counter(FloatCounter),
-    Gauge(FloatGauge),
+    Gauge(FloatGauge, Latest),
     Histogram(Histogram),
 }
 
@@ -390,6 +398,12 @@ fn template_fields(source: &str) -> Vec<String> {
 
 impl TransformComponent for LogToMetricConfig {
     type Built = LogToMetric;
+
+    /// Counters and histograms add up in any order, gauges keep the latest event's value, and
+    /// the series cap is shared: instances may observe batches at once.
+    fn concurrent(&self) -> bool {
+        true
+    }
 
     fn build(&self, metrics: &ComponentMetrics) -> Result<LogToMetric, ConfigIssue> {
         let mut all = Vec::new();
@@ -536,7 +550,7 @@ fn numeric(v: &Value) -> Option<f64> {
 }
 
 impl LogToMetric {
-    fn observe(&mut self, event: &mut Event, now: chrono::DateTime<chrono::Utc>) {
+    fn observe(&mut self, event: &mut Event, now: DateTime<Utc>) {
         self.verdicts.iter_mut().for_each(|v| *v = None);
         for rule in &mut self.rules {
             if let Some(i) = rule.condition {
@@ -603,7 +617,14 @@ impl LogToMetric {
                     }
                     let h = match &rule.shared.families {
                         Families::Counter(f) => Handle::Counter(f.get_or_create_owned(&labels)),
-                        Families::Gauge(f) => Handle::Gauge(f.get_or_create_owned(&labels)),
+                        Families::Gauge(f) => {
+                            let latest = Arc::clone(
+                                (rule.shared.latest.lock().unwrap_or_else(|e| e.into_inner()))
+                                    .entry(labels.clone())
+                                    .or_default(),
+                            );
+                            Handle::Gauge(f.get_or_create_owned(&labels), latest)
+                        }
                         Families::Histogram(f, _) => {
                             Handle::Histogram(f.get_or_create_owned(&labels))
                         }
@@ -616,8 +637,13 @@ impl LogToMetric {
                 Handle::Counter(c) => {
                     c.inc_by(value);
                 }
-                Handle::Gauge(g) => {
-                    g.set(value);
+                Handle::Gauge(g, latest) => {
+                    let at = event.timestamp().unwrap_or(now);
+                    let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+                    if latest.is_none_or(|l| at >= l) {
+                        *latest = Some(at);
+                        g.set(value);
+                    }
                 }
                 Handle::Histogram(h) => h.observe(value),
             }
@@ -627,7 +653,7 @@ impl LogToMetric {
 
 impl Transform for LogToMetric {
     fn transform(&mut self, events: Vec<Event>, out: &mut TransformOutput) {
-        let now = chrono::Utc::now();
+        let now = Utc::now();
         for mut event in events {
             self.observe(&mut event, now);
             out.push(event);
@@ -667,6 +693,35 @@ mod tests {
             "inference": {"status_class": status, "latency_seconds": latency},
             "http": {"request": {"id": "r-1"}},
         })))
+    }
+
+    /// Two instances share a gauge: the value of the later event stays, whichever instance
+    /// observes last; counters add up from both.
+    #[test]
+    fn instances_keep_the_latest_events_gauge_value() {
+        let toml = r#"
+            [[metrics]]
+            type = "gauge"
+            name = "concurrent_test_queue"
+            field = "queue"
+            [[metrics]]
+            type = "counter"
+            name = "concurrent_test_lines_total"
+        "#;
+        let (mut first, mut second) = (build("gauge_a", toml), build("gauge_a", toml));
+        let at = |secs: i64, queue: i64| {
+            let mut e =
+                Event::from_value(crate::event::Value::from(&serde_json::json!({"queue": queue})));
+            let t = DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap();
+            e.insert(&crate::event::parse_path("\"@timestamp\"").unwrap(), Value::Timestamp(t));
+            e
+        };
+        run(&mut second, 0, vec![at(10, 7)]);
+        run(&mut first, 0, vec![at(5, 3)]);
+        assert_eq!(sample("weir_concurrent_test_queue", &[]), 7.0, "an older event came last");
+        run(&mut first, 0, vec![at(11, 4)]);
+        assert_eq!(sample("weir_concurrent_test_queue", &[]), 4.0);
+        assert_eq!(sample("weir_concurrent_test_lines_total", &[]), 3.0);
     }
 
     #[test]
