@@ -677,3 +677,16 @@ fn the_applications_own_python_format() {
         toml_edit::de::from_str("python.format = \"x\"\npython.style = \"#\"").unwrap();
     assert_eq!(c.build(&metrics()).err().unwrap().field.as_deref(), Some("python.style"));
 }
+
+/// The grammars' `\d` and `\s` are ASCII, inside and outside classes; escaped backslashes and
+/// the other classes are left as written.
+#[test]
+fn grammar_patterns_read_digits_and_spaces_as_ascii() {
+    let re = grammars::compile(r"^(\d+)\s[\d.]+ [^\s/]+ \\d \S+$").unwrap();
+    assert!(re.is_match(r"12 3.5 a \d b"));
+    assert!(re.is_match("12\t3.5 añ \\d b"));
+    // Arabic-Indic digits and a no-break space are not the ASCII ones.
+    assert!(!re.is_match("\u{663}\u{664} 3.5 a \\d b"));
+    assert!(!re.is_match("12\u{a0}3.5 a \\d b"));
+    assert!(grammars::compile(r"\").is_err(), "a trailing backslash stays an error");
+}
