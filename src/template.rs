@@ -96,6 +96,18 @@ impl Template {
     /// Renders for `event`; the time is the event's `@timestamp` or `now`.
     pub fn render(&self, event: &Event, now: DateTime<Utc>) -> Result<String, MissingField> {
         let mut out = String::with_capacity(self.source.len() + 16);
+        self.render_into(event, now, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Template::render`] appending to `out` (a buffer reused from one event to the next);
+    /// on an error, `out` holds what was rendered before the missing field.
+    pub fn render_into(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        out: &mut String,
+    ) -> Result<(), MissingField> {
         let time = event.timestamp().unwrap_or(now);
         for p in &self.parts {
             match p {
@@ -111,7 +123,7 @@ impl Template {
                 },
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

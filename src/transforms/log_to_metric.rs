@@ -355,10 +355,53 @@ struct Rule {
     /// Index into `LogToMetric::conditions`.
     condition: Option<usize>,
     tags: Vec<(String, Template)>,
-    /// Handles of the series this transform has admitted (bounded by the cap).
-    cache: HashMap<Labels, Handle>,
+    /// Handles of the series this transform has admitted (bounded by the cap), by their tag
+    /// values in the order of `tags`.
+    cache: HashMap<Vec<String>, Handle>,
+    /// This event's tag values, rendered into buffers kept from one event to the next.
+    values: Vec<String>,
     refused: Counter,
     refused_log: RateLimit,
+}
+
+impl Rule {
+    /// The series of this event's tag values (`values`), admitted under the cap shared by
+    /// every transform writing the metric; `None` when the cap refuses it.
+    fn admit(&mut self, max_series: usize, component: &str) -> Option<&Handle> {
+        let labels: Labels =
+            self.tags.iter().map(|(k, _)| k.clone()).zip(self.values.iter().cloned()).collect();
+        let admitted = {
+            let mut series = self.shared.series.lock().unwrap_or_else(|e| e.into_inner());
+            if series.contains(&labels) || series.len() < max_series {
+                series.insert(labels.clone());
+                true
+            } else {
+                false
+            }
+        };
+        if !admitted {
+            self.refused.inc();
+            if let Some(suppressed) = self.refused_log.allow() {
+                tracing::warn!(component = %component, metric = %self.name,
+                    max_series_per_metric = max_series, suppressed,
+                    "metric reached its series cap; new label sets are not recorded");
+            }
+            return None;
+        }
+        let h = match &self.shared.families {
+            Families::Counter(f) => Handle::Counter(f.get_or_create_owned(&labels)),
+            Families::Gauge(f) => {
+                let latest = Arc::clone(
+                    (self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()))
+                        .entry(labels.clone())
+                        .or_default(),
+                );
+                Handle::Gauge(f.get_or_create_owned(&labels), latest)
+            }
+            Families::Histogram(f, _) => Handle::Histogram(f.get_or_create_owned(&labels)),
+        };
+        Some(self.cache.entry(self.values.clone()).or_insert(h))
+    }
 }
 
 /// The transform.
@@ -512,6 +555,7 @@ impl TransformComponent for LogToMetricConfig {
                 field,
                 by_value: m.increment_by_value,
                 condition,
+                values: vec![String::new(); tags.len()],
                 tags,
                 cache: HashMap::new(),
                 refused: refused.get_or_create_owned(&vec![
@@ -588,66 +632,37 @@ impl LogToMetric {
             if rule.shared.kind == MetricKind::Counter && value < 0.0 {
                 continue;
             }
-            let labels: Labels = rule
-                .tags
-                .iter()
-                .map(|(k, t)| (k.clone(), t.render(event, now).unwrap_or_default()))
-                .collect();
-            let handle = match rule.cache.get(&labels) {
-                Some(h) => h.clone(),
-                None => {
-                    let admitted = {
-                        let mut series =
-                            rule.shared.series.lock().unwrap_or_else(|e| e.into_inner());
-                        if series.contains(&labels) || series.len() < self.max_series {
-                            series.insert(labels.clone());
-                            true
-                        } else {
-                            false
-                        }
-                    };
-                    if !admitted {
-                        rule.refused.inc();
-                        if let Some(suppressed) = rule.refused_log.allow() {
-                            tracing::warn!(component = %self.component, metric = %rule.name,
-                                max_series_per_metric = self.max_series, suppressed,
-                                "metric reached its series cap; new label sets are not recorded");
-                        }
-                        continue;
-                    }
-                    let h = match &rule.shared.families {
-                        Families::Counter(f) => Handle::Counter(f.get_or_create_owned(&labels)),
-                        Families::Gauge(f) => {
-                            let latest = Arc::clone(
-                                (rule.shared.latest.lock().unwrap_or_else(|e| e.into_inner()))
-                                    .entry(labels.clone())
-                                    .or_default(),
-                            );
-                            Handle::Gauge(f.get_or_create_owned(&labels), latest)
-                        }
-                        Families::Histogram(f, _) => {
-                            Handle::Histogram(f.get_or_create_owned(&labels))
-                        }
-                    };
-                    rule.cache.insert(labels, h.clone());
-                    h
+            // A missing field renders as the empty label value.
+            for (v, (_, t)) in rule.values.iter_mut().zip(&rule.tags) {
+                v.clear();
+                if t.render_into(event, now, v).is_err() {
+                    v.clear();
                 }
-            };
-            match handle {
-                Handle::Counter(c) => {
-                    c.inc_by(value);
-                }
-                Handle::Gauge(g, latest) => {
-                    let at = event.timestamp().unwrap_or(now);
-                    let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
-                    if latest.is_none_or(|l| at >= l) {
-                        *latest = Some(at);
-                        g.set(value);
-                    }
-                }
-                Handle::Histogram(h) => h.observe(value),
+            }
+            let at = event.timestamp().unwrap_or(now);
+            if let Some(handle) = rule.cache.get(rule.values.as_slice()) {
+                record(handle, value, at);
+            } else if let Some(handle) = rule.admit(self.max_series, &self.component) {
+                record(handle, value, at);
             }
         }
+    }
+}
+
+/// Adds `value` to a series; a gauge takes it only from an event as late as its last.
+fn record(handle: &Handle, value: f64, at: DateTime<Utc>) {
+    match handle {
+        Handle::Counter(c) => {
+            c.inc_by(value);
+        }
+        Handle::Gauge(g, latest) => {
+            let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+            if latest.is_none_or(|l| at >= l) {
+                *latest = Some(at);
+                g.set(value);
+            }
+        }
+        Handle::Histogram(h) => h.observe(value),
     }
 }
 
