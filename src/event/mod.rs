@@ -480,7 +480,7 @@ impl Event {
         if self.touches_shared(path) {
             self.unshare();
         }
-        insert_path(&mut self.fields, path, value)
+        self.fields.insert(path, value)
     }
 
     pub fn remove(&mut self, path: &OwnedValuePath) -> Option<Value> {
@@ -616,35 +616,6 @@ impl Event {
         event.set_fields(fields);
         event
     }
-}
-
-/// `Value::insert`, allocating a key only where the path makes a new one: `Value::insert`
-/// allocates every segment's key even where it exists, and a parser inserts a dozen fields
-/// under a few shared objects (`http.*`, `inference.*`) on every line.
-fn insert_path(root: &mut Value, path: &OwnedValuePath, value: Value) -> Option<Value> {
-    let fields_only = path.segments.iter().all(|s| matches!(s, OwnedSegment::Field(_)));
-    let (Value::Object(map), Some((OwnedSegment::Field(last), parents)), true) =
-        (&mut *root, path.segments.split_last(), fields_only)
-    else {
-        return root.insert(path, value);
-    };
-    let mut map = map;
-    // Every segment is a field (checked above).
-    let names = parents.iter().filter_map(|s| match s {
-        OwnedSegment::Field(name) => Some(name),
-        OwnedSegment::Index(_) => None,
-    });
-    for name in names {
-        if !matches!(map.get(name.as_str()), Some(Value::Object(_))) {
-            map.insert(name.clone(), Value::Object(ObjectMap::new()));
-        }
-        map = match map.get_mut(name.as_str()) {
-            Some(Value::Object(next)) => next,
-            // Just made an object above.
-            _ => return None,
-        };
-    }
-    map.insert(last.clone(), value)
 }
 
 /// An event's fields serialized as one object, in key order: its own entries and the shared
@@ -788,30 +759,6 @@ fn split_path_segments(path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `insert_path` leaves what `Value::insert` leaves and returns what it returns: new
-    /// objects on the way, existing ones kept, a non-object on the way replaced, indexes.
-    #[test]
-    fn insert_path_does_what_value_insert_does() {
-        let steps = [
-            ("a.b.c", Value::from(1)),
-            ("a.b.d", Value::from(2)),
-            ("a.b.c", Value::from(3)),
-            ("a.e", Value::from("text")),
-            ("a.e.f", Value::from(4)),
-            ("\"@timestamp\"", Value::from(5)),
-            ("g[1].h", Value::from(6)),
-            ("top", Value::from(7)),
-        ];
-        let mut ours = Value::Object(ObjectMap::new());
-        let mut theirs = Value::Object(ObjectMap::new());
-        for (path, value) in steps {
-            let path = parse_path(path).unwrap();
-            let got = insert_path(&mut ours, &path, value.clone());
-            assert_eq!(got, theirs.insert(&path, value), "{path}");
-            assert_eq!(ours, theirs, "{path}");
-        }
-    }
 
     /// A line event with shared `host.name` and `log.file.path`, and the same event built
     /// with them in its own tree.
