@@ -40,7 +40,7 @@
 //! configuration error. A metric name used by several transforms is one family, shared, and
 //! must have the same type everywhere.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -264,10 +264,9 @@ enum Families {
 struct Shared {
     kind: MetricKind,
     families: Families,
-    /// Label sets admitted so far; never more than the cap of the transform admitting.
-    series: Mutex<HashSet<Labels>>,
-    /// A gauge series' latest event time, one per admitted gauge series.
-    latest: Mutex<HashMap<Labels, Latest>>,
+    /// Label sets admitted so far, never more than the cap of the transform admitting; each
+    /// with the time of the event a gauge series was last set from (unused by the others).
+    series: Mutex<HashMap<Labels, Latest>>,
 }
 
 /// The time of the event a gauge series was last set from: instances transform batches at
@@ -335,7 +334,7 @@ fn shared(
             Families::Histogram(f, b)
         }
     };
-    let s = Arc::new(Shared { kind, families, series: Mutex::default(), latest: Mutex::default() });
+    let s = Arc::new(Shared { kind, families, series: Mutex::default() });
     all.insert(name.to_string(), Arc::clone(&s));
     Ok(s)
 }
@@ -370,16 +369,12 @@ impl Rule {
     fn admit(&mut self, max_series: usize, component: &str) -> Option<&Handle> {
         let labels: Labels =
             self.tags.iter().map(|(k, _)| k.clone()).zip(self.values.iter().cloned()).collect();
-        let admitted = {
+        let latest = {
             let mut series = self.shared.series.lock().unwrap_or_else(|e| e.into_inner());
-            if series.contains(&labels) || series.len() < max_series {
-                series.insert(labels.clone());
-                true
-            } else {
-                false
-            }
+            (series.contains_key(&labels) || series.len() < max_series)
+                .then(|| Arc::clone(series.entry(labels.clone()).or_default()))
         };
-        if !admitted {
+        let Some(latest) = latest else {
             self.refused.inc();
             if let Some(suppressed) = self.refused_log.allow() {
                 tracing::warn!(component = %component, metric = %self.name,
@@ -387,17 +382,10 @@ impl Rule {
                     "metric reached its series cap; new label sets are not recorded");
             }
             return None;
-        }
+        };
         let h = match &self.shared.families {
             Families::Counter(f) => Handle::Counter(f.get_or_create_owned(&labels)),
-            Families::Gauge(f) => {
-                let latest = Arc::clone(
-                    (self.shared.latest.lock().unwrap_or_else(|e| e.into_inner()))
-                        .entry(labels.clone())
-                        .or_default(),
-                );
-                Handle::Gauge(f.get_or_create_owned(&labels), latest)
-            }
+            Families::Gauge(f) => Handle::Gauge(f.get_or_create_owned(&labels), latest),
             Families::Histogram(f, _) => Handle::Histogram(f.get_or_create_owned(&labels)),
         };
         Some(self.cache.entry(self.values.clone()).or_insert(h))
@@ -595,6 +583,7 @@ fn numeric(v: &Value) -> Option<f64> {
 
 impl LogToMetric {
     fn observe(&mut self, event: &mut Event, now: DateTime<Utc>) {
+        let at = event.timestamp().unwrap_or(now);
         self.verdicts.iter_mut().for_each(|v| *v = None);
         for rule in &mut self.rules {
             if let Some(i) = rule.condition {
@@ -639,7 +628,6 @@ impl LogToMetric {
                     v.clear();
                 }
             }
-            let at = event.timestamp().unwrap_or(now);
             if let Some(handle) = rule.cache.get(rule.values.as_slice()) {
                 record(handle, value, at);
             } else if let Some(handle) = rule.admit(self.max_series, &self.component) {
