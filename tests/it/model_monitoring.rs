@@ -292,8 +292,22 @@ fn the_default_pipeline_shows_the_demo_drift_being_detected() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
+    // The embedded default pipeline (the same file), its demo's draws seeded: a clean window
+    // can read as drifted by chance, and an unseeded first window once did.
+    let demo = "type = \"demo\"\n";
+    let default = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.toml"),
+    )
+    .unwrap()
+    .replacen(demo, &format!("{demo}seed = 7\n"), 1);
+    assert!(default.contains("seed = 7"), "the default pipeline has no demo source");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("default.toml");
+    std::fs::write(&config, default).unwrap();
     let port = crate::support::free_port();
     let mut child = Command::new(weir_bin())
+        .args(["run", "--config"])
+        .arg(&config)
         .env("WEIR_API_ADDRESS", format!("127.0.0.1:{port}"))
         // Fast lines, drift after a few seconds: the same pipeline, sped up.
         .env("WEIR_DEMO_INTERVAL_MS", "2")
